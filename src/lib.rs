@@ -1,0 +1,11 @@
+//! mailvault: a paged, ESE-style mailbox store with a write-ahead log and
+//! continuous replication.
+//!
+//! Layers, each depending only on those below it:
+//! - [`vfs`]: files and directories, real or simulated with crashes and faults;
+//! - [`log`]: the write-ahead log: generations, frames, group commit, readers, recovery.
+
+#![forbid(unsafe_code)]
+
+pub mod log;
+pub mod vfs;

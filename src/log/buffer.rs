@@ -1,0 +1,295 @@
+//! The append buffer: records laid out into frames in memory, waiting for the
+//! group-commit leader to write them.
+//!
+//! The buffer is a list of runs of consecutive frames. The last frame of the
+//! last run is the open frame that appends fill; every other frame is closed
+//! and will be written to its home slot exactly once. The open frame, if it
+//! holds data, goes to a shadow slot instead.
+
+use super::Lsn;
+use super::format::{DATA_START, FLAG_SEALED, FRAME_HEADER_LEN, NO_RECORD, RECORD_HEADER_LEN, encode_record_header};
+
+/// The header fields of a frame that appends decide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FrameMeta {
+    pub used: u16,
+    pub first_record: u16,
+    pub flags: u8,
+}
+
+/// Consecutive frames of one generation.
+pub(crate) struct Run {
+    pub generation: u32,
+    pub first_index: u32,
+    /// Whole frames; header bytes are filled in by the leader.
+    pub bytes: Vec<u8>,
+    /// One entry per closed frame.
+    pub meta: Vec<FrameMeta>,
+}
+
+/// A partial copy of the open frame, bound for a shadow slot.
+pub(crate) struct TailFrame {
+    pub generation: u32,
+    pub index: u32,
+    pub bytes: Vec<u8>,
+    pub meta: FrameMeta,
+}
+
+/// What one leader writes and syncs.
+pub(crate) struct Batch {
+    pub runs: Vec<Run>,
+    pub tail: Option<TailFrame>,
+    /// Every record ending at or before this is in the batch or already durable.
+    pub end: Lsn,
+}
+
+/// Frames laid out but not yet taken by a leader.
+pub(crate) struct AppendBuffer {
+    frame_size: usize,
+    frames_per_generation: u32,
+    runs: Vec<Run>,
+    open_pos: usize,
+    open_first_record: u16,
+    /// Where the open frame's payload was already handed to a leader.
+    open_taken: usize,
+    /// End of the last record appended.
+    pub end: Lsn,
+    /// Bytes held in closed frames.
+    pub pending_bytes: usize,
+}
+
+impl AppendBuffer {
+    /// A buffer whose open frame is `index` of `generation`, already holding `content`.
+    pub fn new(
+        frame_size: u32,
+        frames_per_generation: u32,
+        generation: u32,
+        index: u32,
+        content: &[u8],
+        first_record: u16,
+    ) -> Self {
+        let fs = frame_size as usize;
+        let mut bytes = vec![0u8; fs];
+        bytes[FRAME_HEADER_LEN..FRAME_HEADER_LEN + content.len()].copy_from_slice(content);
+        AppendBuffer {
+            frame_size: fs,
+            frames_per_generation,
+            runs: vec![Run {
+                generation,
+                first_index: index,
+                bytes,
+                meta: Vec::new(),
+            }],
+            open_pos: content.len(),
+            open_first_record: first_record,
+            open_taken: content.len(),
+            end: Lsn::new(generation, index * frame_size + (FRAME_HEADER_LEN + content.len()) as u32),
+            pending_bytes: 0,
+        }
+    }
+
+    fn payload_capacity(&self) -> usize {
+        self.frame_size - FRAME_HEADER_LEN
+    }
+
+    fn open_run(&mut self) -> &mut Run {
+        self.runs.last_mut().expect("the buffer always has an open frame")
+    }
+
+    fn open_index(&self) -> u32 {
+        let run = self.runs.last().expect("the buffer always has an open frame");
+        run.first_index + (run.bytes.len() / self.frame_size) as u32 - 1
+    }
+
+    fn open_generation(&self) -> u32 {
+        self.runs.last().expect("the buffer always has an open frame").generation
+    }
+
+    /// Payload bytes a record can still use in this generation from the open position.
+    fn room_in_generation(&self) -> usize {
+        let later_frames = (self.frames_per_generation - 1 - self.open_index()) as usize;
+        self.payload_capacity() - self.open_pos + later_frames * self.payload_capacity()
+    }
+
+    /// Payload bytes of an empty generation.
+    pub fn generation_capacity(frame_size: u32, frames_per_generation: u32) -> usize {
+        (frames_per_generation - DATA_START) as usize * (frame_size as usize - FRAME_HEADER_LEN)
+    }
+
+    fn close_open_frame(&mut self, flags: u8) {
+        let meta = FrameMeta {
+            used: self.open_pos as u16,
+            first_record: self.open_first_record,
+            flags,
+        };
+        let fs = self.frame_size;
+        self.open_run().meta.push(meta);
+        self.pending_bytes += fs;
+        self.open_pos = 0;
+        self.open_taken = 0;
+        self.open_first_record = NO_RECORD;
+        if flags & FLAG_SEALED != 0 {
+            let generation = self.open_generation() + 1;
+            self.runs.push(Run {
+                generation,
+                first_index: DATA_START,
+                bytes: vec![0u8; fs],
+                meta: Vec::new(),
+            });
+        } else {
+            let run = self.open_run();
+            run.bytes.resize(run.bytes.len() + fs, 0);
+        }
+    }
+
+    /// Lays out one record; returns its start and end. The caller has checked
+    /// that `8 + data.len()` fits an empty generation.
+    pub fn append(&mut self, data: &[u8]) -> (Lsn, Lsn) {
+        let cap = self.payload_capacity();
+        if cap - self.open_pos < RECORD_HEADER_LEN {
+            if self.open_index() + 1 < self.frames_per_generation {
+                self.close_open_frame(0);
+            } else {
+                self.close_open_frame(FLAG_SEALED);
+            }
+        }
+        if RECORD_HEADER_LEN + data.len() > self.room_in_generation() {
+            self.close_open_frame(FLAG_SEALED);
+        }
+        let header = encode_record_header(data);
+        let start = self.position();
+        if self.open_first_record == NO_RECORD {
+            self.open_first_record = self.open_pos as u16;
+        }
+        self.put(&header);
+        self.put(data);
+        self.end = self.position();
+        (start, self.end)
+    }
+
+    fn position(&self) -> Lsn {
+        let fs = self.frame_size as u32;
+        Lsn::new(
+            self.open_generation(),
+            self.open_index() * fs + (FRAME_HEADER_LEN + self.open_pos) as u32,
+        )
+    }
+
+    fn put(&mut self, mut bytes: &[u8]) {
+        let cap = self.payload_capacity();
+        let fs = self.frame_size;
+        while !bytes.is_empty() {
+            if self.open_pos == cap {
+                self.close_open_frame(0);
+            }
+            let n = bytes.len().min(cap - self.open_pos);
+            let pos = self.open_pos;
+            let run = self.open_run();
+            let frame_start = run.bytes.len() - fs;
+            let at = frame_start + FRAME_HEADER_LEN + pos;
+            run.bytes[at..at + n].copy_from_slice(&bytes[..n]);
+            self.open_pos += n;
+            bytes = &bytes[n..];
+        }
+    }
+
+    /// Whether anything appended has not been handed to a leader.
+    #[cfg(test)]
+    pub fn has_new_data(&self) -> bool {
+        self.pending_bytes > 0 || self.open_pos > self.open_taken
+    }
+
+    /// Hands everything appended so far to a leader; the open frame stays.
+    pub fn take_batch(&mut self) -> Batch {
+        let fs = self.frame_size;
+        let generation = self.open_generation();
+        let index = self.open_index();
+        let mut runs = std::mem::take(&mut self.runs);
+        let last = runs.last_mut().expect("the buffer always has an open frame");
+        let open_bytes = last.bytes.split_off(last.bytes.len() - fs);
+        if last.bytes.is_empty() {
+            runs.pop();
+        }
+        let tail = (self.open_pos > self.open_taken).then(|| TailFrame {
+            generation,
+            index,
+            bytes: open_bytes.clone(),
+            meta: FrameMeta {
+                used: self.open_pos as u16,
+                first_record: self.open_first_record,
+                flags: 0,
+            },
+        });
+        self.runs.push(Run {
+            generation,
+            first_index: index,
+            bytes: open_bytes,
+            meta: Vec::new(),
+        });
+        self.open_taken = self.open_pos;
+        self.pending_bytes = 0;
+        Batch {
+            runs,
+            tail,
+            end: self.end,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frames_of(batch: &Batch) -> usize {
+        batch.runs.iter().map(|r| r.meta.len()).sum()
+    }
+
+    #[test]
+    fn records_fill_frames_and_the_open_frame_stays() {
+        let mut buf = AppendBuffer::new(512, 16, 1, DATA_START, &[], NO_RECORD);
+        let (a, a_end) = buf.append(&[1u8; 100]);
+        assert_eq!(a, Lsn::new(1, 3 * 512 + 32));
+        assert_eq!(a_end, Lsn::new(1, 3 * 512 + 32 + 108));
+        let batch = buf.take_batch();
+        assert_eq!(frames_of(&batch), 0);
+        let tail = batch.tail.expect("partial frame goes to a shadow");
+        assert_eq!(tail.meta.used, 108);
+        assert_eq!(tail.meta.first_record, 0);
+        // 1000 more bytes spill over two more frames.
+        let (b, _) = buf.append(&[2u8; 1000]);
+        assert_eq!(b, a_end);
+        let batch = buf.take_batch();
+        assert_eq!(frames_of(&batch), 2);
+        assert_eq!(batch.runs[0].first_index, DATA_START);
+        assert_eq!(batch.runs[0].meta[1].first_record, NO_RECORD);
+        assert!(batch.tail.is_some());
+        assert!(!buf.has_new_data());
+    }
+
+    #[test]
+    fn a_record_that_does_not_fit_seals_the_generation() {
+        let frames = 8;
+        let mut buf = AppendBuffer::new(512, frames, 4, DATA_START, &[], NO_RECORD);
+        let cap = AppendBuffer::generation_capacity(512, frames);
+        let (_, end) = buf.append(&vec![0u8; cap - 8 - 100]);
+        assert_eq!(end.generation(), 4);
+        let (start, _) = buf.append(&[7u8; 200]);
+        assert_eq!(start, Lsn::new(5, 3 * 512 + 32));
+        let batch = buf.take_batch();
+        let sealed = batch.runs[0].meta.last().expect("closed frames");
+        assert_eq!(sealed.flags, FLAG_SEALED);
+        assert_eq!(batch.tail.expect("new generation's frame").generation, 5);
+    }
+
+    #[test]
+    fn header_never_straddles_frames() {
+        let mut buf = AppendBuffer::new(512, 64, 1, DATA_START, &[], NO_RECORD);
+        let cap = 512 - FRAME_HEADER_LEN;
+        let (_, end) = buf.append(&vec![0u8; cap - 8 - 4]);
+        assert_eq!(end.offset() as usize % 512, FRAME_HEADER_LEN + cap - 4);
+        let (next, _) = buf.append(b"x");
+        assert_eq!(next.offset(), 4 * 512 + 32);
+        let batch = buf.take_batch();
+        assert_eq!(batch.runs[0].meta[0].used as usize, cap - 4);
+    }
+}

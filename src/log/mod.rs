@@ -1,0 +1,511 @@
+//! The write-ahead log: fixed-size, pre-allocated, recycled generation files
+//! of checksummed frames, with group commit.
+//!
+//! Committers append records to a shared buffer under a short lock. The first
+//! committer that needs durability while no write is in flight becomes the
+//! leader: it takes everything appended so far, writes it, issues one
+//! fdatasync for the whole batch, raises the durable watermark and wakes every
+//! committer it covers. Any write or sync error stops the log (fail-stop).
+
+mod buffer;
+mod error;
+mod files;
+mod format;
+mod leader;
+mod lsn;
+mod prepare;
+mod reader;
+mod records;
+mod recovery;
+mod scan;
+
+pub use error::{LogError, Result};
+pub use files::{GENERATION_SUFFIX, generation_name};
+pub use format::{FrameHeader, GenerationHeader, GenerationState, LogSignature};
+pub use lsn::Lsn;
+pub use reader::LogReader;
+pub use records::Record;
+pub use recovery::RecoveryReport;
+pub use scan::TornTail;
+
+/// Decoders exposed for fuzzing and the `dump` command.
+pub mod codec {
+    pub use super::format::{
+        DATA_START, Defect, FRAME_HEADER_LEN, HEADER_LEN, RECORD_HEADER_LEN, check_geometry, decode_record_header,
+    };
+    pub use super::inspect::{FrameReport, ImageReport, RecordReport, decode_frame_stream};
+}
+mod inspect;
+
+use buffer::{AppendBuffer, Batch};
+use files::GenFile;
+use format::{FRAME_HEADER_LEN as FHL, GenerationState as GState, NO_RECORD};
+use leader::{Counters, LeaderState};
+use parking_lot::{Condvar, Mutex, MutexGuard};
+use prepare::Preparer;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use crate::vfs::SharedVfs;
+
+/// Default frame size: one 4 KiB page.
+pub const DEFAULT_FRAME_SIZE: u32 = 4096;
+/// Default generation size (see DESIGN.md for the measurement behind it).
+pub const DEFAULT_GENERATION_SIZE: u64 = 16 << 20;
+/// Default append buffer: the most one batch writes.
+pub const DEFAULT_BUFFER_SIZE: usize = 8 << 20;
+/// Default largest record.
+pub const DEFAULT_MAX_RECORD_SIZE: usize = 4 << 20;
+
+/// How to create or open a log.
+#[derive(Debug, Clone)]
+pub struct LogOptions {
+    /// Frame size in bytes (power of two, 512..=32768). Fixed at creation.
+    pub frame_size: u32,
+    /// Generation file size in bytes. Fixed at creation.
+    pub generation_size: u64,
+    /// Bytes of appended records held in memory before appends wait for a write.
+    pub buffer_size: usize,
+    /// Largest record body accepted.
+    pub max_record_size: usize,
+    /// If set, a leader waits up to this long for more committers before writing.
+    pub max_batch_delay: Option<Duration>,
+    /// Epoch stamped into new generations (raised at failover).
+    pub epoch: u64,
+    /// At creation: the signature to use (random if `None`). At open: the
+    /// signature the log must have (any if `None`).
+    pub signature: Option<LogSignature>,
+    /// Old generation files kept for reuse instead of being deleted.
+    pub recycle_pool: usize,
+    /// Generations from this LSN's on are read and verified at open; older ones
+    /// only have their headers checked.
+    pub verify_from: Lsn,
+}
+
+impl Default for LogOptions {
+    fn default() -> Self {
+        LogOptions {
+            frame_size: DEFAULT_FRAME_SIZE,
+            generation_size: DEFAULT_GENERATION_SIZE,
+            buffer_size: DEFAULT_BUFFER_SIZE,
+            max_record_size: DEFAULT_MAX_RECORD_SIZE,
+            max_batch_delay: None,
+            epoch: 0,
+            signature: None,
+            recycle_pool: 2,
+            verify_from: Lsn::ZERO,
+        }
+    }
+}
+
+/// Where an appended record lies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// Start of the record.
+    pub lsn: Lsn,
+    /// Just after its last byte: wait for this to be durable.
+    pub end: Lsn,
+}
+
+/// Counters for monitoring and benchmarks.
+#[derive(Debug, Clone, Default)]
+pub struct LogStats {
+    /// Write batches made durable.
+    pub batches: u64,
+    /// fdatasync calls on generation files by the commit path.
+    pub syncs: u64,
+    /// Bytes written to generation files by the commit path.
+    pub bytes_written: u64,
+    /// Records appended.
+    pub records: u64,
+    /// Record body bytes appended.
+    pub record_bytes: u64,
+    /// Generation switches.
+    pub generation_switches: u64,
+    /// Switches that had to prepare the next file on the commit path.
+    pub preparation_stalls: u64,
+    /// The durable watermark.
+    pub durable: Lsn,
+    /// The end of the last appended record.
+    pub end: Lsn,
+}
+
+struct Shared {
+    buffer: AppendBuffer,
+    durable: Lsn,
+    leader_active: bool,
+    failed: Option<Arc<LogError>>,
+}
+
+struct Inner {
+    vfs: SharedVfs,
+    dir: PathBuf,
+    signature: LogSignature,
+    opts: LogOptions,
+    state: Mutex<Shared>,
+    cv: Condvar,
+    leader: Mutex<LeaderState>,
+    preparer: Arc<Preparer>,
+    counters: Arc<Counters>,
+    first_generation: AtomicU32,
+}
+
+/// An open write-ahead log.
+pub struct Log {
+    inner: Arc<Inner>,
+    preparer_thread: Option<std::thread::JoinHandle<()>>,
+    report: RecoveryReport,
+}
+
+impl std::fmt::Debug for Log {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Log").field("dir", &self.inner.dir).finish_non_exhaustive()
+    }
+}
+
+fn check_options(opts: &LogOptions, frame_size: u32, generation_size: u64) -> Result<u32> {
+    let frames = format::check_geometry(frame_size, generation_size).map_err(|e| LogError::InvalidOptions(e.into()))?;
+    let room = AppendBuffer::generation_capacity(frame_size, frames);
+    let need = opts.max_record_size + format::RECORD_HEADER_LEN;
+    if need > room || need + 2 * frame_size as usize > opts.buffer_size {
+        return Err(LogError::InvalidOptions(format!(
+            "max record size {} must fit one generation ({room} payload bytes) and the buffer ({} bytes) with room to spare",
+            opts.max_record_size, opts.buffer_size
+        )));
+    }
+    if opts.buffer_size as u64 > generation_size * 4 {
+        return Err(LogError::InvalidOptions("buffer size must be at most 4 generations".into()));
+    }
+    Ok(frames)
+}
+
+impl Log {
+    /// Creates a new log in `dir`, which must be empty or absent.
+    pub fn create(vfs: SharedVfs, dir: impl AsRef<Path>, opts: LogOptions) -> Result<Log> {
+        let dir = dir.as_ref();
+        check_options(&opts, opts.frame_size, opts.generation_size)?;
+        vfs.create_dir_all(dir).map_err(|e| LogError::io(dir, 0, "create directory", e))?;
+        let names = vfs.list(dir).map_err(|e| LogError::io(dir, 0, "list", e))?;
+        if !names.is_empty() {
+            return Err(LogError::AlreadyExists { dir: dir.to_path_buf() });
+        }
+        let signature = match opts.signature {
+            Some(s) => s,
+            None => LogSignature::random().map_err(|e| LogError::io(dir, 0, "getrandom", e))?,
+        };
+        let preparer = Preparer::new(vfs.clone(), dir.to_path_buf(), opts.frame_size, opts.generation_size, signature, 0, vec![]);
+        let prepared = preparer.prepare(1)?;
+        let header = GenerationHeader {
+            state: GState::Active,
+            frame_size: opts.frame_size,
+            generation: 1,
+            generation_size: opts.generation_size,
+            signature,
+            epoch: opts.epoch,
+            created_us: leader::now_us(),
+            nonce: leader::random_u64()?,
+            prev_created_us: 0,
+            prev_salt: 0,
+            prev_chain: 0,
+            max_write_span: (opts.buffer_size + 2 * opts.frame_size as usize) as u64,
+        };
+        let mut frame = vec![0u8; opts.frame_size as usize];
+        header.encode(&mut frame);
+        prepared.file.write_at(&frame, 0).map_err(|e| LogError::io(&prepared.path, 0, "write", e))?;
+        prepared.file.sync_data().map_err(|e| LogError::io(&prepared.path, 0, "sync", e))?;
+        let mut opts = opts;
+        opts.signature = Some(signature);
+        Log::open(vfs, dir, opts)
+    }
+
+    /// Opens the log in `dir`, running recovery: the torn tail of the last
+    /// generation, if any, is cut off and reported; anything else invalid is an error.
+    pub fn open(vfs: SharedVfs, dir: impl AsRef<Path>, opts: LogOptions) -> Result<Log> {
+        let dir = dir.as_ref().to_path_buf();
+        let rec = recovery::recover(vfs.as_ref(), &dir, opts.signature, opts.verify_from, &mut |_| Ok(()))?;
+        let last = rec.last;
+        let header = last.header;
+        let frames = check_options(&opts, header.frame_size, header.generation_size)?;
+        if let Some((file, torn)) = &rec.report.torn_tail {
+            tracing::warn!(file = %file.display(), offset = torn.offset, reason = %torn.reason, "cut off the torn tail of the log");
+        }
+        let counters = Arc::new(Counters::default());
+        let preparer = Preparer::new(
+            vfs.clone(),
+            dir.clone(),
+            header.frame_size,
+            header.generation_size,
+            header.signature,
+            opts.recycle_pool,
+            rec.report.recycled.clone(),
+        );
+        let mut leader = LeaderState {
+            current: last.clone(),
+            current_sealed: rec.last_scan.sealed,
+            chain: last.salt,
+            shadow_seq: rec.last_scan.max_shadow_seq,
+            shadow_slot: None,
+            epoch: opts.epoch.max(header.epoch),
+            max_write_span: (opts.buffer_size + 2 * header.frame_size as usize) as u64,
+            preparer: preparer.clone(),
+            counters: counters.clone(),
+        };
+        let buffer = match &rec.last_scan.resume {
+            None => AppendBuffer::new(header.frame_size, frames, header.generation + 1, format::DATA_START, &[], NO_RECORD),
+            Some(resume) => {
+                if resume.index >= frames {
+                    return Err(LogError::corrupt(&last.path, last.frame_offset(frames - 1), "generation is full but not sealed"));
+                }
+                leader.chain = resume.chain;
+                leader.shadow_slot = resume.slot;
+                prepare_tail(&mut leader, &last, resume.index, &resume.content, resume.first_record)?;
+                AppendBuffer::new(header.frame_size, frames, header.generation, resume.index, &resume.content, resume.first_record)
+            }
+        };
+        let durable = buffer.end;
+        preparer.request(header.generation + 1);
+        let thread = preparer.spawn()?;
+        let signature = header.signature;
+        Ok(Log {
+            inner: Arc::new(Inner {
+                vfs,
+                dir,
+                signature,
+                opts,
+                state: Mutex::new(Shared {
+                    buffer,
+                    durable,
+                    leader_active: false,
+                    failed: None,
+                }),
+                cv: Condvar::new(),
+                leader: Mutex::new(leader),
+                preparer,
+                counters,
+                first_generation: AtomicU32::new(rec.report.first_generation),
+            }),
+            preparer_thread: Some(thread),
+            report: rec.report,
+        })
+    }
+
+    /// What recovery found when this log was opened.
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.report
+    }
+
+    /// The log's signature.
+    pub fn signature(&self) -> LogSignature {
+        self.inner.signature
+    }
+
+    /// The log directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// Appends a record to the buffer; it is durable once [`Log::wait_durable`]
+    /// returns for its `end`. The record is whole in the buffer or not at all.
+    pub fn append(&self, data: &[u8]) -> Result<Appended> {
+        let inner = &self.inner;
+        if data.len() > inner.opts.max_record_size {
+            return Err(LogError::RecordTooLarge {
+                len: data.len(),
+                max: inner.opts.max_record_size,
+            });
+        }
+        let fs = inner.leader.lock().current.frame_size() as usize;
+        let mut st = inner.state.lock();
+        loop {
+            if let Some(cause) = &st.failed {
+                return Err(LogError::Stopped { cause: cause.clone() });
+            }
+            if st.buffer.pending_bytes == 0 || st.buffer.pending_bytes + data.len() + 2 * fs <= inner.opts.buffer_size {
+                break;
+            }
+            if st.leader_active {
+                inner.cv.wait(&mut st);
+            } else {
+                inner.lead(&mut st);
+            }
+        }
+        let (lsn, end) = st.buffer.append(data);
+        drop(st);
+        inner.counters.records.fetch_add(1, Ordering::Relaxed);
+        inner.counters.record_bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+        Ok(Appended { lsn, end })
+    }
+
+    /// Waits until everything up to `end` is durable, leading a group-commit
+    /// batch if no write is in flight.
+    pub fn wait_durable(&self, end: Lsn) -> Result<()> {
+        let inner = &self.inner;
+        let mut st = inner.state.lock();
+        loop {
+            if st.durable >= end {
+                return Ok(());
+            }
+            if let Some(cause) = &st.failed {
+                return Err(LogError::Stopped { cause: cause.clone() });
+            }
+            if end > st.buffer.end {
+                return Err(LogError::InvalidOptions(format!(
+                    "cannot wait for {end}: the log ends at {}",
+                    st.buffer.end
+                )));
+            }
+            if st.leader_active {
+                inner.cv.wait(&mut st);
+            } else {
+                inner.lead(&mut st);
+            }
+        }
+    }
+
+    /// Appends a record and waits until it is durable.
+    pub fn commit(&self, data: &[u8]) -> Result<Appended> {
+        let appended = self.append(data)?;
+        self.wait_durable(appended.end)?;
+        Ok(appended)
+    }
+
+    /// Makes everything appended so far durable; returns the durable end.
+    pub fn flush(&self) -> Result<Lsn> {
+        let end = self.inner.state.lock().buffer.end;
+        self.wait_durable(end)?;
+        Ok(end)
+    }
+
+    /// The durable watermark: every record ending at or before it survives a crash.
+    pub fn durable_lsn(&self) -> Lsn {
+        self.inner.state.lock().durable
+    }
+
+    /// The end of the last appended record.
+    pub fn end_lsn(&self) -> Lsn {
+        self.inner.state.lock().buffer.end
+    }
+
+    /// The oldest generation still in the log.
+    pub fn first_generation(&self) -> u32 {
+        self.inner.first_generation.load(Ordering::Acquire)
+    }
+
+    /// Reads durable records from `from` (see [`LogReader::new`]).
+    pub fn reader(&self, from: Lsn) -> Result<LogReader> {
+        let limit = self.durable_lsn();
+        Ok(LogReader::new(self.inner.vfs.clone(), &self.inner.dir, from, limit)?.expect_signature(self.inner.signature))
+    }
+
+    /// Recycles (or removes) every generation that lies wholly before `lsn`.
+    /// Returns how many were retired. The caller guarantees nothing before
+    /// `lsn` is needed any more.
+    pub fn recycle_before(&self, lsn: Lsn) -> Result<u32> {
+        let inner = &self.inner;
+        let limit = lsn.generation().min(self.durable_lsn().generation());
+        let mut retired = 0;
+        loop {
+            let first = inner.first_generation.load(Ordering::Acquire);
+            if first >= limit {
+                return Ok(retired);
+            }
+            inner.preparer.retire(first)?;
+            inner.first_generation.store(first + 1, Ordering::Release);
+            retired += 1;
+        }
+    }
+
+    /// Counters and watermarks.
+    pub fn stats(&self) -> LogStats {
+        let c = &self.inner.counters;
+        let st = self.inner.state.lock();
+        LogStats {
+            batches: c.batches.load(Ordering::Relaxed),
+            syncs: c.syncs.load(Ordering::Relaxed),
+            bytes_written: c.bytes_written.load(Ordering::Relaxed),
+            records: c.records.load(Ordering::Relaxed),
+            record_bytes: c.record_bytes.load(Ordering::Relaxed),
+            generation_switches: c.generation_switches.load(Ordering::Relaxed),
+            preparation_stalls: c.preparation_stalls.load(Ordering::Relaxed),
+            durable: st.durable,
+            end: st.buffer.end,
+        }
+    }
+
+    /// Flushes everything and closes the log.
+    pub fn close(mut self) -> Result<()> {
+        let result = self.flush().map(|_| ());
+        self.stop_preparer();
+        result
+    }
+
+    fn stop_preparer(&mut self) {
+        self.inner.preparer.shutdown();
+        if let Some(t) = self.preparer_thread.take() {
+            // A panic in the preparer thread has nothing left to clean up.
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Log {
+    fn drop(&mut self) {
+        self.stop_preparer();
+    }
+}
+
+impl Inner {
+    /// Runs one group-commit batch as leader. Called with the state locked and
+    /// no leader active; returns with the state locked.
+    fn lead(&self, st: &mut MutexGuard<'_, Shared>) {
+        st.leader_active = true;
+        if let Some(delay) = self.opts.max_batch_delay {
+            self.cv.wait_for(st, delay);
+        }
+        let batch: Batch = st.buffer.take_batch();
+        self.cv.notify_all();
+        let result = MutexGuard::unlocked(st, || self.leader.lock().write_batch(batch));
+        st.leader_active = false;
+        match result {
+            Ok(end) => st.durable = st.durable.max(end),
+            Err(e) => {
+                tracing::error!(error = %e, "log write failed; the log is stopped");
+                st.failed = Some(Arc::new(e));
+            }
+        }
+        self.cv.notify_all();
+    }
+}
+
+/// At open, makes the partly filled frame at the end of the log safe in a
+/// shadow slot, then wipes the home frames after it that an unfinished batch
+/// may have left, so they can never be mistaken for log later.
+fn prepare_tail(leader: &mut LeaderState, last: &GenFile, index: u32, content: &[u8], first_record: u16) -> Result<()> {
+    let fs = last.frame_size() as usize;
+    if !content.is_empty() {
+        let mut bytes = vec![0u8; fs];
+        bytes[FHL..FHL + content.len()].copy_from_slice(content);
+        let tail = buffer::TailFrame {
+            generation: last.header.generation,
+            index,
+            bytes,
+            meta: buffer::FrameMeta {
+                used: content.len() as u16,
+                first_record,
+                flags: 0,
+            },
+        };
+        leader.write_shadow(tail, index)?;
+        leader.sync()?;
+    }
+    let span = (last.header.max_write_span.max(leader.max_write_span) / fs as u64 + 2) as u32;
+    let stop = index.saturating_add(span).min(last.frames());
+    if stop > index {
+        let zeros = vec![0u8; (stop - index) as usize * fs];
+        leader.write(&zeros, last.frame_offset(index))?;
+        leader.sync()?;
+    }
+    Ok(())
+}

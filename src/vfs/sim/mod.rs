@@ -1,0 +1,272 @@
+//! A deterministic, fault-injecting file system in memory.
+//!
+//! Model:
+//! - A file is an inode with a *written* image (what reads see), a *durable*
+//!   image (what survives a power cut) and the ops (writes, `set_len`) issued
+//!   since its last `sync_data`. `sync_data` applies them to the durable image.
+//! - Names live in a written namespace and a durable one. Create, rename and
+//!   remove change the written one; `sync_dir(d)` copies every entry directly
+//!   inside `d` (presence or absence) into the durable one.
+//! - [`SimVfs::crash`] is a power cut: each pending op is dropped, kept, or
+//!   (writes) torn per 512-byte sector into kept, dropped and garbage sectors,
+//!   as the seeded RNG decides (see [`CrashMode`]). The written state is then
+//!   reset to the durable state, and every call fails until
+//!   [`SimVfs::restart`]; handles opened before the crash fail forever.
+//! - An unlinked file stays usable through its open handles; it is gone at
+//!   the crash unless the durable namespace still names it.
+//! - The same seed and the same sequence of calls give the same outcome.
+//!
+//! Simplifications, on purpose:
+//! - Directories are created durably at once by `create_dir_all` and are
+//!   never removed. Only files can be renamed or removed.
+//! - Paths are keys: "." components are dropped, ".." is not resolved.
+//!   A rename between directories is allowed; each side becomes durable with
+//!   the `sync_dir` of its own directory, so a crash may keep both or neither.
+//! - Unsynced namespace changes are always lost at a crash (a real file
+//!   system may keep some); unsynced data follows the crash mode.
+//! - An injected EIO or ENOSPC makes the call fail without effect; an
+//!   injected crash cuts power during the call, which fails. A failed sync
+//!   leaves its ops pending, so a later crash may still lose them: data that
+//!   a failed fsync did not cover must never be assumed durable (fsyncgate).
+//! - Files are capped at [`MAX_FILE_SIZE`] and held in memory whole.
+
+mod crash;
+mod rng;
+mod state;
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod tests_crash;
+
+pub use crash::SECTOR_SIZE;
+pub use rng::SimRng;
+
+use super::{OpenMode, Vfs, VfsFile};
+use parking_lot::Mutex;
+use state::{Call, InodeId, State, normalize};
+use std::fmt;
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Largest simulated file; bigger offsets or lengths fail with `InvalidInput`.
+pub const MAX_FILE_SIZE: u64 = 1 << 34;
+
+/// A fault to inject at a chosen call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultKind {
+    /// The call fails with EIO (raw OS error 5).
+    Eio,
+    /// The call fails with ENOSPC (raw OS error 28).
+    Enospc,
+    /// A power cut happens during the call, which fails.
+    Crash,
+}
+
+/// What a crash does to the ops pending since the last sync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CrashMode {
+    /// Each op is dropped, kept or torn, as the seeded RNG decides.
+    #[default]
+    Random,
+    /// Every pending op survives intact.
+    KeepAll,
+    /// Every pending op is lost.
+    DropAll,
+}
+
+/// The simulated file system. Cheap to share: clones of the `Arc` from
+/// [`SimVfs::new`] and every open handle see one state behind one mutex.
+pub struct SimVfs {
+    state: Arc<Mutex<State>>,
+}
+
+impl SimVfs {
+    /// An empty file system whose random choices all derive from `seed`.
+    pub fn new(seed: u64) -> Arc<SimVfs> {
+        Arc::new(SimVfs {
+            state: Arc::new(Mutex::new(State::new(seed))),
+        })
+    }
+
+    /// The seed given to [`SimVfs::new`].
+    pub fn seed(&self) -> u64 {
+        self.state.lock().seed
+    }
+
+    /// Calls so far of any `Vfs` or `VfsFile` method, failed ones included.
+    pub fn op_count(&self) -> u64 {
+        self.state.lock().ops
+    }
+
+    /// `sync_data` and `sync_dir` calls so far, failed ones included.
+    pub fn sync_count(&self) -> u64 {
+        self.state.lock().syncs
+    }
+
+    /// The call numbered `op` (0-based, as [`SimVfs::op_count`] counts) fails
+    /// with `kind` instead of running. An index already passed never fires.
+    pub fn inject_at_op(&self, op: u64, kind: FaultKind) {
+        let mut state = self.state.lock();
+        if op >= state.ops {
+            state.faults.insert(op, kind);
+        }
+    }
+
+    /// The sync call numbered `sync_index` (0-based, as
+    /// [`SimVfs::sync_count`] counts) crashes instead of running.
+    pub fn crash_at_sync(&self, sync_index: u64) {
+        let mut state = self.state.lock();
+        if sync_index >= state.syncs {
+            state.crash_syncs.insert(sync_index);
+        }
+    }
+
+    /// Power cut now; a no-op if already crashed.
+    pub fn crash(&self) {
+        self.state.lock().crash();
+    }
+
+    /// Whether the system is down (crashed and not restarted).
+    pub fn is_crashed(&self) -> bool {
+        self.state.lock().crashed
+    }
+
+    /// Brings the system back up after a crash. Old handles keep failing.
+    pub fn restart(&self) {
+        self.state.lock().crashed = false;
+    }
+
+    /// Chooses what later crashes do with pending ops.
+    pub fn set_crash_mode(&self, mode: CrashMode) {
+        self.state.lock().mode = mode;
+    }
+
+    /// Durable content of the file durably named `path`. Not counted as an op.
+    pub fn durable_image(&self, path: &Path) -> Option<Vec<u8>> {
+        let state = self.state.lock();
+        let id = state.durable_ns.get(&normalize(path))?;
+        Some(state.inodes.get(id)?.durable.clone())
+    }
+
+    /// Current content of the file named `path`. Not counted as an op.
+    pub fn written_image(&self, path: &Path) -> Option<Vec<u8>> {
+        let state = self.state.lock();
+        let id = state.written_ns.get(&normalize(path))?;
+        Some(state.inodes.get(id)?.written.clone())
+    }
+
+    /// Test helper (bit rot): overwrites bytes in both the written and the
+    /// durable image, growing them if needed. Not counted as an op, allowed
+    /// while crashed.
+    pub fn poke(&self, path: &Path, offset: u64, bytes: &[u8]) -> io::Result<()> {
+        self.state.lock().poke(path, offset, bytes)
+    }
+}
+
+impl fmt::Debug for SimVfs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.state.lock();
+        f.debug_struct("SimVfs")
+            .field("seed", &state.seed)
+            .field("ops", &state.ops)
+            .field("syncs", &state.syncs)
+            .field("crashed", &state.crashed)
+            .field("epoch", &state.epoch)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Vfs for SimVfs {
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn VfsFile>> {
+        let mut state = self.state.lock();
+        state.begin(Call::Vfs)?;
+        let inode = state.open(path, mode)?;
+        Ok(Arc::new(SimFile {
+            state: Arc::clone(&self.state),
+            inode,
+            epoch: state.epoch,
+        }))
+    }
+
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        let mut state = self.state.lock();
+        state.begin(Call::Vfs)?;
+        state.remove(path)
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let mut state = self.state.lock();
+        state.begin(Call::Vfs)?;
+        state.rename(from, to)
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        let mut state = self.state.lock();
+        state.begin(Call::SyncDir)?;
+        state.sync_dir(dir)
+    }
+
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+        let mut state = self.state.lock();
+        state.begin(Call::Vfs)?;
+        state.list(dir)
+    }
+
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        let mut state = self.state.lock();
+        state.begin(Call::Vfs)?;
+        state.create_dir_all(dir)
+    }
+
+    fn exists(&self, path: &Path) -> io::Result<bool> {
+        let mut state = self.state.lock();
+        state.begin(Call::Vfs)?;
+        Ok(state.exists(path))
+    }
+}
+
+/// An open file: the shared state, the inode and the epoch it was opened in.
+struct SimFile {
+    state: Arc<Mutex<State>>,
+    inode: InodeId,
+    epoch: u64,
+}
+
+impl VfsFile for SimFile {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        let mut state = self.state.lock();
+        state.begin(Call::File(self.epoch))?;
+        state.read_at(self.inode, buf, offset)
+    }
+
+    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        let mut state = self.state.lock();
+        state.begin(Call::File(self.epoch))?;
+        state.write_at(self.inode, buf, offset)
+    }
+
+    fn sync_data(&self) -> io::Result<()> {
+        let mut state = self.state.lock();
+        state.begin(Call::SyncData(self.epoch))?;
+        state.sync_data(self.inode)
+    }
+
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        let mut state = self.state.lock();
+        state.begin(Call::File(self.epoch))?;
+        state.set_len(self.inode, len)
+    }
+
+    fn len(&self) -> io::Result<u64> {
+        let mut state = self.state.lock();
+        state.begin(Call::File(self.epoch))?;
+        state.len(self.inode)
+    }
+}
+
+impl Drop for SimFile {
+    fn drop(&mut self) {
+        self.state.lock().close(self.inode, self.epoch);
+    }
+}
