@@ -224,7 +224,7 @@ impl Log {
     /// generation, if any, is cut off and reported; anything else invalid is an error.
     pub fn open(vfs: SharedVfs, dir: impl AsRef<Path>, opts: LogOptions) -> Result<Log> {
         let dir = dir.as_ref().to_path_buf();
-        let rec = recovery::recover(vfs.as_ref(), &dir, opts.signature, opts.verify_from, &mut |_| Ok(()))?;
+        let rec = recovery::recover(vfs.as_ref(), &dir, opts.signature, opts.verify_from, false, &mut |_| Ok(()))?;
         let last = rec.last;
         let header = last.header;
         let frames = check_options(&opts, header.frame_size, header.generation_size)?;
@@ -289,6 +289,18 @@ impl Log {
             preparer_thread: Some(thread),
             report: rec.report,
         })
+    }
+
+    /// Verifies the log in `dir` without writing anything: every header, the
+    /// generation chain, every frame and record checksum. Each record is passed
+    /// to `visit`. A torn tail is reported, not an error.
+    pub fn verify(
+        vfs: &dyn crate::vfs::Vfs,
+        dir: impl AsRef<Path>,
+        expected: Option<LogSignature>,
+        visit: &mut dyn FnMut(Record) -> Result<()>,
+    ) -> Result<RecoveryReport> {
+        Ok(recovery::recover(vfs, dir.as_ref(), expected, Lsn::ZERO, true, visit)?.report)
     }
 
     /// What recovery found when this log was opened.

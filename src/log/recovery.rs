@@ -51,6 +51,7 @@ pub(crate) fn recover(
     dir: &Path,
     expected: Option<LogSignature>,
     verify_from: Lsn,
+    keep_bodies: bool,
     sink: &mut dyn FnMut(Record) -> Result<()>,
 ) -> Result<Recovered> {
     let names = vfs.list(dir).map_err(|e| match e.kind() {
@@ -119,7 +120,7 @@ pub(crate) fn recover(
         }
         let is_last = i + 1 == headers.len();
         let gfile = GenFile::open(vfs, dir, *generation)?;
-        let scan = scan_generation(&gfile, is_last, false, sink)?;
+        let scan = scan_generation(&gfile, is_last, keep_bodies, sink)?;
         report.generations_scanned += 1;
         report.records += scan.records;
         report.record_bytes += scan.record_bytes;
