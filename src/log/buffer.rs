@@ -59,7 +59,8 @@ pub(crate) struct AppendBuffer {
 }
 
 impl AppendBuffer {
-    /// A buffer whose open frame is `index` of `generation`, already holding `content`.
+    /// A buffer whose open frame is `index` of `generation`, already holding
+    /// `content`; `end` is the end of the last record already in the log.
     pub fn new(
         frame_size: u32,
         frames_per_generation: u32,
@@ -67,6 +68,7 @@ impl AppendBuffer {
         index: u32,
         content: &[u8],
         first_record: u16,
+        end: Lsn,
     ) -> Self {
         let fs = frame_size as usize;
         let mut bytes = vec![0u8; fs];
@@ -83,7 +85,7 @@ impl AppendBuffer {
             open_pos: content.len(),
             open_first_record: first_record,
             open_taken: content.len(),
-            end: Lsn::new(generation, index * frame_size + (FRAME_HEADER_LEN + content.len()) as u32),
+            end,
             pending_bytes: 0,
         }
     }
@@ -246,7 +248,7 @@ mod tests {
 
     #[test]
     fn records_fill_frames_and_the_open_frame_stays() {
-        let mut buf = AppendBuffer::new(512, 16, 1, DATA_START, &[], NO_RECORD);
+        let mut buf = AppendBuffer::new(512, 16, 1, DATA_START, &[], NO_RECORD, Lsn::ZERO);
         let (a, a_end) = buf.append(&[1u8; 100]);
         assert_eq!(a, Lsn::new(1, 3 * 512 + 32));
         assert_eq!(a_end, Lsn::new(1, 3 * 512 + 32 + 108));
@@ -269,7 +271,7 @@ mod tests {
     #[test]
     fn a_record_that_does_not_fit_seals_the_generation() {
         let frames = 8;
-        let mut buf = AppendBuffer::new(512, frames, 4, DATA_START, &[], NO_RECORD);
+        let mut buf = AppendBuffer::new(512, frames, 4, DATA_START, &[], NO_RECORD, Lsn::ZERO);
         let cap = AppendBuffer::generation_capacity(512, frames);
         let (_, end) = buf.append(&vec![0u8; cap - 8 - 100]);
         assert_eq!(end.generation(), 4);
@@ -283,7 +285,7 @@ mod tests {
 
     #[test]
     fn header_never_straddles_frames() {
-        let mut buf = AppendBuffer::new(512, 64, 1, DATA_START, &[], NO_RECORD);
+        let mut buf = AppendBuffer::new(512, 64, 1, DATA_START, &[], NO_RECORD, Lsn::ZERO);
         let cap = 512 - FRAME_HEADER_LEN;
         let (_, end) = buf.append(&vec![0u8; cap - 8 - 4]);
         assert_eq!(end.offset() as usize % 512, FRAME_HEADER_LEN + cap - 4);

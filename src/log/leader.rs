@@ -48,6 +48,7 @@ impl LeaderState {
     /// the caller never retries.
     pub fn write_batch(&mut self, batch: Batch) -> Result<Lsn> {
         let Batch { mut runs, tail, end } = batch;
+        let start_generation = self.current.header.generation;
         let mut batch_start = runs
             .first()
             .map(|r| r.first_index)
@@ -80,6 +81,11 @@ impl LeaderState {
             self.write_shadow(tail, batch_start)?;
         }
         self.sync()?;
+        let switched = self.current.header.generation != start_generation;
+        if switched {
+            // Only now is the new header durable: a spare after it is safe.
+            self.preparer.request(self.current.header.generation + 1);
+        }
         self.counters.batches.fetch_add(1, Ordering::Relaxed);
         Ok(end)
     }
@@ -179,7 +185,6 @@ impl LeaderState {
         self.shadow_seq = 0;
         self.shadow_slot = None;
         self.counters.generation_switches.fetch_add(1, Ordering::Relaxed);
-        self.preparer.request(generation + 1);
         Ok(())
     }
 }

@@ -244,7 +244,8 @@ impl Log {
         let mut leader = LeaderState {
             current: last.clone(),
             current_sealed: rec.last_scan.sealed,
-            chain: last.salt,
+            // For a sealed generation this is its full chain, which the next header names.
+            chain: rec.last_scan.chain,
             shadow_seq: rec.last_scan.max_shadow_seq,
             shadow_slot: None,
             epoch: opts.epoch.max(header.epoch),
@@ -253,7 +254,15 @@ impl Log {
             counters: counters.clone(),
         };
         let buffer = match &rec.last_scan.resume {
-            None => AppendBuffer::new(header.frame_size, frames, header.generation + 1, format::DATA_START, &[], NO_RECORD),
+            None => AppendBuffer::new(
+                header.frame_size,
+                frames,
+                header.generation + 1,
+                format::DATA_START,
+                &[],
+                NO_RECORD,
+                rec.last_scan.end,
+            ),
             Some(resume) => {
                 if resume.index >= frames {
                     return Err(LogError::corrupt(&last.path, last.frame_offset(frames - 1), "generation is full but not sealed"));
@@ -261,7 +270,15 @@ impl Log {
                 leader.chain = resume.chain;
                 leader.shadow_slot = resume.slot;
                 prepare_tail(&mut leader, &last, resume.index, &resume.content, resume.first_record)?;
-                AppendBuffer::new(header.frame_size, frames, header.generation, resume.index, &resume.content, resume.first_record)
+                AppendBuffer::new(
+                    header.frame_size,
+                    frames,
+                    header.generation,
+                    resume.index,
+                    &resume.content,
+                    resume.first_record,
+                    rec.last_scan.end,
+                )
             }
         };
         let durable = buffer.end;

@@ -98,7 +98,7 @@ impl Preparer {
                 let p = st.ready.take().expect("checked above");
                 return Ok(p);
             }
-            if st.busy == Some(generation) {
+            if st.busy.is_some() {
                 self.cv.wait(&mut st);
                 continue;
             }
@@ -107,10 +107,18 @@ impl Preparer {
             }
             break;
         }
+        // Prepare it here; the thread must not prepare the same file again.
         st.ready = None;
+        if st.want == Some(generation) {
+            st.want = None;
+        }
+        st.busy = Some(generation);
         drop(st);
         counters.preparation_stalls.fetch_add(1, Ordering::Relaxed);
-        self.prepare(generation)
+        let result = self.prepare(generation);
+        self.state.lock().busy = None;
+        self.cv.notify_all();
+        result
     }
 
     fn run(&self) {

@@ -122,6 +122,13 @@ impl SimVfs {
         }
     }
 
+    /// Cancels every injected fault and crash that has not fired yet.
+    pub fn clear_faults(&self) {
+        let mut state = self.state.lock();
+        state.faults.clear();
+        state.crash_syncs.clear();
+    }
+
     /// Power cut now; a no-op if already crashed.
     pub fn crash(&self) {
         self.state.lock().crash();
