@@ -4,7 +4,7 @@
 //! record is present, byte-exact and in order, and nothing else appears.
 //!
 //! `MAILVAULT_CRASH_POINTS=N` sets the number of random crash points (default
-//! 600 in CI); the every-sync sweep adds its own.
+//! 2000 in CI); the every-sync sweep adds its own.
 
 mod common;
 
@@ -17,32 +17,57 @@ fn crash_points(default: u64) -> u64 {
     std::env::var("MAILVAULT_CRASH_POINTS").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-/// Recovers after a crash and checks the model. Returns the reopened log.
-fn recover_and_check(sim: &Arc<SimVfs>, model: &mut Model, outcome: &common::Outcome, context: &str) {
+/// What a campaign saw, so a test cannot pass by crashing where nothing happens.
+#[derive(Default, Debug)]
+struct Tally {
+    points: u64,
+    mid_run: u64,
+    torn_tails: u64,
+    acked: u64,
+    in_doubt_survived: u64,
+}
+
+/// Recovers after a crash and checks the model.
+fn recover_and_check(sim: &Arc<SimVfs>, model: &mut Model, outcome: &common::Outcome, context: &str, tally: &mut Tally) {
     sim.clear_faults();
-    if !sim.is_crashed() {
+    tally.points += 1;
+    if sim.is_crashed() {
+        tally.mid_run += 1;
+    } else {
         sim.crash();
     }
     sim.restart();
     let log = open_log(sim, false).unwrap_or_else(|e| panic!("{context}: recovery failed: {e}"));
+    if log.recovery_report().torn_tail.is_some() {
+        tally.torn_tails += 1;
+    }
+    let before = model.committed.len();
     model.check_and_adopt(read_back(&log), outcome, context);
+    tally.acked += outcome.acked.len() as u64;
+    tally.in_doubt_survived += (model.committed.len() - before).saturating_sub(outcome.acked.len()) as u64;
     assert!(!outcome.wrote_after_failure, "{context}: the log accepted writes after a failure");
     log.close().unwrap_or_else(|e| panic!("{context}: close after recovery failed: {e}"));
 }
 
+fn assert_meaningful(name: &str, tally: &Tally) {
+    eprintln!("{name}: {tally:?}");
+    assert!(tally.mid_run * 2 > tally.points, "{name}: most crashes must hit a running workload");
+    assert!(tally.torn_tails > 0, "{name}: some crashes must leave a torn tail");
+    assert!(tally.acked > tally.points, "{name}: crashes must put acknowledged records at risk");
+}
+
 /// One seed: a few rounds, each cut short by a crash at a random operation.
-fn random_crash_run(seed: u64, rounds: u32, threads: u32) -> u64 {
+fn random_crash_run(seed: u64, rounds: u32, threads: u32, tally: &mut Tally) {
     let sim = SimVfs::new(seed);
     let mut rng = SimRng::new(seed);
     let log = open_log(&sim, true).expect("create");
     log.close().expect("close");
     let mut model = Model::default();
-    let mut points = 0;
     for round in 0..rounds {
         let context = format!("seed {seed} round {round}");
         // A crash somewhere in the next few hundred operations, including
         // during recovery itself.
-        let at = sim.op_count() + 1 + rng.below(400);
+        let at = sim.op_count() + 1 + rng.below(150 * threads as u64);
         sim.inject_at_op(at, FaultKind::Crash);
         let outcome = match open_log(&sim, false) {
             Ok(log) => {
@@ -53,42 +78,40 @@ fn random_crash_run(seed: u64, rounds: u32, threads: u32) -> u64 {
             }
             Err(_) => common::Outcome::default(),
         };
-        recover_and_check(&sim, &mut model, &outcome, &context);
-        points += 1;
+        recover_and_check(&sim, &mut model, &outcome, &context, tally);
     }
-    points
 }
 
 #[test]
 fn random_crash_points_single_committer() {
-    let total = crash_points(600) / 2;
-    let mut points = 0;
+    let total = crash_points(2000) / 2;
+    let mut tally = Tally::default();
     let mut seed = 1;
-    while points < total {
-        points += random_crash_run(seed, 4, 1);
+    while tally.points < total {
+        random_crash_run(seed, 4, 1, &mut tally);
         seed += 1;
     }
-    eprintln!("single committer: {points} crash points");
+    assert_meaningful("single committer", &tally);
 }
 
 #[test]
 fn random_crash_points_concurrent_committers() {
-    let total = crash_points(600) / 2;
-    let mut points = 0;
+    let total = crash_points(2000) / 2;
+    let mut tally = Tally::default();
     let mut seed = 10_000;
-    while points < total {
-        points += random_crash_run(seed, 4, 4);
+    while tally.points < total {
+        random_crash_run(seed, 4, 4, &mut tally);
         seed += 1;
     }
-    eprintln!("four committers: {points} crash points");
+    assert_meaningful("four committers", &tally);
 }
 
 /// Counts the syncs of a deterministic single-committer workload, then cuts
 /// power at each of them in turn.
 #[test]
 fn crash_at_every_sync() {
-    let seeds = crash_points(600) / 150 + 1;
-    let mut points = 0;
+    let seeds = crash_points(2000) / 150 + 1;
+    let mut tally = Tally::default();
     for seed in 0..seeds {
         let run = |crash_at: Option<u64>| {
             let sim = SimVfs::new(seed);
@@ -115,9 +138,8 @@ fn crash_at_every_sync() {
         for k in 0..syncs {
             let (sim, outcome, _) = run(Some(k));
             let mut model = Model::default();
-            recover_and_check(&sim, &mut model, &outcome, &format!("seed {seed} sync {k}"));
-            points += 1;
+            recover_and_check(&sim, &mut model, &outcome, &format!("seed {seed} sync {k}"), &mut tally);
         }
     }
-    eprintln!("every sync: {points} crash points");
+    assert_meaningful("every sync", &tally);
 }
