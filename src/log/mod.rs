@@ -253,6 +253,7 @@ impl Log {
             preparer: preparer.clone(),
             counters: counters.clone(),
         };
+        rewrite_recent(&leader, &last, rec.last_scan.home_end)?;
         let buffer = match &rec.last_scan.resume {
             None => AppendBuffer::new(
                 header.frame_size,
@@ -506,6 +507,24 @@ impl Inner {
         }
         self.cv.notify_all();
     }
+}
+
+/// At open, writes the generation header and the last write span of home
+/// frames again, then syncs. After a failed fsync Linux may have dropped those
+/// writes while reads still return them (fsyncgate); writing them again is the
+/// only way to be sure the log we continue is the log on disk.
+fn rewrite_recent(leader: &LeaderState, last: &GenFile, home_end: u32) -> Result<()> {
+    let fs = last.frame_size() as usize;
+    let span = (last.header.max_write_span / fs as u64 + 2) as u32;
+    let from = home_end.saturating_sub(span).max(format::DATA_START);
+    let mut bytes = Vec::new();
+    last.read_frames(0, 1, &mut bytes)?;
+    leader.write(&bytes, 0)?;
+    if home_end > from {
+        last.read_frames(from, home_end - from, &mut bytes)?;
+        leader.write(&bytes, last.frame_offset(from))?;
+    }
+    leader.sync()
 }
 
 /// At open, makes the partly filled frame at the end of the log safe in a

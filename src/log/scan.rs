@@ -153,6 +153,8 @@ pub(crate) struct GenerationScan {
     pub resume: Option<Resume>,
     pub torn: Option<TornTail>,
     pub max_shadow_seq: u32,
+    /// One past the last valid home frame.
+    pub home_end: u32,
 }
 
 /// Scans a whole generation, verifying every frame and record and passing
@@ -180,6 +182,7 @@ pub(crate) fn scan_generation(
         resume: None,
         torn: None,
         max_shadow_seq: 0,
+        home_end: DATA_START,
     };
     let mut last_frame: Option<WalkedFrame> = None;
     while let Some(frame) = walk.next_frame()? {
@@ -187,6 +190,7 @@ pub(crate) fn scan_generation(
         chain_before.push(chain);
         if !frame.from_shadow {
             chain = chain_step(chain, frame.header.crc);
+            scan.home_end = frame.index + 1;
         }
         asm.feed(&gfile.path, offset, &frame.header, &frame.bytes[FRAME_HEADER_LEN..], &mut out)?;
         for record in out.drain(..) {

@@ -25,9 +25,10 @@
 //! - Unsynced namespace changes are always lost at a crash (a real file
 //!   system may keep some); unsynced data follows the crash mode.
 //! - An injected EIO or ENOSPC makes the call fail without effect; an
-//!   injected crash cuts power during the call, which fails. A failed sync
-//!   leaves its ops pending, so a later crash may still lose them: data that
-//!   a failed fsync did not cover must never be assumed durable (fsyncgate).
+//!   injected crash cuts power during the call, which fails. A failed
+//!   `sync_data` behaves like Linux after a writeback error (fsyncgate): the
+//!   pending writes stay readable but are forgotten, so they never become
+//!   durable, not even through a later successful sync.
 //! - Files are capped at [`MAX_FILE_SIZE`] and held in memory whole.
 
 mod crash;
@@ -255,7 +256,14 @@ impl VfsFile for SimFile {
 
     fn sync_data(&self) -> io::Result<()> {
         let mut state = self.state.lock();
-        state.begin(Call::SyncData(self.epoch))?;
+        if let Err(e) = state.begin(Call::SyncData(self.epoch)) {
+            if e.raw_os_error().is_some() && !state.crashed {
+                // Linux after a failed writeback: the pages are marked clean, so
+                // the data stays readable but will never reach the disk (fsyncgate).
+                state.inode_mut(self.inode)?.pending.clear();
+            }
+            return Err(e);
+        }
         state.sync_data(self.inode)
     }
 
