@@ -28,10 +28,18 @@ pub fn recycle_name(generation: u32) -> String {
 pub enum LogFileName {
     Generation(u32),
     Recycled(u32),
+    /// A rebuild of the last generation that a crash interrupted; reused at the next open.
+    Rebuild(u32),
 }
 
 /// Parses a file name of the log directory; `None` for names the log does not own.
 pub fn parse_name(name: &str) -> Option<LogFileName> {
+    if let Some(stem) = name.strip_suffix(super::rebuild::REBUILD_SUFFIX) {
+        return match parse_name(stem)? {
+            LogFileName::Generation(g) => Some(LogFileName::Rebuild(g)),
+            _ => None,
+        };
+    }
     let stem = name.strip_suffix(GENERATION_SUFFIX)?;
     let (recycled, digits) = match stem.strip_prefix(RECYCLE_PREFIX) {
         Some(d) => (true, d),

@@ -15,6 +15,7 @@ mod leader;
 mod lsn;
 mod prepare;
 mod reader;
+mod rebuild;
 mod records;
 mod recovery;
 mod scan;
@@ -38,8 +39,7 @@ pub mod codec {
 mod inspect;
 
 use buffer::{AppendBuffer, Batch};
-use files::GenFile;
-use format::{FRAME_HEADER_LEN as FHL, GenerationState as GState, NO_RECORD};
+use format::{GenerationState as GState, NO_RECORD};
 use leader::{Counters, LeaderState};
 use parking_lot::{Condvar, Mutex, MutexGuard};
 use prepare::Preparer;
@@ -253,7 +253,10 @@ impl Log {
             preparer: preparer.clone(),
             counters: counters.clone(),
         };
-        rewrite_recent(&leader, &last, rec.last_scan.home_end)?;
+        let rebuilt = rebuild::rebuild_last_generation(vfs.as_ref(), &dir, &last, &rec.last_scan)?;
+        leader.current = rebuilt.file.clone();
+        leader.shadow_slot = rebuilt.shadow_slot;
+        leader.shadow_seq = rebuilt.shadow_seq;
         let buffer = match &rec.last_scan.resume {
             None => AppendBuffer::new(
                 header.frame_size,
@@ -269,8 +272,6 @@ impl Log {
                     return Err(LogError::corrupt(&last.path, last.frame_offset(frames - 1), "generation is full but not sealed"));
                 }
                 leader.chain = resume.chain;
-                leader.shadow_slot = resume.slot;
-                prepare_tail(&mut leader, &last, resume.index, &resume.content, resume.first_record)?;
                 AppendBuffer::new(
                     header.frame_size,
                     frames,
@@ -507,53 +508,4 @@ impl Inner {
         }
         self.cv.notify_all();
     }
-}
-
-/// At open, writes the generation header and the last write span of home
-/// frames again, then syncs. After a failed fsync Linux may have dropped those
-/// writes while reads still return them (fsyncgate); writing them again is the
-/// only way to be sure the log we continue is the log on disk.
-fn rewrite_recent(leader: &LeaderState, last: &GenFile, home_end: u32) -> Result<()> {
-    let fs = last.frame_size() as usize;
-    let span = (last.header.max_write_span / fs as u64 + 2) as u32;
-    let from = home_end.saturating_sub(span).max(format::DATA_START);
-    let mut bytes = Vec::new();
-    last.read_frames(0, 1, &mut bytes)?;
-    leader.write(&bytes, 0)?;
-    if home_end > from {
-        last.read_frames(from, home_end - from, &mut bytes)?;
-        leader.write(&bytes, last.frame_offset(from))?;
-    }
-    leader.sync()
-}
-
-/// At open, makes the partly filled frame at the end of the log safe in a
-/// shadow slot, then wipes the home frames after it that an unfinished batch
-/// may have left, so they can never be mistaken for log later.
-fn prepare_tail(leader: &mut LeaderState, last: &GenFile, index: u32, content: &[u8], first_record: u16) -> Result<()> {
-    let fs = last.frame_size() as usize;
-    if !content.is_empty() {
-        let mut bytes = vec![0u8; fs];
-        bytes[FHL..FHL + content.len()].copy_from_slice(content);
-        let tail = buffer::TailFrame {
-            generation: last.header.generation,
-            index,
-            bytes,
-            meta: buffer::FrameMeta {
-                used: content.len() as u16,
-                first_record,
-                flags: 0,
-            },
-        };
-        leader.write_shadow(tail, index)?;
-        leader.sync()?;
-    }
-    let span = (last.header.max_write_span.max(leader.max_write_span) / fs as u64 + 2) as u32;
-    let stop = index.saturating_add(span).min(last.frames());
-    if stop > index {
-        let zeros = vec![0u8; (stop - index) as usize * fs];
-        leader.write(&zeros, last.frame_offset(index))?;
-        leader.sync()?;
-    }
-    Ok(())
 }

@@ -67,6 +67,7 @@ pub(crate) fn recover(
         match parse_name(name) {
             Some(LogFileName::Generation(g)) => generations.push(g),
             Some(LogFileName::Recycled(g)) => recycled.push(g),
+            Some(LogFileName::Rebuild(_)) => {}
             None => {
                 return Err(LogError::ForeignFile {
                     file: dir.join(name),

@@ -137,8 +137,6 @@ pub(crate) struct Resume {
     pub first_record: u16,
     /// Chain checksum over home frames before `index`.
     pub chain: u32,
-    /// The shadow slot the content was read from, if it came from one.
-    pub slot: Option<u32>,
 }
 
 /// What a full scan of one generation found.
@@ -335,7 +333,6 @@ fn resume_point(gfile: &GenFile, end: Lsn, last_frame: Option<WalkedFrame>, chai
                 content: Vec::new(),
                 first_record: NO_RECORD,
                 chain: gfile.salt,
-                slot: None,
             });
         }
     };
@@ -347,7 +344,6 @@ fn resume_point(gfile: &GenFile, end: Lsn, last_frame: Option<WalkedFrame>, chai
             content: Vec::new(),
             first_record: NO_RECORD,
             chain: chain_step(chain_at(index), frame.header.crc),
-            slot: None,
         });
     }
     let first_record = if frame.header.first_record != NO_RECORD && (frame.header.first_record as usize) < pos {
@@ -360,6 +356,5 @@ fn resume_point(gfile: &GenFile, end: Lsn, last_frame: Option<WalkedFrame>, chai
         content: frame.bytes[FRAME_HEADER_LEN..FRAME_HEADER_LEN + pos].to_vec(),
         first_record,
         chain: chain_at(index),
-        slot: frame.from_shadow.then_some(frame.slot),
     })
 }
