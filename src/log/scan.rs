@@ -259,15 +259,15 @@ fn check_nothing_durable_after(gfile: &GenFile, first_bad: u32, scan: &mut Gener
     let span = (gfile.header.max_write_span / fs as u64 + 2).min(gfile.frames() as u64) as u32;
     let stop = first_bad.saturating_add(span).min(gfile.frames());
     let mut buf = Vec::new();
-    let mut index = first_bad + 1;
+    let mut index = first_bad;
     let mut leftovers = 0u32;
     while index < stop {
         let count = ((CHUNK_BYTES / fs as usize) as u32).min(stop - index);
         gfile.read_frames(index, count, &mut buf)?;
         for i in 0..count {
             let frame = &buf[i as usize * fs as usize..(i as usize + 1) * fs as usize];
-            if let Ok(h) = gfile.check_home(index + i, frame) {
-                if h.batch_start > first_bad {
+            match gfile.check_home(index + i, frame) {
+                Ok(h) if h.batch_start > first_bad => {
                     return Err(LogError::corrupt(
                         &gfile.path,
                         gfile.frame_offset(first_bad),
@@ -277,7 +277,8 @@ fn check_nothing_durable_after(gfile: &GenFile, first_bad: u32, scan: &mut Gener
                         ),
                     ));
                 }
-                leftovers += 1;
+                _ if frame.iter().any(|&b| b != 0) => leftovers += 1,
+                _ => {}
             }
         }
         index += count;
@@ -297,7 +298,7 @@ fn check_nothing_durable_after(gfile: &GenFile, first_bad: u32, scan: &mut Gener
     if leftovers > 0 && scan.torn.is_none() {
         scan.torn = Some(TornTail {
             offset: gfile.frame_offset(first_bad),
-            reason: format!("{leftovers} frames of an unfinished write batch after frame {first_bad}"),
+            reason: format!("{leftovers} frames written by an unfinished batch from frame {first_bad} on"),
         });
     }
     Ok(())
