@@ -18,7 +18,8 @@ fn filled_log(seed: u64) -> Arc<SimVfs> {
     let sim = SimVfs::new(seed);
     let log = Log::create(sim.clone(), DIR, small_opts()).expect("create");
     for i in 0..400u32 {
-        log.commit(&vec![(i % 251) as u8; (i as usize * 13) % 700]).expect("commit");
+        log.commit(&vec![(i % 251) as u8; (i as usize * 13) % 700])
+            .expect("commit");
     }
     assert!(log.stats().generation_switches >= 3);
     log.close().expect("close");
@@ -31,7 +32,11 @@ fn open_err(sim: &Arc<SimVfs>) -> LogError {
 
 fn assert_names(err: &LogError, file: &Path) {
     let msg = err.to_string();
-    assert!(msg.contains(&file.display().to_string()), "error does not name {}: {msg}", file.display());
+    assert!(
+        msg.contains(&file.display().to_string()),
+        "error does not name {}: {msg}",
+        file.display()
+    );
     assert!(msg.contains("offset"), "error does not give an offset: {msg}");
 }
 
@@ -88,7 +93,10 @@ fn wrong_signature() {
 fn foreign_file_in_the_directory() {
     let sim = filled_log(5);
     let path = Path::new(DIR).join("notes.txt");
-    sim.open(&path, OpenMode::CreateNew).expect("create").write_at(b"hello", 0).expect("write");
+    sim.open(&path, OpenMode::CreateNew)
+        .expect("create")
+        .write_at(b"hello", 0)
+        .expect("write");
     let err = open_err(&sim);
     assert!(matches!(err, LogError::ForeignFile { .. }), "{err:?}");
     assert_names(&err, &path);
@@ -110,7 +118,10 @@ fn missing_generation_in_the_middle() {
     let sim = filled_log(7);
     sim.remove(&gen_path(2)).expect("remove");
     let err = open_err(&sim);
-    assert!(matches!(err, LogError::MissingGeneration { generation: 2, .. }), "{err:?}");
+    assert!(
+        matches!(err, LogError::MissingGeneration { generation: 2, .. }),
+        "{err:?}"
+    );
     assert!(err.to_string().contains(&gen_path(1).display().to_string()));
 }
 
@@ -161,7 +172,7 @@ fn torn_tail_is_repaired_and_reported() {
     let log = Log::create(sim.clone(), DIR, small_opts()).expect("create");
     let mut acked = Vec::new();
     for i in 0..30u32 {
-        acked.push(log.commit(&vec![i as u8; 100]).expect("commit").lsn);
+        acked.push(log.commit(&[i as u8; 100]).expect("commit").lsn);
     }
     let last = *acked.last().expect("records");
     let path = gen_path(last.generation());
@@ -173,8 +184,16 @@ fn torn_tail_is_repaired_and_reported() {
     let (file, torn) = log.recovery_report().torn_tail.clone().expect("torn tail reported");
     assert_eq!(file, path);
     let last_frame = last.offset() as u64 / 512 * 512;
-    assert!((last_frame..=end_frame).contains(&torn.offset), "torn tail at {}", torn.offset);
-    let got: Vec<Lsn> = log.reader(Lsn::ZERO).expect("reader").map(|r| r.expect("record").lsn).collect();
+    assert!(
+        (last_frame..=end_frame).contains(&torn.offset),
+        "torn tail at {}",
+        torn.offset
+    );
+    let got: Vec<Lsn> = log
+        .reader(Lsn::ZERO)
+        .expect("reader")
+        .map(|r| r.expect("record").lsn)
+        .collect();
     assert_eq!(got, acked);
     // The repair is durable: the next open finds a clean log.
     drop(log);
@@ -195,7 +214,10 @@ fn damage_before_durable_frames_is_not_a_torn_tail() {
     let path = gen_path(first.lsn.generation());
     sim.poke(&path, first.lsn.offset() as u64 + 40, &[0xee]).expect("poke");
     let err = open_err(&sim);
-    assert!(matches!(err, LogError::Corrupt { .. }), "silently cut acknowledged records: {err:?}");
+    assert!(
+        matches!(err, LogError::Corrupt { .. }),
+        "silently cut acknowledged records: {err:?}"
+    );
     assert_names(&err, &path);
 }
 
@@ -208,15 +230,24 @@ fn api_arguments() {
         frame_size: 1000,
         ..small_opts()
     };
-    assert!(matches!(Log::create(sim.clone(), DIR, bad), Err(LogError::InvalidOptions(_))));
+    assert!(matches!(
+        Log::create(sim.clone(), DIR, bad),
+        Err(LogError::InvalidOptions(_))
+    ));
     let bad = LogOptions {
         max_record_size: 1 << 20,
         ..small_opts()
     };
-    assert!(matches!(Log::create(sim.clone(), DIR, bad), Err(LogError::InvalidOptions(_))));
+    assert!(matches!(
+        Log::create(sim.clone(), DIR, bad),
+        Err(LogError::InvalidOptions(_))
+    ));
     let log = Log::create(sim.clone(), DIR, small_opts()).expect("create");
     let err = log.commit(&vec![0u8; 4096]).expect_err("too large");
-    assert!(matches!(err, LogError::RecordTooLarge { len: 4096, max: 2048 }), "{err:?}");
+    assert!(
+        matches!(err, LogError::RecordTooLarge { len: 4096, max: 2048 }),
+        "{err:?}"
+    );
     let err = log.wait_durable(Lsn::MAX).expect_err("beyond the end");
     assert!(matches!(err, LogError::InvalidOptions(_)), "{err:?}");
     log.commit(b"still works").expect("commit after refused input");

@@ -9,12 +9,15 @@
 mod common;
 
 use common::{Model, open_log, read_back, run_committers};
-use mailvault::vfs::{FaultKind, SimVfs};
 use mailvault::vfs::sim::SimRng;
+use mailvault::vfs::{FaultKind, SimVfs};
 use std::sync::Arc;
 
 fn crash_points(default: u64) -> u64 {
-    std::env::var("MAILVAULT_CRASH_POINTS").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var("MAILVAULT_CRASH_POINTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// What a campaign saw, so a test cannot pass by crashing where nothing happens.
@@ -28,7 +31,13 @@ struct Tally {
 }
 
 /// Recovers after a crash and checks the model.
-fn recover_and_check(sim: &Arc<SimVfs>, model: &mut Model, outcome: &common::Outcome, context: &str, tally: &mut Tally) {
+fn recover_and_check(
+    sim: &Arc<SimVfs>,
+    model: &mut Model,
+    outcome: &common::Outcome,
+    context: &str,
+    tally: &mut Tally,
+) {
     sim.clear_faults();
     tally.points += 1;
     if sim.is_crashed() {
@@ -45,15 +54,25 @@ fn recover_and_check(sim: &Arc<SimVfs>, model: &mut Model, outcome: &common::Out
     model.check_and_adopt(read_back(&log), outcome, context);
     tally.acked += outcome.acked.len() as u64;
     tally.in_doubt_survived += (model.committed.len() - before).saturating_sub(outcome.acked.len()) as u64;
-    assert!(!outcome.wrote_after_failure, "{context}: the log accepted writes after a failure");
-    log.close().unwrap_or_else(|e| panic!("{context}: close after recovery failed: {e}"));
+    assert!(
+        !outcome.wrote_after_failure,
+        "{context}: the log accepted writes after a failure"
+    );
+    log.close()
+        .unwrap_or_else(|e| panic!("{context}: close after recovery failed: {e}"));
 }
 
 fn assert_meaningful(name: &str, tally: &Tally) {
     eprintln!("{name}: {tally:?}");
-    assert!(tally.mid_run * 2 > tally.points, "{name}: most crashes must hit a running workload");
+    assert!(
+        tally.mid_run * 2 > tally.points,
+        "{name}: most crashes must hit a running workload"
+    );
     assert!(tally.torn_tails > 0, "{name}: some crashes must leave a torn tail");
-    assert!(tally.acked > tally.points, "{name}: crashes must put acknowledged records at risk");
+    assert!(
+        tally.acked > tally.points,
+        "{name}: crashes must put acknowledged records at risk"
+    );
 }
 
 /// One seed: a few rounds, each cut short by a crash at a random operation.

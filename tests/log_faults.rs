@@ -25,7 +25,10 @@ fn run_with_fault(seed: u64, kind: FaultKind, offset: Option<u64>) -> (Arc<SimVf
             let outcome = run_committers(&log, 0, 1, 40, seed);
             if outcome.failed {
                 let err = log.commit(b"x").expect_err("a stopped log refuses commits");
-                assert!(matches!(err, LogError::Stopped { .. }), "fail-stop error expected, got {err}");
+                assert!(
+                    matches!(err, LogError::Stopped { .. }),
+                    "fail-stop error expected, got {err}"
+                );
             }
             drop(log);
             outcome
@@ -53,7 +56,10 @@ fn sweep(kind: FaultKind, seeds: std::ops::Range<u64>) {
         for offset in 0..ops {
             let context = format!("{kind:?} seed {seed} op {offset}");
             let (sim, outcome, _, open_failed) = run_with_fault(seed, kind, Some(offset));
-            assert!(!outcome.wrote_after_failure, "{context}: a write succeeded after a failure");
+            assert!(
+                !outcome.wrote_after_failure,
+                "{context}: a write succeeded after a failure"
+            );
             if outcome.failed || open_failed {
                 hits += 1;
             }

@@ -104,7 +104,10 @@ impl AppendBuffer {
     }
 
     fn open_generation(&self) -> u32 {
-        self.runs.last().expect("the buffer always has an open frame").generation
+        self.runs
+            .last()
+            .expect("the buffer always has an open frame")
+            .generation
     }
 
     /// Payload bytes a record can still use in this generation from the open position.

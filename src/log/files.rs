@@ -1,8 +1,6 @@
 //! Generation files: names, headers, and positional frame I/O.
 
-use super::format::{
-    Defect, FLAG_SHADOW, FrameHeader, GenerationHeader, GenerationState, HEADER_LEN, SHADOW_SLOTS,
-};
+use super::format::{Defect, FLAG_SHADOW, FrameHeader, GenerationHeader, GenerationState, HEADER_LEN, SHADOW_SLOTS};
 use super::{LogError, Lsn, Result};
 use crate::vfs::{OpenMode, Vfs, VfsFile};
 use std::path::{Path, PathBuf};
@@ -59,6 +57,9 @@ pub fn parse_name(name: &str) -> Option<LogFileName> {
     })
 }
 
+/// A shadow copy found in a slot: (slot, header, frame bytes).
+pub type ShadowCopy = (u32, FrameHeader, Vec<u8>);
+
 /// An open generation file with its validated, active header.
 #[derive(Clone)]
 pub struct GenFile {
@@ -114,7 +115,10 @@ impl GenFile {
             Ok((header, _)) if header.generation != generation => Err(LogError::ForeignFile {
                 file: path,
                 offset: 20,
-                reason: format!("header says generation {}, the name says {generation}", header.generation),
+                reason: format!(
+                    "header says generation {}, the name says {generation}",
+                    header.generation
+                ),
             }),
             Ok(_) => Err(LogError::corrupt(&path, 14, "generation header is not active")),
             Err(defect) => Err(LogError::corrupt(&path, 0, format!("generation header: {defect}"))),
@@ -179,8 +183,8 @@ impl GenFile {
 
     /// Reads both shadow slots; returns the newest valid copy of frame `index`
     /// as (slot, header, frame bytes), and the highest shadow sequence seen.
-    pub fn read_shadow(&self, index: u32) -> Result<(Option<(u32, FrameHeader, Vec<u8>)>, u32)> {
-        let mut best: Option<(u32, FrameHeader, Vec<u8>)> = None;
+    pub fn read_shadow(&self, index: u32) -> Result<(Option<ShadowCopy>, u32)> {
+        let mut best: Option<ShadowCopy> = None;
         let mut max_seq = 0;
         let mut buf = Vec::new();
         for slot in SHADOW_SLOTS {

@@ -61,7 +61,11 @@ pub fn decode_frame_stream(image: &[u8], frame_size: u32, max_frames: usize) -> 
                 let acc = crc32c::crc32c_append(acc, &payload[..take]);
                 pos = take;
                 if got + take as u32 == len {
-                    records.push(RecordReport { lsn, len, checksum_ok: acc == crc });
+                    records.push(RecordReport {
+                        lsn,
+                        len,
+                        checksum_ok: acc == crc,
+                    });
                 } else {
                     partial = Some((lsn, len, crc, acc, got + take as u32));
                 }
@@ -78,18 +82,34 @@ pub fn decode_frame_stream(image: &[u8], frame_size: u32, max_frames: usize) -> 
                 let acc = crc32c::crc32c(&payload[pos..pos + take]);
                 pos += take;
                 if take as u32 == len {
-                    records.push(RecordReport { lsn, len, checksum_ok: acc == crc });
+                    records.push(RecordReport {
+                        lsn,
+                        len,
+                        checksum_ok: acc == crc,
+                    });
                 } else {
                     partial = Some((lsn, len, crc, acc, take as u32));
                 }
             }
         } else if let Some((lsn, len, ..)) = partial.take() {
-            records.push(RecordReport { lsn, len, checksum_ok: false });
+            records.push(RecordReport {
+                lsn,
+                len,
+                checksum_ok: false,
+            });
         }
         frames.push(FrameReport { slot, header: decoded });
     }
     if let Some((lsn, len, ..)) = partial {
-        records.push(RecordReport { lsn, len, checksum_ok: false });
+        records.push(RecordReport {
+            lsn,
+            len,
+            checksum_ok: false,
+        });
     }
-    ImageReport { header, frames, records }
+    ImageReport {
+        header,
+        frames,
+        records,
+    }
 }

@@ -69,7 +69,11 @@ impl LeaderState {
             }
             let offset = self.current.frame_offset(run.first_index);
             self.write(bytes, offset)?;
-            if run.meta.last().is_some_and(|m| m.flags & super::format::FLAG_SEALED != 0) {
+            if run
+                .meta
+                .last()
+                .is_some_and(|m| m.flags & super::format::FLAG_SEALED != 0)
+            {
                 self.current_sealed = true;
             }
         }
@@ -126,7 +130,9 @@ impl LeaderState {
             .file
             .write_at(bytes, offset)
             .map_err(|e| LogError::io(&self.current.path, offset, "write", e))?;
-        self.counters.bytes_written.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        self.counters
+            .bytes_written
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
         Ok(())
     }
 
@@ -148,7 +154,10 @@ impl LeaderState {
             return Err(LogError::corrupt(
                 &self.current.path,
                 0,
-                format!("internal: switch to generation {generation} from an unsealed {}", expected - 1),
+                format!(
+                    "internal: switch to generation {generation} from an unsealed {}",
+                    expected - 1
+                ),
             ));
         }
         self.sync()?;

@@ -161,7 +161,9 @@ pub struct Log {
 
 impl std::fmt::Debug for Log {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Log").field("dir", &self.inner.dir).finish_non_exhaustive()
+        f.debug_struct("Log")
+            .field("dir", &self.inner.dir)
+            .finish_non_exhaustive()
     }
 }
 
@@ -176,7 +178,9 @@ fn check_options(opts: &LogOptions, frame_size: u32, generation_size: u64) -> Re
         )));
     }
     if opts.buffer_size as u64 > generation_size * 4 {
-        return Err(LogError::InvalidOptions("buffer size must be at most 4 generations".into()));
+        return Err(LogError::InvalidOptions(
+            "buffer size must be at most 4 generations".into(),
+        ));
     }
     Ok(frames)
 }
@@ -186,7 +190,8 @@ impl Log {
     pub fn create(vfs: SharedVfs, dir: impl AsRef<Path>, opts: LogOptions) -> Result<Log> {
         let dir = dir.as_ref();
         check_options(&opts, opts.frame_size, opts.generation_size)?;
-        vfs.create_dir_all(dir).map_err(|e| LogError::io(dir, 0, "create directory", e))?;
+        vfs.create_dir_all(dir)
+            .map_err(|e| LogError::io(dir, 0, "create directory", e))?;
         let names = vfs.list(dir).map_err(|e| LogError::io(dir, 0, "list", e))?;
         if !names.is_empty() {
             return Err(LogError::AlreadyExists { dir: dir.to_path_buf() });
@@ -195,7 +200,15 @@ impl Log {
             Some(s) => s,
             None => LogSignature::random().map_err(|e| LogError::io(dir, 0, "getrandom", e))?,
         };
-        let preparer = Preparer::new(vfs.clone(), dir.to_path_buf(), opts.frame_size, opts.generation_size, signature, 0, vec![]);
+        let preparer = Preparer::new(
+            vfs.clone(),
+            dir.to_path_buf(),
+            opts.frame_size,
+            opts.generation_size,
+            signature,
+            0,
+            vec![],
+        );
         let prepared = preparer.prepare(1)?;
         let header = GenerationHeader {
             state: GState::Active,
@@ -213,8 +226,14 @@ impl Log {
         };
         let mut frame = vec![0u8; opts.frame_size as usize];
         header.encode(&mut frame);
-        prepared.file.write_at(&frame, 0).map_err(|e| LogError::io(&prepared.path, 0, "write", e))?;
-        prepared.file.sync_data().map_err(|e| LogError::io(&prepared.path, 0, "sync", e))?;
+        prepared
+            .file
+            .write_at(&frame, 0)
+            .map_err(|e| LogError::io(&prepared.path, 0, "write", e))?;
+        prepared
+            .file
+            .sync_data()
+            .map_err(|e| LogError::io(&prepared.path, 0, "sync", e))?;
         let mut opts = opts;
         opts.signature = Some(signature);
         Log::open(vfs, dir, opts)
@@ -224,7 +243,9 @@ impl Log {
     /// generation, if any, is cut off and reported; anything else invalid is an error.
     pub fn open(vfs: SharedVfs, dir: impl AsRef<Path>, opts: LogOptions) -> Result<Log> {
         let dir = dir.as_ref().to_path_buf();
-        let rec = recovery::recover(vfs.as_ref(), &dir, opts.signature, opts.verify_from, false, &mut |_| Ok(()))?;
+        let rec = recovery::recover(vfs.as_ref(), &dir, opts.signature, opts.verify_from, false, &mut |_| {
+            Ok(())
+        })?;
         let last = rec.last;
         let header = last.header;
         let frames = check_options(&opts, header.frame_size, header.generation_size)?;
@@ -269,7 +290,11 @@ impl Log {
             ),
             Some(resume) => {
                 if resume.index >= frames {
-                    return Err(LogError::corrupt(&last.path, last.frame_offset(frames - 1), "generation is full but not sealed"));
+                    return Err(LogError::corrupt(
+                        &last.path,
+                        last.frame_offset(frames - 1),
+                        "generation is full but not sealed",
+                    ));
                 }
                 leader.chain = resume.chain;
                 AppendBuffer::new(
@@ -365,7 +390,10 @@ impl Log {
         let (lsn, end) = st.buffer.append(data);
         drop(st);
         inner.counters.records.fetch_add(1, Ordering::Relaxed);
-        inner.counters.record_bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+        inner
+            .counters
+            .record_bytes
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
         Ok(Appended { lsn, end })
     }
 
@@ -427,7 +455,10 @@ impl Log {
     /// Reads durable records from `from` (see [`LogReader::new`]).
     pub fn reader(&self, from: Lsn) -> Result<LogReader> {
         let limit = self.durable_lsn();
-        Ok(LogReader::new(self.inner.vfs.clone(), &self.inner.dir, from, limit)?.expect_signature(self.inner.signature))
+        Ok(
+            LogReader::new(self.inner.vfs.clone(), &self.inner.dir, from, limit)?
+                .expect_signature(self.inner.signature),
+        )
     }
 
     /// Recycles (or removes) every generation that lies wholly before `lsn`.

@@ -188,15 +188,12 @@ impl Preparer {
         };
         let mut frame = vec![0u8; self.frame_size as usize];
         header.encode(&mut frame);
-        file.write_at(&frame, 0).map_err(|e| LogError::io(&path, 0, "write", e))?;
+        file.write_at(&frame, 0)
+            .map_err(|e| LogError::io(&path, 0, "write", e))?;
         file.sync_data().map_err(|e| LogError::io(&path, 0, "sync", e))?;
         vfs.sync_dir(&self.dir)
             .map_err(|e| LogError::io(&self.dir, 0, "sync directory", e))?;
-        Ok(Prepared {
-            generation,
-            path,
-            file,
-        })
+        Ok(Prepared { generation, path, file })
     }
 
     /// Moves the file of an old generation into the recycle pool, or removes it
@@ -208,7 +205,8 @@ impl Preparer {
         let mut st = self.state.lock();
         if st.pool.len() < self.pool_cap {
             let to = self.dir.join(recycle_name(generation));
-            vfs.rename(&path, &to).map_err(|e| LogError::io(&path, 0, "rename", e))?;
+            vfs.rename(&path, &to)
+                .map_err(|e| LogError::io(&path, 0, "rename", e))?;
             st.pool.insert(0, generation);
         } else {
             drop(st);

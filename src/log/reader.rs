@@ -149,16 +149,25 @@ impl LogReader {
                     if let (Some(c), false) = (cursor.chain.as_mut(), frame.from_shadow) {
                         *c = chain_step(*c, frame.header.crc);
                     }
-                    cursor
-                        .asm
-                        .feed(&gfile.path, offset, &frame.header, &frame.bytes[FRAME_HEADER_LEN..], &mut records)?;
+                    cursor.asm.feed(
+                        &gfile.path,
+                        offset,
+                        &frame.header,
+                        &frame.bytes[FRAME_HEADER_LEN..],
+                        &mut records,
+                    )?;
                     self.out.extend(records);
                 }
                 None => {
                     let gfile = cursor.walk.gfile().clone();
                     match cursor.walk.end {
                         Some(WalkEnd::Sealed) => {
-                            self.finished = Some((gfile.header.generation, gfile.header.created_us, gfile.salt, cursor.chain));
+                            self.finished = Some((
+                                gfile.header.generation,
+                                gfile.header.created_us,
+                                gfile.salt,
+                                cursor.chain,
+                            ));
                             self.next_generation += 1;
                             self.cursor = None;
                         }
@@ -166,7 +175,10 @@ impl LogReader {
                             self.done = true;
                             let data_start = Lsn(gfile.frame_lsn(DATA_START).0 + FRAME_HEADER_LEN as u64);
                             let reached = cursor.asm.end.unwrap_or(self.from.max(data_start));
-                            if self.limit != Lsn::MAX && reached < self.limit && self.limit.generation() == gfile.header.generation {
+                            if self.limit != Lsn::MAX
+                                && reached < self.limit
+                                && self.limit.generation() == gfile.header.generation
+                            {
                                 return Err(LogError::corrupt(
                                     &gfile.path,
                                     reached.offset() as u64,

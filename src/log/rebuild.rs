@@ -45,9 +45,7 @@ pub(crate) fn rebuild_last_generation(
     let keep_end = scan.resume.as_ref().map_or(scan.home_end, |r| r.index);
     let tmp = rebuild_path(dir, last.header.generation);
     let io = |op, offset, e| LogError::io(&tmp, offset, op, e);
-    let file = vfs
-        .open(&tmp, OpenMode::CreateOrOpen)
-        .map_err(|e| io("create", 0, e))?;
+    let file = vfs.open(&tmp, OpenMode::CreateOrOpen).map_err(|e| io("create", 0, e))?;
     file.set_len(0).map_err(|e| io("truncate", 0, e))?;
     let chunk_frames = ((1usize << 20) / fs).max(1) as u32;
     let mut buf = Vec::new();
@@ -68,8 +66,7 @@ pub(crate) fn rebuild_last_generation(
             }
         }
         let offset = last.frame_offset(index);
-        file.write_at(&buf, offset)
-            .map_err(|e| io("write", offset, e))?;
+        file.write_at(&buf, offset).map_err(|e| io("write", offset, e))?;
         index += count;
     }
     let mut shadow_slot = None;
@@ -78,8 +75,7 @@ pub(crate) fn rebuild_last_generation(
         let slot = SHADOW_SLOTS[0];
         shadow_seq += 1;
         let mut frame = vec![0u8; fs];
-        frame[FRAME_HEADER_LEN..FRAME_HEADER_LEN + resume.content.len()]
-            .copy_from_slice(&resume.content);
+        frame[FRAME_HEADER_LEN..FRAME_HEADER_LEN + resume.content.len()].copy_from_slice(&resume.content);
         let meta = FrameMeta {
             used: resume.content.len() as u16,
             first_record: resume.first_record,
@@ -97,8 +93,7 @@ pub(crate) fn rebuild_last_generation(
         };
         header.seal_into(&mut frame);
         let offset = last.frame_offset(slot);
-        file.write_at(&frame, offset)
-            .map_err(|e| io("write", offset, e))?;
+        file.write_at(&frame, offset).map_err(|e| io("write", offset, e))?;
         shadow_slot = Some(slot);
     }
     file.sync_data().map_err(|e| io("sync", 0, e))?;

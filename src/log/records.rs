@@ -79,9 +79,8 @@ impl RecordAssembler {
         let payload = &payload[..header.used as usize];
         let frame_lsn = header.lsn;
         let lsn_at = |pos: usize| Lsn(frame_lsn.0 + (FRAME_HEADER_LEN + pos) as u64);
-        let corrupt = |pos: usize, why: String| {
-            LogError::corrupt(file, frame_offset + (FRAME_HEADER_LEN + pos) as u64, why)
-        };
+        let corrupt =
+            |pos: usize, why: String| LogError::corrupt(file, frame_offset + (FRAME_HEADER_LEN + pos) as u64, why);
         let mut pos = 0usize;
         if self.sync_at.take().is_some() {
             if header.first_record == NO_RECORD {
@@ -104,13 +103,19 @@ impl RecordAssembler {
             }
             let expect_first = if pos < payload.len() { pos as u16 } else { NO_RECORD };
             if self.partial.is_none() && header.first_record != expect_first {
-                return Err(corrupt(pos, format!("first-record field {} should be {expect_first}", header.first_record)));
+                return Err(corrupt(
+                    pos,
+                    format!("first-record field {} should be {expect_first}", header.first_record),
+                ));
             }
             if self.partial.is_some() && header.first_record != NO_RECORD {
                 return Err(corrupt(pos, "a record starts inside the body of another".into()));
             }
         } else if !payload.is_empty() && header.first_record != 0 {
-            return Err(corrupt(0, format!("first-record field {} should be 0", header.first_record)));
+            return Err(corrupt(
+                0,
+                format!("first-record field {} should be 0", header.first_record),
+            ));
         }
         while pos < payload.len() {
             if payload.len() - pos < RECORD_HEADER_LEN {
@@ -119,7 +124,10 @@ impl RecordAssembler {
             let (len, crc) = decode_record_header(&payload[pos..pos + RECORD_HEADER_LEN]);
             let lsn = lsn_at(pos);
             if u64::from(len) > self.max_len {
-                return Err(corrupt(pos, format!("record length {len} exceeds what the generation can hold")));
+                return Err(corrupt(
+                    pos,
+                    format!("record length {len} exceeds what the generation can hold"),
+                ));
             }
             pos += RECORD_HEADER_LEN;
             let take = (len as usize).min(payload.len() - pos);
@@ -151,7 +159,11 @@ impl RecordAssembler {
 
     fn finish(&mut self, file: &Path, p: Partial, end: Lsn, out: &mut Vec<Record>) -> Result<()> {
         if p.acc != p.crc {
-            return Err(LogError::corrupt(file, p.offset, format!("record at {} fails its checksum", p.lsn)));
+            return Err(LogError::corrupt(
+                file,
+                p.offset,
+                format!("record at {} fails its checksum", p.lsn),
+            ));
         }
         self.end = Some(end);
         if p.lsn >= self.emit_from {

@@ -247,7 +247,10 @@ fn check_header_chain(dir: &Path, rows: &[HeaderRow]) -> Result<()> {
             return Err(LogError::Divergent {
                 file,
                 offset: 48,
-                reason: format!("epoch {} is older than generation {}'s epoch {}", next.1.epoch, prev.0, prev.1.epoch),
+                reason: format!(
+                    "epoch {} is older than generation {}'s epoch {}",
+                    next.1.epoch, prev.0, prev.1.epoch
+                ),
             });
         }
     }

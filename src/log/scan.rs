@@ -190,7 +190,13 @@ pub(crate) fn scan_generation(
             chain = chain_step(chain, frame.header.crc);
             scan.home_end = frame.index + 1;
         }
-        asm.feed(&gfile.path, offset, &frame.header, &frame.bytes[FRAME_HEADER_LEN..], &mut out)?;
+        asm.feed(
+            &gfile.path,
+            offset,
+            &frame.header,
+            &frame.bytes[FRAME_HEADER_LEN..],
+            &mut out,
+        )?;
         for record in out.drain(..) {
             scan.records += 1;
             scan.record_bytes += record.end.0 - record.lsn.0;
@@ -309,17 +315,30 @@ fn resume_point(gfile: &GenFile, end: Lsn, last_frame: Option<WalkedFrame>, chai
     let fs = gfile.frame_size();
     let off = end.offset();
     // The frame whose payload holds the end: `end` lies in (start + 32, start + fs].
-    let index = if off % fs == FRAME_HEADER_LEN as u32 { off / fs } else { (off - 1) / fs };
+    let index = if off % fs == FRAME_HEADER_LEN as u32 {
+        off / fs
+    } else {
+        (off - 1) / fs
+    };
     let pos = (off - index * fs) as usize - FRAME_HEADER_LEN;
-    let chain_at = |i: u32| chain_before.get((i - DATA_START) as usize).copied().unwrap_or(gfile.salt);
+    let chain_at = |i: u32| {
+        chain_before
+            .get((i - DATA_START) as usize)
+            .copied()
+            .unwrap_or(gfile.salt)
+    };
     let frame = match last_frame {
         Some(f) if f.index == index => f,
         Some(_) => {
             let mut bytes = Vec::new();
             gfile.read_frames(index, 1, &mut bytes)?;
-            let header = gfile
-                .check_home(index, &bytes)
-                .map_err(|d| LogError::corrupt(&gfile.path, gfile.frame_offset(index), format!("frame changed under recovery: {d}")))?;
+            let header = gfile.check_home(index, &bytes).map_err(|d| {
+                LogError::corrupt(
+                    &gfile.path,
+                    gfile.frame_offset(index),
+                    format!("frame changed under recovery: {d}"),
+                )
+            })?;
             WalkedFrame {
                 index,
                 header,

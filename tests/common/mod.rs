@@ -147,11 +147,7 @@ impl Model {
             "{context}: lost earlier records: had {n}, recovered {}",
             recovered.len()
         );
-        assert_eq!(
-            recovered[..n],
-            self.committed[..],
-            "{context}: earlier records changed"
-        );
+        assert_eq!(recovered[..n], self.committed[..], "{context}: earlier records changed");
         let fresh = &recovered[n..];
         let appended: Vec<_> = outcome.appended.iter().map(|(l, d)| (*l, d.clone())).collect();
         assert!(
@@ -161,11 +157,20 @@ impl Model {
             appended.len()
         );
         for (i, (got, want)) in fresh.iter().zip(&appended).enumerate() {
-            assert!(got == want, "{context}: new record {i} at {} is not the record appended there ({})", got.0, want.0);
+            assert!(
+                got == want,
+                "{context}: new record {i} at {} is not the record appended there ({})",
+                got.0,
+                want.0
+            );
         }
         for (lsn, data) in &outcome.acked {
             let found = fresh.binary_search_by_key(lsn, |(l, _)| *l);
-            assert!(found.is_ok(), "{context}: acknowledged record at {lsn} ({} bytes) lost", data.len());
+            assert!(
+                found.is_ok(),
+                "{context}: acknowledged record at {lsn} ({} bytes) lost",
+                data.len()
+            );
         }
         self.committed = recovered;
     }

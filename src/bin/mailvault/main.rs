@@ -1,1 +1,82 @@
-fn main() {}
+//! `mailvault`: operator and benchmark commands for a mailvault store.
+//!
+//! Every command uses only the library's public API. Errors propagate to
+//! [`main`], which prints them to stderr and exits with status 1; `check`
+//! also exits 1 when it finds problems.
+
+use clap::{Parser, Subcommand};
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+mod acked;
+mod bench;
+mod bench_report;
+mod check;
+mod dump;
+mod error;
+mod histogram;
+mod logopts;
+mod output;
+mod raw;
+
+/// A paged mailbox store with a write-ahead log: operator tools.
+#[derive(Debug, Parser)]
+#[command(name = "mailvault", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Measure performance against the raw disk.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+    /// Verify a log directory: recovery, every frame and record, and optionally acknowledged commits.
+    Check(check::CheckArgs),
+    /// Print the on-disk structures of a store, decoded leniently.
+    #[command(subcommand)]
+    Dump(DumpCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Concurrent commits to the write-ahead log, compared with the raw fsync and sequential-write floor.
+    Log(bench::BenchLogArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum DumpCommand {
+    /// Every generation file of a log directory: header, records, invalid frames.
+    Log(dump::DumpLogArgs),
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+fn run(cli: Cli) -> error::Result<ExitCode> {
+    match cli.command {
+        Command::Bench(BenchCommand::Log(args)) => bench::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Check(args) => check::run(&args),
+        Command::Dump(DumpCommand::Log(args)) => dump::run(&args).map(|()| ExitCode::SUCCESS),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("mailvault: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -103,9 +103,7 @@ pub(super) fn invalid(msg: String) -> io::Error {
 /// The key for `path`: its components with "." removed (".." is kept as a
 /// plain name, not resolved).
 pub(super) fn normalize(path: &Path) -> PathBuf {
-    path.components()
-        .filter(|c| *c != Component::CurDir)
-        .collect()
+    path.components().filter(|c| *c != Component::CurDir).collect()
 }
 
 /// The directory holding `path`; "" for a bare relative name.

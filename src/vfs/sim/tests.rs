@@ -108,14 +108,8 @@ fn rename_and_remove_in_written_view() {
     let err = vfs.rename(&p("d/g"), &p("d")).unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::IsADirectory);
     // Remove; the open handle keeps working.
-    assert_eq!(
-        vfs.remove(&p("d/f")).unwrap_err().kind(),
-        io::ErrorKind::NotFound
-    );
-    assert_eq!(
-        vfs.remove(&p("d")).unwrap_err().kind(),
-        io::ErrorKind::IsADirectory
-    );
+    assert_eq!(vfs.remove(&p("d/f")).unwrap_err().kind(), io::ErrorKind::NotFound);
+    assert_eq!(vfs.remove(&p("d")).unwrap_err().kind(), io::ErrorKind::IsADirectory);
     vfs.remove(&p("d/g")).unwrap();
     assert!(!vfs.exists(&p("d/g")).unwrap());
     file.write_at(b"!", 3).unwrap();
@@ -126,10 +120,7 @@ fn rename_and_remove_in_written_view() {
 #[test]
 fn list_and_dirs() {
     let vfs = SimVfs::new(1);
-    assert_eq!(
-        vfs.list(&p("a")).unwrap_err().kind(),
-        io::ErrorKind::NotFound
-    );
+    assert_eq!(vfs.list(&p("a")).unwrap_err().kind(), io::ErrorKind::NotFound);
     vfs.create_dir_all(&p("/a/b/c")).unwrap();
     vfs.create_dir_all(&p("/a/b/c")).unwrap();
     vfs.open(&p("/a/z"), OpenMode::CreateNew).unwrap();
@@ -138,10 +129,7 @@ fn list_and_dirs() {
     assert_eq!(vfs.list(&p("/a/b")).unwrap(), ["c"]);
     assert!(vfs.list(&p("/a/b/c")).unwrap().is_empty());
     assert_eq!(vfs.list(&p("/")).unwrap(), ["a"]);
-    assert_eq!(
-        vfs.list(&p("/a/z")).unwrap_err().kind(),
-        io::ErrorKind::NotADirectory
-    );
+    assert_eq!(vfs.list(&p("/a/z")).unwrap_err().kind(), io::ErrorKind::NotADirectory);
     let err = vfs.create_dir_all(&p("/a/z")).unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
     let err = vfs.create_dir_all(&p("/a/z/y")).unwrap_err();
@@ -150,10 +138,7 @@ fn list_and_dirs() {
     assert!(vfs.exists(&p("/a/m")).unwrap());
     assert!(!vfs.exists(&p("/a/q")).unwrap());
     assert!(vfs.exists(&p("/")).unwrap());
-    assert_eq!(
-        vfs.sync_dir(&p("/q")).unwrap_err().kind(),
-        io::ErrorKind::NotFound
-    );
+    assert_eq!(vfs.sync_dir(&p("/q")).unwrap_err().kind(), io::ErrorKind::NotFound);
     let err = vfs.sync_dir(&p("/a/z")).unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::NotADirectory);
 }
@@ -338,10 +323,7 @@ fn set_len_semantics() {
     assert_eq!(read_all(&*file), [7, 7, 7, 7, 0, 0, 0, 0]);
     file.sync_data().unwrap();
     vfs.sync_dir(&p("d")).unwrap();
-    assert_eq!(
-        vfs.durable_image(&p("d/f")).unwrap(),
-        [7, 7, 7, 7, 0, 0, 0, 0]
-    );
+    assert_eq!(vfs.durable_image(&p("d/f")).unwrap(), [7, 7, 7, 7, 0, 0, 0, 0]);
     // Unsynced set_len: kept or dropped at a crash by the mode.
     file.set_len(2).unwrap();
     vfs.set_crash_mode(CrashMode::DropAll);
@@ -418,8 +400,7 @@ fn concurrent_handles() {
             let file = Arc::clone(&file);
             std::thread::spawn(move || {
                 for i in 0..100u64 {
-                    file.write_at(&[t; 8], (u64::from(t) * 100 + i) * 8)
-                        .unwrap();
+                    file.write_at(&[t; 8], (u64::from(t) * 100 + i) * 8).unwrap();
                 }
                 file.sync_data().unwrap();
             })

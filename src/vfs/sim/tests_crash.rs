@@ -14,10 +14,7 @@ fn crash_and_reopen(vfs: &SimVfs) -> Option<Arc<dyn VfsFile>> {
 
 #[test]
 fn unsynced_write_dropped_or_kept_by_mode() {
-    for (mode, expect) in [
-        (CrashMode::DropAll, &b"base"[..]),
-        (CrashMode::KeepAll, b"base+more"),
-    ] {
+    for (mode, expect) in [(CrashMode::DropAll, &b"base"[..]), (CrashMode::KeepAll, b"base+more")] {
         let (vfs, file) = setup(9);
         vfs.set_crash_mode(mode);
         file.write_at(b"base", 0).unwrap();
@@ -199,10 +196,7 @@ fn torn_writes_mix_sectors() {
             fates.mixed_writes += 1;
         }
     }
-    assert!(
-        fates.kept > 0 && fates.dropped > 0 && fates.garbage > 0,
-        "{fates:?}"
-    );
+    assert!(fates.kept > 0 && fates.dropped > 0 && fates.garbage > 0, "{fates:?}");
     assert!(fates.mixed_writes > 0, "{fates:?}");
     // About a third of the writes are torn; nearly all torn 8-sector writes mix.
     assert!((50..150).contains(&fates.mixed_writes), "{fates:?}");

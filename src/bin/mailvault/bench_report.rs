@@ -1,0 +1,210 @@
+//! The result of `bench log`: computed figures, their JSON form, and the table.
+
+use crate::error::Result;
+use crate::histogram::Histogram;
+use crate::output::row;
+use crate::raw::RawFloor;
+use mailvault::log::LogStats;
+use serde::Serialize;
+use std::time::Duration;
+
+#[derive(Debug, Serialize)]
+pub struct BenchReport {
+    pub units: Units,
+    pub config: BenchConfig,
+    pub raw: RawFloor,
+    pub log: LogResult,
+    pub ratio: Ratio,
+    pub memory: Memory,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Units {
+    pub mb: &'static str,
+    pub latency: &'static str,
+    pub rss: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BenchConfig {
+    pub threads: u32,
+    pub record_size: usize,
+    pub seconds: f64,
+    pub generation_size: u64,
+    pub frame_size: u32,
+    pub buffer_size: usize,
+    pub max_record_size: usize,
+    /// Where the log (and the raw scratch files) lived.
+    pub dir: String,
+    /// Whether the log was kept (`--dir`) or removed with its temporary directory.
+    pub dir_kept: bool,
+    pub acked: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LogResult {
+    /// Commits that returned Ok.
+    pub commits: u64,
+    pub elapsed_sec: f64,
+    pub commits_per_sec: f64,
+    /// Record payload, MB (10^6 bytes) per second.
+    pub mb_per_sec: f64,
+    pub fsyncs: u64,
+    pub fsyncs_per_sec: f64,
+    pub batches: u64,
+    /// Records per write batch.
+    pub mean_batch: f64,
+    /// Bytes the commit path wrote (frames, shadow copies, headers).
+    pub bytes_written: u64,
+    pub latency_us: Latency,
+    pub generation_switches: u64,
+    pub preparation_stalls: u64,
+}
+
+/// Commit latency in microseconds.
+#[derive(Debug, Serialize)]
+pub struct Latency {
+    pub min: f64,
+    pub mean: f64,
+    pub p50: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Ratio {
+    /// Log commits/s ÷ raw fsyncs/s.
+    pub commits_vs_raw_fsyncs: Option<f64>,
+    /// Log MB/s ÷ raw sequential MB/s.
+    pub mb_vs_raw_seq: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Memory {
+    pub peak_rss_kib: Option<u64>,
+    pub rss_kib: Option<u64>,
+}
+
+fn per_sec(n: f64, elapsed: f64) -> f64 {
+    if elapsed > 0.0 { n / elapsed } else { 0.0 }
+}
+
+fn ratio(a: f64, b: f64) -> Option<f64> {
+    (b > 0.0).then(|| a / b)
+}
+
+impl LogResult {
+    /// `stats` holds the counters accumulated during the run only.
+    pub fn new(commits: u64, elapsed: Duration, stats: &LogStats, latency: &Histogram) -> Self {
+        let secs = elapsed.as_secs_f64();
+        let us = |ns: f64| ns / 1000.0;
+        LogResult {
+            commits,
+            elapsed_sec: secs,
+            commits_per_sec: per_sec(commits as f64, secs),
+            mb_per_sec: per_sec(stats.record_bytes as f64 / 1e6, secs),
+            fsyncs: stats.syncs,
+            fsyncs_per_sec: per_sec(stats.syncs as f64, secs),
+            batches: stats.batches,
+            mean_batch: if stats.batches > 0 {
+                stats.records as f64 / stats.batches as f64
+            } else {
+                0.0
+            },
+            bytes_written: stats.bytes_written,
+            latency_us: Latency {
+                min: us(latency.min() as f64),
+                mean: us(latency.mean()),
+                p50: us(latency.quantile(0.5)),
+                p99: us(latency.quantile(0.99)),
+                p999: us(latency.quantile(0.999)),
+                max: us(latency.max() as f64),
+            },
+            generation_switches: stats.generation_switches,
+            preparation_stalls: stats.preparation_stalls,
+        }
+    }
+}
+
+impl BenchReport {
+    pub fn new(
+        config: BenchConfig,
+        raw: RawFloor,
+        log: LogResult,
+        peak_rss_kib: Option<u64>,
+        rss_kib: Option<u64>,
+    ) -> Self {
+        let ratio = Ratio {
+            commits_vs_raw_fsyncs: ratio(log.commits_per_sec, raw.fsyncs_per_sec),
+            mb_vs_raw_seq: ratio(log.mb_per_sec, raw.seq_mb_per_sec),
+        };
+        BenchReport {
+            units: Units {
+                mb: "10^6 bytes",
+                latency: "microseconds",
+                rss: "KiB",
+            },
+            config,
+            raw,
+            log,
+            ratio,
+            memory: Memory { peak_rss_kib, rss_kib },
+        }
+    }
+
+    pub fn print_table(&self) -> Result<()> {
+        let (c, r, l) = (&self.config, &self.raw, &self.log);
+        let kept = if c.dir_kept { "kept" } else { "removed" };
+        println!(
+            "mailvault bench log: {} thread(s), {}-byte records, {} s, generation size {} bytes",
+            c.threads, c.record_size, c.seconds, c.generation_size
+        );
+        println!(
+            "directory {} ({kept}); MB = 10^6 bytes; latencies in microseconds",
+            c.dir
+        );
+        println!();
+        println!(
+            "raw disk floor (std::fs, same directory, {:.2} s per phase)",
+            r.seconds_per_phase
+        );
+        row(
+            &format!("fsyncs/s ({}-byte pwrite + fdatasync)", r.fsync_write_bytes),
+            format!("{:.0}", r.fsyncs_per_sec),
+        );
+        row(
+            "sequential MB/s (1 MiB pwrite + fdatasync)",
+            format!("{:.1}", r.seq_mb_per_sec),
+        );
+        println!();
+        println!("log ({:.2} s)", l.elapsed_sec);
+        row("commits", l.commits);
+        row("commits/s", format!("{:.0}", l.commits_per_sec));
+        row("MB/s (record payload)", format!("{:.2}", l.mb_per_sec));
+        row("fsyncs/s", format!("{:.0}", l.fsyncs_per_sec));
+        row("mean batch (records per fsync batch)", format!("{:.2}", l.mean_batch));
+        let lat = &l.latency_us;
+        row(
+            "latency p50 / p99 / p99.9",
+            format!("{:.0} / {:.0} / {:.0}", lat.p50, lat.p99, lat.p999),
+        );
+        row(
+            "latency min / mean / max",
+            format!("{:.0} / {:.0} / {:.0}", lat.min, lat.mean, lat.max),
+        );
+        row("generation switches", l.generation_switches);
+        row("preparation stalls", l.preparation_stalls);
+        println!();
+        println!("ratios");
+        let show = |v: Option<f64>| v.map_or_else(|| "n/a".to_string(), |v| format!("{v:.3}"));
+        row("commits/s ÷ raw fsyncs/s", show(self.ratio.commits_vs_raw_fsyncs));
+        row("MB/s ÷ raw sequential MB/s", show(self.ratio.mb_vs_raw_seq));
+        println!();
+        println!("memory");
+        let kib = |v: Option<u64>| v.map_or_else(|| "n/a".to_string(), |v| format!("{v} KiB"));
+        row("peak RSS (VmHWM)", kib(self.memory.peak_rss_kib));
+        row("RSS (VmRSS)", kib(self.memory.rss_kib));
+        Ok(())
+    }
+}

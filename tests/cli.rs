@@ -1,0 +1,252 @@
+//! The `mailvault` binary end to end: bench a log, check it against the
+//! acknowledged commits, dump it, corrupt it.
+
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn mailvault(args: &[&str], cwd: Option<&Path>) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mailvault"));
+    cmd.args(args);
+    if let Some(dir) = cwd {
+        cmd.current_dir(dir);
+    }
+    cmd.output().expect("run mailvault")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn json(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}):\n{}", text(out)))
+}
+
+fn number(v: &Value, path: &str) -> f64 {
+    path.split('.')
+        .fold(v, |v, key| &v[key])
+        .as_f64()
+        .unwrap_or_else(|| panic!("{path} missing or not a number in {v:#}"))
+}
+
+/// Runs a short bench into `dir`, recording acknowledged commits in `acked`.
+fn bench(dir: &Path, acked: &Path, extra: &[&str]) -> Value {
+    let (dir, acked) = (dir.to_str().expect("utf-8 path"), acked.to_str().expect("utf-8 path"));
+    let mut args = vec![
+        "bench",
+        "log",
+        "--seconds",
+        "0.3",
+        "--json",
+        "--dir",
+        dir,
+        "--acked",
+        acked,
+    ];
+    args.extend_from_slice(extra);
+    let out = mailvault(&args, None);
+    assert!(out.status.success(), "bench failed:\n{}", text(&out));
+    json(&out)
+}
+
+fn line_count(path: &Path) -> usize {
+    std::fs::read_to_string(path).expect("read acked file").lines().count()
+}
+
+#[test]
+fn help_lists_the_commands() {
+    let out = mailvault(&["--help"], None);
+    assert!(out.status.success());
+    let help = text(&out);
+    for command in ["bench", "check", "dump"] {
+        assert!(help.contains(command), "--help does not list {command}:\n{help}");
+    }
+}
+
+#[test]
+fn bench_check_dump_and_corruption() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("log");
+    let acked = tmp.path().join("acked.txt");
+    let report = bench(
+        &dir,
+        &acked,
+        &["--threads", "4", "--record-size", "1024", "--generation-size", "262144"],
+    );
+    for field in [
+        "raw.fsyncs_per_sec",
+        "raw.seq_mb_per_sec",
+        "log.commits",
+        "log.commits_per_sec",
+        "log.mb_per_sec",
+        "log.fsyncs_per_sec",
+        "log.mean_batch",
+        "log.latency_us.p50",
+        "log.latency_us.p99",
+        "log.latency_us.p999",
+        "ratio.commits_vs_raw_fsyncs",
+        "ratio.mb_vs_raw_seq",
+        "config.threads",
+        "config.record_size",
+        "config.seconds",
+        "config.generation_size",
+        "memory.peak_rss_kib",
+        "memory.rss_kib",
+    ] {
+        assert!(number(&report, field) > 0.0, "{field} is not positive: {report:#}");
+    }
+    for field in ["log.generation_switches", "log.preparation_stalls"] {
+        assert!(number(&report, field) >= 0.0);
+    }
+    assert!(report["config"]["dir"].is_string());
+    assert_eq!(number(&report, "config.generation_size"), 262_144.0);
+    let commits = number(&report, "log.commits") as usize;
+    assert_eq!(line_count(&acked), commits, "one acked line per commit");
+    let names: Vec<String> = std::fs::read_dir(&dir)
+        .expect("log dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.iter().all(|n| n.ends_with(".mvlog")),
+        "raw scratch files left behind: {names:?}"
+    );
+
+    let dir_s = dir.to_str().expect("utf-8 path");
+    let acked_s = acked.to_str().expect("utf-8 path");
+    let out = mailvault(&["check", dir_s, "--acked", acked_s, "--json"], None);
+    assert!(out.status.success(), "check of a clean log failed:\n{}", text(&out));
+    let check = json(&out);
+    assert_eq!(check["ok"], Value::Bool(true));
+    assert_eq!(number(&check, "acked_checked") as usize, commits);
+    assert!(number(&check, "records") as usize >= commits);
+    assert!(check["torn_tail"].is_null());
+    assert_eq!(check["problems"], Value::Array(vec![]));
+    let generations = number(&check, "last_generation");
+    assert!(
+        generations > 1.0,
+        "0.3 s should fill more than one 256 KiB generation: {check:#}"
+    );
+
+    let out = mailvault(&["dump", "log", dir_s, "--json"], None);
+    assert!(out.status.success(), "dump failed:\n{}", text(&out));
+    let dump = json(&out);
+    let files = dump["generations"].as_array().expect("generations");
+    assert!(files.len() >= 2);
+    assert_eq!(files[0]["file"], "0000000001.mvlog");
+    assert_eq!(files[0]["header"]["generation"], 1);
+    let records: Vec<&Value> = files
+        .iter()
+        .flat_map(|f| f["records"].as_array().expect("records"))
+        .collect();
+    assert!(!records.is_empty());
+    for r in &records {
+        assert!(r["lsn"].is_string() && r["lsn_u64"].is_u64() && r["checksum_ok"].is_boolean());
+    }
+    let sealed = files[0]["records"].as_array().expect("records of generation 1");
+    assert!(sealed.iter().all(|r| r["len"] == 1024 && r["checksum_ok"] == true));
+
+    // Flip a byte inside data frame 5 of the first, sealed generation.
+    let first = dir.join("0000000001.mvlog");
+    let mut bytes = std::fs::read(&first).expect("read generation 1");
+    bytes[5 * 4096 + 100] ^= 0x40;
+    std::fs::write(&first, &bytes).expect("write generation 1");
+    let out = mailvault(&["check", dir_s, "--acked", acked_s], None);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "check accepted a corrupt log:\n{}",
+        text(&out)
+    );
+    assert!(
+        text(&out).contains("0000000001.mvlog"),
+        "check does not name the file:\n{}",
+        text(&out)
+    );
+    let out = mailvault(&["check", dir_s, "--json"], None);
+    assert_eq!(out.status.code(), Some(1));
+    let check = json(&out);
+    assert_eq!(check["ok"], Value::Bool(false));
+    assert!(check["problems"].to_string().contains("0000000001.mvlog"));
+
+    let out = mailvault(&["dump", "log", dir_s, "--json"], None);
+    assert!(out.status.success(), "dump must decode a corrupt log:\n{}", text(&out));
+    let dump = json(&out);
+    let gen1 = &dump["generations"][0];
+    assert_eq!(gen1["invalid_frames"], 1, "{gen1:#}");
+    assert_eq!(gen1["invalid_frame_samples"][0]["slot"], 5);
+}
+
+#[test]
+fn acked_lines_missing_from_the_log_fail_check() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("log");
+    let acked = tmp.path().join("acked.txt");
+    bench(&dir, &acked, &["--threads", "2", "--record-size", "100"]);
+    let dir_s = dir.to_str().expect("utf-8 path");
+    let acked_s = acked.to_str().expect("utf-8 path");
+    let out = mailvault(&["check", dir_s, "--acked", acked_s], None);
+    assert!(out.status.success(), "{}", text(&out));
+
+    let lines = line_count(&acked);
+    let mut content = std::fs::read_to_string(&acked).expect("read acked");
+    // Generation 999 does not exist.
+    content.push_str(&format!("42 {} 100 0badc0de\n", 999u64 << 32 | 0x3020));
+    std::fs::write(&acked, &content).expect("write acked");
+    let out = mailvault(&["check", dir_s, "--acked", acked_s, "--json"], None);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let check = json(&out);
+    assert_eq!(check["ok"], Value::Bool(false));
+    let problems = check["problems"].as_array().expect("problems");
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    let problem = problems[0].as_str().expect("string");
+    assert!(
+        problem.contains(&format!("line {}", lines + 1)) && problem.contains("no record"),
+        "{problem}"
+    );
+
+    // A malformed line and a wrong checksum are problems too.
+    let first = content.lines().next().expect("a line").to_string();
+    let mut fields: Vec<&str> = first.split(' ').collect();
+    fields[3] = "00000000";
+    content.push_str("not a line\n");
+    content.push_str(&(fields.join(" ") + "\n"));
+    std::fs::write(&acked, &content).expect("write acked");
+    let out = mailvault(&["check", dir_s, "--acked", acked_s], None);
+    assert_eq!(out.status.code(), Some(1));
+    let out = text(&out);
+    assert!(out.contains(&format!("line {}: malformed", lines + 2)), "{out}");
+    assert!(out.contains(&format!("line {}: record at LSN", lines + 3)), "{out}");
+}
+
+#[test]
+fn bench_without_dir_leaves_nothing_behind() {
+    let cwd = tempfile::tempdir().expect("tempdir");
+    let out = mailvault(
+        &["bench", "log", "--seconds", "0.2", "--record-size", "64", "--json"],
+        Some(cwd.path()),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(number(&json(&out), "log.commits") > 0.0);
+    let left: Vec<_> = std::fs::read_dir(cwd.path()).expect("cwd").collect();
+    assert!(left.is_empty(), "bench left {left:?} behind");
+}
+
+#[test]
+fn bench_refuses_bad_arguments_before_measuring() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().to_str().expect("utf-8 path");
+    let out = mailvault(&["bench", "log", "--record-size", "5000000", "--dir", dir], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).contains("exceeds the maximum record size"), "{}", text(&out));
+    std::fs::write(tmp.path().join("other"), b"x").expect("write");
+    let out = mailvault(&["bench", "log", "--dir", dir], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).contains("not empty"), "{}", text(&out));
+    let out = mailvault(&["bench", "log", "--record-size", "11"], None);
+    assert!(!out.status.success());
+}
