@@ -234,14 +234,20 @@ fn api_arguments() {
         Log::create(sim.clone(), DIR, bad),
         Err(LogError::InvalidOptions(_))
     ));
-    let bad = LogOptions {
+    // Limits larger than the geometry allows are lowered to fit it.
+    let big = LogOptions {
         max_record_size: 1 << 20,
         ..small_opts()
     };
+    let log = Log::create(sim.clone(), "/other", big).expect("create");
+    let max = log.max_record_size();
+    assert!((2048..1 << 20).contains(&max), "max record {max}");
+    log.commit(&vec![1u8; max]).expect("the largest record fits");
     assert!(matches!(
-        Log::create(sim.clone(), DIR, bad),
-        Err(LogError::InvalidOptions(_))
+        log.commit(&vec![1u8; max + 1]),
+        Err(LogError::RecordTooLarge { .. })
     ));
+    drop(log);
     let log = Log::create(sim.clone(), DIR, small_opts()).expect("create");
     let err = log.commit(&vec![0u8; 4096]).expect_err("too large");
     assert!(

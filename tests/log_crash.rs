@@ -86,7 +86,7 @@ fn random_crash_run(seed: u64, rounds: u32, threads: u32, tally: &mut Tally) {
         let context = format!("seed {seed} round {round}");
         // A crash somewhere in the next few hundred operations, including
         // during recovery itself.
-        let at = sim.op_count() + 1 + rng.below(150 * threads as u64);
+        let at = sim.op_count() + 1 + rng.below(if threads == 1 { 150 } else { 250 });
         sim.inject_at_op(at, FaultKind::Crash);
         let outcome = match open_log(&sim, false) {
             Ok(log) => {

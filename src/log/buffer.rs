@@ -41,6 +41,8 @@ pub(crate) struct Batch {
     pub tail: Option<TailFrame>,
     /// Every record ending at or before this is in the batch or already durable.
     pub end: Lsn,
+    /// Records in the batch.
+    pub records: usize,
 }
 
 /// Frames laid out but not yet taken by a leader.
@@ -56,6 +58,8 @@ pub(crate) struct AppendBuffer {
     pub end: Lsn,
     /// Bytes held in closed frames.
     pub pending_bytes: usize,
+    /// Records appended since the last batch was taken.
+    pub pending_records: usize,
 }
 
 impl AppendBuffer {
@@ -87,6 +91,7 @@ impl AppendBuffer {
             open_taken: content.len(),
             end,
             pending_bytes: 0,
+            pending_records: 0,
         }
     }
 
@@ -168,6 +173,7 @@ impl AppendBuffer {
         }
         self.put(&header);
         self.put(data);
+        self.pending_records += 1;
         self.end = self.position();
         (start, self.end)
     }
@@ -233,10 +239,12 @@ impl AppendBuffer {
         });
         self.open_taken = self.open_pos;
         self.pending_bytes = 0;
+        let records = std::mem::take(&mut self.pending_records);
         Batch {
             runs,
             tail,
             end: self.end,
+            records,
         }
     }
 }

@@ -47,7 +47,9 @@ impl LeaderState {
     /// Writes the batch and makes it durable. Any error leaves the log stopped:
     /// the caller never retries.
     pub fn write_batch(&mut self, batch: Batch) -> Result<Lsn> {
-        let Batch { mut runs, tail, end } = batch;
+        let Batch {
+            mut runs, tail, end, ..
+        } = batch;
         let start_generation = self.current.header.generation;
         let mut batch_start = runs
             .first()

@@ -46,7 +46,7 @@ use prepare::Preparer;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::vfs::SharedVfs;
 
@@ -66,9 +66,11 @@ pub struct LogOptions {
     pub frame_size: u32,
     /// Generation file size in bytes. Fixed at creation.
     pub generation_size: u64,
-    /// Bytes of appended records held in memory before appends wait for a write.
+    /// Bytes of appended records held in memory before appends wait for a
+    /// write; lowered to at most four generations.
     pub buffer_size: usize,
-    /// Largest record body accepted.
+    /// Largest record body accepted; lowered to what one generation and the
+    /// buffer can hold ([`Log::max_record_size`] tells the value in force).
     pub max_record_size: usize,
     /// If set, a leader waits up to this long for more committers before writing.
     pub max_batch_delay: Option<Duration>,
@@ -137,6 +139,12 @@ struct Shared {
     durable: Lsn,
     leader_active: bool,
     failed: Option<Arc<LogError>>,
+    /// Records in the last batch: how many committers to expect again.
+    last_batch_records: usize,
+    /// How long the last batch took to write and sync.
+    last_batch_time: Duration,
+    /// A leader is gathering until this many records are pending (0: not gathering).
+    gather_target: usize,
 }
 
 struct Inner {
@@ -145,7 +153,10 @@ struct Inner {
     signature: LogSignature,
     opts: LogOptions,
     state: Mutex<Shared>,
+    /// Waiters for durability, space, or the end of a batch.
     cv: Condvar,
+    /// Wakes a gathering leader when enough records are pending.
+    gather_cv: Condvar,
     leader: Mutex<LeaderState>,
     preparer: Arc<Preparer>,
     counters: Arc<Counters>,
@@ -167,29 +178,24 @@ impl std::fmt::Debug for Log {
     }
 }
 
-fn check_options(opts: &LogOptions, frame_size: u32, generation_size: u64) -> Result<u32> {
+/// Fits the buffer and the record limit to the geometry: both options are
+/// upper bounds, lowered to what one generation and one batch can hold.
+fn fit_options(mut opts: LogOptions, frame_size: u32, generation_size: u64) -> Result<(LogOptions, u32)> {
     let frames = format::check_geometry(frame_size, generation_size).map_err(|e| LogError::InvalidOptions(e.into()))?;
-    let room = AppendBuffer::generation_capacity(frame_size, frames);
-    let need = opts.max_record_size + format::RECORD_HEADER_LEN;
-    if need > room || need + 2 * frame_size as usize > opts.buffer_size {
-        return Err(LogError::InvalidOptions(format!(
-            "max record size {} must fit one generation ({room} payload bytes) and the buffer ({} bytes) with room to spare",
-            opts.max_record_size, opts.buffer_size
-        )));
-    }
-    if opts.buffer_size as u64 > generation_size * 4 {
-        return Err(LogError::InvalidOptions(
-            "buffer size must be at most 4 generations".into(),
-        ));
-    }
-    Ok(frames)
+    let fs = frame_size as usize;
+    let four_generations = usize::try_from(generation_size.saturating_mul(4)).unwrap_or(usize::MAX);
+    opts.buffer_size = opts.buffer_size.min(four_generations).max(4 * fs);
+    let room = AppendBuffer::generation_capacity(frame_size, frames).min(opts.buffer_size - 2 * fs);
+    opts.max_record_size = opts.max_record_size.min(room - format::RECORD_HEADER_LEN);
+    Ok((opts, frames))
 }
 
 impl Log {
     /// Creates a new log in `dir`, which must be empty or absent.
     pub fn create(vfs: SharedVfs, dir: impl AsRef<Path>, opts: LogOptions) -> Result<Log> {
         let dir = dir.as_ref();
-        check_options(&opts, opts.frame_size, opts.generation_size)?;
+        let (frame_size, generation_size) = (opts.frame_size, opts.generation_size);
+        let (opts, _) = fit_options(opts, frame_size, generation_size)?;
         vfs.create_dir_all(dir)
             .map_err(|e| LogError::io(dir, 0, "create directory", e))?;
         let names = vfs.list(dir).map_err(|e| LogError::io(dir, 0, "list", e))?;
@@ -248,7 +254,7 @@ impl Log {
         })?;
         let last = rec.last;
         let header = last.header;
-        let frames = check_options(&opts, header.frame_size, header.generation_size)?;
+        let (opts, frames) = fit_options(opts, header.frame_size, header.generation_size)?;
         if let Some((file, torn)) = &rec.report.torn_tail {
             tracing::warn!(file = %file.display(), offset = torn.offset, reason = %torn.reason, "cut off the torn tail of the log");
         }
@@ -323,8 +329,12 @@ impl Log {
                     durable,
                     leader_active: false,
                     failed: None,
+                    last_batch_records: 0,
+                    last_batch_time: Duration::ZERO,
+                    gather_target: 0,
                 }),
                 cv: Condvar::new(),
+                gather_cv: Condvar::new(),
                 leader: Mutex::new(leader),
                 preparer,
                 counters,
@@ -350,6 +360,11 @@ impl Log {
     /// What recovery found when this log was opened.
     pub fn recovery_report(&self) -> &RecoveryReport {
         &self.report
+    }
+
+    /// The largest record this log accepts.
+    pub fn max_record_size(&self) -> usize {
+        self.inner.opts.max_record_size
     }
 
     /// The log's signature.
@@ -382,12 +397,18 @@ impl Log {
                 break;
             }
             if st.leader_active {
+                if st.gather_target > 0 {
+                    inner.gather_cv.notify_one();
+                }
                 inner.cv.wait(&mut st);
             } else {
                 inner.lead(&mut st);
             }
         }
         let (lsn, end) = st.buffer.append(data);
+        if st.gather_target > 0 && st.buffer.pending_records >= st.gather_target {
+            inner.gather_cv.notify_one();
+        }
         drop(st);
         inner.counters.records.fetch_add(1, Ordering::Relaxed);
         inner
@@ -519,16 +540,42 @@ impl Drop for Log {
 }
 
 impl Inner {
+    /// Before taking a batch, waits briefly for the committers of the last
+    /// batch to append again: they were released a moment ago and are on
+    /// their way. A lone committer never waits (its last batch held one
+    /// record). The wait is capped at half the last batch's write time and
+    /// ends early once as many records are pending as the last batch held, or
+    /// the buffer is half full. `max_batch_delay` replaces this with a fixed wait.
+    fn gather(&self, st: &mut MutexGuard<'_, Shared>) {
+        if let Some(delay) = self.opts.max_batch_delay {
+            self.gather_cv.wait_for(st, delay);
+            return;
+        }
+        let target = st.last_batch_records;
+        if target <= 1 || st.buffer.pending_records >= target {
+            return;
+        }
+        let deadline = Instant::now() + (st.last_batch_time / 2).min(Duration::from_millis(2));
+        st.gather_target = target;
+        while st.buffer.pending_records < target
+            && st.buffer.pending_bytes < self.opts.buffer_size / 2
+            && !self.gather_cv.wait_until(st, deadline).timed_out()
+        {}
+        st.gather_target = 0;
+    }
+
     /// Runs one group-commit batch as leader. Called with the state locked and
     /// no leader active; returns with the state locked.
     fn lead(&self, st: &mut MutexGuard<'_, Shared>) {
         st.leader_active = true;
-        if let Some(delay) = self.opts.max_batch_delay {
-            self.cv.wait_for(st, delay);
-        }
+        self.gather(st);
         let batch: Batch = st.buffer.take_batch();
+        let records = batch.records;
         self.cv.notify_all();
+        let started = Instant::now();
         let result = MutexGuard::unlocked(st, || self.leader.lock().write_batch(batch));
+        st.last_batch_time = started.elapsed();
+        st.last_batch_records = records;
         st.leader_active = false;
         match result {
             Ok(end) => st.durable = st.durable.max(end),

@@ -6,9 +6,9 @@ use crate::acked::{AckedLine, AckedWriter};
 use crate::bench_report::{BenchConfig, BenchReport, LogResult};
 use crate::error::{CliError, Context, Result};
 use crate::histogram::Histogram;
-use crate::{logopts, output, raw};
+use crate::{output, raw};
 use clap::Args;
-use mailvault::log::{DEFAULT_FRAME_SIZE, DEFAULT_GENERATION_SIZE, Log, LogError, LogOptions, LogStats};
+use mailvault::log::{DEFAULT_GENERATION_SIZE, Log, LogError, LogOptions, LogStats};
 use mailvault::vfs::OsVfs;
 use parking_lot::{Condvar, Mutex};
 use std::path::{Path, PathBuf};
@@ -56,10 +56,10 @@ fn parse_seconds(s: &str) -> Result<f64, String> {
 
 pub fn run(args: &BenchLogArgs) -> Result<()> {
     let record_size = usize::try_from(args.record_size).context(|| "--record-size")?;
-    let opts = logopts::options_for(
-        DEFAULT_FRAME_SIZE,
-        args.generation_size.unwrap_or(DEFAULT_GENERATION_SIZE),
-    );
+    let opts = LogOptions {
+        generation_size: args.generation_size.unwrap_or(DEFAULT_GENERATION_SIZE),
+        ..LogOptions::default()
+    };
     if record_size > opts.max_record_size {
         // Fail before the raw phases; this is the error `Log::append` returns.
         return Err(LogError::RecordTooLarge {

@@ -8,7 +8,7 @@
 
 use crate::acked::AckedLine;
 use crate::error::{Context, Result};
-use crate::{logopts, output};
+use crate::output;
 use clap::Args;
 use mailvault::log::{Log, Lsn, Record, RecoveryReport};
 use mailvault::vfs::OsVfs;
@@ -103,7 +103,7 @@ fn open_then_verify(
     report: &mut CheckReport,
     problems: &mut Vec<String>,
 ) -> Option<HashMap<u64, Seen>> {
-    let opened = Log::open(Arc::new(OsVfs), dir, logopts::options_for_dir(dir)).and_then(|log| {
+    let opened = Log::open(Arc::new(OsVfs), dir, mailvault::log::LogOptions::default()).and_then(|log| {
         let recovery = log.recovery_report().clone();
         log.close().map(|()| recovery)
     });

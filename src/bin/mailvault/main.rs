@@ -15,7 +15,6 @@ mod check;
 mod dump;
 mod error;
 mod histogram;
-mod logopts;
 mod output;
 mod raw;
 
