@@ -5,9 +5,7 @@
 use crate::error::{Context, Result};
 use crate::output::{self, format_unix_us};
 use clap::Args;
-use mailvault::log::codec::{
-    DATA_START, Defect, FRAME_HEADER_LEN, ImageReport, RECORD_HEADER_LEN, decode_frame_stream,
-};
+use mailvault::log::codec::{DATA_START, Defect, ImageReport, decode_frame_stream};
 use mailvault::log::{DEFAULT_FRAME_SIZE, GENERATION_SUFFIX, GenerationHeader, GenerationState, Lsn};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -156,32 +154,23 @@ fn dump_file(path: &Path, name: &str) -> Result<FileDump> {
     };
     // The decoder falls back to the default frame size without a header.
     let fs = current.map_or(DEFAULT_FRAME_SIZE, |(h, _)| h.frame_size);
-    let decoded_home = summarize_frames(&report, current, fs, &mut out);
+    summarize_frames(&report, current, fs, &mut out);
     for r in &report.records {
-        let (first, last) = record_slots(r.lsn, r.len, u64::from(fs));
-        let complete = (first..=last).all(|s| usize::try_from(s).is_ok_and(|s| decoded_home.get(s) == Some(&true)));
         out.records.push(RecordJson {
             lsn: r.lsn.to_string(),
             lsn_u64: r.lsn.0,
             len: r.len,
             checksum_ok: r.checksum_ok,
-            complete,
+            complete: r.complete,
             stale: current.is_some_and(|(h, _)| r.lsn.generation() != h.generation),
         });
     }
     Ok(out)
 }
 
-/// Counts the frames by kind into `out`; returns, per slot, whether the
-/// decoder used it as a home frame (valid, not a shadow copy, a data slot).
-fn summarize_frames(
-    report: &ImageReport,
-    current: Option<(GenerationHeader, u32)>,
-    fs: u32,
-    out: &mut FileDump,
-) -> Vec<bool> {
+/// Counts the frames by kind into `out`.
+fn summarize_frames(report: &ImageReport, current: Option<(GenerationHeader, u32)>, fs: u32, out: &mut FileDump) {
     let zeroed = Defect::Zeroed.to_string();
-    let mut decoded_home = vec![false; report.frames.last().map_or(0, |f| f.slot as usize + 1)];
     for f in &report.frames {
         match &f.header {
             Ok(h) if h.is_shadow() => out.shadows.push(ShadowJson {
@@ -193,7 +182,6 @@ fn summarize_frames(
                 current: current.is_some_and(|(g, salt)| h.salt == salt && h.lsn.generation() == g.generation),
             }),
             Ok(h) => {
-                decoded_home[f.slot as usize] = f.slot >= DATA_START;
                 let home_lsn = |g: &GenerationHeader| Lsn::new(g.generation, f.slot.wrapping_mul(fs));
                 let belongs = current.is_none_or(|(g, salt)| h.salt == salt && h.lsn == home_lsn(&g));
                 if f.slot >= DATA_START && belongs {
@@ -215,20 +203,6 @@ fn summarize_frames(
             }
         }
     }
-    decoded_home
-}
-
-/// The first and last frame slot a record occupies: its header never
-/// straddles frames; its body fills the payloads of the following ones.
-fn record_slots(lsn: Lsn, len: u32, fs: u64) -> (u64, u64) {
-    let offset = u64::from(lsn.offset());
-    let slot = offset / fs;
-    if len == 0 {
-        return (slot, slot);
-    }
-    let body = (offset % fs).saturating_sub(FRAME_HEADER_LEN as u64) + RECORD_HEADER_LEN as u64;
-    let last_byte = body + u64::from(len) - 1;
-    (slot, slot + last_byte / (fs - FRAME_HEADER_LEN as u64))
 }
 
 fn header_json(h: &GenerationHeader, salt: u32) -> HeaderJson {
