@@ -282,20 +282,3 @@ fn print_file(f: &FileDump) {
         println!("    {:<16} {:>20} {:>10}  {status}{stale}", r.lsn, r.lsn_u64, r.len);
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn record_slots_follow_frame_payloads() {
-        let fs = 4096;
-        // A 100-byte record at the start of frame 3.
-        assert_eq!(record_slots(Lsn::new(1, 3 * 4096 + 32), 100, fs), (3, 3));
-        // Fills frame 3 exactly: 8 + 4056 = 4064 payload bytes.
-        assert_eq!(record_slots(Lsn::new(1, 3 * 4096 + 32), 4056, fs), (3, 3));
-        assert_eq!(record_slots(Lsn::new(1, 3 * 4096 + 32), 4057, fs), (3, 4));
-        assert_eq!(record_slots(Lsn::new(1, 3 * 4096 + 32), 4056 + 2 * 4064, fs), (3, 5));
-        assert_eq!(record_slots(Lsn::new(1, 4 * 4096 + 4000), 0, fs), (4, 4));
-    }
-}
