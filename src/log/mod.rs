@@ -151,6 +151,7 @@ struct Inner {
     vfs: SharedVfs,
     dir: PathBuf,
     signature: LogSignature,
+    frame_size: u32,
     opts: LogOptions,
     state: Mutex<Shared>,
     /// Waiters for durability, space, or the end of a batch.
@@ -323,6 +324,7 @@ impl Log {
                 vfs,
                 dir,
                 signature,
+                frame_size: header.frame_size,
                 opts,
                 state: Mutex::new(Shared {
                     buffer,
@@ -387,7 +389,7 @@ impl Log {
                 max: inner.opts.max_record_size,
             });
         }
-        let fs = inner.leader.lock().current.frame_size() as usize;
+        let fs = inner.frame_size as usize;
         let mut st = inner.state.lock();
         loop {
             if let Some(cause) = &st.failed {
