@@ -162,3 +162,54 @@ fn crash_at_every_sync() {
     }
     assert_meaningful("every sync", &tally);
 }
+
+/// Power cuts at every operation of recovery itself (listing, scanning, the
+/// rebuild of the last generation and its rename), after a crash that left a
+/// torn tail. Recovery must be restartable at any point.
+#[test]
+fn crash_at_every_operation_of_recovery() {
+    let mut tally = Tally::default();
+    for seed in 0..20u64 {
+        // A log cut short by a crash in the middle of a workload.
+        let setup = || {
+            let sim = SimVfs::new(seed);
+            open_log(&sim, true).expect("create").close().expect("close");
+            let log = Arc::new(open_log(&sim, false).expect("open"));
+            sim.inject_at_op(sim.op_count() + 60 + seed * 7, FaultKind::Crash);
+            let outcome = run_committers(&log, 0, 2, 40, seed);
+            drop(log);
+            sim.clear_faults();
+            if !sim.is_crashed() {
+                sim.crash();
+            }
+            sim.restart();
+            (sim, outcome)
+        };
+        let (sim, _) = setup();
+        let before = sim.op_count();
+        drop(open_log(&sim, false).expect("recovery"));
+        let recovery_ops = sim.op_count() - before;
+        assert!(recovery_ops > 10, "recovery did only {recovery_ops} operations");
+        // The preparer thread makes runs differ slightly, so each run is checked
+        // against its own outcome.
+        for k in 0..recovery_ops {
+            let (sim, outcome) = setup();
+            sim.inject_at_op(sim.op_count() + k, FaultKind::Crash);
+            let interrupted = open_log(&sim, false);
+            drop(interrupted);
+            let mut model = Model::default();
+            recover_and_check(
+                &sim,
+                &mut model,
+                &outcome,
+                &format!("seed {seed} recovery op {k}"),
+                &mut tally,
+            );
+        }
+    }
+    eprintln!("recovery: {tally:?}");
+    assert!(
+        tally.mid_run * 10 > tally.points * 8,
+        "most injected crashes must hit recovery"
+    );
+}

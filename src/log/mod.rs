@@ -281,6 +281,10 @@ impl Log {
             preparer: preparer.clone(),
             counters: counters.clone(),
         };
+        for g in &rec.report.leftover_rebuilds {
+            let path = rebuild::rebuild_path(&dir, *g);
+            vfs.remove(&path).map_err(|e| LogError::io(&path, 0, "remove", e))?;
+        }
         let rebuilt = rebuild::rebuild_last_generation(vfs.as_ref(), &dir, &last, &rec.last_scan)?;
         leader.current = rebuilt.file.clone();
         leader.shadow_slot = rebuilt.shadow_slot;

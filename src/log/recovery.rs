@@ -34,6 +34,8 @@ pub struct RecoveryReport {
     pub spare: Option<PathBuf>,
     /// Recycled files waiting for reuse.
     pub recycled: Vec<u32>,
+    /// Rebuilds a crash interrupted (removed when the log is opened for writing).
+    pub leftover_rebuilds: Vec<u32>,
     /// The log's signature.
     pub signature: LogSignature,
 }
@@ -63,11 +65,12 @@ pub(crate) fn recover(
     })?;
     let mut generations = Vec::new();
     let mut recycled = Vec::new();
+    let mut leftover_rebuilds = Vec::new();
     for name in &names {
         match parse_name(name) {
             Some(LogFileName::Generation(g)) => generations.push(g),
             Some(LogFileName::Recycled(g)) => recycled.push(g),
-            Some(LogFileName::Rebuild(_)) => {}
+            Some(LogFileName::Rebuild(g)) => leftover_rebuilds.push(g),
             None => {
                 return Err(LogError::ForeignFile {
                     file: dir.join(name),
@@ -110,6 +113,7 @@ pub(crate) fn recover(
         torn_tail: None,
         spare,
         recycled,
+        leftover_rebuilds,
         signature,
     };
     let start = verify_from.generation().clamp(first, last_generation);
