@@ -41,7 +41,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Reopening runs recovery; the report says what it found.
     let log = Log::open(Arc::new(OsVfs), &path, LogOptions::default())?;
     let report = log.recovery_report();
-    println!("recovered {} records, end {}, torn tail: {:?}", report.records, report.end, report.torn_tail);
+    println!(
+        "recovered {} records, end {}, torn tail: {:?}",
+        report.records, report.end, report.torn_tail
+    );
     let first_five: Vec<String> = log
         .reader(Lsn::ZERO)?
         .take(5)

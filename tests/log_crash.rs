@@ -101,28 +101,26 @@ fn random_crash_run(seed: u64, rounds: u32, threads: u32, tally: &mut Tally) {
     }
 }
 
-#[test]
-fn random_crash_points_single_committer() {
+/// Random crash points until half the campaign's budget is spent.
+fn random_campaign(name: &str, first_seed: u64, threads: u32) {
     let total = crash_points(2000) / 2;
     let mut tally = Tally::default();
-    let mut seed = 1;
+    let mut seed = first_seed;
     while tally.points < total {
-        random_crash_run(seed, 4, 1, &mut tally);
+        random_crash_run(seed, 4, threads, &mut tally);
         seed += 1;
     }
-    assert_meaningful("single committer", &tally);
+    assert_meaningful(name, &tally);
+}
+
+#[test]
+fn random_crash_points_single_committer() {
+    random_campaign("single committer", 1, 1);
 }
 
 #[test]
 fn random_crash_points_concurrent_committers() {
-    let total = crash_points(2000) / 2;
-    let mut tally = Tally::default();
-    let mut seed = 10_000;
-    while tally.points < total {
-        random_crash_run(seed, 4, 4, &mut tally);
-        seed += 1;
-    }
-    assert_meaningful("four committers", &tally);
+    random_campaign("four committers", 10_000, 4);
 }
 
 /// Counts the syncs of a deterministic single-committer workload, then cuts
