@@ -8,7 +8,7 @@ use crate::error::{CliError, Context, Result};
 use crate::histogram::Histogram;
 use crate::{output, raw};
 use clap::Args;
-use mailvault::log::{DEFAULT_GENERATION_SIZE, Log, LogError, LogOptions, LogStats};
+use mailvault::log::{DEFAULT_GENERATION_SIZE, Log, LogError, LogOptions, LogStats, Lsn};
 use mailvault::vfs::OsVfs;
 use parking_lot::{Condvar, Mutex};
 use std::path::{Path, PathBuf};
@@ -43,6 +43,11 @@ pub struct BenchLogArgs {
     /// Generation file size in bytes [default: the library's default].
     #[arg(long, value_name = "BYTES")]
     generation_size: Option<u64>,
+    /// Circular logging: a checkpointer thread releases every generation
+    /// before the current one, so files are recycled instead of created, as
+    /// in a store whose checkpoint keeps up. Without it the log only grows.
+    #[arg(long, conflicts_with = "acked")]
+    circular: bool,
 }
 
 fn parse_seconds(s: &str) -> Result<f64, String> {
@@ -103,6 +108,7 @@ pub fn run(args: &BenchLogArgs) -> Result<()> {
         dir: dir.display().to_string(),
         dir_kept: args.dir.is_some(),
         acked: args.acked.as_ref().map(|p| p.display().to_string()),
+        circular: args.circular,
     };
     let report = BenchReport::new(config, raw, log_result, peak_rss_kib, rss_kib);
     if args.json {
@@ -196,6 +202,7 @@ fn run_log(
         stop: AtomicBool::new(false),
         acked,
     };
+    let done = AtomicBool::new(false);
     let (results, before, start) = std::thread::scope(|s| {
         let mut spawned = Vec::with_capacity(args.threads as usize);
         for t in 0..args.threads {
@@ -217,7 +224,22 @@ fn run_log(
         let before = log.stats();
         let start = Instant::now();
         work.gate.open(start + Duration::from_secs_f64(args.seconds));
+        let checkpointer = args.circular.then(|| {
+            let (log, done) = (&log, &done);
+            s.spawn(move || -> mailvault::log::Result<()> {
+                while !done.load(Ordering::Relaxed) {
+                    log.recycle_before(Lsn::new(log.durable_lsn().generation(), 0))?;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Ok(())
+            })
+        });
         let results: Vec<_> = spawned.into_iter().map(|h| h.join()).collect();
+        done.store(true, Ordering::Relaxed);
+        if let Some(c) = checkpointer {
+            c.join()
+                .map_err(|_| CliError::msg("the checkpointer thread panicked"))??;
+        }
         Ok((results, before, start))
     })?;
     let elapsed = start.elapsed();

@@ -39,6 +39,8 @@ pub struct BenchConfig {
     /// Whether the log was kept (`--dir`) or removed with its temporary directory.
     pub dir_kept: bool,
     pub acked: Option<String>,
+    /// Whether generations were released and recycled during the run.
+    pub circular: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -157,8 +159,16 @@ impl BenchReport {
         let (c, r, l) = (&self.config, &self.raw, &self.log);
         let kept = if c.dir_kept { "kept" } else { "removed" };
         println!(
-            "mailvault bench log: {} thread(s), {}-byte records, {} s, generation size {} bytes",
-            c.threads, c.record_size, c.seconds, c.generation_size
+            "mailvault bench log: {} thread(s), {}-byte records, {} s, generation size {} bytes, {}",
+            c.threads,
+            c.record_size,
+            c.seconds,
+            c.generation_size,
+            if c.circular {
+                "circular (generations recycled)"
+            } else {
+                "growing log (new files)"
+            }
         );
         println!(
             "directory {} ({kept}); MB = 10^6 bytes; latencies in microseconds",
