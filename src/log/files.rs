@@ -105,6 +105,15 @@ impl GenFile {
             .map_err(|e| LogError::io(&path, 0, "open", e))?;
         match read_header(file.as_ref(), &path)? {
             Ok((header, salt)) if header.state == GenerationState::Active && header.generation == generation => {
+                // Generations are sized before activation; a short one lost its end.
+                let len = file.len().map_err(|e| LogError::io(&path, 0, "stat", e))?;
+                if len < header.generation_size {
+                    return Err(LogError::corrupt(
+                        &path,
+                        len,
+                        format!("file is {len} bytes, shorter than its generation size {}", header.generation_size),
+                    ));
+                }
                 Ok(GenFile {
                     path,
                     file,
