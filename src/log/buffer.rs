@@ -15,6 +15,8 @@ pub(crate) struct FrameMeta {
     pub used: u16,
     pub first_record: u16,
     pub flags: u8,
+    /// crc32c of the whole payload area, computed when the frame closed.
+    pub payload_crc: u32,
 }
 
 /// Consecutive frames of one generation.
@@ -60,7 +62,13 @@ pub(crate) struct AppendBuffer {
     pub pending_bytes: usize,
     /// Records appended since the last batch was taken.
     pub pending_records: usize,
+    /// Frame buffers of written batches, reused so that appends do not fault
+    /// in fresh memory for every batch.
+    spare: Vec<Vec<u8>>,
 }
+
+/// Spare buffers kept for reuse.
+const SPARE_BUFFERS: usize = 3;
 
 impl AppendBuffer {
     /// A buffer whose open frame is `index` of `generation`, already holding
@@ -92,6 +100,7 @@ impl AppendBuffer {
             end,
             pending_bytes: 0,
             pending_records: 0,
+            spare: Vec::new(),
         }
     }
 
@@ -127,12 +136,15 @@ impl AppendBuffer {
     }
 
     fn close_open_frame(&mut self, flags: u8) {
+        let fs = self.frame_size;
+        let run = self.runs.last().expect("the buffer always has an open frame");
+        let payload = &run.bytes[run.bytes.len() - fs + FRAME_HEADER_LEN..];
         let meta = FrameMeta {
             used: self.open_pos as u16,
             first_record: self.open_first_record,
             flags,
+            payload_crc: crc32c::crc32c(payload),
         };
-        let fs = self.frame_size;
         self.open_run().meta.push(meta);
         self.pending_bytes += fs;
         self.open_pos = 0;
@@ -140,10 +152,11 @@ impl AppendBuffer {
         self.open_first_record = NO_RECORD;
         if flags & FLAG_SEALED != 0 {
             let generation = self.open_generation() + 1;
+            let bytes = self.fresh_frame();
             self.runs.push(Run {
                 generation,
                 first_index: DATA_START,
-                bytes: vec![0u8; fs],
+                bytes,
                 meta: Vec::new(),
             });
         } else {
@@ -210,25 +223,52 @@ impl AppendBuffer {
         self.pending_bytes > 0 || self.open_pos > self.open_taken
     }
 
+    /// One zeroed frame, in a reused buffer when there is one.
+    fn fresh_frame(&mut self) -> Vec<u8> {
+        let mut bytes = self.spare.pop().unwrap_or_default();
+        bytes.clear();
+        bytes.resize(self.frame_size, 0);
+        bytes
+    }
+
+    /// Takes back the buffers of a written batch for reuse.
+    pub fn recycle(&mut self, batch: Batch) {
+        let buffers = batch.runs.into_iter().map(|r| r.bytes).chain(batch.tail.map(|t| t.bytes));
+        for bytes in buffers {
+            if self.spare.len() < SPARE_BUFFERS {
+                self.spare.push(bytes);
+            }
+        }
+    }
+
     /// Hands everything appended so far to a leader; the open frame stays.
     pub fn take_batch(&mut self) -> Batch {
         let fs = self.frame_size;
         let generation = self.open_generation();
         let index = self.open_index();
+        let mut open_bytes = self.fresh_frame();
         let mut runs = std::mem::take(&mut self.runs);
         let last = runs.last_mut().expect("the buffer always has an open frame");
-        let open_bytes = last.bytes.split_off(last.bytes.len() - fs);
+        let open_at = last.bytes.len() - fs;
+        open_bytes.copy_from_slice(&last.bytes[open_at..]);
+        last.bytes.truncate(open_at);
         if last.bytes.is_empty() {
             runs.pop();
         }
-        let tail = (self.open_pos > self.open_taken).then(|| TailFrame {
+        let tail_bytes = (self.open_pos > self.open_taken).then(|| {
+            let mut bytes = self.fresh_frame();
+            bytes.copy_from_slice(&open_bytes);
+            bytes
+        });
+        let tail = tail_bytes.map(|bytes| TailFrame {
             generation,
             index,
-            bytes: open_bytes.clone(),
+            bytes,
             meta: FrameMeta {
                 used: self.open_pos as u16,
                 first_record: self.open_first_record,
                 flags: 0,
+                payload_crc: 0,
             },
         });
         self.runs.push(Run {

@@ -247,8 +247,22 @@ pub struct FrameHeader {
 }
 
 impl FrameHeader {
+    /// Like [`FrameHeader::seal_into`], with the payload's crc32c computed
+    /// beforehand (by the committer that filled the frame, off the leader's path).
+    pub fn seal_with_payload_crc(&mut self, frame: &mut [u8], payload_crc: u32) {
+        self.write_fields(frame);
+        self.crc = crc32c::crc32c_append(payload_crc, &frame[4..FRAME_HEADER_LEN]);
+        frame[0..4].copy_from_slice(&self.crc.to_le_bytes());
+    }
+
     /// Writes the header into `frame` and seals it with its checksum.
     pub fn seal_into(&mut self, frame: &mut [u8]) {
+        self.write_fields(frame);
+        self.crc = frame_checksum(frame);
+        frame[0..4].copy_from_slice(&self.crc.to_le_bytes());
+    }
+
+    fn write_fields(&self, frame: &mut [u8]) {
         frame[4..8].copy_from_slice(&self.salt.to_le_bytes());
         frame[8..16].copy_from_slice(&self.lsn.0.to_le_bytes());
         frame[16..20].copy_from_slice(&self.shadow_seq.to_le_bytes());
@@ -257,8 +271,6 @@ impl FrameHeader {
         frame[24] = self.flags;
         frame[25..28].copy_from_slice(&self.batch_start.to_le_bytes()[..3]);
         frame[28..32].copy_from_slice(&FRAME_MAGIC.to_le_bytes());
-        self.crc = crc32c::crc32c(&frame[4..]);
-        frame[0..4].copy_from_slice(&self.crc.to_le_bytes());
     }
 
     /// Decodes a whole frame and validates its checksum and fields. The caller
@@ -275,7 +287,7 @@ impl FrameHeader {
             return Err(Defect::BadMagic);
         }
         let crc = u32_at(frame, 0);
-        if crc != crc32c::crc32c(&frame[4..]) {
+        if crc != frame_checksum(frame) {
             return Err(Defect::BadChecksum);
         }
         let batch_start = u32::from_le_bytes([frame[25], frame[26], frame[27], 0]);
@@ -312,6 +324,13 @@ impl FrameHeader {
     pub fn is_sealed(&self) -> bool {
         self.flags & FLAG_SEALED != 0
     }
+}
+
+/// A frame's checksum: crc32c over the payload area, then over header bytes
+/// 4..32. Payload first, so a committer can checksum a frame it closed and
+/// the leader only folds in the 28 header bytes it fills.
+pub fn frame_checksum(frame: &[u8]) -> u32 {
+    crc32c::crc32c_append(crc32c::crc32c(&frame[FRAME_HEADER_LEN..]), &frame[4..FRAME_HEADER_LEN])
 }
 
 /// Encodes a record header: body length and body checksum.
@@ -382,6 +401,10 @@ mod tests {
         };
         h.seal_into(&mut frame);
         assert_eq!(FrameHeader::decode(&frame), Ok(h));
+        let mut combined = frame.clone();
+        let mut h2 = h;
+        h2.seal_with_payload_crc(&mut combined, crc32c::crc32c(&frame[FRAME_HEADER_LEN..]));
+        assert_eq!(combined, frame, "a precomputed payload checksum seals the same frame");
         for i in 0..frame.len() {
             let mut bad = frame.clone();
             bad[i] ^= 1;

@@ -46,10 +46,9 @@ pub(crate) struct LeaderState {
 impl LeaderState {
     /// Writes the batch and makes it durable. Any error leaves the log stopped:
     /// the caller never retries.
-    pub fn write_batch(&mut self, batch: Batch) -> Result<Lsn> {
-        let Batch {
-            mut runs, tail, end, ..
-        } = batch;
+    pub fn write_batch(&mut self, batch: &mut Batch) -> Result<Lsn> {
+        let Batch { runs, tail, end, .. } = batch;
+        let end = *end;
         let start_generation = self.current.header.generation;
         let mut batch_start = runs
             .first()
@@ -79,7 +78,7 @@ impl LeaderState {
                 self.current_sealed = true;
             }
         }
-        if let Some(tail) = tail {
+        if let Some(tail) = tail.as_mut() {
             if tail.generation != self.current.header.generation || self.current_sealed {
                 self.switch_generation(tail.generation)?;
                 batch_start = DATA_START;
@@ -108,13 +107,18 @@ impl LeaderState {
             flags: meta.flags | if shadow_seq != 0 { FLAG_SHADOW } else { 0 },
             batch_start,
         };
-        header.seal_into(frame);
+        if shadow_seq == 0 {
+            // Home frames are closed: their payload checksum was computed at close.
+            header.seal_with_payload_crc(frame, meta.payload_crc);
+        } else {
+            header.seal_into(frame);
+        }
         header.crc
     }
 
     /// Writes a partial copy of the open frame to the shadow slot that does not
     /// hold the newest durable copy, so a torn write destroys nothing acknowledged.
-    pub fn write_shadow(&mut self, mut tail: TailFrame, batch_start: u32) -> Result<()> {
+    pub fn write_shadow(&mut self, tail: &mut TailFrame, batch_start: u32) -> Result<()> {
         let slot = match self.shadow_slot {
             Some(s) if s == SHADOW_SLOTS[0] => SHADOW_SLOTS[1],
             _ => SHADOW_SLOTS[0],

@@ -50,10 +50,13 @@ use std::time::{Duration, Instant};
 
 use crate::vfs::SharedVfs;
 
+/// A batch this large already amortizes its sync; its leader does not gather.
+const GATHER_BYTES: usize = 256 << 10;
+
 /// Default frame size: one 4 KiB page.
 pub const DEFAULT_FRAME_SIZE: u32 = 4096;
 /// Default generation size (see DESIGN.md for the measurement behind it).
-pub const DEFAULT_GENERATION_SIZE: u64 = 16 << 20;
+pub const DEFAULT_GENERATION_SIZE: u64 = 64 << 20;
 /// Default append buffer: the most one batch writes.
 pub const DEFAULT_BUFFER_SIZE: usize = 8 << 20;
 /// Default largest record.
@@ -558,13 +561,13 @@ impl Inner {
             return;
         }
         let target = st.last_batch_records;
-        if target <= 1 || st.buffer.pending_records >= target {
+        if target <= 1 || st.buffer.pending_records >= target || st.buffer.pending_bytes >= GATHER_BYTES {
             return;
         }
         let deadline = Instant::now() + (st.last_batch_time / 2).min(Duration::from_millis(2));
         st.gather_target = target;
         while st.buffer.pending_records < target
-            && st.buffer.pending_bytes < self.opts.buffer_size / 2
+            && st.buffer.pending_bytes < GATHER_BYTES.min(self.opts.buffer_size / 2)
             && !self.gather_cv.wait_until(st, deadline).timed_out()
         {}
         st.gather_target = 0;
@@ -575,11 +578,12 @@ impl Inner {
     fn lead(&self, st: &mut MutexGuard<'_, Shared>) {
         st.leader_active = true;
         self.gather(st);
-        let batch: Batch = st.buffer.take_batch();
+        let mut batch: Batch = st.buffer.take_batch();
         let records = batch.records;
         self.cv.notify_all();
         let started = Instant::now();
-        let result = MutexGuard::unlocked(st, || self.leader.lock().write_batch(batch));
+        let result = MutexGuard::unlocked(st, || self.leader.lock().write_batch(&mut batch));
+        st.buffer.recycle(batch);
         st.last_batch_time = started.elapsed();
         st.last_batch_records = records;
         st.leader_active = false;

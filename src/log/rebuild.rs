@@ -80,6 +80,7 @@ pub(crate) fn rebuild_last_generation(
             used: resume.content.len() as u16,
             first_record: resume.first_record,
             flags: FLAG_SHADOW,
+            payload_crc: 0,
         };
         let mut header = FrameHeader {
             crc: 0,
