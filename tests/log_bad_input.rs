@@ -261,3 +261,28 @@ fn api_arguments() {
     let err = Log::create(sim, DIR, small_opts()).expect_err("exists");
     assert!(matches!(err, LogError::AlreadyExists { .. }), "{err:?}");
 }
+
+#[test]
+fn damaged_header_of_the_last_generation_is_not_a_spare() {
+    let sim = SimVfs::new(15);
+    let log = Log::create(sim.clone(), DIR, small_opts()).expect("create");
+    for i in 0..120u32 {
+        log.commit(&[i as u8; 300]).expect("commit");
+    }
+    let last = log.durable_lsn().generation();
+    assert!(last >= 2, "the damaged generation must not be the first");
+    drop(log);
+    // No spare may stand after it, or the damaged file would not be the last.
+    let spare = gen_path(last + 1);
+    if sim.exists(&spare).expect("exists") {
+        sim.remove(&spare).expect("remove spare");
+    }
+    let path = gen_path(last);
+    sim.poke(&path, 50, &[0x01]).expect("poke");
+    let err = open_err(&sim);
+    assert!(
+        matches!(err, LogError::Corrupt { .. }),
+        "acknowledged records silently dropped: {err:?}"
+    );
+    assert_names(&err, &path);
+}

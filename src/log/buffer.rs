@@ -233,7 +233,11 @@ impl AppendBuffer {
 
     /// Takes back the buffers of a written batch for reuse.
     pub fn recycle(&mut self, batch: Batch) {
-        let buffers = batch.runs.into_iter().map(|r| r.bytes).chain(batch.tail.map(|t| t.bytes));
+        let buffers = batch
+            .runs
+            .into_iter()
+            .map(|r| r.bytes)
+            .chain(batch.tail.map(|t| t.bytes));
         for bytes in buffers {
             if self.spare.len() < SPARE_BUFFERS {
                 self.spare.push(bytes);

@@ -111,7 +111,10 @@ impl GenFile {
                     return Err(LogError::corrupt(
                         &path,
                         len,
-                        format!("file is {len} bytes, shorter than its generation size {}", header.generation_size),
+                        format!(
+                            "file is {len} bytes, shorter than its generation size {}",
+                            header.generation_size
+                        ),
                     ));
                 }
                 Ok(GenFile {

@@ -150,7 +150,10 @@ fn feed(h: &FrameHeader, frame: &[u8], partial: &mut Option<Partial>, records: &
     while payload.len() - pos >= RECORD_HEADER_LEN {
         let (len, crc) = decode_record_header(&payload[pos..pos + RECORD_HEADER_LEN]);
         // Offsets stay within the frame's generation even for a hostile LSN.
-        let lsn = Lsn::new(h.lsn.generation(), h.lsn.offset().wrapping_add((FRAME_HEADER_LEN + pos) as u32));
+        let lsn = Lsn::new(
+            h.lsn.generation(),
+            h.lsn.offset().wrapping_add((FRAME_HEADER_LEN + pos) as u32),
+        );
         pos += RECORD_HEADER_LEN;
         let take = (len as usize).min(payload.len() - pos);
         let acc = crc32c::crc32c(&payload[pos..pos + take]);

@@ -82,8 +82,12 @@ impl LogReader {
         }
         let gfile = match GenFile::open(self.vfs.as_ref(), &self.dir, generation) {
             Ok(g) => g,
-            // A spare after the last generation ends the log.
-            Err(LogError::Corrupt { .. }) if self.finished.is_some() => return Ok(false),
+            // After a sealed generation, a file that is not yet an active
+            // generation is a spare being prepared: the log ends there. (A
+            // bounded reader still fails if that is short of its limit.)
+            Err(LogError::Corrupt { .. } | LogError::ForeignFile { .. }) if self.finished.is_some() => {
+                return Ok(false);
+            }
             Err(e) => return Err(e),
         };
         let signature = *self.signature.get_or_insert(gfile.header.signature);
@@ -138,6 +142,17 @@ impl LogReader {
         while self.out.is_empty() && !self.done {
             if self.cursor.is_none() && !self.open_next()? {
                 self.done = true;
+                if self.limit != Lsn::MAX && self.limit.generation() >= self.next_generation {
+                    let path = self.dir.join(generation_name(self.next_generation));
+                    return Err(LogError::corrupt(
+                        path,
+                        0,
+                        format!(
+                            "generation {} is not readable, but the log is durable up to {}",
+                            self.next_generation, self.limit
+                        ),
+                    ));
+                }
                 break;
             }
             let cursor = self.cursor.as_mut().expect("opened above");

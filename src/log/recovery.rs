@@ -8,11 +8,11 @@
 //! anywhere else. Every error names the file and the offset.
 
 use super::files::{GenFile, LogFileName, parse_name, read_header};
-use super::format::{GenerationHeader, GenerationState, LogSignature};
+use super::format::{DATA_START, FrameHeader, GenerationHeader, GenerationState, HEADER_LEN, LogSignature};
 use super::records::Record;
 use super::scan::{GenerationScan, TornTail, scan_generation};
 use super::{LogError, Lsn, Result};
-use crate::vfs::{OpenMode, Vfs};
+use crate::vfs::{OpenMode, Vfs, VfsFile};
 use std::path::{Path, PathBuf};
 
 /// What opening the log found, for the operator.
@@ -214,6 +214,17 @@ fn read_headers(
                 }
             }
             Err(defect) if is_last && !rows.is_empty() => {
+                // A spare whose activation was torn, unless frames of a later
+                // batch show that the header was once durable.
+                if let Some(offset) = later_batch_frame(file.as_ref(), &path, generation)? {
+                    return Err(LogError::corrupt(
+                        &path,
+                        0,
+                        format!(
+                            "generation header: {defect}, but the frame at offset {offset} was written by a later batch, so the header was durable"
+                        ),
+                    ));
+                }
                 tracing::warn!(file = %path.display(), %defect, "spare log file has no valid header");
                 spare = Some(path);
             }
@@ -229,6 +240,41 @@ fn read_headers(
         });
     }
     Ok((rows, spare))
+}
+
+/// Looks for a checksummed frame of `generation` written by a batch that did
+/// not start at the first data frame. Activation writes the header with the
+/// first batch, so such a frame exists only if the header was made durable.
+fn later_batch_frame(file: &dyn VfsFile, path: &Path, generation: u32) -> Result<Option<u64>> {
+    let mut probe = [0u8; HEADER_LEN];
+    if super::files::read_up_to(file, path, &mut probe, 0)? < HEADER_LEN {
+        return Ok(None);
+    }
+    // Without a header, take the frame size from the first decodable frame.
+    let len = file.len().map_err(|e| LogError::io(path, 0, "stat", e))?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut at = 0u64;
+    while at < len {
+        let n = super::files::read_up_to(file, path, &mut buf, at)?;
+        for fs in [512usize, 1024, 2048, 4096, 8192, 16384, 32768] {
+            for (i, frame) in buf[..n].chunks_exact(fs).enumerate() {
+                let offset = at + (i * fs) as u64;
+                if let Ok(h) = FrameHeader::decode(frame)
+                    && h.lsn.generation() == generation
+                    && !h.is_shadow()
+                    && u64::from(h.lsn.offset()) == offset
+                    && h.batch_start > DATA_START
+                {
+                    return Ok(Some(offset));
+                }
+            }
+        }
+        at += n.max(1) as u64;
+        if n == 0 {
+            break;
+        }
+    }
+    Ok(None)
 }
 
 /// Each header must name its predecessor's creation time and salt, and the
