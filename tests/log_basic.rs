@@ -36,6 +36,10 @@ fn roundtrip(vfs: SharedVfs, dir: &Path) {
     }
     assert_eq!(read_all(&log), written);
     assert!(log.stats().generation_switches > 3, "test should cross generations");
+    assert!(
+        log.stats().interior_frames > 0,
+        "large records write their interior frames themselves"
+    );
     drop(log);
     let log = Log::open(vfs.clone(), dir, small_opts()).expect("reopen");
     assert_eq!(read_all(&log), written);

@@ -37,6 +37,24 @@ pub(crate) struct TailFrame {
     pub meta: FrameMeta,
 }
 
+/// Whole frames of one record that its committer writes itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Interior {
+    pub generation: u32,
+    pub first_index: u32,
+    pub frames: u32,
+    /// Offset in the record body of the first interior byte.
+    pub data_from: usize,
+}
+
+/// Where a record went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Placed {
+    pub lsn: Lsn,
+    pub end: Lsn,
+    pub interior: Option<Interior>,
+}
+
 /// What one leader writes and syncs.
 pub(crate) struct Batch {
     pub runs: Vec<Run>,
@@ -45,6 +63,8 @@ pub(crate) struct Batch {
     pub end: Lsn,
     /// Records in the batch.
     pub records: usize,
+    /// Chain contributions of interior frames written by committers.
+    pub eager_chain: u32,
 }
 
 /// Frames laid out but not yet taken by a leader.
@@ -117,7 +137,7 @@ impl AppendBuffer {
         run.first_index + (run.bytes.len() / self.frame_size) as u32 - 1
     }
 
-    fn open_generation(&self) -> u32 {
+    pub fn open_generation(&self) -> u32 {
         self.runs
             .last()
             .expect("the buffer always has an open frame")
@@ -165,9 +185,32 @@ impl AppendBuffer {
         }
     }
 
-    /// Lays out one record; returns its start and end. The caller has checked
-    /// that `8 + data.len()` fits an empty generation.
-    pub fn append(&mut self, data: &[u8]) -> (Lsn, Lsn) {
+    /// Closes the full open frame and leaves out the next `frames` frames,
+    /// which the committer writes itself; the frame after them opens.
+    fn skip_frames(&mut self, frames: u32) {
+        let generation = self.open_generation();
+        let next = self.open_index() + 1 + frames;
+        self.close_open_frame(0);
+        let fs = self.frame_size;
+        let run = self.open_run();
+        let len = run.bytes.len() - fs;
+        run.bytes.truncate(len);
+        let bytes = self.fresh_frame();
+        self.runs.push(Run {
+            generation,
+            first_index: next,
+            bytes,
+            meta: Vec::new(),
+        });
+        // They count against the buffer until a batch covers them.
+        self.pending_bytes += frames as usize * self.frame_size;
+    }
+
+    /// Lays out one record. With `eager`, whole frames in the middle of a
+    /// large record are left out of the buffer and described in the result,
+    /// for the committer to write itself. The caller has checked that
+    /// `8 + data.len()` fits an empty generation.
+    pub fn append(&mut self, data: &[u8], eager_generation: Option<u32>) -> Placed {
         let cap = self.payload_capacity();
         if cap - self.open_pos < RECORD_HEADER_LEN {
             if self.open_index() + 1 < self.frames_per_generation {
@@ -185,10 +228,32 @@ impl AppendBuffer {
             self.open_first_record = self.open_pos as u16;
         }
         self.put(&header);
-        self.put(data);
+        let mut interior = None;
+        let mut rest = data;
+        // Interior frames: whole frames of this record between the frame it
+        // starts in and the frame it ends in (at least one byte is left for that).
+        let head = (cap - self.open_pos).min(rest.len());
+        if eager_generation == Some(self.open_generation()) && rest.len() > head + cap {
+            self.put(&rest[..head]);
+            rest = &rest[head..];
+            let frames = ((rest.len() - 1) / cap) as u32;
+            interior = Some(Interior {
+                generation: self.open_generation(),
+                first_index: self.open_index() + 1,
+                frames,
+                data_from: head,
+            });
+            self.skip_frames(frames);
+            rest = &rest[frames as usize * cap..];
+        }
+        self.put(rest);
         self.pending_records += 1;
         self.end = self.position();
-        (start, self.end)
+        Placed {
+            lsn: start,
+            end: self.end,
+            interior,
+        }
     }
 
     fn position(&self) -> Lsn {
@@ -289,6 +354,7 @@ impl AppendBuffer {
             tail,
             end: self.end,
             records,
+            eager_chain: 0,
         }
     }
 }
@@ -304,7 +370,7 @@ mod tests {
     #[test]
     fn records_fill_frames_and_the_open_frame_stays() {
         let mut buf = AppendBuffer::new(512, 16, 1, DATA_START, &[], NO_RECORD, Lsn::ZERO);
-        let (a, a_end) = buf.append(&[1u8; 100]);
+        let Placed { lsn: a, end: a_end, .. } = buf.append(&[1u8; 100], None);
         assert_eq!(a, Lsn::new(1, 3 * 512 + 32));
         assert_eq!(a_end, Lsn::new(1, 3 * 512 + 32 + 108));
         let batch = buf.take_batch();
@@ -313,7 +379,7 @@ mod tests {
         assert_eq!(tail.meta.used, 108);
         assert_eq!(tail.meta.first_record, 0);
         // 1000 more bytes spill over two more frames.
-        let (b, _) = buf.append(&[2u8; 1000]);
+        let b = buf.append(&[2u8; 1000], None).lsn;
         assert_eq!(b, a_end);
         let batch = buf.take_batch();
         assert_eq!(frames_of(&batch), 2);
@@ -328,9 +394,9 @@ mod tests {
         let frames = 8;
         let mut buf = AppendBuffer::new(512, frames, 4, DATA_START, &[], NO_RECORD, Lsn::ZERO);
         let cap = AppendBuffer::generation_capacity(512, frames);
-        let (_, end) = buf.append(&vec![0u8; cap - 8 - 100]);
+        let end = buf.append(&vec![0u8; cap - 8 - 100], None).end;
         assert_eq!(end.generation(), 4);
-        let (start, _) = buf.append(&[7u8; 200]);
+        let start = buf.append(&[7u8; 200], None).lsn;
         assert_eq!(start, Lsn::new(5, 3 * 512 + 32));
         let batch = buf.take_batch();
         let sealed = batch.runs[0].meta.last().expect("closed frames");
@@ -342,11 +408,35 @@ mod tests {
     fn header_never_straddles_frames() {
         let mut buf = AppendBuffer::new(512, 64, 1, DATA_START, &[], NO_RECORD, Lsn::ZERO);
         let cap = 512 - FRAME_HEADER_LEN;
-        let (_, end) = buf.append(&vec![0u8; cap - 8 - 4]);
+        let end = buf.append(&vec![0u8; cap - 8 - 4], None).end;
         assert_eq!(end.offset() as usize % 512, FRAME_HEADER_LEN + cap - 4);
-        let (next, _) = buf.append(b"x");
+        let next = buf.append(b"x", None).lsn;
         assert_eq!(next.offset(), 4 * 512 + 32);
         let batch = buf.take_batch();
         assert_eq!(batch.runs[0].meta[0].used as usize, cap - 4);
+    }
+
+    #[test]
+    fn interior_frames_of_a_large_record_are_left_to_the_committer() {
+        let mut buf = AppendBuffer::new(512, 64, 1, DATA_START, &[], NO_RECORD, Lsn::ZERO);
+        let cap = 512 - FRAME_HEADER_LEN;
+        buf.append(&[1u8; 100], Some(1));
+        let placed = buf.append(&vec![2u8; 5 * cap], Some(1));
+        let interior = placed.interior.expect("a five-frame record has interior frames");
+        assert_eq!(interior.first_index, DATA_START + 1);
+        // Head: the rest of frame 3 after 108 + 8 bytes; tail: at least one byte in the last frame.
+        assert_eq!(interior.data_from, cap - 116);
+        assert_eq!(interior.frames, 4);
+        assert_eq!(placed.end.offset() as usize % 512, FRAME_HEADER_LEN + 116);
+        let batch = buf.take_batch();
+        let written: Vec<u32> = batch
+            .runs
+            .iter()
+            .flat_map(|r| (0..r.meta.len() as u32).map(move |i| r.first_index + i))
+            .collect();
+        assert_eq!(written, vec![DATA_START], "only the shared head frame is the leader's");
+        assert_eq!(batch.tail.expect("tail").index, DATA_START + 5);
+        // A small record never has interior frames.
+        assert!(buf.append(&[3u8; 10], Some(1)).interior.is_none());
     }
 }

@@ -346,9 +346,14 @@ pub fn decode_record_header(h: &[u8]) -> (u32, u32) {
     (u32_at(h, 0), u32_at(h, 4))
 }
 
-/// Accumulates the chain checksum of a generation over its home frames' checksums.
-pub fn chain_step(chain: u32, frame_crc: u32) -> u32 {
-    crc32c::crc32c_append(chain, &frame_crc.to_le_bytes())
+/// Adds one home frame to the chain checksum of its generation: a wrapping
+/// sum of crc32c(index, frame checksum), so frames can be added in any order
+/// (committers write the interior frames of large records themselves).
+pub fn chain_add(chain: u32, index: u32, frame_crc: u32) -> u32 {
+    let mut b = [0u8; 8];
+    b[..4].copy_from_slice(&index.to_le_bytes());
+    b[4..].copy_from_slice(&frame_crc.to_le_bytes());
+    chain.wrapping_add(crc32c::crc32c(&b))
 }
 
 #[cfg(test)]

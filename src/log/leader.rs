@@ -6,9 +6,7 @@
 
 use super::buffer::{Batch, FrameMeta, TailFrame};
 use super::files::GenFile;
-use super::format::{
-    DATA_START, FLAG_SHADOW, FrameHeader, GenerationHeader, GenerationState, SHADOW_SLOTS, chain_step,
-};
+use super::format::{DATA_START, FLAG_SHADOW, FrameHeader, GenerationHeader, GenerationState, SHADOW_SLOTS, chain_add};
 use super::prepare::Preparer;
 use super::{LogError, Lsn, Result};
 use std::sync::Arc;
@@ -24,6 +22,7 @@ pub(crate) struct Counters {
     pub record_bytes: AtomicU64,
     pub generation_switches: AtomicU64,
     pub preparation_stalls: AtomicU64,
+    pub interior_frames: AtomicU64,
 }
 
 pub(crate) struct LeaderState {
@@ -43,12 +42,38 @@ pub(crate) struct LeaderState {
     pub counters: Arc<Counters>,
 }
 
+/// The generation committers may write interior frames into: active, not sealed.
+#[derive(Clone)]
+pub(crate) struct ActiveGen {
+    pub generation: u32,
+    pub salt: u32,
+    pub file: Arc<dyn crate::vfs::VfsFile>,
+    pub path: std::path::PathBuf,
+}
+
 impl LeaderState {
+    pub fn active(&self) -> Option<ActiveGen> {
+        (!self.current_sealed).then(|| ActiveGen {
+            generation: self.current.header.generation,
+            salt: self.current.salt,
+            file: self.current.file.clone(),
+            path: self.current.path.clone(),
+        })
+    }
+
     /// Writes the batch and makes it durable. Any error leaves the log stopped:
     /// the caller never retries.
     pub fn write_batch(&mut self, batch: &mut Batch) -> Result<Lsn> {
-        let Batch { runs, tail, end, .. } = batch;
+        let Batch {
+            runs,
+            tail,
+            end,
+            eager_chain,
+            ..
+        } = batch;
         let end = *end;
+        // Interior frames that committers wrote into the current generation.
+        self.chain = self.chain.wrapping_add(std::mem::take(eager_chain));
         let start_generation = self.current.header.generation;
         let mut batch_start = runs
             .first()
@@ -66,7 +91,7 @@ impl LeaderState {
                 let index = run.first_index + i as u32;
                 let frame = &mut bytes[i * fs..(i + 1) * fs];
                 let crc = self.seal_frame(frame, index, *meta, 0, batch_start);
-                self.chain = chain_step(self.chain, crc);
+                self.chain = chain_add(self.chain, index, crc);
             }
             let offset = self.current.frame_offset(run.first_index);
             self.write(bytes, offset)?;

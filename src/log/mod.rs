@@ -38,9 +38,10 @@ pub mod codec {
 }
 mod inspect;
 
+use buffer::Interior;
 use buffer::{AppendBuffer, Batch};
 use format::{GenerationState as GState, NO_RECORD};
-use leader::{Counters, LeaderState};
+use leader::{ActiveGen, Counters, LeaderState};
 use parking_lot::{Condvar, Mutex, MutexGuard};
 use prepare::Preparer;
 use std::path::{Path, PathBuf};
@@ -131,6 +132,8 @@ pub struct LogStats {
     pub generation_switches: u64,
     /// Switches that had to prepare the next file on the commit path.
     pub preparation_stalls: u64,
+    /// Frames of large records written by their committers, off the leader's path.
+    pub interior_frames: u64,
     /// The durable watermark.
     pub durable: Lsn,
     /// The end of the last appended record.
@@ -148,6 +151,14 @@ struct Shared {
     last_batch_time: Duration,
     /// A leader is gathering until this many records are pending (0: not gathering).
     gather_target: usize,
+    /// Where committers may write interior frames of large records.
+    active: Option<ActiveGen>,
+    /// Parity of the batch being filled; interior writes count against it.
+    epoch: usize,
+    /// Interior writes in progress, per batch parity.
+    eager_pending: [usize; 2],
+    /// Chain contributions of finished interior writes, per batch parity.
+    eager_chain: [u32; 2],
 }
 
 struct Inner {
@@ -232,7 +243,7 @@ impl Log {
             prev_created_us: 0,
             prev_salt: 0,
             prev_chain: 0,
-            max_write_span: (opts.buffer_size + 2 * opts.frame_size as usize) as u64,
+            max_write_span: (2 * opts.buffer_size + 4 * opts.frame_size as usize) as u64,
         };
         let mut frame = vec![0u8; opts.frame_size as usize];
         header.encode(&mut frame);
@@ -280,7 +291,7 @@ impl Log {
             shadow_seq: rec.last_scan.max_shadow_seq,
             shadow_slot: None,
             epoch: opts.epoch.max(header.epoch),
-            max_write_span: (opts.buffer_size + 2 * header.frame_size as usize) as u64,
+            max_write_span: (2 * opts.buffer_size + 4 * header.frame_size as usize) as u64,
             preparer: preparer.clone(),
             counters: counters.clone(),
         };
@@ -323,6 +334,7 @@ impl Log {
             }
         };
         let durable = buffer.end;
+        let active = leader.active();
         preparer.request(header.generation + 1);
         let thread = preparer.spawn()?;
         let signature = header.signature;
@@ -341,6 +353,10 @@ impl Log {
                     last_batch_records: 0,
                     last_batch_time: Duration::ZERO,
                     gather_target: 0,
+                    active,
+                    epoch: 0,
+                    eager_pending: [0; 2],
+                    eager_chain: [0; 2],
                 }),
                 cv: Condvar::new(),
                 gather_cv: Condvar::new(),
@@ -414,11 +430,36 @@ impl Log {
                 inner.lead(&mut st);
             }
         }
-        let (lsn, end) = st.buffer.append(data);
+        let eager_generation = st.active.as_ref().map(|a| a.generation);
+        let placed = st.buffer.append(data, eager_generation);
         if st.gather_target > 0 && st.buffer.pending_records >= st.gather_target {
             inner.gather_cv.notify_one();
         }
+        let active = placed.interior.and_then(|_| st.active.clone());
+        let job = match (placed.interior, active) {
+            (Some(interior), Some(active)) => {
+                let epoch = st.epoch;
+                st.eager_pending[epoch] += 1;
+                // Frames before the one holding the durable position are durable.
+                let frontier = if st.durable.generation() == interior.generation {
+                    (st.durable.offset() / inner.frame_size).max(format::DATA_START)
+                } else {
+                    format::DATA_START
+                };
+                Some(InteriorJob {
+                    interior,
+                    active,
+                    epoch,
+                    frontier,
+                })
+            }
+            _ => None,
+        };
         drop(st);
+        if let Some(job) = job {
+            inner.write_interior(&job, data)?;
+        }
+        let (lsn, end) = (placed.lsn, placed.end);
         inner.counters.records.fetch_add(1, Ordering::Relaxed);
         inner
             .counters
@@ -521,6 +562,7 @@ impl Log {
             record_bytes: c.record_bytes.load(Ordering::Relaxed),
             generation_switches: c.generation_switches.load(Ordering::Relaxed),
             preparation_stalls: c.preparation_stalls.load(Ordering::Relaxed),
+            interior_frames: c.interior_frames.load(Ordering::Relaxed),
             durable: st.durable,
             end: st.buffer.end,
         }
@@ -548,7 +590,82 @@ impl Drop for Log {
     }
 }
 
+/// Interior frames of one record, for its committer to write.
+struct InteriorJob {
+    interior: buffer::Interior,
+    active: ActiveGen,
+    epoch: usize,
+    frontier: u32,
+}
+
+/// Interior frames written per call.
+const INTERIOR_CHUNK_FRAMES: usize = 64;
+
 impl Inner {
+    /// Writes the interior frames of a large record from the committer's own
+    /// thread, so that copying them into the page cache overlaps the leader's
+    /// sync instead of adding to it. The leader of the batch that holds the
+    /// record waits for these writes before its sync. No sync here.
+    fn write_interior(&self, job: &InteriorJob, data: &[u8]) -> Result<()> {
+        let fs = self.frame_size as usize;
+        let cap = fs - format::FRAME_HEADER_LEN;
+        let Interior {
+            generation,
+            first_index,
+            frames,
+            data_from,
+        } = job.interior;
+        let mut chain = 0u32;
+        let mut result = Ok(());
+        let mut buf = Vec::with_capacity(INTERIOR_CHUNK_FRAMES.min(frames as usize) * fs);
+        let mut done = 0usize;
+        while done < frames as usize && result.is_ok() {
+            let n = INTERIOR_CHUNK_FRAMES.min(frames as usize - done);
+            buf.clear();
+            buf.resize(n * fs, 0);
+            for (j, frame) in buf.chunks_exact_mut(fs).enumerate() {
+                let index = first_index + (done + j) as u32;
+                let from = data_from + (done + j) * cap;
+                frame[format::FRAME_HEADER_LEN..].copy_from_slice(&data[from..from + cap]);
+                let mut header = FrameHeader {
+                    crc: 0,
+                    salt: job.active.salt,
+                    lsn: Lsn::new(generation, index * self.frame_size),
+                    shadow_seq: 0,
+                    used: cap as u16,
+                    first_record: NO_RECORD,
+                    flags: 0,
+                    batch_start: job.frontier,
+                };
+                header.seal_into(frame);
+                chain = format::chain_add(chain, index, header.crc);
+            }
+            let offset = (first_index as usize + done) as u64 * fs as u64;
+            result = job
+                .active
+                .file
+                .write_at(&buf, offset)
+                .map_err(|e| LogError::io(&job.active.path, offset, "write", e));
+            done += n;
+        }
+        self.counters
+            .bytes_written
+            .fetch_add((done * fs) as u64, Ordering::Relaxed);
+        self.counters.interior_frames.fetch_add(done as u64, Ordering::Relaxed);
+        let mut st = self.state.lock();
+        st.eager_chain[job.epoch] = st.eager_chain[job.epoch].wrapping_add(chain);
+        st.eager_pending[job.epoch] -= 1;
+        if let Err(e) = result {
+            tracing::error!(error = %e, "log write failed; the log is stopped");
+            let cause = Arc::new(e);
+            st.failed.get_or_insert(cause.clone());
+            self.cv.notify_all();
+            return Err(LogError::Stopped { cause });
+        }
+        self.cv.notify_all();
+        Ok(())
+    }
+
     /// Before taking a batch, waits briefly for the committers of the last
     /// batch to append again: they were released a moment ago and are on
     /// their way. A lone committer never waits (its last batch held one
@@ -580,15 +697,33 @@ impl Inner {
         self.gather(st);
         let mut batch: Batch = st.buffer.take_batch();
         let records = batch.records;
+        let epoch = st.epoch;
+        st.epoch ^= 1;
         self.cv.notify_all();
+        // The interior frames of this batch's records must be written before its sync.
+        while st.eager_pending[epoch] > 0 {
+            self.cv.wait(st);
+        }
+        batch.eager_chain = std::mem::take(&mut st.eager_chain[epoch]);
+        if st.failed.is_some() {
+            st.leader_active = false;
+            self.cv.notify_all();
+            return;
+        }
         let started = Instant::now();
-        let result = MutexGuard::unlocked(st, || self.leader.lock().write_batch(&mut batch));
+        let result = MutexGuard::unlocked(st, || {
+            let mut leader = self.leader.lock();
+            leader.write_batch(&mut batch).map(|end| (end, leader.active()))
+        });
         st.buffer.recycle(batch);
         st.last_batch_time = started.elapsed();
         st.last_batch_records = records;
         st.leader_active = false;
         match result {
-            Ok(end) => st.durable = st.durable.max(end),
+            Ok((end, active)) => {
+                st.durable = st.durable.max(end);
+                st.active = active;
+            }
             Err(e) => {
                 tracing::error!(error = %e, "log write failed; the log is stopped");
                 st.failed = Some(Arc::new(e));

@@ -2,7 +2,7 @@
 //! copies and recovery tools all read through this.
 
 use super::files::{GenFile, generation_name};
-use super::format::{DATA_START, FRAME_HEADER_LEN, LogSignature, chain_step};
+use super::format::{DATA_START, FRAME_HEADER_LEN, LogSignature, chain_add};
 use super::records::{Record, RecordAssembler};
 use super::scan::{FrameWalk, WalkEnd};
 use super::{LogError, Lsn, Result};
@@ -162,7 +162,7 @@ impl LogReader {
                     let gfile = cursor.walk.gfile();
                     let offset = gfile.frame_offset(frame.slot);
                     if let (Some(c), false) = (cursor.chain.as_mut(), frame.from_shadow) {
-                        *c = chain_step(*c, frame.header.crc);
+                        *c = chain_add(*c, frame.index, frame.header.crc);
                     }
                     cursor.asm.feed(
                         &gfile.path,

@@ -2,7 +2,7 @@
 //! where the log ends.
 
 use super::files::GenFile;
-use super::format::{DATA_START, Defect, FRAME_HEADER_LEN, FrameHeader, NO_RECORD, SHADOW_SLOTS, chain_step};
+use super::format::{DATA_START, Defect, FRAME_HEADER_LEN, FrameHeader, NO_RECORD, SHADOW_SLOTS, chain_add};
 use super::records::{Record, RecordAssembler};
 use super::{LogError, Lsn, Result};
 
@@ -187,7 +187,7 @@ pub(crate) fn scan_generation(
         let offset = gfile.frame_offset(frame.slot);
         chain_before.push(chain);
         if !frame.from_shadow {
-            chain = chain_step(chain, frame.header.crc);
+            chain = chain_add(chain, frame.index, frame.header.crc);
             scan.home_end = frame.index + 1;
         }
         asm.feed(
@@ -363,7 +363,7 @@ fn resume_point(gfile: &GenFile, end: Lsn, last_frame: Option<WalkedFrame>, chai
             index: index + 1,
             content: Vec::new(),
             first_record: NO_RECORD,
-            chain: chain_step(chain_at(index), frame.header.crc),
+            chain: chain_add(chain_at(index), index, frame.header.crc),
         });
     }
     let first_record = if frame.header.first_record != NO_RECORD && (frame.header.first_record as usize) < pos {

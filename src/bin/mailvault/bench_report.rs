@@ -61,6 +61,7 @@ pub struct LogResult {
     pub latency_us: Latency,
     pub generation_switches: u64,
     pub preparation_stalls: u64,
+    pub interior_frames: u64,
 }
 
 /// Commit latency in microseconds.
@@ -125,6 +126,7 @@ impl LogResult {
             },
             generation_switches: stats.generation_switches,
             preparation_stalls: stats.preparation_stalls,
+            interior_frames: stats.interior_frames,
         }
     }
 }
@@ -205,6 +207,7 @@ impl BenchReport {
         );
         row("generation switches", l.generation_switches);
         row("preparation stalls", l.preparation_stalls);
+        row("interior frames written by committers", l.interior_frames);
         println!();
         println!("ratios");
         let show = |v: Option<f64>| v.map_or_else(|| "n/a".to_string(), |v| format!("{v:.3}"));
