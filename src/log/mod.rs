@@ -440,9 +440,10 @@ impl Log {
             (Some(interior), Some(active)) => {
                 let epoch = st.epoch;
                 st.eager_pending[epoch] += 1;
-                // Frames before the one holding the durable position are durable.
+                // Frames before the one holding the last durable byte are durable
+                // at home (that frame itself may live only in a shadow slot).
                 let frontier = if st.durable.generation() == interior.generation {
-                    (st.durable.offset() / inner.frame_size).max(format::DATA_START)
+                    (st.durable.offset().saturating_sub(1) / inner.frame_size).max(format::DATA_START)
                 } else {
                     format::DATA_START
                 };
