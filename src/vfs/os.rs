@@ -29,6 +29,24 @@ impl VfsFile for OsFile {
         self.file.write_all_at(buf, offset)
     }
 
+    /// pwritev: the kernel gathers the pieces, so callers need not copy them
+    /// into one buffer first (measured on large log records, see DESIGN.md).
+    fn write_vectored_at(&self, bufs: &[io::IoSlice<'_>], offset: u64) -> io::Result<()> {
+        const IOV_MAX: usize = 1024;
+        let mut slices: Vec<io::IoSlice<'_>> = bufs.to_vec();
+        let mut rest: &mut [io::IoSlice<'_>] = &mut slices;
+        let mut at = offset;
+        while !rest.is_empty() {
+            let n = rustix::io::pwritev(&self.file, &rest[..rest.len().min(IOV_MAX)], at)?;
+            if n == 0 {
+                return Err(io::Error::new(io::ErrorKind::WriteZero, "pwritev wrote nothing"));
+            }
+            at += n as u64;
+            io::IoSlice::advance_slices(&mut rest, n);
+        }
+        Ok(())
+    }
+
     fn sync_data(&self) -> io::Result<()> {
         self.file.sync_data()
     }
