@@ -7,7 +7,7 @@
 //! holds data, goes to a shadow slot instead.
 
 use super::Lsn;
-use super::format::{DATA_START, FLAG_SEALED, FRAME_HEADER_LEN, NO_RECORD, RECORD_HEADER_LEN, encode_record_header};
+use super::format::{DATA_START, FLAG_SEALED, FRAME_HEADER_LEN, NO_RECORD, RECORD_HEADER_LEN, record_header};
 
 /// The header fields of a frame that appends decide.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -210,7 +210,7 @@ impl AppendBuffer {
     /// large record are left out of the buffer and described in the result,
     /// for the committer to write itself. The caller has checked that
     /// `8 + data.len()` fits an empty generation.
-    pub fn append(&mut self, data: &[u8], eager_generation: Option<u32>) -> Placed {
+    pub fn append(&mut self, data: &[u8], data_crc: u32, eager_generation: Option<u32>) -> Placed {
         let cap = self.payload_capacity();
         if cap - self.open_pos < RECORD_HEADER_LEN {
             if self.open_index() + 1 < self.frames_per_generation {
@@ -222,7 +222,7 @@ impl AppendBuffer {
         if RECORD_HEADER_LEN + data.len() > self.room_in_generation() {
             self.close_open_frame(FLAG_SEALED);
         }
-        let header = encode_record_header(data);
+        let header = record_header(data.len(), data_crc);
         let start = self.position();
         if self.open_first_record == NO_RECORD {
             self.open_first_record = self.open_pos as u16;

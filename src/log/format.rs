@@ -333,11 +333,11 @@ pub fn frame_checksum(frame: &[u8]) -> u32 {
     crc32c::crc32c_append(crc32c::crc32c(&frame[FRAME_HEADER_LEN..]), &frame[4..FRAME_HEADER_LEN])
 }
 
-/// Encodes a record header: body length and body checksum.
-pub fn encode_record_header(body: &[u8]) -> [u8; RECORD_HEADER_LEN] {
+/// Encodes a record header: body length and crc32c of the body.
+pub fn record_header(len: usize, crc: u32) -> [u8; RECORD_HEADER_LEN] {
     let mut h = [0u8; RECORD_HEADER_LEN];
-    h[0..4].copy_from_slice(&(body.len() as u32).to_le_bytes());
-    h[4..8].copy_from_slice(&crc32c::crc32c(body).to_le_bytes());
+    h[0..4].copy_from_slice(&(len as u32).to_le_bytes());
+    h[4..8].copy_from_slice(&crc.to_le_bytes());
     h
 }
 

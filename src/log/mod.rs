@@ -413,6 +413,8 @@ impl Log {
             });
         }
         let fs = inner.frame_size as usize;
+        // Checksum the body before taking the lock that every committer needs.
+        let data_crc = crc32c::crc32c(data);
         let mut st = inner.state.lock();
         loop {
             if let Some(cause) = &st.failed {
@@ -431,7 +433,7 @@ impl Log {
             }
         }
         let eager_generation = st.active.as_ref().map(|a| a.generation);
-        let placed = st.buffer.append(data, eager_generation);
+        let placed = st.buffer.append(data, data_crc, eager_generation);
         if st.gather_target > 0 && st.buffer.pending_records >= st.gather_target {
             inner.gather_cv.notify_one();
         }
