@@ -370,7 +370,7 @@ mod tests {
     #[test]
     fn records_fill_frames_and_the_open_frame_stays() {
         let mut buf = AppendBuffer::new(512, 16, 1, DATA_START, &[], NO_RECORD, Lsn::ZERO);
-        let Placed { lsn: a, end: a_end, .. } = buf.append(&[1u8; 100], None);
+        let Placed { lsn: a, end: a_end, .. } = buf.append(&[1u8; 100], 0, None);
         assert_eq!(a, Lsn::new(1, 3 * 512 + 32));
         assert_eq!(a_end, Lsn::new(1, 3 * 512 + 32 + 108));
         let batch = buf.take_batch();
@@ -379,7 +379,7 @@ mod tests {
         assert_eq!(tail.meta.used, 108);
         assert_eq!(tail.meta.first_record, 0);
         // 1000 more bytes spill over two more frames.
-        let b = buf.append(&[2u8; 1000], None).lsn;
+        let b = buf.append(&[2u8; 1000], 0, None).lsn;
         assert_eq!(b, a_end);
         let batch = buf.take_batch();
         assert_eq!(frames_of(&batch), 2);
@@ -394,9 +394,9 @@ mod tests {
         let frames = 8;
         let mut buf = AppendBuffer::new(512, frames, 4, DATA_START, &[], NO_RECORD, Lsn::ZERO);
         let cap = AppendBuffer::generation_capacity(512, frames);
-        let end = buf.append(&vec![0u8; cap - 8 - 100], None).end;
+        let end = buf.append(&vec![0u8; cap - 8 - 100], 0, None).end;
         assert_eq!(end.generation(), 4);
-        let start = buf.append(&[7u8; 200], None).lsn;
+        let start = buf.append(&[7u8; 200], 0, None).lsn;
         assert_eq!(start, Lsn::new(5, 3 * 512 + 32));
         let batch = buf.take_batch();
         let sealed = batch.runs[0].meta.last().expect("closed frames");
@@ -408,9 +408,9 @@ mod tests {
     fn header_never_straddles_frames() {
         let mut buf = AppendBuffer::new(512, 64, 1, DATA_START, &[], NO_RECORD, Lsn::ZERO);
         let cap = 512 - FRAME_HEADER_LEN;
-        let end = buf.append(&vec![0u8; cap - 8 - 4], None).end;
+        let end = buf.append(&vec![0u8; cap - 8 - 4], 0, None).end;
         assert_eq!(end.offset() as usize % 512, FRAME_HEADER_LEN + cap - 4);
-        let next = buf.append(b"x", 0, None).lsn;
+        let next = buf.append(b"x", 0, 0, None).lsn;
         assert_eq!(next.offset(), 4 * 512 + 32);
         let batch = buf.take_batch();
         assert_eq!(batch.runs[0].meta[0].used as usize, cap - 4);
@@ -420,8 +420,8 @@ mod tests {
     fn interior_frames_of_a_large_record_are_left_to_the_committer() {
         let mut buf = AppendBuffer::new(512, 64, 1, DATA_START, &[], NO_RECORD, Lsn::ZERO);
         let cap = 512 - FRAME_HEADER_LEN;
-        buf.append(&[1u8; 100], Some(1));
-        let placed = buf.append(&vec![2u8; 5 * cap], Some(1));
+        buf.append(&[1u8; 100], 0, Some(1));
+        let placed = buf.append(&vec![2u8; 5 * cap], 0, Some(1));
         let interior = placed.interior.expect("a five-frame record has interior frames");
         assert_eq!(interior.first_index, DATA_START + 1);
         // Head: the rest of frame 3 after 108 + 8 bytes; tail: at least one byte in the last frame.
@@ -437,6 +437,6 @@ mod tests {
         assert_eq!(written, vec![DATA_START], "only the shared head frame is the leader's");
         assert_eq!(batch.tail.expect("tail").index, DATA_START + 5);
         // A small record never has interior frames.
-        assert!(buf.append(&[3u8; 10], Some(1)).interior.is_none());
+        assert!(buf.append(&[3u8; 10], 0, Some(1)).interior.is_none());
     }
 }
