@@ -410,7 +410,7 @@ mod tests {
         let cap = 512 - FRAME_HEADER_LEN;
         let end = buf.append(&vec![0u8; cap - 8 - 4], 0, None).end;
         assert_eq!(end.offset() as usize % 512, FRAME_HEADER_LEN + cap - 4);
-        let next = buf.append(b"x", 0, 0, None).lsn;
+        let next = buf.append(b"x", 0, None).lsn;
         assert_eq!(next.offset(), 4 * 512 + 32);
         let batch = buf.take_batch();
         assert_eq!(batch.runs[0].meta[0].used as usize, cap - 4);
