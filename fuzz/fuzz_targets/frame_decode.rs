@@ -12,19 +12,19 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mailvault::log::codec::{FRAME_HEADER_LEN, HEADER_LEN, check_geometry, decode_frame_stream, decode_record_header};
+use mailvault::log::codec::{
+    FRAME_HEADER_LEN, FRAME_MAGIC, HEADER_LEN, HEADER_MAGIC, check_geometry, decode_frame_stream, decode_record_header,
+    frame_checksum,
+};
 use mailvault::log::{FrameHeader, GenerationHeader};
 
-/// Not exported by the library (format.rs: `HEADER_MAGIC`, `FRAME_MAGIC`).
-const HEADER_MAGIC: &[u8; 8] = b"MVLOGHDR";
-const FRAME_MAGIC: u32 = 0x5246_564d;
 
 /// Frames past this are not examined by `decode_frame_stream`.
 const MAX_FRAMES: usize = 4096;
 
 fn fix_header(image: &mut [u8]) {
     if image.len() >= HEADER_LEN {
-        image[4..12].copy_from_slice(HEADER_MAGIC);
+        image[4..12].copy_from_slice(&HEADER_MAGIC);
         let crc = crc32c::crc32c(&image[4..HEADER_LEN]);
         image[0..4].copy_from_slice(&crc.to_le_bytes());
     }
@@ -33,7 +33,7 @@ fn fix_header(image: &mut [u8]) {
 fn fix_frames(image: &mut [u8], fs: usize) {
     for frame in image.chunks_exact_mut(fs).skip(1) {
         frame[28..32].copy_from_slice(&FRAME_MAGIC.to_le_bytes());
-        let crc = crc32c::crc32c(&frame[4..]);
+        let crc = frame_checksum(frame);
         frame[0..4].copy_from_slice(&crc.to_le_bytes());
     }
 }

@@ -32,7 +32,8 @@ pub use scan::TornTail;
 /// Decoders exposed for fuzzing and the `dump` command.
 pub mod codec {
     pub use super::format::{
-        DATA_START, Defect, FRAME_HEADER_LEN, HEADER_LEN, RECORD_HEADER_LEN, check_geometry, decode_record_header,
+        DATA_START, Defect, FLAG_SEALED, FLAG_SHADOW, FRAME_HEADER_LEN, FRAME_MAGIC, HEADER_LEN, HEADER_MAGIC,
+        RECORD_HEADER_LEN, check_geometry, decode_record_header, frame_checksum,
     };
     pub use super::inspect::{FrameReport, ImageReport, RecordReport, decode_frame_stream};
 }
