@@ -231,7 +231,8 @@ impl Log {
             0,
             vec![],
         );
-        let prepared = preparer.prepare(1)?;
+        let (prepared, _) = preparer.prepare(1)?;
+        preparer.zero_fill_now(&prepared)?;
         let header = GenerationHeader {
             state: GState::Active,
             frame_size: opts.frame_size,

@@ -1,8 +1,12 @@
 //! Preparing generation files ahead of time, and recycling old ones.
 //!
 //! A background thread creates (or recycles) the file of the next generation,
-//! sizes it with written zeros, stamps a reserved header and makes it and its
-//! directory entry durable, so a commit never waits for a file to be created.
+//! sizes it, stamps a reserved header and makes it and its directory entry
+//! durable, so a commit never waits for a file to be created. A new file is
+//! then filled with written zeros, because commits into written blocks sync
+//! faster (DESIGN.md); if the log needs the file before the fill is done, the
+//! fill stops where it is and the log takes the file as it is, so a log that
+//! grows fast is never held up by zeros.
 
 use super::files::{generation_name, recycle_name};
 use super::format::{GenerationHeader, GenerationState, LogSignature};
@@ -21,8 +25,18 @@ pub(crate) struct Prepared {
     pub file: Arc<dyn VfsFile>,
 }
 
+/// The zero fill of a ready file.
+struct Fill {
+    generation: u32,
+    /// A chunk write is in progress.
+    in_chunk: bool,
+    /// The log has taken the file: write no more zeros.
+    stop: bool,
+}
+
 #[derive(Default)]
 struct PrepState {
+    fill: Option<Fill>,
     want: Option<u32>,
     busy: Option<u32>,
     ready: Option<Prepared>,
@@ -95,6 +109,17 @@ impl Preparer {
         let mut st = self.state.lock();
         loop {
             if st.ready.as_ref().is_some_and(|p| p.generation == generation) {
+                // No zero may land once the log writes the file.
+                if let Some(fill) = st.fill.as_mut().filter(|f| f.generation == generation) {
+                    fill.stop = true;
+                }
+                while st
+                    .fill
+                    .as_ref()
+                    .is_some_and(|f| f.generation == generation && f.in_chunk)
+                {
+                    self.cv.wait(&mut st);
+                }
                 let p = st.ready.take().expect("checked above");
                 return Ok(p);
             }
@@ -115,7 +140,7 @@ impl Preparer {
         st.busy = Some(generation);
         drop(st);
         counters.preparation_stalls.fetch_add(1, Ordering::Relaxed);
-        let result = self.prepare(generation);
+        let result = self.prepare(generation).map(|(p, _)| p);
         self.state.lock().busy = None;
         self.cv.notify_all();
         result
@@ -141,15 +166,81 @@ impl Preparer {
             st = self.state.lock();
             st.busy = None;
             match result {
-                Ok(p) => st.ready = Some(p),
+                Ok((p, needs_fill)) => {
+                    let file = p.file.clone();
+                    let path = p.path.clone();
+                    st.ready = Some(p);
+                    if needs_fill {
+                        st.fill = Some(Fill {
+                            generation,
+                            in_chunk: false,
+                            stop: false,
+                        });
+                        self.cv.notify_all();
+                        drop(st);
+                        let filled = self.zero_fill(file.as_ref(), &path);
+                        st = self.state.lock();
+                        st.fill = None;
+                        if let Err(e) = filled {
+                            st.error = Some(Arc::new(e));
+                        }
+                    }
+                }
                 Err(e) => st.error = Some(Arc::new(e)),
             }
             self.cv.notify_all();
         }
     }
 
+    /// Zero-fills a prepared file on the caller's thread (log creation).
+    pub fn zero_fill_now(&self, p: &Prepared) -> Result<()> {
+        self.state.lock().fill = Some(Fill {
+            generation: p.generation,
+            in_chunk: false,
+            stop: false,
+        });
+        let result = self.zero_fill(p.file.as_ref(), &p.path);
+        self.state.lock().fill = None;
+        result
+    }
+
+    /// Writes zeros over a ready file after its header, chunk by chunk, until
+    /// done (then syncs) or until the log takes the file.
+    fn zero_fill(&self, file: &dyn VfsFile, path: &std::path::Path) -> Result<()> {
+        const CHUNK: usize = 1 << 20;
+        let zeros = vec![0u8; CHUNK];
+        let mut at = u64::from(self.frame_size);
+        while at < self.generation_size {
+            {
+                let mut st = self.state.lock();
+                let shutdown = st.shutdown;
+                match st.fill.as_mut() {
+                    Some(f) if !f.stop && !shutdown => f.in_chunk = true,
+                    _ => return Ok(()),
+                }
+            }
+            let n = ((self.generation_size - at) as usize).min(CHUNK);
+            let written = file.write_at(&zeros[..n], at);
+            {
+                let mut st = self.state.lock();
+                if let Some(f) = st.fill.as_mut() {
+                    f.in_chunk = false;
+                }
+                self.cv.notify_all();
+            }
+            written.map_err(|e| LogError::io(path, at, "write", e))?;
+            at += n as u64;
+        }
+        if self.state.lock().fill.as_ref().is_some_and(|f| f.stop) {
+            return Ok(());
+        }
+        // Blocks count as written only once the zeros reach the disk.
+        file.sync_data().map_err(|e| LogError::io(path, 0, "sync", e))
+    }
+
     /// Creates or recycles the file of `generation` with a reserved header.
-    pub fn prepare(&self, generation: u32) -> Result<Prepared> {
+    /// Returns whether it still needs its zero fill (a new or grown file).
+    pub fn prepare(&self, generation: u32) -> Result<(Prepared, bool)> {
         let path = self.dir.join(generation_name(generation));
         let vfs = self.vfs.as_ref();
         let exists = vfs.exists(&path).map_err(|e| LogError::io(&path, 0, "stat", e))?;
@@ -166,12 +257,11 @@ impl Preparer {
         }
         .map_err(|e| LogError::io(&path, 0, "open", e))?;
         let len = file.len().map_err(|e| LogError::io(&path, 0, "stat", e))?;
-        if len > self.generation_size {
+        if len != self.generation_size {
             file.set_len(self.generation_size)
-                .map_err(|e| LogError::io(&path, self.generation_size, "truncate", e))?;
+                .map_err(|e| LogError::io(&path, self.generation_size, "set length", e))?;
         }
-        file.allocate(self.generation_size)
-            .map_err(|e| LogError::io(&path, len, "allocate", e))?;
+        let needs_fill = len < self.generation_size;
         let header = GenerationHeader {
             state: GenerationState::Reserved,
             frame_size: self.frame_size,
@@ -193,7 +283,7 @@ impl Preparer {
         file.sync_data().map_err(|e| LogError::io(&path, 0, "sync", e))?;
         vfs.sync_dir(&self.dir)
             .map_err(|e| LogError::io(&self.dir, 0, "sync directory", e))?;
-        Ok(Prepared { generation, path, file })
+        Ok((Prepared { generation, path, file }, needs_fill))
     }
 
     /// Moves the file of an old generation into the recycle pool, or removes it
