@@ -8,11 +8,13 @@
 //! committer it covers. Any write or sync error stops the log (fail-stop).
 
 mod buffer;
+mod commit;
 mod error;
 mod files;
 mod format;
 mod leader;
 mod lsn;
+mod options;
 mod prepare;
 mod reader;
 mod rebuild;
@@ -24,6 +26,10 @@ pub use error::{LogError, Result};
 pub use files::{GENERATION_SUFFIX, generation_name};
 pub use format::{FrameHeader, GenerationHeader, GenerationState, LogSignature};
 pub use lsn::Lsn;
+pub use options::{
+    Appended, DEFAULT_BUFFER_SIZE, DEFAULT_FRAME_SIZE, DEFAULT_GENERATION_SIZE, DEFAULT_MAX_RECORD_SIZE, LogOptions,
+    LogStats,
+};
 pub use reader::LogReader;
 pub use records::Record;
 pub use recovery::RecoveryReport;
@@ -39,145 +45,19 @@ pub mod codec {
 }
 mod inspect;
 
-use buffer::Interior;
-use buffer::{AppendBuffer, Batch};
+use buffer::AppendBuffer;
+use commit::{Inner, InteriorJob, Shared};
 use format::{GenerationState as GState, NO_RECORD};
-use leader::{ActiveGen, Counters, LeaderState};
-use parking_lot::{Condvar, Mutex, MutexGuard};
+use leader::{Counters, LeaderState};
+use options::fit_options;
+use parking_lot::{Condvar, Mutex};
 use prepare::Preparer;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::vfs::SharedVfs;
-
-/// A batch this large already amortizes its sync; its leader does not gather.
-const GATHER_BYTES: usize = 256 << 10;
-
-/// Default frame size: one 4 KiB page.
-pub const DEFAULT_FRAME_SIZE: u32 = 4096;
-/// Default generation size (see DESIGN.md for the measurement behind it).
-pub const DEFAULT_GENERATION_SIZE: u64 = 64 << 20;
-/// Default append buffer: the most one batch writes.
-pub const DEFAULT_BUFFER_SIZE: usize = 8 << 20;
-/// Default largest record.
-pub const DEFAULT_MAX_RECORD_SIZE: usize = 4 << 20;
-
-/// How to create or open a log.
-#[derive(Debug, Clone)]
-pub struct LogOptions {
-    /// Frame size in bytes (power of two, 512..=32768). Fixed at creation.
-    pub frame_size: u32,
-    /// Generation file size in bytes. Fixed at creation.
-    pub generation_size: u64,
-    /// Bytes of appended records held in memory before appends wait for a
-    /// write; lowered to at most four generations.
-    pub buffer_size: usize,
-    /// Largest record body accepted; lowered to what one generation and the
-    /// buffer can hold ([`Log::max_record_size`] tells the value in force).
-    pub max_record_size: usize,
-    /// If set, a leader waits up to this long for more committers before writing.
-    pub max_batch_delay: Option<Duration>,
-    /// Epoch stamped into new generations (raised at failover).
-    pub epoch: u64,
-    /// At creation: the signature to use (random if `None`). At open: the
-    /// signature the log must have (any if `None`).
-    pub signature: Option<LogSignature>,
-    /// Old generation files kept for reuse instead of being deleted.
-    pub recycle_pool: usize,
-    /// Generations from this LSN's on are read and verified at open; older ones
-    /// only have their headers checked.
-    pub verify_from: Lsn,
-}
-
-impl Default for LogOptions {
-    fn default() -> Self {
-        LogOptions {
-            frame_size: DEFAULT_FRAME_SIZE,
-            generation_size: DEFAULT_GENERATION_SIZE,
-            buffer_size: DEFAULT_BUFFER_SIZE,
-            max_record_size: DEFAULT_MAX_RECORD_SIZE,
-            max_batch_delay: None,
-            epoch: 0,
-            signature: None,
-            recycle_pool: 2,
-            verify_from: Lsn::ZERO,
-        }
-    }
-}
-
-/// Where an appended record lies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Appended {
-    /// Start of the record.
-    pub lsn: Lsn,
-    /// Just after its last byte: wait for this to be durable.
-    pub end: Lsn,
-}
-
-/// Counters for monitoring and benchmarks.
-#[derive(Debug, Clone, Default)]
-pub struct LogStats {
-    /// Write batches made durable.
-    pub batches: u64,
-    /// fdatasync calls on generation files by the commit path.
-    pub syncs: u64,
-    /// Bytes written to generation files by the commit path.
-    pub bytes_written: u64,
-    /// Records appended.
-    pub records: u64,
-    /// Record body bytes appended.
-    pub record_bytes: u64,
-    /// Generation switches.
-    pub generation_switches: u64,
-    /// Switches that had to prepare the next file on the commit path.
-    pub preparation_stalls: u64,
-    /// Frames of large records written by their committers, off the leader's path.
-    pub interior_frames: u64,
-    /// The durable watermark.
-    pub durable: Lsn,
-    /// The end of the last appended record.
-    pub end: Lsn,
-}
-
-struct Shared {
-    buffer: AppendBuffer,
-    durable: Lsn,
-    leader_active: bool,
-    failed: Option<Arc<LogError>>,
-    /// Records in the last batch: how many committers to expect again.
-    last_batch_records: usize,
-    /// How long the last batch took to write and sync.
-    last_batch_time: Duration,
-    /// A leader is gathering until this many records are pending (0: not gathering).
-    gather_target: usize,
-    /// Where committers may write interior frames of large records.
-    active: Option<ActiveGen>,
-    /// Parity of the batch being filled; interior writes count against it.
-    epoch: usize,
-    /// Interior writes in progress, per batch parity.
-    eager_pending: [usize; 2],
-    /// Chain contributions of finished interior writes, per batch parity.
-    eager_chain: [u32; 2],
-}
-
-struct Inner {
-    vfs: SharedVfs,
-    dir: PathBuf,
-    signature: LogSignature,
-    frame_size: u32,
-    opts: LogOptions,
-    state: Mutex<Shared>,
-    /// Waiters for durability, space, or the end of a batch.
-    cv: Condvar,
-    /// Wakes a gathering leader when enough records are pending.
-    gather_cv: Condvar,
-    leader: Mutex<LeaderState>,
-    preparer: Arc<Preparer>,
-    counters: Arc<Counters>,
-    first_generation: AtomicU32,
-}
 
 /// An open write-ahead log.
 pub struct Log {
@@ -192,18 +72,6 @@ impl std::fmt::Debug for Log {
             .field("dir", &self.inner.dir)
             .finish_non_exhaustive()
     }
-}
-
-/// Fits the buffer and the record limit to the geometry: both options are
-/// upper bounds, lowered to what one generation and one batch can hold.
-fn fit_options(mut opts: LogOptions, frame_size: u32, generation_size: u64) -> Result<(LogOptions, u32)> {
-    let frames = format::check_geometry(frame_size, generation_size).map_err(|e| LogError::InvalidOptions(e.into()))?;
-    let fs = frame_size as usize;
-    let four_generations = usize::try_from(generation_size.saturating_mul(4)).unwrap_or(usize::MAX);
-    opts.buffer_size = opts.buffer_size.min(four_generations).max(4 * fs);
-    let room = AppendBuffer::generation_capacity(frame_size, frames).min(opts.buffer_size - 2 * fs);
-    opts.max_record_size = opts.max_record_size.min(room - format::RECORD_HEADER_LEN);
-    Ok((opts, frames))
 }
 
 impl Log {
@@ -592,159 +460,5 @@ impl Log {
 impl Drop for Log {
     fn drop(&mut self) {
         self.stop_preparer();
-    }
-}
-
-/// Interior frames of one record, for its committer to write.
-struct InteriorJob {
-    interior: buffer::Interior,
-    active: ActiveGen,
-    epoch: usize,
-    frontier: u32,
-}
-
-/// Interior frames written per call.
-const INTERIOR_CHUNK_FRAMES: usize = 512;
-
-impl Inner {
-    /// Writes the interior frames of a large record from the committer's own
-    /// thread, so that copying them into the page cache overlaps the leader's
-    /// sync instead of adding to it. The leader of the batch that holds the
-    /// record waits for these writes before its sync. No sync here.
-    fn write_interior(&self, job: &InteriorJob, data: &[u8]) -> Result<()> {
-        let fs = self.frame_size as usize;
-        let cap = fs - format::FRAME_HEADER_LEN;
-        let Interior {
-            generation,
-            first_index,
-            frames,
-            data_from,
-        } = job.interior;
-        let mut chain = 0u32;
-        let mut result = Ok(());
-        let hl = format::FRAME_HEADER_LEN;
-        let mut headers = vec![0u8; INTERIOR_CHUNK_FRAMES.min(frames as usize) * hl];
-        let mut done = 0usize;
-        while done < frames as usize && result.is_ok() {
-            let n = INTERIOR_CHUNK_FRAMES.min(frames as usize - done);
-            // Each frame is its header and a slice of the record: no copy of the body.
-            for (j, head) in headers[..n * hl].chunks_exact_mut(hl).enumerate() {
-                let index = first_index + (done + j) as u32;
-                let from = data_from + (done + j) * cap;
-                let payload_crc = crc32c::crc32c(&data[from..from + cap]);
-                let mut header = FrameHeader {
-                    crc: 0,
-                    salt: job.active.salt,
-                    lsn: Lsn::new(generation, index * self.frame_size),
-                    shadow_seq: 0,
-                    used: cap as u16,
-                    first_record: NO_RECORD,
-                    flags: 0,
-                    batch_start: job.frontier,
-                };
-                header.seal_with_payload_crc(head, payload_crc);
-                chain = format::chain_add(chain, index, header.crc);
-            }
-            let slices: Vec<std::io::IoSlice<'_>> = headers[..n * hl]
-                .chunks_exact(hl)
-                .enumerate()
-                .flat_map(|(j, head)| {
-                    let from = data_from + (done + j) * cap;
-                    [
-                        std::io::IoSlice::new(head),
-                        std::io::IoSlice::new(&data[from..from + cap]),
-                    ]
-                })
-                .collect();
-            let offset = (first_index as usize + done) as u64 * fs as u64;
-            result = job
-                .active
-                .file
-                .write_vectored_at(&slices, offset)
-                .map_err(|e| LogError::io(&job.active.path, offset, "write", e));
-            done += n;
-        }
-        self.counters
-            .bytes_written
-            .fetch_add((done * fs) as u64, Ordering::Relaxed);
-        self.counters.interior_frames.fetch_add(done as u64, Ordering::Relaxed);
-        let mut st = self.state.lock();
-        st.eager_chain[job.epoch] = st.eager_chain[job.epoch].wrapping_add(chain);
-        st.eager_pending[job.epoch] -= 1;
-        if let Err(e) = result {
-            tracing::error!(error = %e, "log write failed; the log is stopped");
-            let cause = Arc::new(e);
-            st.failed.get_or_insert(cause.clone());
-            self.cv.notify_all();
-            return Err(LogError::Stopped { cause });
-        }
-        self.cv.notify_all();
-        Ok(())
-    }
-
-    /// Before taking a batch, waits briefly for the committers of the last
-    /// batch to append again: they were released a moment ago and are on
-    /// their way. A lone committer never waits (its last batch held one
-    /// record). The wait is capped at half the last batch's write time and
-    /// ends early once as many records are pending as the last batch held, or
-    /// the buffer is half full. `max_batch_delay` replaces this with a fixed wait.
-    fn gather(&self, st: &mut MutexGuard<'_, Shared>) {
-        if let Some(delay) = self.opts.max_batch_delay {
-            self.gather_cv.wait_for(st, delay);
-            return;
-        }
-        let target = st.last_batch_records;
-        if target <= 1 || st.buffer.pending_records >= target || st.buffer.pending_bytes >= GATHER_BYTES {
-            return;
-        }
-        let deadline = Instant::now() + (st.last_batch_time / 2).min(Duration::from_millis(2));
-        st.gather_target = target;
-        while st.buffer.pending_records < target
-            && st.buffer.pending_bytes < GATHER_BYTES.min(self.opts.buffer_size / 2)
-            && !self.gather_cv.wait_until(st, deadline).timed_out()
-        {}
-        st.gather_target = 0;
-    }
-
-    /// Runs one group-commit batch as leader. Called with the state locked and
-    /// no leader active; returns with the state locked.
-    fn lead(&self, st: &mut MutexGuard<'_, Shared>) {
-        st.leader_active = true;
-        self.gather(st);
-        let mut batch: Batch = st.buffer.take_batch();
-        let records = batch.records;
-        let epoch = st.epoch;
-        st.epoch ^= 1;
-        self.cv.notify_all();
-        // The interior frames of this batch's records must be written before its sync.
-        while st.eager_pending[epoch] > 0 {
-            self.cv.wait(st);
-        }
-        batch.eager_chain = std::mem::take(&mut st.eager_chain[epoch]);
-        if st.failed.is_some() {
-            st.leader_active = false;
-            self.cv.notify_all();
-            return;
-        }
-        let started = Instant::now();
-        let result = MutexGuard::unlocked(st, || {
-            let mut leader = self.leader.lock();
-            leader.write_batch(&mut batch).map(|end| (end, leader.active()))
-        });
-        st.buffer.recycle(batch);
-        st.last_batch_time = started.elapsed();
-        st.last_batch_records = records;
-        st.leader_active = false;
-        match result {
-            Ok((end, active)) => {
-                st.durable = st.durable.max(end);
-                st.active = active;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "log write failed; the log is stopped");
-                st.failed = Some(Arc::new(e));
-            }
-        }
-        self.cv.notify_all();
     }
 }
