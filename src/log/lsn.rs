@@ -5,6 +5,15 @@ use std::fmt;
 /// A position in the log: generation in the high 32 bits, byte offset within
 /// that generation's file in the low 32 bits. Ordering the packed `u64` orders
 /// positions.
+///
+/// ```
+/// use mailvault::log::Lsn;
+/// let a = Lsn::new(1, 0xfff0);
+/// let b = Lsn::new(2, 0x3020);
+/// assert!(a < b);
+/// assert_eq!((b.generation(), b.offset()), (2, 0x3020));
+/// assert_eq!(b.to_string(), "2:0x3020");
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Lsn(pub u64);
 

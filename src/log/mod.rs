@@ -60,6 +60,25 @@ use std::time::Duration;
 use crate::vfs::SharedVfs;
 
 /// An open write-ahead log.
+///
+/// ```
+/// use mailvault::log::{Log, LogOptions, Lsn};
+/// use mailvault::vfs::SimVfs;
+///
+/// let disk = SimVfs::new(7);
+/// let log = Log::create(disk.clone(), "/store/log", LogOptions::default())?;
+/// let first = log.commit(b"deliver message 1")?;
+/// log.commit(b"deliver message 2")?;
+/// log.close()?;
+///
+/// // A power cut loses nothing that was committed.
+/// disk.crash();
+/// disk.restart();
+/// let log = Log::open(disk, "/store/log", LogOptions::default())?;
+/// let bodies: Vec<Vec<u8>> = log.reader(first.lsn)?.map(|r| r.map(|r| r.data)).collect::<Result<_, _>>()?;
+/// assert_eq!(bodies, [b"deliver message 1".to_vec(), b"deliver message 2".to_vec()]);
+/// # Ok::<(), mailvault::log::LogError>(())
+/// ```
 pub struct Log {
     inner: Arc<Inner>,
     preparer_thread: Option<std::thread::JoinHandle<()>>,
