@@ -35,6 +35,10 @@ pub(super) struct Shared {
     pub(super) eager_pending: [usize; 2],
     /// Chain contributions of finished interior writes, per batch parity.
     pub(super) eager_chain: [u32; 2],
+    /// Committers parked until the watermark reaches their end, woken one by
+    /// one: a batch wakes the committers it covers and one to lead the next
+    /// batch, not every waiter.
+    pub(super) sleepers: Vec<(Lsn, std::thread::Thread)>,
 }
 
 pub(super) struct Inner {
@@ -182,6 +186,7 @@ impl Inner {
         batch.eager_chain = std::mem::take(&mut st.eager_chain[epoch]);
         if st.failed.is_some() {
             st.leader_active = false;
+            self.wake_sleepers(st);
             self.cv.notify_all();
             return;
         }
@@ -204,6 +209,25 @@ impl Inner {
                 st.failed = Some(Arc::new(e));
             }
         }
+        self.wake_sleepers(st);
         self.cv.notify_all();
+    }
+
+    /// Wakes the committers the watermark now covers (all of them if the log
+    /// failed), and one more to lead the next batch if any are left.
+    fn wake_sleepers(&self, st: &mut Shared) {
+        let (durable, failed) = (st.durable, st.failed.is_some());
+        st.sleepers.retain(|(end, thread)| {
+            let done = failed || *end <= durable;
+            if done {
+                thread.unpark();
+            }
+            !done
+        });
+        if !st.leader_active
+            && let Some((_, thread)) = st.sleepers.pop()
+        {
+            thread.unpark();
+        }
     }
 }

@@ -85,6 +85,7 @@ pub struct LogStats {
     pub preparation_stalls: u64,
     /// Frames of large records written by their committers, off the leader's path.
     pub interior_frames: u64,
+
     /// The durable watermark.
     pub durable: Lsn,
     /// The end of the last appended record.
