@@ -138,6 +138,9 @@ impl Inner {
             tracing::error!(error = %e, "log write failed; the log is stopped");
             let cause = Arc::new(e);
             st.failed.get_or_insert(cause.clone());
+            // Parked committers may be waiting for a leader that will now never
+            // come: a committer woken to lead sees the failure and just returns.
+            self.wake_sleepers(&mut st);
             self.cv.notify_all();
             return Err(LogError::Stopped { cause });
         }

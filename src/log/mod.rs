@@ -60,7 +60,7 @@ use std::time::Duration;
 use crate::vfs::SharedVfs;
 
 /// Longest a parked committer sleeps before it looks at the watermark itself.
-const SLEEPER_TIMEOUT: Duration = Duration::from_millis(5);
+const SLEEPER_TIMEOUT: Duration = Duration::from_millis(50);
 
 /// An open write-ahead log.
 ///
@@ -384,10 +384,9 @@ impl Log {
             }
             if st.leader_active {
                 st.sleepers.push((end, std::thread::current()));
-                // Woken by the leader that covers `end`, or picked to lead the next
-                // batch. The timeout bounds the cost of a wake-up that could be
-                // missed (one hung a crash test once; not yet explained) and
-                // otherwise just re-checks during a slow batch.
+                // Woken by the leader that covers `end`, by a failure, or to lead
+                // the next batch. The timeout is defence in depth: a missed
+                // wake-up costs 50 ms instead of a hang.
                 MutexGuard::unlocked(&mut st, || std::thread::park_timeout(SLEEPER_TIMEOUT));
             } else {
                 inner.lead(&mut st);
