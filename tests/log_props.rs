@@ -20,6 +20,14 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// Every record from `from` on, as (LSN, body).
+fn read_from(log: &Log, from: Lsn) -> Vec<(Lsn, Vec<u8>)> {
+    log.reader(from)
+        .expect("reader")
+        .map(|r| r.map(|r| (r.lsn, r.data)).expect("record"))
+        .collect()
+}
+
 fn opts(frame_size: u32, frames: u64) -> LogOptions {
     LogOptions {
         frame_size,
@@ -66,19 +74,11 @@ proptest! {
             }
         }
         log.flush().expect("flush");
-        let got: Vec<(Lsn, Vec<u8>)> = log
-            .reader(Lsn::ZERO)
-            .expect("reader")
-            .map(|r| r.map(|r| (r.lsn, r.data)).expect("record"))
-            .collect();
+        let got = read_from(&log, Lsn::ZERO);
         prop_assert_eq!(&got, &model);
         if !model.is_empty() {
             let start = start_pick.index(model.len());
-            let tail: Vec<(Lsn, Vec<u8>)> = log
-                .reader(model[start].0)
-                .expect("reader")
-                .map(|r| r.map(|r| (r.lsn, r.data)).expect("record"))
-                .collect();
+            let tail = read_from(&log, model[start].0);
             prop_assert_eq!(&tail[..], &model[start..]);
         }
     }
@@ -104,11 +104,7 @@ proptest! {
         }
         drop(log);
         let log = Log::open(sim, "/log", opts).expect("reopen");
-        let got: Vec<(Lsn, Vec<u8>)> = log
-            .reader(model[from].0)
-            .expect("reader")
-            .map(|r| r.map(|r| (r.lsn, r.data)).expect("record"))
-            .collect();
+        let got = read_from(&log, model[from].0);
         prop_assert_eq!(&got[..], &model[from..]);
     }
 }
