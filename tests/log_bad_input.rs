@@ -171,14 +171,18 @@ fn torn_tail_is_repaired_and_reported() {
     let sim = SimVfs::new(12);
     let log = Log::create(sim.clone(), DIR, small_opts()).expect("create");
     let mut acked = Vec::new();
+    let mut end = Lsn::ZERO;
     for i in 0..30u32 {
-        acked.push(log.commit(&[i as u8; 100]).expect("commit").lsn);
+        let appended = log.commit(&[i as u8; 100]).expect("commit");
+        acked.push(appended.lsn);
+        end = appended.end;
     }
     let last = *acked.last().expect("records");
     let path = gen_path(last.generation());
     drop(log);
-    // Garbage where the next batch would have gone, as a torn write leaves it.
-    let end_frame = (last.offset() as u64 / 512 + 1) * 512;
+    // Garbage where the next batch would have gone (the frame after the one
+    // holding the end of the log), as a torn write leaves it.
+    let end_frame = ((end.offset() as u64 - 1) / 512 + 1) * 512;
     sim.poke(&path, end_frame, &[0x5a; 700]).expect("poke");
     let log = Log::open(sim.clone(), DIR, small_opts()).expect("a torn tail is not an error");
     let (file, torn) = log.recovery_report().torn_tail.clone().expect("torn tail reported");

@@ -311,8 +311,21 @@ impl AppendBuffer {
     }
 
     /// Hands everything appended so far to a leader; the open frame stays.
+    ///
+    /// When the batch closes frames and the open frame directly follows them,
+    /// the open frame is closed early, partly filled, and goes home with them:
+    /// one contiguous write instead of a home write plus a distant shadow
+    /// write. It held nothing acknowledged (a frame closed in this batch came
+    /// before it), so writing it home risks nothing. Its unused payload is
+    /// left empty; the next record starts in the next frame.
     pub fn take_batch(&mut self) -> Batch {
         let fs = self.frame_size;
+        let open_follows_closed = self.runs.last().is_some_and(|r| r.bytes.len() > fs);
+        if open_follows_closed && self.open_pos > 0 {
+            debug_assert_eq!(self.open_taken, 0, "a frame opened after the last batch holds nothing taken");
+            let last_frame = self.open_index() + 1 == self.frames_per_generation;
+            self.close_open_frame(if last_frame { FLAG_SEALED } else { 0 });
+        }
         let generation = self.open_generation();
         let index = self.open_index();
         let mut open_bytes = self.fresh_frame();
@@ -378,15 +391,23 @@ mod tests {
         let tail = batch.tail.expect("partial frame goes to a shadow");
         assert_eq!(tail.meta.used, 108);
         assert_eq!(tail.meta.first_record, 0);
-        // 1000 more bytes spill over two more frames.
+        // 1000 more bytes spill over two more frames; the partly filled last
+        // one follows closed frames, so it closes early and goes home with them.
         let b = buf.append(&[2u8; 1000], 0, None).lsn;
         assert_eq!(b, a_end);
         let batch = buf.take_batch();
-        assert_eq!(frames_of(&batch), 2);
+        assert_eq!(frames_of(&batch), 3);
+        assert_eq!(batch.runs.len(), 1, "one contiguous run, one write");
         assert_eq!(batch.runs[0].first_index, DATA_START);
         assert_eq!(batch.runs[0].meta[1].first_record, NO_RECORD);
-        assert!(batch.tail.is_some());
+        let short = batch.runs[0].meta[2];
+        assert_eq!(short.used as usize, 108 + 1008 - 2 * 480);
+        assert_eq!(short.payload_crc, crc32c::crc32c(&batch.runs[0].bytes[2 * 512 + 32..]));
+        assert!(batch.tail.is_none());
         assert!(!buf.has_new_data());
+        // The next record starts in the next frame.
+        assert_eq!(buf.append(b"next", 0, None).lsn, Lsn::new(1, 6 * 512 + 32));
+        assert!(buf.take_batch().tail.is_some(), "a batch inside one frame still uses the shadow");
     }
 
     #[test]

@@ -39,6 +39,8 @@ pub(super) struct Shared {
     /// one: a batch wakes the committers it covers and one to lead the next
     /// batch, not every waiter.
     pub(super) sleepers: Vec<(Lsn, std::thread::Thread)>,
+    /// Reused list of threads to unpark once the state is unlocked.
+    pub(super) wake_list: Vec<std::thread::Thread>,
 }
 
 pub(super) struct Inner {
@@ -217,20 +219,33 @@ impl Inner {
     }
 
     /// Wakes the committers the watermark now covers (all of them if the log
-    /// failed), and one more to lead the next batch if any are left.
-    fn wake_sleepers(&self, st: &mut Shared) {
+    /// failed), and one more to lead the next batch if any are left: that one
+    /// first. The unparks happen with the state unlocked, so committers of the
+    /// next batch append while the leader wakes the last one's.
+    fn wake_sleepers(&self, st: &mut MutexGuard<'_, Shared>) {
         let (durable, failed) = (st.durable, st.failed.is_some());
+        let mut wake = std::mem::take(&mut st.wake_list);
+        if !st.leader_active
+            && let Some(pos) = st.sleepers.iter().rposition(|(end, _)| failed || *end > durable)
+        {
+            wake.push(st.sleepers.swap_remove(pos).1);
+        }
         st.sleepers.retain(|(end, thread)| {
             let done = failed || *end <= durable;
             if done {
-                thread.unpark();
+                wake.push(thread.clone());
             }
             !done
         });
-        if !st.leader_active
-            && let Some((_, thread)) = st.sleepers.pop()
-        {
-            thread.unpark();
+        if wake.is_empty() {
+            st.wake_list = wake;
+            return;
         }
+        MutexGuard::unlocked(st, || {
+            for thread in wake.drain(..) {
+                thread.unpark();
+            }
+        });
+        st.wake_list = wake;
     }
 }

@@ -250,6 +250,7 @@ impl Log {
                     eager_pending: [0; 2],
                     eager_chain: [0; 2],
                     sleepers: Vec::new(),
+                    wake_list: Vec::new(),
                 }),
                 cv: Condvar::new(),
                 gather_cv: Condvar::new(),
@@ -448,6 +449,14 @@ impl Log {
             inner.first_generation.store(first + 1, Ordering::Release);
             retired += 1;
         }
+    }
+
+    /// Waits until the background preparation of the next generation file
+    /// (creation or recycling, and the zero fill of a new file) is finished.
+    /// A benchmark calls it so that this work is charged to the log and does
+    /// not overlap a measurement of the raw disk.
+    pub fn wait_prepared(&self) {
+        self.inner.preparer.wait_idle();
     }
 
     /// Counters and watermarks.

@@ -98,6 +98,21 @@ impl Preparer {
         self.cv.notify_all();
     }
 
+    /// Waits until the background thread has nothing left to do: no file
+    /// wanted that is not ready, none being prepared, no zero fill running.
+    pub fn wait_idle(&self) {
+        let mut st = self.state.lock();
+        loop {
+            let wanted = st
+                .want
+                .is_some_and(|g| st.ready.as_ref().is_none_or(|p| p.generation != g) && st.error.is_none());
+            if st.shutdown || !(wanted || st.busy.is_some() || st.fill.is_some()) {
+                return;
+            }
+            self.cv.wait(&mut st);
+        }
+    }
+
     pub fn shutdown(&self) {
         self.state.lock().shutdown = true;
         self.cv.notify_all();

@@ -3,7 +3,7 @@
 //! same directory just before.
 
 use crate::acked::{AckedLine, AckedWriter};
-use crate::bench_report::{BenchConfig, BenchReport, LogResult};
+use crate::bench_report::{BenchConfig, BenchReport, LogResult, RoundFigures};
 use crate::error::{CliError, Context, Result};
 use crate::histogram::Histogram;
 use crate::{output, raw};
@@ -31,9 +31,14 @@ pub struct BenchLogArgs {
     /// Bytes per record (at least 12: id and thread number).
     #[arg(long, value_name = "BYTES", default_value_t = 4096, value_parser = clap::value_parser!(u64).range(RECORD_PREFIX as u64..))]
     record_size: u64,
-    /// Duration of the log run (each raw phase runs min(S, 3) seconds, at least 0.2).
+    /// Duration of the log run, over all rounds (each raw phase runs
+    /// min(S, 3) seconds in all, at least 0.2 per round).
     #[arg(long, value_name = "S", default_value_t = 10.0, value_parser = parse_seconds)]
     seconds: f64,
+    /// Rounds of raw phases then log phase, so that the disk's drift hits
+    /// both sides of the ratios alike [default: one per 2 s, 1 to 5].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100))]
+    rounds: Option<u32>,
     /// Write a line `<id> <lsn> <len> <crc32c>` for every acknowledged commit to FILE (created or truncated).
     #[arg(long, value_name = "FILE")]
     acked: Option<PathBuf>,
@@ -88,11 +93,16 @@ pub fn run(args: &BenchLogArgs) -> Result<()> {
             (temp.path().to_path_buf(), Some(temp))
         }
     };
-    let phase = Duration::from_secs_f64(args.seconds.clamp(0.2, 3.0));
-    tracing::info!(dir = %dir.display(), "measuring the raw disk floor");
-    let raw = raw::measure(&dir, record_size, phase)?;
-    tracing::info!(dir = %dir.display(), "running the log");
-    let log_result = run_log(&dir, opts.clone(), args, record_size, acked.as_ref())?;
+    let rounds = args.rounds.unwrap_or_else(|| default_rounds(args.seconds));
+    // The log first: it wants an empty directory. The raw scratch files
+    // then share it (same file system) and are gone before the log closes.
+    let log = Log::create(Arc::new(OsVfs), &dir, opts.clone())?;
+    tracing::info!(dir = %dir.display(), rounds, "pre-allocating the raw scratch files");
+    let mut raw = raw::RawDisk::new(&dir, record_size)?;
+    let (log_result, round_figures) = run_rounds(&log, args, rounds, &mut raw, acked.as_ref())?;
+    let raw_total = raw.total();
+    raw.close()?;
+    log.close()?;
     if let Some(acked) = acked {
         acked.into_inner().finish()?;
     }
@@ -109,8 +119,9 @@ pub fn run(args: &BenchLogArgs) -> Result<()> {
         dir_kept: args.dir.is_some(),
         acked: args.acked.as_ref().map(|p| p.display().to_string()),
         circular: args.circular,
+        rounds,
     };
-    let report = BenchReport::new(config, raw, log_result, peak_rss_kib, rss_kib);
+    let report = BenchReport::new(config, raw_total, log_result, round_figures, peak_rss_kib, rss_kib);
     if args.json {
         output::print_json(&report)
     } else {
@@ -137,7 +148,12 @@ fn prepare_dir(dir: &Path) -> Result<PathBuf> {
     Ok(dir.to_path_buf())
 }
 
-/// What every committing thread shares.
+/// One round per 2 s of log time, between 1 and 5.
+fn default_rounds(seconds: f64) -> u32 {
+    ((seconds / 2.0) as u32).clamp(1, 5)
+}
+
+/// What every committing thread shares during one round.
 struct Workload<'a> {
     log: &'a Log,
     record_size: usize,
@@ -187,29 +203,73 @@ struct ThreadResult {
     latency: Histogram,
 }
 
-fn run_log(
-    dir: &Path,
-    opts: LogOptions,
+/// What one round of the log measured.
+struct LogRound {
+    commits: u64,
+    elapsed: Duration,
+    latency: Histogram,
+}
+
+/// Alternates raw phases and log phases on one log; returns the log's
+/// totals and the figures of each round.
+fn run_rounds(
+    log: &Log,
     args: &BenchLogArgs,
-    record_size: usize,
+    rounds: u32,
+    raw: &mut raw::RawDisk,
     acked: Option<&Mutex<AckedWriter>>,
-) -> Result<LogResult> {
-    let log = Log::create(Arc::new(OsVfs), dir, opts)?;
+) -> Result<(LogResult, Vec<RoundFigures>)> {
+    let slice = Duration::from_secs_f64(args.seconds / f64::from(rounds));
+    let raw_phase = Duration::from_secs_f64((args.seconds.min(3.0) / f64::from(rounds)).max(0.2));
+    // Each thread's next record id, so that ids stay unique across rounds.
+    let mut next_seq = vec![0u64; args.threads as usize];
+    let mut latency = Histogram::default();
+    let (mut commits, mut elapsed) = (0u64, Duration::ZERO);
+    let mut figures = Vec::with_capacity(rounds as usize);
+    log.wait_prepared();
+    let first = log.stats();
+    for round in 0..rounds {
+        tracing::info!(round, "raw phases");
+        let raw_round = raw.round(raw_phase)?;
+        tracing::info!(round, "log phase");
+        let before = log.stats();
+        let result = run_log_round(log, args, slice, &mut next_seq, acked)?;
+        let stats = delta(&before, &log.stats());
+        let log_round = LogResult::new(result.commits, result.elapsed, &stats, &result.latency);
+        figures.push(RoundFigures::new(&raw_round, &log_round));
+        latency.merge(&result.latency);
+        commits += result.commits;
+        elapsed += result.elapsed;
+    }
+    let stats = delta(&first, &log.stats());
+    Ok((LogResult::new(commits, elapsed, &stats, &latency), figures))
+}
+
+/// Runs the committing threads for `slice`. The round ends when they have
+/// stopped and the log's background file preparation is idle, so that work
+/// is charged to the log, not to the next raw phase.
+fn run_log_round(
+    log: &Log,
+    args: &BenchLogArgs,
+    slice: Duration,
+    next_seq: &mut [u64],
+    acked: Option<&Mutex<AckedWriter>>,
+) -> Result<LogRound> {
     let work = Workload {
-        log: &log,
-        record_size,
+        log,
+        record_size: args.record_size as usize,
         gate: Gate::default(),
         stop: AtomicBool::new(false),
         acked,
     };
     let done = AtomicBool::new(false);
-    let (results, before, start) = std::thread::scope(|s| {
-        let mut spawned = Vec::with_capacity(args.threads as usize);
-        for t in 0..args.threads {
+    let (results, start) = std::thread::scope(|s| {
+        let mut spawned = Vec::with_capacity(next_seq.len());
+        for (t, &first_seq) in next_seq.iter().enumerate() {
             let work = &work;
             let handle = std::thread::Builder::new()
                 .name(format!("bench-{t}"))
-                .spawn_scoped(s, move || commit_loop(work, t));
+                .spawn_scoped(s, move || commit_loop(work, t as u32, first_seq));
             match handle {
                 Ok(h) => spawned.push(h),
                 Err(e) => {
@@ -221,11 +281,10 @@ fn run_log(
             }
         }
         work.gate.wait_ready(spawned.len());
-        let before = log.stats();
         let start = Instant::now();
-        work.gate.open(start + Duration::from_secs_f64(args.seconds));
+        work.gate.open(start + slice);
         let checkpointer = args.circular.then(|| {
-            let (log, done) = (&log, &done);
+            let done = &done;
             s.spawn(move || -> mailvault::log::Result<()> {
                 while !done.load(Ordering::Relaxed) {
                     log.recycle_before(Lsn::new(log.durable_lsn().generation(), 0))?;
@@ -240,27 +299,31 @@ fn run_log(
             c.join()
                 .map_err(|_| CliError::msg("the checkpointer thread panicked"))??;
         }
-        Ok((results, before, start))
+        Ok((results, start))
     })?;
+    log.wait_prepared();
     let elapsed = start.elapsed();
-    let after = log.stats();
     let mut latency = Histogram::default();
     let mut commits = 0;
-    for r in results {
+    for (r, seq) in results.into_iter().zip(next_seq.iter_mut()) {
         let r = r.map_err(|_| CliError::msg("a bench thread panicked"))??;
         latency.merge(&r.latency);
         commits += r.commits;
+        *seq += r.commits;
     }
-    log.close()?;
-    Ok(LogResult::new(commits, elapsed, &delta(&before, &after), &latency))
+    Ok(LogRound {
+        commits,
+        elapsed,
+        latency,
+    })
 }
 
-fn commit_loop(work: &Workload<'_>, thread: u32) -> Result<ThreadResult> {
+fn commit_loop(work: &Workload<'_>, thread: u32, first_seq: u64) -> Result<ThreadResult> {
     let deadline = work.gate.arrive();
     let mut record = vec![0u8; work.record_size];
     fill_body(&mut record, thread);
     let mut latency = Histogram::default();
-    let mut seq = 0u64;
+    let mut seq = first_seq;
     while !work.stop.load(Ordering::Relaxed) && Instant::now() < deadline {
         let id = (u64::from(thread) << 40) | seq;
         stamp(&mut record, id, thread);
@@ -284,7 +347,10 @@ fn commit_loop(work: &Workload<'_>, thread: u32) -> Result<ThreadResult> {
                 .inspect_err(|_| work.stop.store(true, Ordering::Relaxed))?;
         }
     }
-    Ok(ThreadResult { commits: seq, latency })
+    Ok(ThreadResult {
+        commits: seq - first_seq,
+        latency,
+    })
 }
 
 /// Bytes 0..8 of a record: its id; 8..12: the thread. Set for every commit.

@@ -15,6 +15,8 @@ pub struct BenchReport {
     pub raw: RawFloor,
     pub log: LogResult,
     pub ratio: Ratio,
+    /// Each round's raw phases and log phase, in order.
+    pub rounds: Vec<RoundFigures>,
     pub memory: Memory,
 }
 
@@ -41,6 +43,8 @@ pub struct BenchConfig {
     pub acked: Option<String>,
     /// Whether generations were released and recycled during the run.
     pub circular: bool,
+    /// Rounds of raw phases then log phase.
+    pub rounds: u32,
 }
 
 #[derive(Debug, Serialize)]
@@ -81,6 +85,30 @@ pub struct Ratio {
     pub commits_vs_raw_fsyncs: Option<f64>,
     /// Log MB/s ÷ raw sequential MB/s.
     pub mb_vs_raw_seq: Option<f64>,
+}
+
+/// One round: the raw phases and the log phase that followed them.
+#[derive(Debug, Serialize)]
+pub struct RoundFigures {
+    pub raw_fsyncs_per_sec: f64,
+    pub raw_seq_mb_per_sec: f64,
+    pub log_commits_per_sec: f64,
+    pub log_mb_per_sec: f64,
+    pub commits_vs_raw_fsyncs: Option<f64>,
+    pub mb_vs_raw_seq: Option<f64>,
+}
+
+impl RoundFigures {
+    pub fn new(raw: &RawFloor, log: &LogResult) -> Self {
+        RoundFigures {
+            raw_fsyncs_per_sec: raw.fsyncs_per_sec,
+            raw_seq_mb_per_sec: raw.seq_mb_per_sec,
+            log_commits_per_sec: log.commits_per_sec,
+            log_mb_per_sec: log.mb_per_sec,
+            commits_vs_raw_fsyncs: ratio(log.commits_per_sec, raw.fsyncs_per_sec),
+            mb_vs_raw_seq: ratio(log.mb_per_sec, raw.seq_mb_per_sec),
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -136,6 +164,7 @@ impl BenchReport {
         config: BenchConfig,
         raw: RawFloor,
         log: LogResult,
+        rounds: Vec<RoundFigures>,
         peak_rss_kib: Option<u64>,
         rss_kib: Option<u64>,
     ) -> Self {
@@ -153,6 +182,7 @@ impl BenchReport {
             raw,
             log,
             ratio,
+            rounds,
             memory: Memory { peak_rss_kib, rss_kib },
         }
     }
@@ -178,8 +208,8 @@ impl BenchReport {
         );
         println!();
         println!(
-            "raw disk floor (std::fs, same directory, {:.2} s per phase)",
-            r.seconds_per_phase
+            "raw disk floor (std::fs, same directory, {:.2} s per phase over {} round(s))",
+            r.seconds_per_phase, c.rounds
         );
         row(
             &format!("fsyncs/s ({}-byte pwrite + fdatasync)", r.fsync_write_bytes),
@@ -213,6 +243,13 @@ impl BenchReport {
         let show = |v: Option<f64>| v.map_or_else(|| "n/a".to_string(), |v| format!("{v:.3}"));
         row("commits/s ÷ raw fsyncs/s", show(self.ratio.commits_vs_raw_fsyncs));
         row("MB/s ÷ raw sequential MB/s", show(self.ratio.mb_vs_raw_seq));
+        if self.rounds.len() > 1 {
+            let each = |f: fn(&RoundFigures) -> Option<f64>| {
+                self.rounds.iter().map(|r| show(f(r))).collect::<Vec<_>>().join(" ")
+            };
+            row("  per round: commits ÷ fsyncs", each(|r| r.commits_vs_raw_fsyncs));
+            row("  per round: MB/s ÷ sequential", each(|r| r.mb_vs_raw_seq));
+        }
         println!();
         println!("memory");
         let kib = |v: Option<u64>| v.map_or_else(|| "n/a".to_string(), |v| format!("{v} KiB"));

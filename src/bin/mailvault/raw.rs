@@ -26,30 +26,13 @@ pub struct RawFloor {
     /// Sequential 1 MiB pwrites, each followed by fdatasync, in MB (10^6 bytes) per second.
     pub seq_mb_per_sec: f64,
     pub seq_write_bytes: usize,
-    /// Duration of each phase.
+    /// Time spent in each phase.
     pub seconds_per_phase: f64,
 }
 
-/// Runs both phases in `dir` for `phase` each. The scratch files are hidden
-/// temporary files, removed before returning (also on error).
-pub fn measure(dir: &Path, write_size: usize, phase: Duration) -> Result<RawFloor> {
-    let mut block = vec![0u8; write_size];
-    fill_pattern(&mut block);
-    let fsync_len = FSYNC_FILE.max(2 * write_size as u64) / write_size as u64 * write_size as u64;
-    let fsync_ops = overwrite_loop(dir, fsync_len, &mut block, phase)?;
-    let mut chunk = vec![0u8; SEQ_WRITE];
-    fill_pattern(&mut chunk);
-    let seq_ops = overwrite_loop(dir, SEQ_FILE, &mut chunk, phase)?;
-    Ok(RawFloor {
-        fsyncs_per_sec: fsync_ops.rate(),
-        fsync_write_bytes: write_size,
-        seq_mb_per_sec: seq_ops.rate() * SEQ_WRITE as f64 / 1e6,
-        seq_write_bytes: SEQ_WRITE,
-        seconds_per_phase: phase.as_secs_f64(),
-    })
-}
-
-struct Ops {
+/// Writes counted over some time.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Ops {
     count: u64,
     elapsed: Duration,
 }
@@ -58,38 +41,121 @@ impl Ops {
     fn rate(&self) -> f64 {
         self.count as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
+
+    fn add(&mut self, other: Ops) {
+        self.count += other.count;
+        self.elapsed += other.elapsed;
+    }
 }
 
-/// Pre-allocates a scratch file of `len` bytes (zeros, synced), then for
-/// `phase` overwrites it front to back with `buf`, wrapping around, with one
-/// fdatasync per write.
-fn overwrite_loop(dir: &Path, len: u64, buf: &mut [u8], phase: Duration) -> Result<Ops> {
-    let scratch = tempfile::Builder::new()
-        .prefix(".mailvault-raw-")
-        .tempfile_in(dir)
-        .context(|| format!("creating a scratch file in {}", dir.display()))?;
-    let path = scratch.path().to_path_buf();
-    let file = scratch.as_file();
-    preallocate(file, len).context(|| format!("pre-allocating {len} bytes in {}", path.display()))?;
-    let step = buf.len() as u64;
-    let mut offset = 0u64;
-    let mut count = 0u64;
-    let start = Instant::now();
-    while start.elapsed() < phase {
-        if offset + step > len {
-            offset = 0;
-        }
-        buf[..8].copy_from_slice(&count.to_le_bytes());
-        file.write_all_at(buf, offset)
-            .context(|| format!("write at offset {offset} of {}", path.display()))?;
-        file.sync_data()
-            .context(|| format!("fdatasync of {}", path.display()))?;
-        offset += step;
-        count += 1;
+/// The two scratch files, measured in slices between the log's rounds so that
+/// the disk's drift from minute to minute hits both sides of the ratio alike.
+pub struct RawDisk {
+    fsync: Scratch,
+    seq: Scratch,
+    fsync_total: Ops,
+    seq_total: Ops,
+}
+
+impl RawDisk {
+    /// Creates and pre-allocates both scratch files (hidden, removed on drop).
+    pub fn new(dir: &Path, write_size: usize) -> Result<Self> {
+        let fsync_len = FSYNC_FILE.max(2 * write_size as u64) / write_size as u64 * write_size as u64;
+        Ok(RawDisk {
+            fsync: Scratch::new(dir, fsync_len, write_size)?,
+            seq: Scratch::new(dir, SEQ_FILE, SEQ_WRITE)?,
+            fsync_total: Ops::default(),
+            seq_total: Ops::default(),
+        })
     }
-    let elapsed = start.elapsed();
-    scratch.close().context(|| format!("removing {}", path.display()))?;
-    Ok(Ops { count, elapsed })
+
+    /// Runs both phases for `phase` each; returns this round's figures.
+    pub fn round(&mut self, phase: Duration) -> Result<RawFloor> {
+        let fsync = self.fsync.overwrite_for(phase)?;
+        let seq = self.seq.overwrite_for(phase)?;
+        self.fsync_total.add(fsync);
+        self.seq_total.add(seq);
+        Ok(self.floor(fsync, seq))
+    }
+
+    /// The figures over every round so far.
+    pub fn total(&self) -> RawFloor {
+        self.floor(self.fsync_total, self.seq_total)
+    }
+
+    fn floor(&self, fsync: Ops, seq: Ops) -> RawFloor {
+        RawFloor {
+            fsyncs_per_sec: fsync.rate(),
+            fsync_write_bytes: self.fsync.buf.len(),
+            seq_mb_per_sec: seq.rate() * SEQ_WRITE as f64 / 1e6,
+            seq_write_bytes: SEQ_WRITE,
+            seconds_per_phase: fsync.elapsed.as_secs_f64(),
+        }
+    }
+
+    /// Removes the scratch files, reporting an error (drop would ignore it).
+    pub fn close(self) -> Result<()> {
+        for scratch in [self.fsync, self.seq] {
+            let path = scratch.file.path().to_path_buf();
+            scratch.file.close().context(|| format!("removing {}", path.display()))?;
+        }
+        Ok(())
+    }
+}
+
+/// A pre-allocated file overwritten front to back, wrapping around.
+struct Scratch {
+    file: tempfile::NamedTempFile,
+    len: u64,
+    offset: u64,
+    written: u64,
+    buf: Vec<u8>,
+}
+
+impl Scratch {
+    /// Creates the file and fills it with synced zeros.
+    fn new(dir: &Path, len: u64, write_size: usize) -> Result<Self> {
+        let file = tempfile::Builder::new()
+            .prefix(".mailvault-raw-")
+            .tempfile_in(dir)
+            .context(|| format!("creating a scratch file in {}", dir.display()))?;
+        preallocate(file.as_file(), len)
+            .context(|| format!("pre-allocating {len} bytes in {}", file.path().display()))?;
+        let mut buf = vec![0u8; write_size];
+        fill_pattern(&mut buf);
+        Ok(Scratch {
+            file,
+            len,
+            offset: 0,
+            written: 0,
+            buf,
+        })
+    }
+
+    /// For `phase`, one pwrite + fdatasync after another.
+    fn overwrite_for(&mut self, phase: Duration) -> Result<Ops> {
+        let step = self.buf.len() as u64;
+        let (path, file) = (self.file.path(), self.file.as_file());
+        let mut count = 0u64;
+        let start = Instant::now();
+        while start.elapsed() < phase {
+            if self.offset + step > self.len {
+                self.offset = 0;
+            }
+            self.buf[..8].copy_from_slice(&self.written.to_le_bytes());
+            file.write_all_at(&self.buf, self.offset)
+                .context(|| format!("write at offset {} of {}", self.offset, path.display()))?;
+            file.sync_data()
+                .context(|| format!("fdatasync of {}", path.display()))?;
+            self.offset += step;
+            self.written += 1;
+            count += 1;
+        }
+        Ok(Ops {
+            count,
+            elapsed: start.elapsed(),
+        })
+    }
 }
 
 fn preallocate(mut file: &File, len: u64) -> std::io::Result<()> {
