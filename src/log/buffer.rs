@@ -322,7 +322,10 @@ impl AppendBuffer {
         let fs = self.frame_size;
         let open_follows_closed = self.runs.last().is_some_and(|r| r.bytes.len() > fs);
         if open_follows_closed && self.open_pos > 0 {
-            debug_assert_eq!(self.open_taken, 0, "a frame opened after the last batch holds nothing taken");
+            debug_assert_eq!(
+                self.open_taken, 0,
+                "a frame opened after the last batch holds nothing taken"
+            );
             let last_frame = self.open_index() + 1 == self.frames_per_generation;
             self.close_open_frame(if last_frame { FLAG_SEALED } else { 0 });
         }
@@ -407,7 +410,10 @@ mod tests {
         assert!(!buf.has_new_data());
         // The next record starts in the next frame.
         assert_eq!(buf.append(b"next", 0, None).lsn, Lsn::new(1, 6 * 512 + 32));
-        assert!(buf.take_batch().tail.is_some(), "a batch inside one frame still uses the shadow");
+        assert!(
+            buf.take_batch().tail.is_some(),
+            "a batch inside one frame still uses the shadow"
+        );
     }
 
     #[test]

@@ -215,7 +215,8 @@ mod tests {
                 .all(|r| r.complete && r.checksum_ok && r.len == 130)
         );
         assert!(
-            lsns.windows(2).any(|w| w[1].offset() % 512 == 32 && w[1].offset() - w[0].offset() > 512),
+            lsns.windows(2)
+                .any(|w| w[1].offset() % 512 == 32 && w[1].offset() - w[0].offset() > 512),
             "some frames were closed early, leaving their payload partly unused"
         );
         // A flipped body byte shows as a bad checksum, not as a missing record.

@@ -97,7 +97,10 @@ impl RawDisk {
     pub fn close(self) -> Result<()> {
         for scratch in [self.fsync, self.seq] {
             let path = scratch.file.path().to_path_buf();
-            scratch.file.close().context(|| format!("removing {}", path.display()))?;
+            scratch
+                .file
+                .close()
+                .context(|| format!("removing {}", path.display()))?;
         }
         Ok(())
     }
