@@ -3,9 +3,12 @@
 //!
 //! Layers, each depending only on those below it:
 //! - [`vfs`]: files and directories, real or simulated with crashes and faults;
-//! - [`log`]: the write-ahead log: generations, frames, group commit, readers, recovery.
+//! - [`log`]: the write-ahead log: generations, frames, group commit, readers, recovery;
+//! - [`pager`]: checksummed pages, the buffer cache, redo records,
+//!   checkpoints, recovery and log truncation.
 
 #![forbid(unsafe_code)]
 
 pub mod log;
+pub mod pager;
 pub mod vfs;

@@ -25,6 +25,7 @@ mod scan;
 pub use error::{LogError, Result};
 pub use files::{GENERATION_SUFFIX, generation_name};
 pub use format::{FrameHeader, GenerationHeader, GenerationState, LogSignature};
+pub(crate) use leader::now_us;
 pub use lsn::Lsn;
 pub use options::{
     Appended, DEFAULT_BUFFER_SIZE, DEFAULT_FRAME_SIZE, DEFAULT_GENERATION_SIZE, DEFAULT_MAX_RECORD_SIZE, LogOptions,

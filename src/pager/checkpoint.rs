@@ -1,0 +1,168 @@
+//! Fuzzy checkpoints, log truncation and the background thread.
+//!
+//! A checkpoint appends a marker record (recovery starts there), takes the
+//! newest version of every dirty page under the state lock, and from then on
+//! writers continue: it waits for the log to be durable up to the marker (the
+//! WAL rule: every version taken is older), writes the pages in page order,
+//! syncs, writes the header copy that does not hold the newest header, syncs
+//! again, and only then recycles the log generations wholly before the marker
+//! (or before the oldest pin, if older).
+
+use super::engine::Pager;
+use super::header::{DbHeader, DbState};
+use super::page::{self, PageNo, PageRef};
+use super::redo::DbRecord;
+use super::{DbError, Result};
+use crate::log::Lsn;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+impl Pager {
+    /// Runs a checkpoint now.
+    pub fn checkpoint(&self) -> Result<()> {
+        self.checkpoint_with_state(DbState::Dirty)
+    }
+
+    pub(crate) fn checkpoint_with_state(&self, state: DbState) -> Result<()> {
+        let mut ck = self.checkpointer.lock();
+        self.checkpoint_wanted.store(false, Ordering::Relaxed);
+        let number = ck.number + 1;
+        let marker = DbRecord::Checkpoint { number }.encode();
+        let (redo, end, pages, page_count) = {
+            let mut st = self.state.lock();
+            self.check_failed(&st)?;
+            let appended = match self.log.append(&marker) {
+                Ok(a) => a,
+                Err(e) => {
+                    drop(st);
+                    return Err(self.fail(e.into()));
+                }
+            };
+            st.redo_point = appended.lsn;
+            (appended.lsn, appended.end, st.cache.dirty_pages(), st.page_count)
+        };
+        if let Err(e) = self.log.wait_durable(end) {
+            return Err(self.fail(e.into()));
+        }
+        ck.number = number;
+        self.write_checkpoint(&mut ck, redo, pages, page_count, state)
+            .map_err(|e| self.fail(e))?;
+        self.truncate_log(redo)
+    }
+
+    /// Writes `pages` and then a header saying recovery starts at `redo`.
+    pub(crate) fn write_checkpoint(
+        &self,
+        ck: &mut super::engine::CheckpointState,
+        redo: Lsn,
+        mut pages: Vec<(PageNo, PageRef)>,
+        page_count: u32,
+        state: DbState,
+    ) -> Result<()> {
+        pages.sort_by_key(|(no, _)| *no);
+        let newest = pages.iter().map(|(_, p)| page::page_lsn(p)).max().unwrap_or(Lsn::ZERO);
+        self.file.write_pages(&pages)?;
+        self.file.sync()?;
+        let header = DbHeader {
+            state,
+            sequence: ck.header.sequence + 1,
+            redo_lsn: redo,
+            required_lsn: ck.header.required_lsn.max(newest),
+            page_count: page_count.max(ck.header.page_count),
+            ..ck.header
+        };
+        let slot = 1 - ck.slot;
+        self.file.write_header(&header, slot)?;
+        self.file.sync()?;
+        ck.header = header;
+        ck.slot = slot;
+        let mut st = self.state.lock();
+        for (no, p) in &pages {
+            st.cache.mark_written(*no, p);
+        }
+        let oldest = st.oldest();
+        st.cache.evict(oldest);
+        Ok(())
+    }
+
+    /// Recycles the log generations nobody needs: wholly before the last
+    /// checkpoint's marker and before every pin.
+    fn truncate_log(&self, redo: Lsn) -> Result<()> {
+        let keep = {
+            let st = self.state.lock();
+            st.pins.values().copied().min().unwrap_or(redo).min(redo)
+        };
+        match self.log.recycle_before(keep) {
+            Ok(_) => Ok(()),
+            Err(e) => Err(self.fail(e.into())),
+        }
+    }
+
+    /// Bytes of log written after `from`.
+    pub(crate) fn log_distance(&self, from: Lsn, to: Lsn) -> u64 {
+        let generation_size = self.opts.log.generation_size;
+        let whole = u64::from(to.generation().saturating_sub(from.generation())) * generation_size;
+        (whole + u64::from(to.offset())).saturating_sub(u64::from(from.offset()))
+    }
+
+    /// The background thread: flushes lazy commits, and checkpoints when the
+    /// log since the last checkpoint exceeds the depth target or the cache
+    /// fills with dirty pages.
+    pub(crate) fn background_loop(self: &Arc<Self>) {
+        loop {
+            {
+                let mut st = self.state.lock();
+                if self.shutdown.load(Ordering::Relaxed) {
+                    return;
+                }
+                if !st.lazy_pending && !self.checkpoint_wanted.load(Ordering::Relaxed) {
+                    self.wake.wait_for(&mut st, self.opts.lazy_flush_interval);
+                }
+                if self.shutdown.load(Ordering::Relaxed) {
+                    return;
+                }
+                if st.failed.is_some() {
+                    // Stopped: nothing to flush or checkpoint; wait for close.
+                    self.wake.wait_for(&mut st, self.opts.lazy_flush_interval);
+                    continue;
+                }
+            }
+            let lazy = std::mem::take(&mut self.state.lock().lazy_pending);
+            if lazy {
+                // Sleep out the window so that one flush covers many lazy commits.
+                std::thread::sleep(self.opts.lazy_flush_interval);
+                if let Err(e) = self.log.flush() {
+                    self.fail(e.into());
+                    continue;
+                }
+                self.advance_visible();
+            }
+            let redo = self.state.lock().redo_point;
+            let deep = self.log_distance(redo, self.log.end_lsn()) > self.opts.checkpoint_depth;
+            if deep || self.checkpoint_wanted.load(Ordering::Relaxed) {
+                if let Err(e) = self.checkpoint() {
+                    tracing::error!(error = %e, "background checkpoint failed");
+                }
+            }
+        }
+    }
+
+    /// Stops the background thread (lazy flushes, checkpoints). `close` does
+    /// it too; call it before dropping a pager that is not closed.
+    pub fn stop_background(&self) {
+        self.shutdown.store(true, Ordering::Relaxed);
+        self.wake.notify_all();
+        if let Some(t) = self.background.lock().take() {
+            // A panic in the background thread leaves nothing to clean up here.
+            let _ = t.join();
+        }
+    }
+
+    /// Checkpoints with the clean state and closes the log.
+    pub fn close(&self) -> Result<()> {
+        self.stop_background();
+        self.log.flush().map_err(DbError::from)?;
+        self.advance_visible();
+        self.checkpoint_with_state(DbState::Clean)
+    }
+}

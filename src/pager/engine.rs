@@ -1,0 +1,312 @@
+//! The pager's shared state: the cache with its snapshots, the commit path
+//! (append the transaction's record, publish its page versions), visibility,
+//! log pins and fail-stop.
+
+use super::cache::PageCache;
+use super::file::DbFile;
+use super::header::DbHeader;
+use super::page::{self, PageBuf, PageNo, PageRef};
+use super::redo::DbRecord;
+use super::{DbError, Result};
+use crate::log::{Log, LogOptions, Lsn};
+use crate::vfs::SharedVfs;
+use parking_lot::{Condvar, Mutex};
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+/// Snapshot that reads the newest committed versions (the writer's view).
+pub const LATEST: u64 = u64::MAX;
+
+/// Options of a database.
+#[derive(Debug, Clone)]
+pub struct PagerOptions {
+    /// Page size in bytes, fixed at creation (power of two, 4–64 KiB).
+    pub page_size: usize,
+    /// Bytes of page versions the cache holds.
+    pub cache_bytes: usize,
+    /// A checkpoint starts when this many bytes of log lie after the last one.
+    pub checkpoint_depth: u64,
+    /// Largest commit record a transaction may produce.
+    pub max_transaction_bytes: usize,
+    /// Longest a lazy commit stays in memory before a background flush.
+    pub lazy_flush_interval: Duration,
+    /// Options of the write-ahead log.
+    pub log: LogOptions,
+}
+
+impl Default for PagerOptions {
+    fn default() -> Self {
+        PagerOptions {
+            page_size: super::DEFAULT_PAGE_SIZE,
+            cache_bytes: 64 << 20,
+            checkpoint_depth: 32 << 20,
+            max_transaction_bytes: crate::log::DEFAULT_MAX_RECORD_SIZE,
+            lazy_flush_interval: Duration::from_millis(10),
+            log: LogOptions::default(),
+        }
+    }
+}
+
+pub(crate) struct PagerState {
+    pub cache: PageCache,
+    /// Last committed sequence.
+    pub seq: u64,
+    /// Snapshots see commits up to this sequence (durable ones).
+    pub visible: u64,
+    /// Committed, not yet visible: (sequence, end of its record).
+    pub pending: VecDeque<(u64, Lsn)>,
+    /// Live snapshots: sequence → count.
+    pub snapshots: BTreeMap<u64, usize>,
+    /// Where the latest checkpoint began: a page last changed before it is
+    /// logged whole at its next change (torn-write repair).
+    pub redo_point: Lsn,
+    /// Pages in the database (committed).
+    pub page_count: u32,
+    /// Log pins: id → oldest LSN the holder needs.
+    pub pins: BTreeMap<u64, Lsn>,
+    pub next_pin: u64,
+    pub failed: Option<Arc<DbError>>,
+    /// Lazy commits wait for the background flush.
+    pub lazy_pending: bool,
+}
+
+impl PagerState {
+    /// The oldest snapshot that exists or can still be taken.
+    pub fn oldest(&self) -> u64 {
+        self.snapshots
+            .keys()
+            .next()
+            .copied()
+            .unwrap_or(self.visible)
+            .min(self.visible)
+    }
+}
+
+/// What the checkpointer owns: the header as last written.
+pub(crate) struct CheckpointState {
+    pub header: DbHeader,
+    pub slot: u32,
+    pub number: u64,
+}
+
+/// The pager: database file, cache, log.
+pub struct Pager {
+    pub(crate) dir: PathBuf,
+    pub(crate) vfs: SharedVfs,
+    pub(crate) file: DbFile,
+    pub(crate) log: Log,
+    pub(crate) opts: PagerOptions,
+    pub(crate) state: Mutex<PagerState>,
+    /// Signals the background thread (lazy flush, checkpoint requests, shutdown).
+    pub(crate) wake: Condvar,
+    pub(crate) checkpointer: Mutex<CheckpointState>,
+    pub(crate) shutdown: AtomicBool,
+    pub(crate) checkpoint_wanted: AtomicBool,
+    pub(crate) background: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Pager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pager").field("dir", &self.dir).finish_non_exhaustive()
+    }
+}
+
+impl Pager {
+    pub fn page_size(&self) -> usize {
+        self.file.page_size
+    }
+
+    pub fn salt(&self) -> u32 {
+        self.file.salt
+    }
+
+    pub fn file_path(&self) -> &std::path::Path {
+        &self.file.path
+    }
+
+    pub fn log(&self) -> &Log {
+        &self.log
+    }
+
+    pub fn options(&self) -> &PagerOptions {
+        &self.opts
+    }
+
+    pub(crate) fn check_failed(&self, st: &PagerState) -> Result<()> {
+        match &st.failed {
+            Some(cause) => Err(DbError::Stopped { cause: cause.clone() }),
+            None => Ok(()),
+        }
+    }
+
+    /// Stops the database after a write or sync failure; returns the error.
+    pub(crate) fn fail(&self, e: DbError) -> DbError {
+        let mut st = self.state.lock();
+        let cause = st.failed.get_or_insert_with(|| Arc::new(e)).clone();
+        tracing::error!(error = %cause, "database write failed; the database is stopped");
+        DbError::Stopped { cause }
+    }
+
+    /// Page `no` as seen by `snapshot`.
+    pub fn read(&self, no: PageNo, snapshot: u64) -> Result<PageRef> {
+        {
+            let mut st = self.state.lock();
+            if no >= st.page_count {
+                return Err(DbError::corrupt_page(
+                    &self.file.path,
+                    no,
+                    self.file.offset(no),
+                    format!("page number beyond the database's {} pages", st.page_count),
+                ));
+            }
+            if let Some(p) = st.cache.get(no, snapshot) {
+                return Ok(p);
+            }
+        }
+        let page = Arc::new(self.file.read_page(no)?);
+        let mut st = self.state.lock();
+        let page = st.cache.insert_from_file(no, page);
+        let oldest = st.oldest();
+        st.cache.evict(oldest);
+        Ok(page)
+    }
+
+    /// Registers a snapshot of the visible state.
+    pub fn begin_snapshot(&self) -> u64 {
+        let mut st = self.state.lock();
+        let seq = st.visible;
+        *st.snapshots.entry(seq).or_insert(0) += 1;
+        seq
+    }
+
+    pub fn end_snapshot(&self, seq: u64) {
+        let mut st = self.state.lock();
+        if let Some(n) = st.snapshots.get_mut(&seq) {
+            *n -= 1;
+            if *n == 0 {
+                st.snapshots.remove(&seq);
+            }
+        }
+        let oldest = st.oldest();
+        st.cache.prune(oldest);
+        st.cache.evict(oldest);
+    }
+
+    /// Pages in the database as of the last commit.
+    pub fn page_count(&self) -> u32 {
+        self.state.lock().page_count
+    }
+
+    /// Appends a transaction's record and publishes its pages. `build` gets
+    /// the current redo point (pages last changed before it must be logged
+    /// whole) and returns the changed pages with the record. Called by the
+    /// single writer; returns the commit's sequence and the end of its record.
+    pub fn append_commit(
+        &self,
+        build: impl FnOnce(Lsn, u64) -> Result<(DbRecord, Vec<(PageNo, PageBuf)>)>,
+        page_count: u32,
+    ) -> Result<(u64, Lsn)> {
+        let mut st = self.state.lock();
+        self.check_failed(&st)?;
+        let seq = st.seq + 1;
+        let (record, pages) = build(st.redo_point, seq)?;
+        let bytes = record.encode();
+        if bytes.len() > self.opts.max_transaction_bytes {
+            return Err(DbError::TransactionTooLarge {
+                bytes: bytes.len(),
+                max: self.opts.max_transaction_bytes,
+            });
+        }
+        let appended = match self.log.append(&bytes) {
+            Ok(a) => a,
+            Err(e) => {
+                drop(st);
+                return Err(self.fail(e.into()));
+            }
+        };
+        for (no, mut page) in pages {
+            page::set_lsn(&mut page, appended.lsn);
+            st.cache.publish(no, seq, Arc::new(page));
+        }
+        st.seq = seq;
+        st.page_count = st.page_count.max(page_count);
+        st.pending.push_back((seq, appended.end));
+        if st.cache.dirty_bytes() * 2 > st.cache.capacity() {
+            self.checkpoint_wanted.store(true, std::sync::atomic::Ordering::Relaxed);
+            self.wake.notify_all();
+        }
+        Ok((seq, appended.end))
+    }
+
+    /// Waits until the commit ending at `end` is durable (durable commits),
+    /// then makes it visible to new snapshots. With the cache mostly dirty it
+    /// runs a checkpoint first, so memory stays bounded.
+    pub fn finish_commit(&self, end: Lsn, durable: bool) -> Result<()> {
+        if durable {
+            if let Err(e) = self.log.wait_durable(end) {
+                return Err(self.fail(e.into()));
+            }
+        } else {
+            self.state.lock().lazy_pending = true;
+            self.wake.notify_all();
+        }
+        self.advance_visible();
+        let (dirty, cap) = {
+            let st = self.state.lock();
+            (st.cache.dirty_bytes(), st.cache.capacity())
+        };
+        if dirty * 4 > cap * 3 {
+            self.checkpoint()?;
+        }
+        Ok(())
+    }
+
+    /// Makes every durable commit visible.
+    pub fn advance_visible(&self) {
+        let durable = self.log.durable_lsn();
+        let mut st = self.state.lock();
+        let mut moved = false;
+        while let Some(&(seq, end)) = st.pending.front() {
+            if end > durable {
+                break;
+            }
+            st.visible = seq;
+            st.pending.pop_front();
+            moved = true;
+        }
+        if moved {
+            let oldest = st.oldest();
+            st.cache.prune(oldest);
+            st.cache.evict(oldest);
+        }
+    }
+
+    /// Holds the log from `lsn` on (a backup or a copy that still needs it).
+    pub fn pin(&self, lsn: Lsn) -> u64 {
+        let mut st = self.state.lock();
+        let id = st.next_pin;
+        st.next_pin += 1;
+        st.pins.insert(id, lsn);
+        id
+    }
+
+    /// Moves a pin forward.
+    pub fn move_pin(&self, id: u64, lsn: Lsn) {
+        if let Some(p) = self.state.lock().pins.get_mut(&id) {
+            *p = lsn;
+        }
+    }
+
+    pub fn unpin(&self, id: u64) {
+        self.state.lock().pins.remove(&id);
+    }
+
+    /// Cache figures: (bytes held, dirty bytes, capacity).
+    pub fn cache_usage(&self) -> (usize, usize, usize) {
+        let st = self.state.lock();
+        (st.cache.bytes(), st.cache.dirty_bytes(), st.cache.capacity())
+    }
+}

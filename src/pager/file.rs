@@ -1,0 +1,120 @@
+//! The database file: page reads with verification, page writes in page
+//! order with the file grown in extents, and header writes.
+
+use super::header::{DbHeader, read_full};
+use super::page::{self, PageBuf, PageNo, PageRef};
+use super::{DbError, Result};
+use crate::vfs::VfsFile;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Smallest growth of the file.
+const MIN_EXTENT: u64 = 4 << 20;
+/// Largest growth of the file.
+const MAX_EXTENT: u64 = 256 << 20;
+/// Most bytes one write carries when adjacent pages are coalesced.
+const MAX_WRITE: usize = 1 << 20;
+
+pub(crate) struct DbFile {
+    pub path: PathBuf,
+    pub file: Arc<dyn VfsFile>,
+    pub page_size: usize,
+    pub salt: u32,
+}
+
+impl DbFile {
+    /// Reads and verifies page `no`.
+    pub fn read_page(&self, no: PageNo) -> Result<PageBuf> {
+        let mut buf = PageBuf::zeroed(self.page_size);
+        let offset = self.offset(no);
+        let n = read_full(self.file.as_ref(), &mut buf, offset, &self.path)?;
+        if n < self.page_size {
+            return Err(DbError::corrupt_page(
+                &self.path,
+                no,
+                offset,
+                format!("file ends {} bytes into the page", n),
+            ));
+        }
+        page::verify(&buf, no, self.salt, &self.path, self.page_size)?;
+        Ok(buf)
+    }
+
+    /// Reads page `no` for redo: `None` when it is unreadable (torn, never
+    /// written, beyond the end), which only a full page image may repair.
+    pub fn read_page_for_redo(&self, no: PageNo) -> Result<Option<PageBuf>> {
+        match self.read_page(no) {
+            Ok(p) => Ok(Some(p)),
+            Err(DbError::CorruptPage { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn offset(&self, no: PageNo) -> u64 {
+        u64::from(no) * self.page_size as u64
+    }
+
+    /// Writes the pages (sorted by number, sealed here) with adjacent pages
+    /// coalesced, growing the file first in extents. No sync.
+    pub fn write_pages(&self, pages: &[(PageNo, PageRef)]) -> Result<()> {
+        let Some(last) = pages.last() else {
+            return Ok(());
+        };
+        self.grow_to(self.offset(last.0 + 1))?;
+        let mut run: Vec<u8> = Vec::with_capacity(MAX_WRITE.min(pages.len() * self.page_size));
+        let mut run_start = pages[0].0;
+        for (i, (no, version)) in pages.iter().enumerate() {
+            let contiguous = i > 0 && *no == pages[i - 1].0 + 1 && run.len() + self.page_size <= MAX_WRITE;
+            if i > 0 && !contiguous {
+                self.write_at(&run, run_start)?;
+                run.clear();
+                run_start = *no;
+            }
+            let at = run.len();
+            run.extend_from_slice(version);
+            page::seal(&mut run[at..]);
+        }
+        self.write_at(&run, run_start)
+    }
+
+    fn write_at(&self, bytes: &[u8], first: PageNo) -> Result<()> {
+        let offset = self.offset(first);
+        self.file
+            .write_at(bytes, offset)
+            .map_err(|e| DbError::io(&self.path, offset, "write", e))
+    }
+
+    /// Grows the file to at least `len`, by at least an extent (an eighth of
+    /// the file, between 4 MiB and 256 MiB), with written zeros.
+    fn grow_to(&self, len: u64) -> Result<()> {
+        let current = self.file.len().map_err(|e| DbError::io(&self.path, 0, "stat", e))?;
+        if current >= len {
+            return Ok(());
+        }
+        let extent = (current / 8).clamp(MIN_EXTENT, MAX_EXTENT);
+        let target = len.max(current + extent).div_ceil(self.page_size as u64) * self.page_size as u64;
+        self.file
+            .allocate(target)
+            .map_err(|e| DbError::io(&self.path, current, "extend", e))
+    }
+
+    /// Writes header copy `slot` (0 or 1). No sync.
+    pub fn write_header(&self, header: &DbHeader, slot: u32) -> Result<()> {
+        let bytes = header.encode(slot, self.page_size);
+        self.write_at(&bytes, slot)
+    }
+
+    pub fn sync(&self) -> Result<()> {
+        self.file.sync_data().map_err(|e| DbError::io(&self.path, 0, "sync", e))
+    }
+}
+
+/// The path of the database file in `dir`.
+pub fn data_path(dir: &Path) -> PathBuf {
+    dir.join("data.mvdb")
+}
+
+/// The log directory in `dir`.
+pub fn log_dir(dir: &Path) -> PathBuf {
+    dir.join("log")
+}

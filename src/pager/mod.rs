@@ -1,0 +1,28 @@
+//! The pager: the database file of fixed-size checksummed pages, the buffer
+//! cache with snapshot versions, the redo records, checkpoints, recovery and
+//! log truncation.
+
+mod cache;
+mod checkpoint;
+mod engine;
+mod error;
+mod file;
+pub mod freemap;
+pub mod header;
+mod open;
+pub mod page;
+pub mod redo;
+mod store;
+
+pub use engine::{LATEST, Pager, PagerOptions};
+pub use error::{DbError, Result};
+pub use file::{data_path, log_dir};
+pub use open::RecoveryStats;
+pub use page::{PageBuf, PageKind, PageNo, PageRef};
+pub use store::{PageRead, PageWrite};
+
+/// Default page size: see DESIGN.md for the measurement behind it.
+pub const DEFAULT_PAGE_SIZE: usize = 16384;
+/// The first page that holds data: 0 and 1 are the header copies, 2 the
+/// first free-space map; page 3 is the table catalog's root.
+pub const FIRST_DATA_PAGE: u32 = 3;

@@ -1,0 +1,332 @@
+//! Creating and opening a database: the first pages, and recovery, which
+//! replays the log from the checkpoint marker the header names.
+
+use super::cache::PageCache;
+use super::engine::{CheckpointState, Pager, PagerOptions, PagerState};
+use super::file::{DbFile, data_path, log_dir};
+use super::freemap::{self, FIRST_MAP_PAGE};
+use super::header::{DbHeader, DbState, read_best, salt_of};
+use super::page::{self, PageBuf, PageKind, PageNo};
+use super::redo::{self, DbRecord};
+use super::{DbError, FIRST_DATA_PAGE, Result};
+use crate::log::{Log, LogSignature, Lsn, generation_name};
+use crate::vfs::{OpenMode, SharedVfs};
+use parking_lot::{Condvar, Mutex};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+/// What recovery did at open.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryStats {
+    /// Log records read from the checkpoint on.
+    pub records: u64,
+    /// Page changes applied (the rest were already in the file).
+    pub applied: u64,
+    pub skipped: u64,
+    /// Bytes of log replayed.
+    pub log_bytes: u64,
+    /// Where replay started and ended.
+    pub from: Lsn,
+    pub to: Lsn,
+}
+
+fn check_options(opts: &PagerOptions) -> Result<()> {
+    let ps = opts.page_size;
+    if !ps.is_power_of_two() || !(page::MIN_PAGE_SIZE..=page::MAX_PAGE_SIZE).contains(&ps) {
+        return Err(DbError::InvalidArgument(format!(
+            "page size {ps} must be a power of two from 4 KiB to 64 KiB"
+        )));
+    }
+    if opts.cache_bytes < 16 * ps {
+        return Err(DbError::InvalidArgument(format!(
+            "cache of {} bytes holds fewer than 16 pages",
+            opts.cache_bytes
+        )));
+    }
+    if opts.max_transaction_bytes > opts.log.max_record_size {
+        return Err(DbError::InvalidArgument(format!(
+            "max transaction bytes {} exceeds the log's max record size {}",
+            opts.max_transaction_bytes, opts.log.max_record_size
+        )));
+    }
+    Ok(())
+}
+
+impl Pager {
+    /// Creates a database in `dir` (which must not hold one): the data file
+    /// and the log directory.
+    pub fn create(vfs: SharedVfs, dir: impl AsRef<Path>, opts: PagerOptions) -> Result<Arc<Pager>> {
+        check_options(&opts)?;
+        let dir = dir.as_ref();
+        let path = data_path(dir);
+        vfs.create_dir_all(dir)
+            .map_err(|e| DbError::io(dir, 0, "create directory", e))?;
+        if vfs.exists(&path).map_err(|e| DbError::io(&path, 0, "stat", e))? {
+            return Err(DbError::NotADatabase {
+                path,
+                reason: "a database already exists here".into(),
+            });
+        }
+        let log = Log::create(vfs.clone(), log_dir(dir), opts.log.clone())?;
+        let signature = LogSignature::random().map_err(|e| DbError::io(dir, 0, "getrandom", e))?;
+        let salt = salt_of(&signature);
+        let ps = opts.page_size;
+        let marker = log.append(&DbRecord::Checkpoint { number: 1 }.encode())?;
+        log.wait_durable(marker.end)?;
+        let header = DbHeader {
+            state: DbState::Dirty,
+            page_size: ps as u32,
+            signature,
+            log_signature: log.signature(),
+            sequence: 1,
+            redo_lsn: marker.lsn,
+            required_lsn: Lsn::ZERO,
+            page_count: FIRST_DATA_PAGE,
+            catalog_root: FIRST_DATA_PAGE,
+            created_us: crate::log::now_us(),
+            epoch: 0,
+        };
+        let file = vfs
+            .open(&path, OpenMode::CreateNew)
+            .map_err(|e| DbError::io(&path, 0, "create", e))?;
+        let db_file = DbFile {
+            path: path.clone(),
+            file,
+            page_size: ps,
+            salt,
+        };
+        let mut map = PageBuf::zeroed(ps);
+        page::init_header(&mut map, FIRST_MAP_PAGE, PageKind::FreeMap, salt);
+        for no in 0..FIRST_DATA_PAGE {
+            freemap::put(&mut map, no as usize, true);
+        }
+        db_file.write_pages(&[(FIRST_MAP_PAGE, Arc::new(map))])?;
+        db_file.write_header(&header, 0)?;
+        db_file.sync()?;
+        vfs.sync_dir(dir)
+            .map_err(|e| DbError::io(dir, 0, "sync directory", e))?;
+        drop(log);
+        Pager::open(vfs, dir, opts).map(|(p, _)| p)
+    }
+
+    /// Opens the database in `dir`, replaying the log from its checkpoint.
+    pub fn open(vfs: SharedVfs, dir: impl AsRef<Path>, opts: PagerOptions) -> Result<(Arc<Pager>, RecoveryStats)> {
+        let dir = dir.as_ref();
+        let path = data_path(dir);
+        if !vfs.exists(&path).map_err(|e| DbError::io(&path, 0, "stat", e))? {
+            return Err(DbError::NotADatabase {
+                path,
+                reason: "no database file".into(),
+            });
+        }
+        let file = vfs
+            .open(&path, OpenMode::Existing)
+            .map_err(|e| DbError::io(&path, 0, "open", e))?;
+        let (header, slot) = read_best(file.as_ref(), &path)?;
+        let ps = header.page_size as usize;
+        let opts = PagerOptions { page_size: ps, ..opts };
+        check_options(&opts)?;
+        let ldir = log_dir(dir);
+        if !vfs.exists(&ldir).map_err(|e| DbError::io(&ldir, 0, "stat", e))? {
+            return Err(DbError::LogMismatch {
+                dir: ldir,
+                reason: "the log directory is missing".into(),
+            });
+        }
+        let log = Log::open(vfs.clone(), &ldir, opts.log.clone())?;
+        if log.signature() != header.log_signature {
+            return Err(DbError::LogMismatch {
+                dir: ldir,
+                reason: format!(
+                    "the log is signed {} but the database expects {}: it belongs to another database",
+                    log.signature(),
+                    header.log_signature
+                ),
+            });
+        }
+        if log.first_generation() > header.redo_lsn.generation() {
+            return Err(DbError::LogMismatch {
+                dir: ldir,
+                reason: format!(
+                    "recovery needs the log from {} (generation {}), but the oldest generation present is {}",
+                    header.redo_lsn,
+                    header.redo_lsn.generation(),
+                    log.first_generation()
+                ),
+            });
+        }
+        let db_file = DbFile {
+            path,
+            file,
+            page_size: ps,
+            salt: salt_of(&header.signature),
+        };
+        let pager = Arc::new(Pager {
+            dir: dir.to_path_buf(),
+            vfs,
+            file: db_file,
+            log,
+            state: Mutex::new(PagerState {
+                cache: PageCache::new(ps, opts.cache_bytes),
+                seq: 0,
+                visible: 0,
+                pending: VecDeque::new(),
+                snapshots: BTreeMap::new(),
+                redo_point: header.redo_lsn,
+                page_count: header.page_count,
+                pins: BTreeMap::new(),
+                next_pin: 0,
+                failed: None,
+                lazy_pending: false,
+            }),
+            opts,
+            wake: Condvar::new(),
+            checkpointer: Mutex::new(CheckpointState {
+                header,
+                slot,
+                number: 0,
+            }),
+            shutdown: AtomicBool::new(false),
+            checkpoint_wanted: AtomicBool::new(false),
+            background: Mutex::new(None),
+        });
+        let stats = pager.recover()?;
+        let runner = pager.clone();
+        let handle = std::thread::Builder::new()
+            .name("mailvault-db".into())
+            .spawn(move || runner.background_loop())
+            .map_err(|e| DbError::io(dir, 0, "spawn background thread", e))?;
+        *pager.background.lock() = Some(handle);
+        Ok((pager, stats))
+    }
+
+    /// Replays every record from the header's redo point, then writes the
+    /// result with a new checkpoint so the next open starts from here.
+    fn recover(&self) -> Result<RecoveryStats> {
+        let header = self.checkpointer.lock().header;
+        let mut stats = RecoveryStats {
+            from: header.redo_lsn,
+            ..RecoveryStats::default()
+        };
+        let mut pages: HashMap<PageNo, PageBuf> = HashMap::new();
+        // Pages whose file copy is torn, never written or beyond the end: only
+        // a full image in the log can make them whole.
+        let mut unreadable: HashSet<PageNo> = HashSet::new();
+        let mut page_count = header.page_count;
+        let mut seq = 0u64;
+        let mut checkpoints = 0u64;
+        let ldir = log_dir(&self.dir);
+        let limit = self.log.durable_lsn();
+        let reader = crate::log::LogReader::new(self.vfs.clone(), &ldir, header.redo_lsn, limit)?
+            .expect_signature(header.log_signature);
+        let ps = self.file.page_size;
+        let mut end = header.redo_lsn;
+        for record in reader {
+            let record = record?;
+            stats.records += 1;
+            stats.log_bytes += record.end.0 - record.lsn.0;
+            end = record.end;
+            let bad = |reason: String| DbError::BadRecord {
+                file: ldir.join(generation_name(record.lsn.generation())),
+                offset: u64::from(record.lsn.offset()),
+                lsn: record.lsn,
+                reason,
+            };
+            match DbRecord::decode(&record.data, ps).map_err(bad)? {
+                DbRecord::Checkpoint { number } => checkpoints = checkpoints.max(number),
+                DbRecord::Commit {
+                    seq: s,
+                    page_count: count,
+                    changes,
+                } => {
+                    seq = seq.max(s);
+                    page_count = page_count.max(count);
+                    for (no, change) in changes {
+                        if let std::collections::hash_map::Entry::Vacant(slot) = pages.entry(no) {
+                            let from_file = if no < header.page_count {
+                                self.file.read_page_for_redo(no)?
+                            } else {
+                                None
+                            };
+                            if from_file.is_none() {
+                                unreadable.insert(no);
+                            }
+                            slot.insert(from_file.unwrap_or_else(|| PageBuf::zeroed(ps)));
+                        }
+                        let page = pages.get_mut(&no).expect("inserted above");
+                        let current = (!unreadable.contains(&no)).then(|| page::page_lsn(page));
+                        match redo::apply(page, current, &change, record.lsn) {
+                            Ok(redo::Applied::Applied) => {
+                                stats.applied += 1;
+                                if unreadable.remove(&no) {
+                                    // A full image: the page is whole again, at its own position.
+                                    page[4..8].copy_from_slice(&no.to_le_bytes());
+                                }
+                            }
+                            Ok(redo::Applied::Skipped) => stats.skipped += 1,
+                            Err(found) => {
+                                return Err(self.redo_failure(no, &change, found, record.lsn, header.redo_lsn));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(no) = unreadable.iter().next() {
+            return Err(self.redo_failure(*no, &redo::PageChange::Image(Vec::new()), None, end, header.redo_lsn));
+        }
+        stats.to = end;
+        if end < header.required_lsn {
+            return Err(DbError::LogMismatch {
+                dir: ldir,
+                reason: format!(
+                    "the log ends at {end}, but the database file holds changes up to {}: log generations are missing or were replaced",
+                    header.required_lsn
+                ),
+            });
+        }
+        {
+            let mut st = self.state.lock();
+            st.seq = seq;
+            st.visible = seq;
+            st.page_count = page_count;
+            for (no, p) in pages {
+                st.cache.publish(no, 0, Arc::new(p));
+            }
+        }
+        self.checkpointer.lock().number = checkpoints;
+        self.checkpoint()?;
+        tracing::info!(records = stats.records, applied = stats.applied, from = %stats.from, to = %stats.to, "recovery done");
+        Ok(stats)
+    }
+
+    fn redo_failure(
+        &self,
+        no: PageNo,
+        change: &redo::PageChange,
+        found: Option<Lsn>,
+        record: Lsn,
+        from: Lsn,
+    ) -> DbError {
+        match found {
+            Some(found) => DbError::LostFlush {
+                file: self.file.path.clone(),
+                page: no,
+                expected: match change {
+                    redo::PageChange::Ranges { before, .. } => *before,
+                    redo::PageChange::Image(_) => Lsn::ZERO,
+                },
+                found,
+                record,
+            },
+            None => DbError::corrupt_page(
+                &self.file.path,
+                no,
+                self.file.offset(no),
+                format!("page is unreadable (torn or never written) and the log from {from} holds no full image of it"),
+            ),
+        }
+    }
+}

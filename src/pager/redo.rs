@@ -1,0 +1,362 @@
+//! The database's log records and how redo applies them.
+//!
+//! A transaction is one log record, so a commit is atomic by the log's record
+//! checksum and redo never sees half a transaction. Records are page
+//! addressed: each page change is either a full image of the page (from byte
+//! 16 on) or byte ranges to overwrite, with the page LSN they expect before.
+//! The LSN of the record becomes the page LSN. Redo applies a change only to
+//! a page older than the record, so replaying twice is harmless; a range
+//! change that finds its page at another LSN is a lost flush. Because the
+//! changes are bytes, replay yields pages identical to the writer's, which is
+//! what passive copies rely on. DESIGN.md documents the layout byte by byte.
+
+use super::page::{self, PageNo};
+use crate::log::Lsn;
+
+/// Record kind byte: a committed transaction.
+pub const RECORD_COMMIT: u8 = 1;
+/// Record kind byte: a checkpoint starts here (recovery starts at one).
+pub const RECORD_CHECKPOINT: u8 = 2;
+/// Page bytes before this offset are not logged: checksum, page number, LSN.
+pub const LOGGED_FROM: usize = 16;
+/// Equal bytes shorter than this between two changed ranges are sent along
+/// rather than starting a new range (a range costs 8 bytes of header).
+const MERGE_GAP: usize = 16;
+
+/// One page's change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PageChange {
+    /// The whole page from byte 16: the first change after a checkpoint
+    /// began, or a new page. Repairs a torn write of the page.
+    Image(Vec<u8>),
+    /// Byte ranges (offset in the page, bytes) over the page at `before`.
+    Ranges { before: Lsn, ranges: Vec<(u32, Vec<u8>)> },
+}
+
+/// A decoded record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DbRecord {
+    Commit {
+        /// Commit sequence number.
+        seq: u64,
+        /// Pages in the database after this transaction.
+        page_count: u32,
+        changes: Vec<(PageNo, PageChange)>,
+    },
+    Checkpoint {
+        /// Checkpoint number.
+        number: u64,
+    },
+}
+
+/// Computes the ranges that turn `old` into `new` (equal-length pages).
+pub fn diff(old: &[u8], new: &[u8]) -> Vec<(u32, Vec<u8>)> {
+    let mut ranges = Vec::new();
+    let mut i = LOGGED_FROM;
+    let n = new.len().min(old.len());
+    while i < n {
+        if old[i] == new[i] {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        let mut end = i + 1;
+        let mut j = end;
+        while j < n {
+            if old[j] != new[j] {
+                end = j + 1;
+            } else if j - end >= MERGE_GAP {
+                break;
+            }
+            j += 1;
+        }
+        ranges.push((start as u32, new[start..end].to_vec()));
+        i = end;
+    }
+    ranges
+}
+
+impl DbRecord {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        match self {
+            DbRecord::Commit {
+                seq,
+                page_count,
+                changes,
+            } => {
+                out.push(RECORD_COMMIT);
+                out.extend_from_slice(&seq.to_le_bytes());
+                out.extend_from_slice(&page_count.to_le_bytes());
+                out.extend_from_slice(&(changes.len() as u32).to_le_bytes());
+                for (no, change) in changes {
+                    out.extend_from_slice(&no.to_le_bytes());
+                    match change {
+                        PageChange::Image(bytes) => {
+                            out.push(1);
+                            out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+                            out.extend_from_slice(bytes);
+                        }
+                        PageChange::Ranges { before, ranges } => {
+                            out.push(2);
+                            out.extend_from_slice(&before.0.to_le_bytes());
+                            out.extend_from_slice(&(ranges.len() as u32).to_le_bytes());
+                            for (at, bytes) in ranges {
+                                out.extend_from_slice(&at.to_le_bytes());
+                                out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+                                out.extend_from_slice(bytes);
+                            }
+                        }
+                    }
+                }
+            }
+            DbRecord::Checkpoint { number } => {
+                out.push(RECORD_CHECKPOINT);
+                out.extend_from_slice(&number.to_le_bytes());
+            }
+        }
+        out
+    }
+
+    /// Decodes a record of a database with `page_size` pages. Every length is
+    /// checked against what is left, so hostile bytes cannot over-allocate.
+    pub fn decode(bytes: &[u8], page_size: usize) -> Result<DbRecord, String> {
+        let mut r = Reader { bytes, at: 0 };
+        match r.u8()? {
+            RECORD_COMMIT => {
+                let seq = r.u64()?;
+                let page_count = r.u32()?;
+                let n = r.u32()? as usize;
+                // Each change takes at least 9 bytes: a count cannot exceed that.
+                if n > r.left() / 9 {
+                    return Err(format!("{n} page changes cannot fit {} bytes", r.left()));
+                }
+                let mut changes = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let no = r.u32()?;
+                    if no >= page_count {
+                        return Err(format!("page {no} beyond the page count {page_count}"));
+                    }
+                    let change = match r.u8()? {
+                        1 => {
+                            let len = r.u32()? as usize;
+                            if len != page_size - LOGGED_FROM {
+                                return Err(format!("page image of {len} bytes for {page_size}-byte pages"));
+                            }
+                            PageChange::Image(r.take(len)?.to_vec())
+                        }
+                        2 => {
+                            let before = Lsn(r.u64()?);
+                            let count = r.u32()? as usize;
+                            if count > r.left() / 8 {
+                                return Err(format!("{count} ranges cannot fit {} bytes", r.left()));
+                            }
+                            let mut ranges = Vec::with_capacity(count);
+                            for _ in 0..count {
+                                let at = r.u32()?;
+                                let len = r.u32()? as usize;
+                                if (at as usize) < LOGGED_FROM || at as usize + len > page_size {
+                                    return Err(format!("range {at}+{len} outside a {page_size}-byte page"));
+                                }
+                                ranges.push((at, r.take(len)?.to_vec()));
+                            }
+                            PageChange::Ranges { before, ranges }
+                        }
+                        k => return Err(format!("unknown page change kind {k}")),
+                    };
+                    changes.push((no, change));
+                }
+                if r.left() != 0 {
+                    return Err(format!("{} bytes after the last change", r.left()));
+                }
+                Ok(DbRecord::Commit {
+                    seq,
+                    page_count,
+                    changes,
+                })
+            }
+            RECORD_CHECKPOINT => {
+                let number = r.u64()?;
+                if r.left() != 0 {
+                    return Err("trailing bytes after a checkpoint record".into());
+                }
+                Ok(DbRecord::Checkpoint { number })
+            }
+            k => Err(format!("unknown record kind {k}")),
+        }
+    }
+}
+
+/// Builds a commit record from the pages a transaction changed: (number,
+/// committed version it started from or None for a new page, new version).
+/// A page last changed before `redo_point` (where the latest checkpoint
+/// began), or new, is logged whole, so that a torn write of it during the
+/// next checkpoint can be repaired from the log; other pages as byte ranges.
+/// Unchanged pages are left out. Returns the record and the new versions.
+pub fn build_commit(
+    changed: impl IntoIterator<Item = (PageNo, Option<super::PageRef>, super::PageRef)>,
+    redo_point: Lsn,
+    seq: u64,
+    page_count: u32,
+) -> (DbRecord, Vec<(PageNo, super::PageBuf)>) {
+    let mut changes = Vec::new();
+    let mut pages = Vec::new();
+    for (no, base, new) in changed {
+        let change = match &base {
+            Some(base) if base[..] == new[..] => continue,
+            Some(base) if page::page_lsn(base) >= redo_point => PageChange::Ranges {
+                before: page::page_lsn(base),
+                ranges: diff(base, &new),
+            },
+            _ => PageChange::Image(new[LOGGED_FROM..].to_vec()),
+        };
+        changes.push((no, change));
+        pages.push((
+            no,
+            std::sync::Arc::try_unwrap(new).unwrap_or_else(|shared| (*shared).clone()),
+        ));
+    }
+    let record = DbRecord::Commit {
+        seq,
+        page_count,
+        changes,
+    };
+    (record, pages)
+}
+
+/// What redo did with one change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// The page was older; it now carries the record's change and LSN.
+    Applied,
+    /// The page already holds this change (or a later one).
+    Skipped,
+}
+
+/// Applies `change` from the record at `lsn` to `page`, whose current LSN is
+/// `current` (None: the page in the file is unreadable: torn, zero or absent).
+/// Returns `Err(found)` for a lost flush.
+pub fn apply(page: &mut [u8], current: Option<Lsn>, change: &PageChange, lsn: Lsn) -> Result<Applied, Option<Lsn>> {
+    if current.is_some_and(|c| c >= lsn) {
+        return Ok(Applied::Skipped);
+    }
+    match change {
+        PageChange::Image(bytes) => {
+            page[LOGGED_FROM..].copy_from_slice(bytes);
+        }
+        PageChange::Ranges { before, ranges } => {
+            if current != Some(*before) {
+                return Err(current);
+            }
+            for (at, bytes) in ranges {
+                page[*at as usize..*at as usize + bytes.len()].copy_from_slice(bytes);
+            }
+        }
+    }
+    page::set_lsn(page, lsn);
+    Ok(Applied::Applied)
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn left(&self) -> usize {
+        self.bytes.len() - self.at
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        if n > self.left() {
+            return Err(format!("record ends {} bytes early", n - self.left()));
+        }
+        let s = &self.bytes[self.at..self.at + n];
+        self.at += n;
+        Ok(s)
+    }
+
+    fn u8(&mut self) -> Result<u8, String> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn u32(&mut self) -> Result<u32, String> {
+        let b = self.take(4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    fn u64(&mut self) -> Result<u64, String> {
+        let mut x = [0u8; 8];
+        x.copy_from_slice(self.take(8)?);
+        Ok(u64::from_le_bytes(x))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn diff_apply_roundtrip_and_idempotence() {
+        let mut old = vec![0u8; 4096];
+        old[100..200].fill(5);
+        let mut new = old.clone();
+        new[20] = 1;
+        new[30] = 2;
+        new[1000..1100].fill(9);
+        new[4095] = 3;
+        let ranges = diff(&old, &new);
+        assert_eq!(ranges.len(), 3, "nearby bytes merge, distant ones do not");
+        page::set_lsn(&mut old, Lsn::new(1, 100));
+        let change = PageChange::Ranges {
+            before: Lsn::new(1, 100),
+            ranges,
+        };
+        let rec = DbRecord::Commit {
+            seq: 4,
+            page_count: 10,
+            changes: vec![(7, change.clone())],
+        };
+        assert_eq!(DbRecord::decode(&rec.encode(), 4096), Ok(rec));
+        let mut page = old.clone();
+        let lsn = Lsn::new(1, 500);
+        assert_eq!(
+            apply(&mut page, Some(Lsn::new(1, 100)), &change, lsn),
+            Ok(Applied::Applied)
+        );
+        assert_eq!(
+            page[LOGGED_FROM..],
+            {
+                let mut want = new.clone();
+                page::set_lsn(&mut want, lsn);
+                want
+            }[LOGGED_FROM..]
+        );
+        assert_eq!(apply(&mut page, Some(lsn), &change, lsn), Ok(Applied::Skipped));
+        let mut stale = old.clone();
+        assert_eq!(
+            apply(&mut stale, Some(Lsn::new(1, 50)), &change, lsn),
+            Err(Some(Lsn::new(1, 50))),
+            "lost flush"
+        );
+    }
+
+    #[test]
+    fn hostile_records_are_rejected() {
+        let rec = DbRecord::Commit {
+            seq: 1,
+            page_count: 5,
+            changes: vec![(3, PageChange::Image(vec![1; 4096 - LOGGED_FROM]))],
+        }
+        .encode();
+        for cut in 0..rec.len() {
+            assert!(DbRecord::decode(&rec[..cut], 4096).is_err(), "truncated at {cut}");
+        }
+        assert!(DbRecord::decode(&rec, 8192).is_err(), "wrong page size");
+        let mut huge = vec![RECORD_COMMIT];
+        huge.extend_from_slice(&1u64.to_le_bytes());
+        huge.extend_from_slice(&5u32.to_le_bytes());
+        huge.extend_from_slice(&u32::MAX.to_le_bytes());
+        assert!(DbRecord::decode(&huge, 4096).is_err());
+    }
+}
