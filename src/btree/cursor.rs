@@ -1,0 +1,294 @@
+//! Ordered iteration over a key range, from either end.
+//!
+//! Each end is a cursor holding its path from the root (the pages, shared
+//! with the store, and the child index taken at each branch), so leaves need
+//! no sibling links. Termination on damaged pages: each descent is bounded by
+//! the levels, every non-root node must hold a key, and every key yielded must
+//! be beyond the previous one from that end. A leaf reached twice would yield
+//! a key already passed, so it is reported as corrupt instead.
+
+use super::Value;
+use super::node::{Malformed, Node};
+use super::tree::{corrupt, open_node, owned_value};
+use crate::pager::page::{PageNo, PageRef};
+use crate::pager::{DbError, PageRead, Result};
+use std::iter::FusedIterator;
+use std::ops::Bound;
+
+/// The entries of `root` with keys in `(start, end)`, in key order, as an
+/// iterator from both ends. Each item is a key and its value (a long value
+/// as its descriptor). After an error the iterator ends.
+pub fn range<'a, S: PageRead + ?Sized>(
+    store: &'a S,
+    root: PageNo,
+    start: Bound<&[u8]>,
+    end: Bound<&[u8]>,
+) -> Result<Range<'a, S>> {
+    let page = store.page(root)?;
+    open_node(store, root, &page, None)?;
+    Ok(Range {
+        store,
+        root,
+        start: start.map(<[u8]>::to_vec),
+        end: end.map(<[u8]>::to_vec),
+        front: None,
+        back: None,
+        last_front: None,
+        last_back: None,
+        done: false,
+    })
+}
+
+/// All entries of `root`, in key order.
+pub fn iter<S: PageRead + ?Sized>(store: &S, root: PageNo) -> Result<Range<'_, S>> {
+    range(store, root, Bound::Unbounded, Bound::Unbounded)
+}
+
+/// An iterator over a key range of a tree; see [`range`].
+pub struct Range<'a, S: PageRead + ?Sized> {
+    store: &'a S,
+    root: PageNo,
+    start: Bound<Vec<u8>>,
+    end: Bound<Vec<u8>>,
+    front: Option<Cursor>,
+    back: Option<Cursor>,
+    /// The last key yielded from each end: the ends stop when they meet.
+    last_front: Option<Vec<u8>>,
+    last_back: Option<Vec<u8>>,
+    done: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum End {
+    Front,
+    Back,
+}
+
+/// A branch on a cursor's path and the child taken.
+struct Frame {
+    no: PageNo,
+    page: PageRef,
+    idx: usize,
+}
+
+/// A position between two entries of a leaf: the front end yields the entry
+/// at `pos`, the back end the one before it.
+struct Cursor {
+    stack: Vec<Frame>,
+    leaf_no: PageNo,
+    leaf: PageRef,
+    pos: usize,
+}
+
+fn bad(store: &(impl PageRead + ?Sized), no: PageNo, reason: impl Into<String>) -> DbError {
+    corrupt(
+        store,
+        no,
+        Malformed {
+            pos: 0,
+            reason: reason.into(),
+        },
+    )
+}
+
+/// The child (in a branch) or position (in a leaf) where `bound` begins the
+/// range (front) or ends it (back).
+fn position(
+    store: &(impl PageRead + ?Sized),
+    no: PageNo,
+    node: &Node<'_>,
+    bound: Bound<&[u8]>,
+    end: End,
+) -> Result<usize> {
+    let rank = |key, inclusive| node.rank(key, inclusive).map_err(|m| corrupt(store, no, m));
+    match (end, bound) {
+        (End::Front, Bound::Unbounded) => Ok(0),
+        (End::Back, Bound::Unbounded) => Ok(node.count()),
+        // A branch's child `rank(key, true)` holds `key`.
+        (End::Front, Bound::Included(key)) => rank(key, !node.is_leaf()),
+        (End::Front, Bound::Excluded(key)) | (End::Back, Bound::Included(key)) => rank(key, true),
+        (End::Back, Bound::Excluded(key)) => rank(key, false),
+    }
+}
+
+/// Checks a node reached in iteration can hold a key, as all but a root
+/// leaf must.
+fn check_not_empty(store: &(impl PageRead + ?Sized), no: PageNo, node: &Node<'_>, is_root: bool) -> Result<()> {
+    if node.count() == 0 && !(is_root && node.is_leaf()) {
+        return Err(bad(store, no, "empty node inside a tree"));
+    }
+    Ok(())
+}
+
+impl Cursor {
+    /// Descends from page `no` (at `level`; `None`: the root) to a leaf,
+    /// choosing children by `bound` (`Unbounded`: the `end`'s edge).
+    fn descend<S: PageRead + ?Sized>(
+        store: &S,
+        mut stack: Vec<Frame>,
+        mut no: PageNo,
+        mut level: Option<u8>,
+        bound: Bound<&[u8]>,
+        end: End,
+    ) -> Result<Cursor> {
+        loop {
+            let page = store.page(no)?;
+            let node = open_node(store, no, &page, level)?;
+            check_not_empty(store, no, &node, level.is_none())?;
+            let idx = position(store, no, &node, bound, end)?;
+            if node.is_leaf() {
+                return Ok(Cursor {
+                    stack,
+                    leaf_no: no,
+                    leaf: page,
+                    pos: idx,
+                });
+            }
+            let child = node.child(idx).map_err(|m| corrupt(store, no, m))?;
+            level = Some(node.level() - 1);
+            stack.push(Frame { no, page, idx });
+            no = child;
+        }
+    }
+
+    /// Moves to the next leaf towards `end`; false at the end of the tree.
+    fn next_leaf<S: PageRead + ?Sized>(&mut self, store: &S, end: End) -> Result<bool> {
+        loop {
+            let Some(frame) = self.stack.last_mut() else {
+                return Ok(false);
+            };
+            let node = open_node(store, frame.no, &frame.page, None)?;
+            let more = match end {
+                End::Front => frame.idx < node.count(),
+                End::Back => frame.idx > 0,
+            };
+            if !more {
+                self.stack.pop();
+                continue;
+            }
+            frame.idx = if end == End::Front {
+                frame.idx + 1
+            } else {
+                frame.idx - 1
+            };
+            let child = node.child(frame.idx).map_err(|m| corrupt(store, frame.no, m))?;
+            let level = node.level() - 1;
+            let stack = std::mem::take(&mut self.stack);
+            *self = Cursor::descend(store, stack, child, Some(level), Bound::Unbounded, end)?;
+            return Ok(true);
+        }
+    }
+
+    /// The next entry towards `end`, moving across leaves as needed.
+    fn step<S: PageRead + ?Sized>(&mut self, store: &S, end: End) -> Result<Option<(Vec<u8>, Value)>> {
+        loop {
+            let no = self.leaf_no;
+            let node = open_node(store, no, &self.leaf, None)?;
+            let at = match end {
+                End::Front if self.pos < node.count() => Some(self.pos),
+                End::Back if self.pos > 0 && self.pos <= node.count() => Some(self.pos - 1),
+                _ => None,
+            };
+            if let Some(i) = at {
+                let (key, value) = node.entry(i).map_err(|m| corrupt(store, no, m))?;
+                let entry = (key.to_vec(), owned_value(store, no, value)?);
+                self.pos = if end == End::Front { i + 1 } else { i };
+                return Ok(Some(entry));
+            }
+            if !self.next_leaf(store, end)? {
+                return Ok(None);
+            }
+        }
+    }
+}
+
+fn below_end(end: &Bound<Vec<u8>>, key: &[u8]) -> bool {
+    match end {
+        Bound::Unbounded => true,
+        Bound::Included(e) => key <= e.as_slice(),
+        Bound::Excluded(e) => key < e.as_slice(),
+    }
+}
+
+fn above_start(start: &Bound<Vec<u8>>, key: &[u8]) -> bool {
+    match start {
+        Bound::Unbounded => true,
+        Bound::Included(s) => key >= s.as_slice(),
+        Bound::Excluded(s) => key > s.as_slice(),
+    }
+}
+
+impl<S: PageRead + ?Sized> Range<'_, S> {
+    fn step(&mut self, end: End) -> Result<Option<(Vec<u8>, Value)>> {
+        let (cursor, bound) = match end {
+            End::Front => (&mut self.front, self.start.as_ref().map(Vec::as_slice)),
+            End::Back => (&mut self.back, self.end.as_ref().map(Vec::as_slice)),
+        };
+        if cursor.is_none() {
+            *cursor = Some(Cursor::descend(self.store, Vec::new(), self.root, None, bound, end)?);
+        }
+        let Some(cursor) = cursor.as_mut() else {
+            return Ok(None);
+        };
+        let Some((key, value)) = cursor.step(self.store, end)? else {
+            return Ok(None);
+        };
+        let leaf = cursor.leaf_no;
+        let (mine, theirs) = match end {
+            End::Front => (&mut self.last_front, &self.last_back),
+            End::Back => (&mut self.last_back, &self.last_front),
+        };
+        let forward = |a: &[u8], b: &[u8]| if end == End::Front { a < b } else { a > b };
+        if let Some(previous) = mine.as_deref() {
+            if !forward(previous, &key) {
+                return Err(bad(self.store, leaf, "keys out of order across the tree"));
+            }
+        }
+        if !above_start(&self.start, &key) && end == End::Front || !below_end(&self.end, &key) && end == End::Back {
+            return Err(bad(self.store, leaf, "key outside the subtree that holds it"));
+        }
+        // Past the far bound, or where the other end already is: finished.
+        let beyond = match end {
+            End::Front => !below_end(&self.end, &key),
+            End::Back => !above_start(&self.start, &key),
+        };
+        if beyond || theirs.as_deref().is_some_and(|other| !forward(&key, other)) {
+            return Ok(None);
+        }
+        match mine {
+            Some(previous) => {
+                previous.clear();
+                previous.extend_from_slice(&key);
+            }
+            None => *mine = Some(key.clone()),
+        }
+        Ok(Some((key, value)))
+    }
+
+    fn item(&mut self, end: End) -> Option<Result<(Vec<u8>, Value)>> {
+        if self.done {
+            return None;
+        }
+        let item = self.step(end).transpose();
+        if !matches!(item, Some(Ok(_))) {
+            self.done = true;
+        }
+        item
+    }
+}
+
+impl<S: PageRead + ?Sized> Iterator for Range<'_, S> {
+    type Item = Result<(Vec<u8>, Value)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.item(End::Front)
+    }
+}
+
+impl<S: PageRead + ?Sized> DoubleEndedIterator for Range<'_, S> {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        self.item(End::Back)
+    }
+}
+
+impl<S: PageRead + ?Sized> FusedIterator for Range<'_, S> {}

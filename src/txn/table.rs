@@ -1,0 +1,230 @@
+//! Tables and the write transaction's API.
+//!
+//! The catalog is a B+tree at page 3 mapping a table's name to its root page
+//! (u32, little-endian). Roots never move, so a [`Table`] handle stays valid
+//! until the table is dropped.
+
+use super::write::TxnPages;
+use super::{Database, Durability};
+use crate::btree::{self, LongValue, Value};
+use crate::pager::{DbError, FIRST_DATA_PAGE, PageNo, PageRead, Result};
+use parking_lot::MutexGuard;
+use std::ops::Bound;
+
+/// Longest table name, in bytes.
+pub const MAX_TABLE_NAME: usize = 255;
+
+/// A handle on a table: its name and root page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Table {
+    name: String,
+    root: PageNo,
+}
+
+impl Table {
+    /// The table's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The table's root page.
+    pub fn root(&self) -> PageNo {
+        self.root
+    }
+}
+
+pub(crate) fn check_name(name: &str) -> Result<()> {
+    if name.is_empty() || name.len() > MAX_TABLE_NAME {
+        return Err(DbError::InvalidArgument(format!(
+            "table names are 1 to {MAX_TABLE_NAME} bytes, not {}",
+            name.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Looks a table up in the catalog of `store`.
+pub(crate) fn lookup<S: PageRead + ?Sized>(store: &S, name: &str) -> Result<Table> {
+    check_name(name)?;
+    match btree::get_bytes(store, FIRST_DATA_PAGE, name.as_bytes())? {
+        Some(root) if root.len() == 4 => Ok(Table {
+            name: name.to_string(),
+            root: u32::from_le_bytes([root[0], root[1], root[2], root[3]]),
+        }),
+        Some(bad) => Err(DbError::corrupt_page(
+            store.file_path(),
+            FIRST_DATA_PAGE,
+            u64::from(FIRST_DATA_PAGE) * store.page_size() as u64,
+            format!(
+                "catalog entry for {name:?} holds {} bytes, not a page number",
+                bad.len()
+            ),
+        )),
+        None => Err(DbError::NoSuchTable { name: name.to_string() }),
+    }
+}
+
+/// The names of every table in the catalog of `store`.
+pub(crate) fn list<S: PageRead + ?Sized>(store: &S) -> Result<Vec<String>> {
+    let mut names = Vec::new();
+    for entry in btree::range(store, FIRST_DATA_PAGE, Bound::Unbounded, Bound::Unbounded)? {
+        let (key, _) = entry?;
+        names.push(String::from_utf8_lossy(&key).into_owned());
+    }
+    Ok(names)
+}
+
+/// The one write transaction. Changes are private until [`WriteTxn::commit`];
+/// dropping it rolls back.
+pub struct WriteTxn<'db> {
+    db: &'db Database,
+    guard: Option<MutexGuard<'db, ()>>,
+    pages: TxnPages,
+    /// A write failed midway: the transaction can only roll back.
+    broken: bool,
+}
+
+impl<'db> WriteTxn<'db> {
+    pub(crate) fn new(db: &'db Database, guard: MutexGuard<'db, ()>) -> Self {
+        WriteTxn {
+            db,
+            guard: Some(guard),
+            pages: TxnPages::new(db.pager.clone()),
+            broken: false,
+        }
+    }
+
+    pub(crate) fn pages_mut(&mut self) -> &mut TxnPages {
+        &mut self.pages
+    }
+
+    /// A failed write leaves the trees in an unknown state, so the
+    /// transaction can only roll back; arguments refused up front change
+    /// nothing and leave it usable.
+    fn track<T>(&mut self, result: Result<T>) -> Result<T> {
+        if let Err(e) = &result
+            && !matches!(
+                e,
+                DbError::KeyTooLarge { .. } | DbError::ValueTooLarge { .. } | DbError::InvalidArgument(_)
+            )
+        {
+            self.broken = true;
+        }
+        result
+    }
+
+    fn usable(&self) -> Result<()> {
+        if self.broken {
+            return Err(DbError::InvalidArgument(
+                "an earlier write of this transaction failed; it can only roll back".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Creates an empty table.
+    pub fn create_table(&mut self, name: &str) -> Result<Table> {
+        self.usable()?;
+        check_name(name)?;
+        match lookup(&self.pages, name) {
+            Ok(_) => return Err(DbError::TableExists { name: name.to_string() }),
+            Err(DbError::NoSuchTable { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        let result = btree::create(&mut self.pages).and_then(|root| {
+            btree::put(&mut self.pages, FIRST_DATA_PAGE, name.as_bytes(), &root.to_le_bytes())?;
+            Ok(root)
+        });
+        let root = self.track(result)?;
+        Ok(Table {
+            name: name.to_string(),
+            root,
+        })
+    }
+
+    /// The table named `name`.
+    pub fn open_table(&self, name: &str) -> Result<Table> {
+        lookup(&self.pages, name)
+    }
+
+    /// Removes a table and frees its pages.
+    pub fn drop_table(&mut self, name: &str) -> Result<()> {
+        self.usable()?;
+        let table = lookup(&self.pages, name)?;
+        let result = btree::drop_tree(&mut self.pages, table.root)
+            .and_then(|_| btree::delete(&mut self.pages, FIRST_DATA_PAGE, name.as_bytes()).map(|_| ()));
+        self.track(result)
+    }
+
+    /// Every table's name, in order.
+    pub fn list_tables(&self) -> Result<Vec<String>> {
+        list(&self.pages)
+    }
+
+    /// Sets `key` to `value` (long values are stored out of the leaf).
+    pub fn put(&mut self, table: &Table, key: &[u8], value: &[u8]) -> Result<()> {
+        self.usable()?;
+        let result = btree::put(&mut self.pages, table.root, key, value).map(|_| ());
+        self.track(result)
+    }
+
+    /// Sets `key` to `len` bytes read from `reader`, without holding them all.
+    pub fn put_stream(&mut self, table: &Table, key: &[u8], reader: &mut dyn std::io::Read, len: u64) -> Result<()> {
+        self.usable()?;
+        let result = btree::put_stream(&mut self.pages, table.root, key, reader, len).map(|_| ());
+        self.track(result)
+    }
+
+    /// Removes `key`; returns whether it was there.
+    pub fn delete(&mut self, table: &Table, key: &[u8]) -> Result<bool> {
+        self.usable()?;
+        let result = btree::delete(&mut self.pages, table.root, key);
+        self.track(result)
+    }
+
+    /// The value of `key`, read whole.
+    pub fn get(&self, table: &Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        btree::get_bytes(&self.pages, table.root, key)
+    }
+
+    /// The value of `key` as stored (a long value is not read).
+    pub fn get_value(&self, table: &Table, key: &[u8]) -> Result<Option<Value>> {
+        btree::get(&self.pages, table.root, key)
+    }
+
+    /// Reads part of a long value.
+    pub fn read_long(&self, value: &LongValue, offset: u64, buf: &mut [u8]) -> Result<usize> {
+        btree::read_long(&self.pages, value, offset, buf)
+    }
+
+    /// Entries with keys in the given bounds, in order (reversible).
+    pub fn range<'t>(
+        &'t self,
+        table: &Table,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+    ) -> Result<btree::Range<'t, TxnPages>> {
+        btree::range(&self.pages, table.root, start, end)
+    }
+
+    /// Commits durably: returns once the transaction is on disk.
+    pub fn commit(self) -> Result<()> {
+        self.commit_with(Durability::Durable)
+    }
+
+    /// Commits with the given durability. The writer lock is released before
+    /// the durability wait, so the next writer's commit joins the same fsync.
+    pub fn commit_with(mut self, durability: Durability) -> Result<()> {
+        self.usable()?;
+        let pages = std::mem::replace(&mut self.pages, TxnPages::new(self.db.pager.clone()));
+        let end = pages.commit()?;
+        drop(self.guard.take());
+        match end {
+            Some(end) => self.db.pager.finish_commit(end, durability == Durability::Durable),
+            None => Ok(()),
+        }
+    }
+
+    /// Discards every change.
+    pub fn rollback(self) {}
+}

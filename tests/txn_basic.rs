@@ -1,0 +1,224 @@
+//! The transaction layer end to end on the simulated disk: tables, rollback,
+//! snapshots, durability modes, limits, reopen and recovery.
+
+use mailvault::log::LogOptions;
+use mailvault::pager::DbError;
+use mailvault::txn::{Database, DbOptions, Durability};
+use mailvault::vfs::{SimVfs, Vfs};
+use std::ops::Bound;
+
+const DIR: &str = "/db";
+
+fn opts() -> DbOptions {
+    DbOptions {
+        page_size: 4096,
+        cache_bytes: 256 * 4096,
+        max_transaction_bytes: 512 << 10,
+        log: LogOptions {
+            generation_size: 1 << 20,
+            max_record_size: 512 << 10,
+            ..LogOptions::default()
+        },
+        ..DbOptions::default()
+    }
+}
+
+fn key(i: u32) -> Vec<u8> {
+    format!("key-{i:06}").into_bytes()
+}
+
+#[test]
+fn tables_commit_rollback_and_reopen() {
+    let sim = SimVfs::new(1);
+    let db = Database::create(sim.clone(), DIR, opts()).expect("create");
+    let mut tx = db.begin_write();
+    let a = tx.create_table("a").expect("create a");
+    let b = tx.create_table("b").expect("create b");
+    assert!(matches!(tx.create_table("a"), Err(DbError::TableExists { .. })));
+    for i in 0..500 {
+        tx.put(&a, &key(i), &i.to_le_bytes()).expect("put");
+    }
+    tx.put(&b, b"big", &vec![7u8; 100_000]).expect("long value");
+    tx.commit().expect("commit");
+
+    let mut tx = db.begin_write();
+    tx.put(&a, b"never", b"seen").expect("put");
+    tx.delete(&a, &key(3)).expect("delete");
+    tx.rollback();
+
+    let rx = db.begin_read();
+    assert_eq!(rx.list_tables().expect("list"), vec!["a".to_string(), "b".to_string()]);
+    assert_eq!(rx.get(&a, b"never").expect("get"), None);
+    assert_eq!(rx.get(&a, &key(3)).expect("get"), Some(3u32.to_le_bytes().to_vec()));
+    assert_eq!(rx.get(&b, b"big").expect("get"), Some(vec![7u8; 100_000]));
+    let back: Vec<Vec<u8>> = rx
+        .range(&a, Bound::Included(&key(10)[..]), Bound::Excluded(&key(20)[..]))
+        .expect("range")
+        .rev()
+        .map(|e| e.expect("entry").0)
+        .collect();
+    assert_eq!(back, (10..20).rev().map(key).collect::<Vec<_>>());
+    drop(rx);
+    db.close().expect("close");
+
+    let db = Database::open(sim.clone(), DIR, opts()).expect("reopen");
+    assert_eq!(db.recovery_stats().applied, 0, "a clean close leaves nothing to redo");
+    let mut tx = db.begin_write();
+    tx.drop_table("b").expect("drop");
+    assert!(matches!(tx.open_table("b"), Err(DbError::NoSuchTable { .. })));
+    tx.commit().expect("commit");
+    let rx = db.begin_read();
+    let a = rx.open_table("a").expect("a");
+    assert_eq!(
+        rx.range(&a, Bound::Unbounded, Bound::Unbounded).expect("range").count(),
+        500
+    );
+    drop(rx);
+    db.close().expect("close");
+}
+
+#[test]
+fn a_crash_keeps_every_commit_and_recovery_replays_them() {
+    let sim = SimVfs::new(2);
+    let db = Database::create(sim.clone(), DIR, opts()).expect("create");
+    let mut tx = db.begin_write();
+    let t = tx.create_table("t").expect("create");
+    tx.commit().expect("commit");
+    for i in 0..300 {
+        let mut tx = db.begin_write();
+        tx.put(&t, &key(i), &vec![i as u8; 50 + (i as usize % 700)])
+            .expect("put");
+        tx.commit().expect("commit");
+    }
+    db.pager().stop_background();
+    drop(db);
+    sim.crash();
+    sim.restart();
+    let db = Database::open(sim.clone(), DIR, opts()).expect("recover");
+    assert!(db.recovery_stats().applied > 0, "recovery replayed the commits");
+    let rx = db.begin_read();
+    for i in 0..300 {
+        assert_eq!(
+            rx.get(&t, &key(i)).expect("get"),
+            Some(vec![i as u8; 50 + (i as usize % 700)]),
+            "key {i}"
+        );
+    }
+}
+
+#[test]
+fn snapshots_see_one_state_while_the_writer_moves_on() {
+    let sim = SimVfs::new(3);
+    let db = Database::create(sim, DIR, opts()).expect("create");
+    let mut tx = db.begin_write();
+    let t = tx.create_table("t").expect("create");
+    tx.put(&t, b"k", b"old").expect("put");
+    tx.commit().expect("commit");
+    let before = db.begin_read();
+    let mut tx = db.begin_write();
+    tx.put(&t, b"k", b"new").expect("put");
+    for i in 0..200 {
+        tx.put(&t, &key(i), &[1u8; 300]).expect("put");
+    }
+    tx.commit().expect("commit");
+    db.checkpoint().expect("checkpoint writes the new versions");
+    assert_eq!(before.get(&t, b"k").expect("get"), Some(b"old".to_vec()));
+    assert_eq!(
+        before
+            .range(&t, Bound::Unbounded, Bound::Unbounded)
+            .expect("range")
+            .count(),
+        1
+    );
+    let after = db.begin_read();
+    assert_eq!(after.get(&t, b"k").expect("get"), Some(b"new".to_vec()));
+}
+
+#[test]
+fn limits_give_typed_errors() {
+    let sim = SimVfs::new(4);
+    let db = Database::create(sim, DIR, opts()).expect("create");
+    let mut tx = db.begin_write();
+    let t = tx.create_table("t").expect("create");
+    assert!(matches!(tx.create_table(""), Err(DbError::InvalidArgument(_))));
+    assert!(matches!(
+        tx.put(&t, &vec![0u8; 5000], b"v"),
+        Err(DbError::KeyTooLarge { .. })
+    ));
+    tx.commit().expect("commit");
+    let mut tx = db.begin_write();
+    let mut failed = None;
+    for i in 0..10_000 {
+        if let Err(e) = tx.put(&t, &key(i), &[9u8; 900]) {
+            failed = Some(e);
+            break;
+        }
+    }
+    let err = match failed {
+        Some(e) => {
+            tx.rollback();
+            e
+        }
+        None => tx.commit().expect_err("a 9 MB transaction exceeds 512 KiB"),
+    };
+    assert!(matches!(err, DbError::TransactionTooLarge { .. }), "{err:?}");
+    // Nothing of it was committed; the database goes on.
+    let mut tx = db.begin_write();
+    tx.put(&t, b"after", b"ok").expect("put");
+    tx.commit().expect("commit");
+    let rx = db.begin_read();
+    assert_eq!(rx.get(&t, &key(0)).expect("get"), None);
+    assert_eq!(rx.get(&t, b"after").expect("get"), Some(b"ok".to_vec()));
+}
+
+#[test]
+fn lazy_commits_become_durable_within_the_window() {
+    let sim = SimVfs::new(5);
+    let db = Database::create(sim.clone(), DIR, opts()).expect("create");
+    let mut tx = db.begin_write();
+    let t = tx.create_table("t").expect("create");
+    tx.commit().expect("commit");
+    let mut tx = db.begin_write();
+    tx.put(&t, b"lazy", b"1").expect("put");
+    tx.commit_with(Durability::Lazy).expect("lazy commit");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while db.pager().log().durable_lsn() < db.pager().log().end_lsn() {
+        assert!(std::time::Instant::now() < deadline, "lazy commit never flushed");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    db.pager().stop_background();
+    drop(db);
+    sim.crash();
+    sim.restart();
+    let db = Database::open(sim, DIR, opts()).expect("recover");
+    let rx = db.begin_read();
+    let t = rx.open_table("t").expect("t");
+    assert_eq!(rx.get(&t, b"lazy").expect("get"), Some(b"1".to_vec()));
+}
+
+#[test]
+fn opening_refuses_a_missing_or_foreign_log() {
+    let sim = SimVfs::new(6);
+    let db = Database::create(sim.clone(), DIR, opts()).expect("create");
+    db.close().expect("close");
+    let other = Database::create(sim.clone(), "/other", opts()).expect("create other");
+    other.close().expect("close");
+    // Swap the other database's log in.
+    for name in sim.list(std::path::Path::new("/db/log")).expect("list") {
+        sim.remove(&std::path::Path::new("/db/log").join(&name))
+            .expect("remove");
+    }
+    for name in sim.list(std::path::Path::new("/other/log")).expect("list") {
+        let from = std::path::Path::new("/other/log").join(&name);
+        let bytes = sim.written_image(&from).expect("image");
+        let to = sim
+            .open(
+                &std::path::Path::new("/db/log").join(&name),
+                mailvault::vfs::OpenMode::CreateNew,
+            )
+            .expect("create");
+        to.write_at(&bytes, 0).expect("write");
+    }
+    let err = Database::open(sim, DIR, opts()).expect_err("a foreign log is refused");
+    assert!(matches!(err, DbError::LogMismatch { .. }), "{err:?}");
+}
