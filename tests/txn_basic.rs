@@ -222,3 +222,49 @@ fn opening_refuses_a_missing_or_foreign_log() {
     let err = Database::open(sim, DIR, opts()).expect_err("a foreign log is refused");
     assert!(matches!(err, DbError::LogMismatch { .. }), "{err:?}");
 }
+
+#[test]
+fn recovery_of_a_long_log_stays_within_the_cache() {
+    let sim = SimVfs::new(7);
+    // Written with a large cache (no checkpoint on the way), recovered with a small one.
+    let large = DbOptions {
+        cache_bytes: 4096 * 4096,
+        checkpoint_depth: 1 << 40,
+        ..opts()
+    };
+    let small = DbOptions {
+        cache_bytes: 32 * 4096,
+        ..large.clone()
+    };
+    let db = Database::create(sim.clone(), DIR, large).expect("create");
+    let mut tx = db.begin_write();
+    let t = tx.create_table("t").expect("create");
+    tx.commit().expect("commit");
+    for batch in 0..40u32 {
+        let mut tx = db.begin_write();
+        for i in 0..20 {
+            tx.put(&t, &key(batch * 20 + i), &[batch as u8; 400]).expect("put");
+        }
+        tx.commit().expect("commit");
+    }
+    db.pager().stop_background();
+    drop(db);
+    sim.crash();
+    sim.restart();
+    let db = Database::open(sim, DIR, small).expect("recover");
+    assert!(
+        db.recovery_stats().flushes > 0,
+        "recovery wrote pages midway: {:?}",
+        db.recovery_stats()
+    );
+    let rx = db.begin_read();
+    for batch in 0..40u32 {
+        for i in 0..20 {
+            assert_eq!(
+                rx.get(&t, &key(batch * 20 + i)).expect("get"),
+                Some(vec![batch as u8; 400])
+            );
+        }
+    }
+    assert!(rx.verify().expect("verify").is_ok());
+}

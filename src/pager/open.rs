@@ -30,6 +30,8 @@ pub struct RecoveryStats {
     /// Where replay started and ended.
     pub from: Lsn,
     pub to: Lsn,
+    /// Times recovery wrote its pages midway to stay within the cache size.
+    pub flushes: u64,
 }
 
 fn check_options(opts: &PagerOptions) -> Result<()> {
@@ -225,6 +227,14 @@ impl Pager {
         let mut end = header.redo_lsn;
         for record in reader {
             let record = record?;
+            if pages.len() * ps > self.opts.cache_bytes / 2 {
+                // Bound memory: everything before this record is applied, so
+                // it can become the redo point of a checkpoint.
+                let list = pages.drain().map(|(no, p)| (no, Arc::new(p))).collect();
+                let mut ck = self.checkpointer.lock();
+                self.write_checkpoint(&mut ck, record.lsn, list, page_count, DbState::Dirty)?;
+                stats.flushes += 1;
+            }
             stats.records += 1;
             stats.log_bytes += record.end.0 - record.lsn.0;
             end = record.end;
@@ -245,11 +255,8 @@ impl Pager {
                     page_count = page_count.max(count);
                     for (no, change) in changes {
                         if let std::collections::hash_map::Entry::Vacant(slot) = pages.entry(no) {
-                            let from_file = if no < header.page_count {
-                                self.file.read_page_for_redo(no)?
-                            } else {
-                                None
-                            };
+                            // Beyond the file's end it reads as unreadable too.
+                            let from_file = self.file.read_page_for_redo(no)?;
                             if from_file.is_none() {
                                 unreadable.insert(no);
                             }
