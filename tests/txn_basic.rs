@@ -268,3 +268,49 @@ fn recovery_of_a_long_log_stays_within_the_cache() {
     }
     assert!(rx.verify().expect("verify").is_ok());
 }
+
+#[test]
+fn checkpoints_truncate_the_log_unless_a_pin_holds_it() {
+    let sim = SimVfs::new(8);
+    let small_log = DbOptions {
+        log: LogOptions {
+            generation_size: 64 << 10,
+            max_record_size: 32 << 10,
+            ..LogOptions::default()
+        },
+        max_transaction_bytes: 32 << 10,
+        ..opts()
+    };
+    let db = Database::create(sim, DIR, small_log).expect("create");
+    let mut tx = db.begin_write();
+    let t = tx.create_table("t").expect("create");
+    tx.commit().expect("commit");
+    let log = db.pager().log();
+    let pinned_at = log.end_lsn();
+    let pin = db.pin_log(pinned_at);
+    let write_some = |from: u32| {
+        for i in from..from + 60 {
+            let mut tx = db.begin_write();
+            tx.put(&t, &key(i), &[i as u8; 1500]).expect("put");
+            tx.commit().expect("commit");
+        }
+        db.checkpoint().expect("checkpoint");
+    };
+    write_some(0);
+    assert!(
+        log.end_lsn().generation() > pinned_at.generation() + 1,
+        "the workload spans generations"
+    );
+    assert!(
+        log.first_generation() <= pinned_at.generation(),
+        "the pin holds its generation"
+    );
+    drop(pin);
+    write_some(60);
+    assert!(
+        log.first_generation() > pinned_at.generation(),
+        "without the pin, checkpoints recycle old generations (first {}, pinned {})",
+        log.first_generation(),
+        pinned_at.generation()
+    );
+}
