@@ -83,7 +83,11 @@ fn run(
             bodies.push((no, new[PAGE_HEADER_LEN..].to_vec()));
             changed.push((no, base, Arc::new(new)));
         }
-        let (_, end) = pager.append_commit(|redo, seq| Ok(build_commit(changed, redo, seq, PAGES)), PAGES)?;
+        let (_, end) = pager.append_commit(
+            |redo, seq| Ok(build_commit(changed, redo, seq, PAGES)),
+            PAGES,
+            Vec::new(),
+        )?;
         // From here the record may reach the disk even if the wait fails:
         // the caller counts this state as possible, acknowledged only on Ok.
         model.extend(bodies);

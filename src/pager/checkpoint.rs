@@ -24,7 +24,15 @@ impl Pager {
     }
 
     pub(crate) fn checkpoint_with_state(&self, state: DbState) -> Result<()> {
-        let mut ck = self.checkpointer.lock();
+        self.checkpoint_locked(self.checkpointer.lock(), state)
+    }
+
+    /// Runs a checkpoint holding the checkpointer's lock.
+    pub(crate) fn checkpoint_locked(
+        &self,
+        mut ck: parking_lot::MutexGuard<'_, super::engine::CheckpointState>,
+        state: DbState,
+    ) -> Result<()> {
         self.checkpoint_wanted.store(false, Ordering::Relaxed);
         let number = ck.number + 1;
         let marker = DbRecord::Checkpoint { number }.encode();

@@ -202,12 +202,17 @@ impl Pager {
 
     /// Appends a transaction's record and publishes its pages. `build` gets
     /// the current redo point (pages last changed before it must be logged
-    /// whole) and returns the changed pages with the record. Called by the
-    /// single writer; returns the commit's sequence and the end of its record.
+    /// whole) and returns the changed pages with the record. `displaced`
+    /// holds the committed versions of reused pages (freed earlier, now
+    /// allocated afresh): they stay cached for older snapshots, so that a
+    /// checkpoint writing the new content cannot pull it from under them.
+    /// Called by the single writer; returns the commit's sequence and the
+    /// end of its record.
     pub fn append_commit(
         &self,
         build: impl FnOnce(Lsn, u64) -> Result<(DbRecord, Vec<(PageNo, PageBuf)>)>,
         page_count: u32,
+        displaced: Vec<(PageNo, PageRef)>,
     ) -> Result<(u64, Lsn)> {
         let mut st = self.state.lock();
         self.check_failed(&st)?;
@@ -227,6 +232,9 @@ impl Pager {
                 return Err(self.fail(e.into()));
             }
         };
+        for (no, old) in displaced {
+            st.cache.insert_from_file(no, old);
+        }
         for (no, mut page) in pages {
             page::set_lsn(&mut page, appended.lsn);
             st.cache.publish(no, seq, Arc::new(page));
@@ -254,14 +262,20 @@ impl Pager {
             self.wake.notify_all();
         }
         self.advance_visible();
-        let (dirty, cap) = {
-            let st = self.state.lock();
-            (st.cache.dirty_bytes(), st.cache.capacity())
-        };
-        if dirty * 4 > cap * 3 {
-            self.checkpoint()?;
+        if self.mostly_dirty() {
+            // Committers that find the cache mostly dirty wait for one
+            // checkpoint; only one of them runs it.
+            let ck = self.checkpointer.lock();
+            if self.mostly_dirty() {
+                return self.checkpoint_locked(ck, super::header::DbState::Dirty);
+            }
         }
         Ok(())
+    }
+
+    fn mostly_dirty(&self) -> bool {
+        let st = self.state.lock();
+        st.cache.dirty_bytes() * 4 > st.cache.capacity() * 3
     }
 
     /// Makes every durable commit visible.

@@ -23,6 +23,8 @@ pub struct TxnPages {
     page_count: u32,
     /// Where the next allocation search starts.
     alloc_hint: PageNo,
+    /// Committed versions of reused pages, kept for older snapshots.
+    displaced: Vec<(PageNo, PageRef)>,
 }
 
 impl TxnPages {
@@ -33,6 +35,7 @@ impl TxnPages {
             private: BTreeMap::new(),
             page_count,
             alloc_hint: crate::pager::FIRST_DATA_PAGE,
+            displaced: Vec::new(),
         }
     }
 
@@ -70,7 +73,7 @@ impl TxnPages {
             let changed = private.into_iter().map(|(no, p)| (no, p.base, p.page));
             Ok(build_commit(changed, redo_point, seq, page_count))
         };
-        let (_, end) = self.pager.append_commit(build, page_count)?;
+        let (_, end) = self.pager.append_commit(build, page_count, self.displaced)?;
         Ok(Some(end))
     }
 
@@ -187,6 +190,15 @@ impl PageWrite for TxnPages {
             }
         };
         self.set_allocated(no, true)?;
+        if no < self.pager.page_count() && !self.displaced.iter().any(|(n, _)| *n == no) {
+            // A reused page: older snapshots may still read its old content,
+            // which the commit keeps cached for them (see `append_commit`).
+            // A page that cannot be read was never written, so no snapshot
+            // refers to it.
+            if let Ok(old) = self.pager.read(no, LATEST) {
+                self.displaced.push((no, old));
+            }
+        }
         self.fresh(no, kind);
         self.alloc_hint = no + 1;
         self.bound()?;
