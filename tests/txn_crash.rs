@@ -5,7 +5,7 @@
 //! last acknowledged commit, or after the one commit in flight.
 
 use mailvault::log::LogOptions;
-use mailvault::pager::DbError;
+use mailvault::pager::{DbError, TornPages};
 use mailvault::txn::{Database, DbOptions, Table};
 use mailvault::vfs::{FaultKind, SimVfs, sim::SimRng};
 use std::collections::BTreeMap;
@@ -16,8 +16,14 @@ const DIR: &str = "/db";
 const WORKLOAD_OPS: u64 = 180;
 type Model = BTreeMap<String, BTreeMap<Vec<u8>, Vec<u8>>>;
 
-fn opts() -> DbOptions {
+/// Both ways of repairing torn pages are tested: by the seed's parity.
+fn opts(seed: u64) -> DbOptions {
     DbOptions {
+        torn_pages: if seed % 2 == 0 {
+            TornPages::DoubleWrite
+        } else {
+            TornPages::FullPageImages
+        },
         page_size: 4096,
         cache_bytes: 64 * 4096,
         checkpoint_depth: 64 << 10,
@@ -101,7 +107,7 @@ fn read_all(db: &Database) -> Result<Model, DbError> {
 /// whether the fault stopped the workload (rather than striking later).
 fn fault_case(seed: u64, fault: impl FnOnce(&SimVfs)) -> bool {
     let sim = SimVfs::new(seed);
-    let db = Database::create(sim.clone(), DIR, opts()).expect("create");
+    let db = Database::create(sim.clone(), DIR, opts(seed)).expect("create");
     let mut rng = SimRng::new(seed ^ 0xfeed);
     let mut acked = Model::new();
     for id in 0..5 {
@@ -135,7 +141,7 @@ fn fault_case(seed: u64, fault: impl FnOnce(&SimVfs)) -> bool {
     sim.crash();
     sim.clear_faults();
     sim.restart();
-    let db = Database::open(sim.clone(), DIR, opts()).unwrap_or_else(|e| panic!("seed {seed}: reopen: {e}"));
+    let db = Database::open(sim.clone(), DIR, opts(seed)).unwrap_or_else(|e| panic!("seed {seed}: reopen: {e}"));
     let got = read_all(&db).unwrap_or_else(|e| panic!("seed {seed}: read: {e}"));
     assert!(
         got == acked || in_flight.as_ref() == Some(&got),

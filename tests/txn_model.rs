@@ -5,6 +5,7 @@
 
 use mailvault::btree::read_value;
 use mailvault::log::LogOptions;
+use mailvault::pager::TornPages;
 use mailvault::txn::{Database, DbOptions};
 use mailvault::vfs::SimVfs;
 use proptest::prelude::*;
@@ -58,8 +59,13 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-fn opts() -> DbOptions {
+fn opts(seed: u64) -> DbOptions {
     DbOptions {
+        torn_pages: if seed % 2 == 0 {
+            TornPages::DoubleWrite
+        } else {
+            TornPages::FullPageImages
+        },
         page_size: 4096,
         cache_bytes: 32 * 4096,
         checkpoint_depth: 128 << 10,
@@ -105,7 +111,7 @@ fn read_all(db: &Database) -> Model {
 
 fn run(ops: Vec<Op>, seed: u64) {
     let sim = SimVfs::new(seed);
-    let mut db = Database::create(sim.clone(), "/db", opts()).expect("create");
+    let mut db = Database::create(sim.clone(), "/db", opts(seed)).expect("create");
     let mut tx = db.begin_write();
     for t in 0..3 {
         tx.create_table(&name(t)).expect("create table");
@@ -199,7 +205,7 @@ fn run(ops: Vec<Op>, seed: u64) {
                     sim.crash();
                     sim.restart();
                 }
-                db = Database::open(sim.clone(), "/db", opts()).expect("reopen");
+                db = Database::open(sim.clone(), "/db", opts(seed)).expect("reopen");
                 assert_eq!(read_all(&db), committed, "after {op:?}");
             }
             Some(_) => {}

@@ -69,8 +69,7 @@ impl Pager {
     ) -> Result<()> {
         pages.sort_by_key(|(no, _)| *no);
         let newest = pages.iter().map(|(_, p)| page::page_lsn(p)).max().unwrap_or(Lsn::ZERO);
-        self.file.write_pages(&pages)?;
-        self.file.sync()?;
+        self.file.write_pages_synced(&pages, ck.header.sequence + 1)?;
         let header = DbHeader {
             state,
             sequence: ck.header.sequence + 1,

@@ -20,6 +20,8 @@ pub(crate) struct DbFile {
     pub file: Arc<dyn VfsFile>,
     pub page_size: usize,
     pub salt: u32,
+    /// The double-write area, when torn pages are handled that way.
+    pub double_write: Option<super::doublewrite::DoubleWrite>,
 }
 
 impl DbFile {
@@ -75,6 +77,53 @@ impl DbFile {
             page::seal(&mut run[at..]);
         }
         self.write_at(&run, run_start)
+    }
+
+    /// Writes the pages (sorted) and syncs so that no torn write can lose
+    /// them: through the double-write area chunk by chunk when there is one
+    /// (copies synced before the in-place writes), else directly (the log
+    /// then holds full images of them).
+    pub fn write_pages_synced(&self, pages: &[(PageNo, PageRef)], sequence: u64) -> Result<()> {
+        let Some(dw) = &self.double_write else {
+            self.write_pages(pages)?;
+            return self.sync();
+        };
+        let ps = self.page_size;
+        for chunk in pages.chunks(super::doublewrite::chunk_pages(ps)) {
+            let mut sealed = Vec::with_capacity(chunk.len() * ps);
+            for (_, version) in chunk {
+                let at = sealed.len();
+                sealed.extend_from_slice(version);
+                page::seal(&mut sealed[at..]);
+            }
+            dw.write_chunk(chunk, &sealed, sequence)?;
+            self.write_pages(chunk)?;
+            self.sync()?;
+        }
+        Ok(())
+    }
+
+    /// Puts back every page a crash tore during an in-place write, from the
+    /// double-write area; returns how many.
+    pub fn restore_torn_pages(&self) -> Result<u64> {
+        let Some(dw) = &self.double_write else {
+            return Ok(0);
+        };
+        let mut restored = 0;
+        for (no, copy) in dw.read_copies()? {
+            if self.read_page(no).is_err() {
+                self.grow_to(self.offset(no + 1))?;
+                let offset = self.offset(no);
+                self.file
+                    .write_at(&copy, offset)
+                    .map_err(|e| DbError::io(&self.path, offset, "write", e))?;
+                restored += 1;
+            }
+        }
+        if restored > 0 {
+            self.sync()?;
+        }
+        Ok(restored)
     }
 
     fn write_at(&self, bytes: &[u8], first: PageNo) -> Result<()> {

@@ -4,6 +4,7 @@
 
 mod cache;
 mod checkpoint;
+mod doublewrite;
 mod engine;
 mod error;
 mod file;
@@ -14,7 +15,8 @@ pub mod page;
 pub mod redo;
 mod store;
 
-pub use engine::{LATEST, Pager, PagerOptions};
+pub use doublewrite::dw_path;
+pub use engine::{LATEST, Pager, PagerOptions, TornPages};
 pub use error::{DbError, Result};
 pub use file::{data_path, log_dir};
 pub use open::RecoveryStats;

@@ -2,7 +2,8 @@
 //! replays the log from the checkpoint marker the header names.
 
 use super::cache::PageCache;
-use super::engine::{CheckpointState, Pager, PagerOptions, PagerState};
+use super::doublewrite::{DoubleWrite, dw_path};
+use super::engine::{CheckpointState, Pager, PagerOptions, PagerState, TornPages};
 use super::file::{DbFile, data_path, log_dir};
 use super::freemap::{self, FIRST_MAP_PAGE};
 use super::header::{DbHeader, DbState, read_best, salt_of};
@@ -32,6 +33,8 @@ pub struct RecoveryStats {
     pub to: Lsn,
     /// Times recovery wrote its pages midway to stay within the cache size.
     pub flushes: u64,
+    /// Torn pages put back from the double-write area before redo.
+    pub restored: u64,
 }
 
 fn check_options(opts: &PagerOptions) -> Result<()> {
@@ -98,6 +101,7 @@ impl Pager {
             file,
             page_size: ps,
             salt,
+            double_write: None,
         };
         let mut map = PageBuf::zeroed(ps);
         page::init_header(&mut map, FIRST_MAP_PAGE, PageKind::FreeMap, salt);
@@ -159,12 +163,39 @@ impl Pager {
                 ),
             });
         }
-        let db_file = DbFile {
+        let salt = salt_of(&header.signature);
+        // The side file is read at every open that finds it, whatever the
+        // options say now: a crash may have left torn pages that only it holds.
+        let dw = dw_path(dir);
+        let dw_exists = vfs.exists(&dw).map_err(|e| DbError::io(&dw, 0, "stat", e))?;
+        let double_write = if dw_exists || opts.torn_pages == TornPages::DoubleWrite {
+            let file = vfs
+                .open(&dw, OpenMode::CreateOrOpen)
+                .map_err(|e| DbError::io(&dw, 0, "open", e))?;
+            if !dw_exists {
+                vfs.sync_dir(dir)
+                    .map_err(|e| DbError::io(dir, 0, "sync directory", e))?;
+            }
+            Some(DoubleWrite {
+                path: dw,
+                file,
+                page_size: ps,
+                salt,
+            })
+        } else {
+            None
+        };
+        let mut db_file = DbFile {
             path,
             file,
             page_size: ps,
-            salt: salt_of(&header.signature),
+            salt,
+            double_write,
         };
+        let restored = db_file.restore_torn_pages()?;
+        if opts.torn_pages == TornPages::FullPageImages {
+            db_file.double_write = None;
+        }
         let pager = Arc::new(Pager {
             dir: dir.to_path_buf(),
             vfs,
@@ -194,7 +225,8 @@ impl Pager {
             checkpoint_wanted: AtomicBool::new(false),
             background: Mutex::new(None),
         });
-        let stats = pager.recover()?;
+        let mut stats = pager.recover()?;
+        stats.restored = restored;
         let runner = pager.clone();
         let handle = std::thread::Builder::new()
             .name("mailvault-db".into())
