@@ -226,15 +226,25 @@ impl Pager {
         page_count: u32,
         displaced: Vec<(PageNo, PageRef)>,
     ) -> Result<(u64, Lsn)> {
+        // With a double-write area no page needs a full image in the log, so
+        // the record is built before the lock: snapshots read meanwhile. The
+        // sequence cannot move: only the one writer commits.
+        let (early, late) = match self.opts.torn_pages {
+            TornPages::DoubleWrite => {
+                let seq = self.state.lock().seq + 1;
+                (Some(build(Lsn::ZERO, seq)), None)
+            }
+            TornPages::FullPageImages => (None, Some(build)),
+        };
         let mut st = self.state.lock();
         self.check_failed(&st)?;
         let seq = st.seq + 1;
-        // With a double-write area no page needs a full image in the log.
-        let redo_point = match self.opts.torn_pages {
-            TornPages::FullPageImages => st.redo_point,
-            TornPages::DoubleWrite => Lsn::ZERO,
+        let (record, pages) = match (early, late) {
+            (Some(built), _) => built?,
+            (None, Some(build)) => build(st.redo_point, seq)?,
+            // One of the two is always set above.
+            (None, None) => unreachable!("a record is built early or late"),
         };
-        let (record, pages) = build(redo_point, seq)?;
         let bytes = record.encode();
         if bytes.len() > self.opts.max_transaction_bytes {
             return Err(DbError::TransactionTooLarge {

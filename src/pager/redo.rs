@@ -51,10 +51,17 @@ pub enum DbRecord {
 
 /// Computes the ranges that turn `old` into `new` (equal-length pages).
 pub fn diff(old: &[u8], new: &[u8]) -> Vec<(u32, Vec<u8>)> {
+    const STRIDE: usize = 64;
     let mut ranges = Vec::new();
     let mut i = LOGGED_FROM;
     let n = new.len().min(old.len());
     while i < n {
+        // Skip equal stretches a block at a time (a slice compare is a memcmp).
+        let block_end = (i + STRIDE).min(n);
+        if old[i..block_end] == new[i..block_end] {
+            i = block_end;
+            continue;
+        }
         if old[i] == new[i] {
             i += 1;
             continue;
