@@ -214,17 +214,19 @@ impl Pager {
 
     /// Appends a transaction's record and publishes its pages. `build` gets
     /// the current redo point (pages last changed before it must be logged
-    /// whole) and returns the changed pages with the record. `displaced`
-    /// holds the committed versions of reused pages (freed earlier, now
-    /// allocated afresh): they stay cached for older snapshots, so that a
-    /// checkpoint writing the new content cannot pull it from under them.
+    /// whole) and returns the changed pages with the record. `bases` holds
+    /// the committed versions the transaction started from (for a reused
+    /// page, the content it had before it was freed): they are cached beside
+    /// the new versions for older snapshots, so that neither an eviction
+    /// during the transaction nor a checkpoint writing the new content can
+    /// take them from under those snapshots.
     /// Called by the single writer; returns the commit's sequence and the
     /// end of its record.
     pub fn append_commit(
         &self,
         build: impl FnOnce(Lsn, u64) -> Result<(DbRecord, Vec<(PageNo, PageBuf)>)>,
         page_count: u32,
-        displaced: Vec<(PageNo, PageRef)>,
+        bases: Vec<(PageNo, PageRef)>,
     ) -> Result<(u64, Lsn)> {
         // With a double-write area no page needs a full image in the log, so
         // the record is built before the lock: snapshots read meanwhile. The
@@ -259,8 +261,8 @@ impl Pager {
                 return Err(self.fail(e.into()));
             }
         };
-        for (no, old) in displaced {
-            st.cache.insert_from_file(no, old);
+        for (no, base) in bases {
+            st.cache.insert_from_file(no, base);
         }
         for (no, mut page) in pages {
             page::set_lsn(&mut page, appended.lsn);

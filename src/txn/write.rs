@@ -68,12 +68,21 @@ impl TxnPages {
             return Ok(None);
         }
         let page_count = self.page_count;
+        // The committed versions this transaction started from stay cached
+        // beside the new ones for older snapshots: the cache may have evicted
+        // them while the transaction ran.
+        let mut bases = self.displaced;
+        bases.extend(
+            self.private
+                .iter()
+                .filter_map(|(no, p)| p.base.clone().map(|b| (*no, b))),
+        );
         let private = self.private;
         let build = |redo_point: Lsn, seq: u64| {
             let changed = private.into_iter().map(|(no, p)| (no, p.base, p.page));
             Ok(build_commit(changed, redo_point, seq, page_count))
         };
-        let (_, end) = self.pager.append_commit(build, page_count, self.displaced)?;
+        let (_, end) = self.pager.append_commit(build, page_count, bases)?;
         Ok(Some(end))
     }
 
