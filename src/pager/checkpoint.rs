@@ -34,7 +34,8 @@ impl Pager {
         state: DbState,
     ) -> Result<()> {
         self.checkpoint_wanted.store(false, Ordering::Relaxed);
-        let number = ck.number + 1;
+        // Informational only: a hostile log may carry any number.
+        let number = ck.number.wrapping_add(1);
         let marker = DbRecord::Checkpoint { number }.encode();
         let (redo, end, pages, page_count) = {
             let mut st = self.state.lock();
@@ -69,10 +70,15 @@ impl Pager {
     ) -> Result<()> {
         pages.sort_by_key(|(no, _)| *no);
         let newest = pages.iter().map(|(_, p)| page::page_lsn(p)).max().unwrap_or(Lsn::ZERO);
-        self.file.write_pages_synced(&pages, ck.header.sequence + 1)?;
+        let sequence = ck
+            .header
+            .sequence
+            .checked_add(1)
+            .ok_or_else(|| DbError::corrupt(&self.file.path, 0, "database header sequence at its maximum"))?;
+        self.file.write_pages_synced(&pages, sequence)?;
         let header = DbHeader {
             state,
-            sequence: ck.header.sequence + 1,
+            sequence,
             redo_lsn: redo,
             required_lsn: ck.header.required_lsn.max(newest),
             page_count: page_count.max(ck.header.page_count),
