@@ -283,7 +283,11 @@ fn check_nothing_durable_after(gfile: &GenFile, first_bad: u32, scan: &mut Gener
                         ),
                     ));
                 }
-                _ if frame.iter().any(|&b| b != 0) => leftovers += 1,
+                // A leftover of the unfinished batch is a frame of this file
+                // that is damaged (torn). A whole frame of another salt is a
+                // stale frame of the file's previous life (recycled), and
+                // zeros were never written: neither is a torn tail.
+                _ if is_leftover(frame, gfile.salt) => leftovers += 1,
                 _ => {}
             }
         }
@@ -308,6 +312,16 @@ fn check_nothing_durable_after(gfile: &GenFile, first_bad: u32, scan: &mut Gener
         });
     }
     Ok(())
+}
+
+/// Whether a frame after the end of the log is what an unfinished write
+/// left: not all zeros, and not a valid frame of another generation file.
+fn is_leftover(frame: &[u8], salt: u32) -> bool {
+    match FrameHeader::decode(frame) {
+        Err(Defect::Zeroed) => frame.iter().any(|&b| b != 0),
+        Err(_) => true,
+        Ok(h) => h.salt == salt,
+    }
 }
 
 /// Finds the frame holding the end of the log and its content up to there.

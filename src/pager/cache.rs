@@ -13,7 +13,7 @@
 //! pages wait for the checkpoint, old versions for their snapshots to end.
 
 use super::page::{PageNo, PageRef};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// Highest use count; a page survives this many sweeps unused.
 const MAX_USES: u8 = 3;
@@ -30,6 +30,11 @@ pub(crate) struct PageCache {
     page_size: usize,
     capacity: usize,
     map: HashMap<PageNo, Entry>,
+    /// Pages holding more than one version: the only ones pruning looks at.
+    multi: HashSet<PageNo>,
+    /// The oldest snapshot the last prune used; pruning again with the same
+    /// one finds nothing new to drop.
+    pruned_at: u64,
     ring: Vec<PageNo>,
     hand: usize,
     versions: usize,
@@ -42,6 +47,8 @@ impl PageCache {
             page_size,
             capacity,
             map: HashMap::new(),
+            multi: HashSet::new(),
+            pruned_at: 0,
             ring: Vec::new(),
             hand: 0,
             versions: 0,
@@ -86,6 +93,8 @@ impl PageCache {
             let entry = self.map.get_mut(&no).expect("checked above");
             entry.versions.insert(0, (0, page.clone()));
             self.versions += 1;
+            self.multi.insert(no);
+            self.pruned_at = 0;
             return page;
         }
         self.map.insert(
@@ -113,6 +122,10 @@ impl PageCache {
         });
         entry.versions.push((seq, page));
         self.versions += 1;
+        if entry.versions.len() > 1 {
+            self.multi.insert(no);
+            self.pruned_at = 0;
+        }
         if !entry.dirty {
             entry.dirty = true;
             self.dirty += 1;
@@ -153,16 +166,24 @@ impl PageCache {
     /// whose successor is visible at `oldest` (the oldest snapshot that
     /// exists or can still be taken).
     pub fn prune(&mut self, oldest: u64) {
-        for entry in self.map.values_mut() {
-            if entry.versions.len() < 2 {
-                continue;
-            }
+        if oldest == self.pruned_at {
+            return;
+        }
+        self.pruned_at = oldest;
+        let map = &mut self.map;
+        let mut dropped = 0;
+        self.multi.retain(|no| {
+            let Some(entry) = map.get_mut(no) else {
+                return false;
+            };
             let keep_from = entry.versions.iter().rposition(|(seq, _)| *seq <= oldest).unwrap_or(0);
             if keep_from > 0 {
                 entry.versions.drain(..keep_from);
-                self.versions -= keep_from;
+                dropped += keep_from;
             }
-        }
+            entry.versions.len() > 1
+        });
+        self.versions -= dropped;
     }
 
     /// Evicts clean, single-version pages visible at `oldest` until the cache
