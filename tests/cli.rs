@@ -1,5 +1,6 @@
 //! The `mailvault` binary end to end: bench a log, check it against the
-//! acknowledged commits, dump it, corrupt it.
+//! acknowledged commits, dump it, corrupt it; the same for a database
+//! (`bench kv`, `check` of a database directory, a corrupt page).
 
 use serde_json::Value;
 use std::path::Path;
@@ -249,4 +250,215 @@ fn bench_refuses_bad_arguments_before_measuring() {
     assert!(text(&out).contains("not empty"), "{}", text(&out));
     let out = mailvault(&["bench", "log", "--record-size", "11"], None);
     assert!(!out.status.success());
+}
+
+/// The smallest settings that still run every phase.
+const TINY: [&str; 10] = [
+    "--seconds",
+    "0.3",
+    "--cache-mib",
+    "1",
+    "--recovery-mib",
+    "1",
+    "--page-size",
+    "4096",
+    "--value-size",
+    "100",
+];
+
+#[test]
+fn bench_kv_then_check_then_a_corrupt_page() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("db");
+    let acked = tmp.path().join("acked.txt");
+    let (dir_s, acked_s) = (dir.to_str().expect("utf-8"), acked.to_str().expect("utf-8"));
+    let mut args = vec![
+        "bench",
+        "kv",
+        "--json",
+        "--threads",
+        "4",
+        "--dir",
+        dir_s,
+        "--acked",
+        acked_s,
+    ];
+    args.extend_from_slice(&TINY);
+    let out = mailvault(&args, None);
+    assert!(out.status.success(), "bench kv failed:\n{}", text(&out));
+    let report = json(&out);
+    for field in [
+        "raw.fsyncs_per_sec",
+        "insert.commits",
+        "insert.commits_per_sec",
+        "insert.fsyncs_per_sec",
+        "insert.mean_batch",
+        "insert.latency_us.p50",
+        "insert.latency_us.p99",
+        "insert.latency_us.p999",
+        "ratio.commits_vs_raw_fsyncs",
+        "reads.per_sec",
+        "reads.per_thread_per_sec",
+        "reads.cpu_us_per_op",
+        "reads.one_thread.per_sec",
+        "scans.per_sec",
+        "scans.mean_entries",
+        "recovery.log_bytes",
+        "recovery.mb_per_sec",
+        "recovery.raw_read_mb_per_sec",
+        "recovery.log_read_mb_per_sec",
+        "ratio.recovery_vs_raw_read",
+        "memory.peak_rss_kib",
+        "memory.cache_kib",
+        "memory.written_bytes",
+    ] {
+        assert!(number(&report, field) > 0.0, "{field} is not positive: {report:#}");
+    }
+    assert_eq!(number(&report, "memory.cache_kib"), 1024.0);
+    assert!(number(&report, "memory.written_bytes") >= 4.0 * 1024.0 * 1024.0);
+    assert!(number(&report, "recovery.log_bytes") >= 1024.0 * 1024.0, "{report:#}");
+    assert_eq!(number(&report, "reads.threads"), 4.0);
+    let commits = number(&report, "insert.commits") as usize;
+    let content = std::fs::read_to_string(&acked).expect("read acked");
+    assert_eq!(content.lines().count(), commits, "one acked line per commit");
+    assert!(content.lines().all(|l| l.starts_with("messages ")), "{content}");
+    let left: Vec<String> = std::fs::read_dir(&dir)
+        .expect("db dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!left.iter().any(|n| n.starts_with(".mailvault-raw")), "{left:?}");
+
+    let out = mailvault(&["check", dir_s, "--acked", acked_s, "--json"], None);
+    assert!(
+        out.status.success(),
+        "check of a clean database failed:\n{}",
+        text(&out)
+    );
+    let check = json(&out);
+    assert_eq!(check["ok"], Value::Bool(true));
+    assert_eq!(check["kind"], "database");
+    assert_eq!(number(&check, "acked_checked") as usize, commits);
+    assert_eq!(check["log"]["ok"], Value::Bool(true));
+    let tables = check["verify"]["tables"].as_array().expect("tables");
+    let messages = tables.iter().find(|t| t["name"] == "messages").expect("messages");
+    assert_eq!(messages["entries"].as_u64(), Some(commits as u64));
+
+    // Acknowledged puts that are not there, or not as acknowledged.
+    let first = content.lines().next().expect("a line");
+    let fields: Vec<&str> = first.split(' ').collect();
+    let mut bad = content.clone();
+    bad.push_str("not a line\n");
+    bad.push_str("messages 6e6f2d737563682d6b6579 100 00000000\n");
+    bad.push_str(&format!("{} {} {} 00000000\n", fields[0], fields[1], fields[2]));
+    bad.push_str(&format!("{} {} 7 {}\n", fields[0], fields[1], fields[3]));
+    bad.push_str(&format!("nosuchtable {} {} {}\n", fields[1], fields[2], fields[3]));
+    let bad_acked = tmp.path().join("bad-acked.txt");
+    std::fs::write(&bad_acked, bad).expect("write acked");
+    let out = mailvault(&["check", dir_s, "--acked", bad_acked.to_str().expect("utf-8")], None);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let out = text(&out);
+    for expect in [
+        format!("line {}: malformed", commits + 1),
+        format!("line {}: key \"no-such-key\" is not in table \"messages\"", commits + 2),
+        format!("line {}: key", commits + 3),
+        "holds a value with crc32c".to_string(),
+        format!("line {}: key", commits + 4),
+        "holds 100 bytes, acknowledged 7".to_string(),
+        format!("line {}: table \"nosuchtable\"", commits + 5),
+    ] {
+        assert!(out.contains(&expect), "missing {expect:?} in:\n{out}");
+    }
+
+    // Flip a byte in the middle of page 5.
+    let page_size = number(&report, "config.page_size") as usize;
+    let data = dir.join("data.mvdb");
+    let mut bytes = std::fs::read(&data).expect("read data.mvdb");
+    bytes[5 * page_size + 200] ^= 0x40;
+    std::fs::write(&data, &bytes).expect("write data.mvdb");
+    let out = mailvault(&["check", dir_s], None);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "check accepted a corrupt page:\n{}",
+        text(&out)
+    );
+    assert!(text(&out).contains("PROBLEM: page 5: "), "{}", text(&out));
+    let out = mailvault(&["check", dir_s, "--acked", acked_s, "--json"], None);
+    assert_eq!(out.status.code(), Some(1));
+    let check = json(&out);
+    assert_eq!(check["ok"], Value::Bool(false));
+    assert!(
+        check["bad_pages"]
+            .as_array()
+            .expect("bad_pages")
+            .contains(&Value::from(5)),
+        "{check:#}"
+    );
+    assert_eq!(check["log"]["ok"], Value::Bool(true), "the log is not damaged");
+}
+
+#[test]
+fn bench_kv_without_dir_leaves_nothing_behind() {
+    let cwd = tempfile::tempdir().expect("tempdir");
+    let mut args = vec!["bench", "kv", "--threads", "2", "--read-threads", "1"];
+    args.extend_from_slice(&TINY);
+    let out = mailvault(&args, Some(cwd.path()));
+    assert!(out.status.success(), "{}", text(&out));
+    let table = text(&out);
+    for row in [
+        "commits/s ÷ raw fsyncs/s",
+        "read/s, 1 thread(s)",
+        "scan/s",
+        "replay MB/s",
+        "peak RSS",
+    ] {
+        assert!(table.contains(row), "no {row:?} in:\n{table}");
+    }
+    let left: Vec<_> = std::fs::read_dir(cwd.path()).expect("cwd").collect();
+    assert!(left.is_empty(), "bench left {left:?} behind");
+}
+
+#[test]
+fn bad_arguments_are_refused_before_measuring() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().to_str().expect("utf-8");
+    for (args, expect) in [
+        (&["--page-size", "1000"][..], "power of two from 4096 to 65536"),
+        (&["--page-size", "131072"][..], "power of two from 4096 to 65536"),
+        (&["--value-size", "5"][..], "--value-size"),
+        (&["--threads", "0"][..], "--threads"),
+        (&["--cache-mib", "0"][..], "--cache-mib"),
+        (&["--seconds", "0"][..], "positive number of seconds"),
+        (&["--recovery-mib", "x"][..], "--recovery-mib"),
+    ] {
+        let mut all = vec!["bench", "kv", "--dir", dir];
+        all.extend_from_slice(args);
+        let out = mailvault(&all, None);
+        assert_eq!(out.status.code(), Some(2), "{args:?} accepted:\n{}", text(&out));
+        assert!(
+            text(&out).contains(expect),
+            "{args:?}: no {expect:?} in:\n{}",
+            text(&out)
+        );
+    }
+    std::fs::write(tmp.path().join("other"), b"x").expect("write");
+    let out = mailvault(&["bench", "kv", "--dir", dir], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).contains("not empty"), "{}", text(&out));
+    assert!(!tmp.path().join("data.mvdb").exists());
+
+    // A database directory whose data file is not a database.
+    let fake = tmp.path().join("fake");
+    std::fs::create_dir(&fake).expect("mkdir");
+    std::fs::write(fake.join("data.mvdb"), vec![0u8; 8192]).expect("write");
+    let out = mailvault(&["check", fake.to_str().expect("utf-8"), "--json"], None);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let check = json(&out);
+    assert_eq!(check["kind"], "database");
+    let problems = check["problems"].to_string();
+    assert!(
+        problems.contains("opening the database (recovery) failed"),
+        "{problems}"
+    );
+    assert!(problems.contains("data.mvdb"), "{problems}");
 }

@@ -6,18 +6,19 @@ use crate::acked::{AckedLine, AckedWriter};
 use crate::bench_report::{BenchConfig, BenchReport, LogResult, RoundFigures};
 use crate::error::{CliError, Context, Result};
 use crate::histogram::Histogram;
+use crate::raw::RawFloor;
+use crate::workers::{self, Worker};
 use crate::{output, raw};
 use clap::Args;
 use mailvault::log::{DEFAULT_GENERATION_SIZE, Log, LogError, LogOptions, LogStats, Lsn};
 use mailvault::vfs::OsVfs;
-use parking_lot::{Condvar, Mutex};
+use parking_lot::Mutex;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// Bytes at the start of every record: the id (u64) and the thread (u32).
-const RECORD_PREFIX: usize = 12;
+pub const RECORD_PREFIX: usize = 12;
 
 #[derive(Debug, Args)]
 pub struct BenchLogArgs {
@@ -55,7 +56,7 @@ pub struct BenchLogArgs {
     circular: bool,
 }
 
-fn parse_seconds(s: &str) -> Result<f64, String> {
+pub fn parse_seconds(s: &str) -> Result<f64, String> {
     let v: f64 = s.parse().map_err(|e| format!("{e}"))?;
     if v.is_finite() && v > 0.0 && v <= 1e6 {
         Ok(v)
@@ -82,17 +83,7 @@ pub fn run(args: &BenchLogArgs) -> Result<()> {
         Some(path) => Some(Mutex::new(AckedWriter::create(path)?)),
         None => None,
     };
-    let (dir, _temp) = match &args.dir {
-        Some(dir) => (prepare_dir(dir)?, None),
-        None => {
-            let cwd = std::env::current_dir().context(|| "finding the current directory")?;
-            let temp = tempfile::Builder::new()
-                .prefix(".mailvault-bench-")
-                .tempdir_in(&cwd)
-                .context(|| format!("creating a temporary directory in {}", cwd.display()))?;
-            (temp.path().to_path_buf(), Some(temp))
-        }
-    };
+    let (dir, _temp) = bench_dir(args.dir.as_deref())?;
     let rounds = args.rounds.unwrap_or_else(|| default_rounds(args.seconds));
     // The log first: it wants an empty directory. The raw scratch files
     // then share it (same file system) and are gone before the log closes.
@@ -129,6 +120,23 @@ pub fn run(args: &BenchLogArgs) -> Result<()> {
     }
 }
 
+/// The directory a bench works in: `dir` (absent or empty; created), or a
+/// new temporary directory in the current directory, removed when the
+/// returned guard drops.
+pub fn bench_dir(dir: Option<&Path>) -> Result<(PathBuf, Option<tempfile::TempDir>)> {
+    match dir {
+        Some(dir) => Ok((prepare_dir(dir)?, None)),
+        None => {
+            let cwd = std::env::current_dir().context(|| "finding the current directory")?;
+            let temp = tempfile::Builder::new()
+                .prefix(".mailvault-bench-")
+                .tempdir_in(&cwd)
+                .context(|| format!("creating a temporary directory in {}", cwd.display()))?;
+            Ok((temp.path().to_path_buf(), Some(temp)))
+        }
+    }
+}
+
 /// Checks that `dir` is absent or an empty directory, and creates it.
 fn prepare_dir(dir: &Path) -> Result<PathBuf> {
     match std::fs::read_dir(dir) {
@@ -149,7 +157,7 @@ fn prepare_dir(dir: &Path) -> Result<PathBuf> {
 }
 
 /// One round per 2 s of log time, between 1 and 5.
-fn default_rounds(seconds: f64) -> u32 {
+pub fn default_rounds(seconds: f64) -> u32 {
     ((seconds / 2.0) as u32).clamp(1, 5)
 }
 
@@ -157,45 +165,7 @@ fn default_rounds(seconds: f64) -> u32 {
 struct Workload<'a> {
     log: &'a Log,
     record_size: usize,
-    gate: Gate,
-    /// Set when a thread fails, so that the others stop too.
-    stop: AtomicBool,
     acked: Option<&'a Mutex<AckedWriter>>,
-}
-
-/// Starts every thread at once: threads arrive and wait; the main thread
-/// waits for all of them, then opens the gate with the deadline.
-#[derive(Default)]
-struct Gate {
-    state: Mutex<(usize, Option<Instant>)>,
-    cv: Condvar,
-}
-
-impl Gate {
-    /// Called by a committing thread; returns the deadline.
-    fn arrive(&self) -> Instant {
-        let mut st = self.state.lock();
-        st.0 += 1;
-        self.cv.notify_all();
-        loop {
-            if let Some(deadline) = st.1 {
-                return deadline;
-            }
-            self.cv.wait(&mut st);
-        }
-    }
-
-    fn wait_ready(&self, threads: usize) {
-        let mut st = self.state.lock();
-        while st.0 < threads {
-            self.cv.wait(&mut st);
-        }
-    }
-
-    fn open(&self, deadline: Instant) {
-        self.state.lock().1 = Some(deadline);
-        self.cv.notify_all();
-    }
 }
 
 struct ThreadResult {
@@ -203,11 +173,12 @@ struct ThreadResult {
     latency: Histogram,
 }
 
-/// What one round of the log measured.
-struct LogRound {
-    commits: u64,
-    elapsed: Duration,
-    latency: Histogram,
+/// What one round of commits measured.
+pub struct LogRound {
+    pub commits: u64,
+    pub elapsed: Duration,
+    /// Commit latency in nanoseconds.
+    pub latency: Histogram,
 }
 
 /// Alternates raw phases and log phases on one log; returns the log's
@@ -219,24 +190,42 @@ fn run_rounds(
     raw: &mut raw::RawDisk,
     acked: Option<&Mutex<AckedWriter>>,
 ) -> Result<(LogResult, Vec<RoundFigures>)> {
-    let slice = Duration::from_secs_f64(args.seconds / f64::from(rounds));
-    let raw_phase = Duration::from_secs_f64((args.seconds.min(3.0) / f64::from(rounds)).max(0.2));
     // Each thread's next record id, so that ids stay unique across rounds.
     let mut next_seq = vec![0u64; args.threads as usize];
+    let (total, each) = alternate_rounds(log, args.seconds, rounds, raw, |slice| {
+        run_log_round(log, args, slice, &mut next_seq, acked)
+    })?;
+    let figures = each.iter().map(|(raw, log)| RoundFigures::new(raw, log)).collect();
+    Ok((total, figures))
+}
+
+/// Runs `rounds` rounds of the raw phases then `round` (the measured phase,
+/// which commits to `log`): `seconds` of `round` in all, and min(`seconds`,
+/// 3) of each raw phase (at least 0.2 s per round). Returns the totals of
+/// `round` with the log's counters, and each round's figures.
+pub fn alternate_rounds(
+    log: &Log,
+    seconds: f64,
+    rounds: u32,
+    raw: &mut raw::RawDisk,
+    mut round: impl FnMut(Duration) -> Result<LogRound>,
+) -> Result<(LogResult, Vec<(RawFloor, LogResult)>)> {
+    let slice = Duration::from_secs_f64(seconds / f64::from(rounds));
+    let raw_phase = Duration::from_secs_f64((seconds.min(3.0) / f64::from(rounds)).max(0.2));
     let mut latency = Histogram::default();
     let (mut commits, mut elapsed) = (0u64, Duration::ZERO);
     let mut figures = Vec::with_capacity(rounds as usize);
     log.wait_prepared();
     let first = log.stats();
-    for round in 0..rounds {
-        tracing::info!(round, "raw phases");
+    for number in 0..rounds {
+        tracing::info!(round = number, "raw phases");
         let raw_round = raw.round(raw_phase)?;
-        tracing::info!(round, "log phase");
+        tracing::info!(round = number, "measured phase");
         let before = log.stats();
-        let result = run_log_round(log, args, slice, &mut next_seq, acked)?;
+        let result = round(slice)?;
         let stats = delta(&before, &log.stats());
         let log_round = LogResult::new(result.commits, result.elapsed, &stats, &result.latency);
-        figures.push(RoundFigures::new(&raw_round, &log_round));
+        figures.push((raw_round, log_round));
         latency.merge(&result.latency);
         commits += result.commits;
         elapsed += result.elapsed;
@@ -258,55 +247,28 @@ fn run_log_round(
     let work = Workload {
         log,
         record_size: args.record_size as usize,
-        gate: Gate::default(),
-        stop: AtomicBool::new(false),
         acked,
     };
-    let done = AtomicBool::new(false);
-    let (results, start) = std::thread::scope(|s| {
-        let mut spawned = Vec::with_capacity(next_seq.len());
-        for (t, &first_seq) in next_seq.iter().enumerate() {
-            let work = &work;
-            let handle = std::thread::Builder::new()
-                .name(format!("bench-{t}"))
-                .spawn_scoped(s, move || commit_loop(work, t as u32, first_seq));
-            match handle {
-                Ok(h) => spawned.push(h),
-                Err(e) => {
-                    // Release the threads already started, then report.
-                    work.stop.store(true, Ordering::Relaxed);
-                    work.gate.open(Instant::now());
-                    return Err(CliError::msg(format!("spawning bench thread {t}: {e}")));
-                }
+    let seqs: &[u64] = next_seq;
+    let (results, (), start) = workers::run_timed(
+        "bench",
+        seqs.len(),
+        slice,
+        |w| commit_loop(&work, w, seqs[w.index]),
+        |running| {
+            // The checkpointer of a circular log.
+            while args.circular && running() {
+                log.recycle_before(Lsn::new(log.durable_lsn().generation(), 0))?;
+                std::thread::sleep(Duration::from_millis(10));
             }
-        }
-        work.gate.wait_ready(spawned.len());
-        let start = Instant::now();
-        work.gate.open(start + slice);
-        let checkpointer = args.circular.then(|| {
-            let done = &done;
-            s.spawn(move || -> mailvault::log::Result<()> {
-                while !done.load(Ordering::Relaxed) {
-                    log.recycle_before(Lsn::new(log.durable_lsn().generation(), 0))?;
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                Ok(())
-            })
-        });
-        let results: Vec<_> = spawned.into_iter().map(|h| h.join()).collect();
-        done.store(true, Ordering::Relaxed);
-        if let Some(c) = checkpointer {
-            c.join()
-                .map_err(|_| CliError::msg("the checkpointer thread panicked"))??;
-        }
-        Ok((results, start))
-    })?;
+            Ok(())
+        },
+    )?;
     log.wait_prepared();
     let elapsed = start.elapsed();
     let mut latency = Histogram::default();
     let mut commits = 0;
     for (r, seq) in results.into_iter().zip(next_seq.iter_mut()) {
-        let r = r.map_err(|_| CliError::msg("a bench thread panicked"))??;
         latency.merge(&r.latency);
         commits += r.commits;
         *seq += r.commits;
@@ -318,20 +280,17 @@ fn run_log_round(
     })
 }
 
-fn commit_loop(work: &Workload<'_>, thread: u32, first_seq: u64) -> Result<ThreadResult> {
-    let deadline = work.gate.arrive();
+fn commit_loop(work: &Workload<'_>, worker: &Worker<'_>, first_seq: u64) -> Result<ThreadResult> {
+    let thread = worker.index as u32;
     let mut record = vec![0u8; work.record_size];
     fill_body(&mut record, thread);
     let mut latency = Histogram::default();
     let mut seq = first_seq;
-    while !work.stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+    while worker.running() {
         let id = (u64::from(thread) << 40) | seq;
         stamp(&mut record, id, thread);
         let t0 = Instant::now();
-        let appended = work
-            .log
-            .commit(&record)
-            .inspect_err(|_| work.stop.store(true, Ordering::Relaxed))?;
+        let appended = work.log.commit(&record)?;
         latency.record(t0.elapsed().as_nanos() as u64);
         seq += 1;
         if let Some(acked) = work.acked {
@@ -341,10 +300,7 @@ fn commit_loop(work: &Workload<'_>, thread: u32, first_seq: u64) -> Result<Threa
                 len: record.len() as u32,
                 crc: crc32c::crc32c(&record),
             };
-            acked
-                .lock()
-                .write(&line)
-                .inspect_err(|_| work.stop.store(true, Ordering::Relaxed))?;
+            acked.lock().write(&line)?;
         }
     }
     Ok(ThreadResult {
@@ -354,7 +310,7 @@ fn commit_loop(work: &Workload<'_>, thread: u32, first_seq: u64) -> Result<Threa
 }
 
 /// Bytes 0..8 of a record: its id; 8..12: the thread. Set for every commit.
-fn stamp(record: &mut [u8], id: u64, thread: u32) {
+pub fn stamp(record: &mut [u8], id: u64, thread: u32) {
     record[..8].copy_from_slice(&id.to_le_bytes());
     record[8..RECORD_PREFIX].copy_from_slice(&thread.to_le_bytes());
 }
@@ -362,7 +318,7 @@ fn stamp(record: &mut [u8], id: u64, thread: u32) {
 /// The rest: a xorshift stream seeded by the thread, made once per thread so
 /// that the log phase measures the log, not the generation of test data
 /// (the raw phases write a buffer filled once, too).
-fn fill_body(record: &mut [u8], thread: u32) {
+pub fn fill_body(record: &mut [u8], thread: u32) {
     let mut x = (u64::from(thread) + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     for chunk in record[RECORD_PREFIX..].chunks_mut(8) {
         x ^= x << 13;

@@ -117,12 +117,22 @@ pub struct Memory {
     pub rss_kib: Option<u64>,
 }
 
-fn per_sec(n: f64, elapsed: f64) -> f64 {
+pub fn per_sec(n: f64, elapsed: f64) -> f64 {
     if elapsed > 0.0 { n / elapsed } else { 0.0 }
 }
 
-fn ratio(a: f64, b: f64) -> Option<f64> {
+pub fn ratio(a: f64, b: f64) -> Option<f64> {
     (b > 0.0).then(|| a / b)
+}
+
+/// A ratio for a table, or "n/a".
+pub fn show_ratio(v: Option<f64>) -> String {
+    v.map_or_else(|| "n/a".to_string(), |v| format!("{v:.3}"))
+}
+
+/// A size in KiB for a table, or "n/a".
+pub fn show_kib(v: Option<u64>) -> String {
+    v.map_or_else(|| "n/a".to_string(), |v| format!("{v} KiB"))
 }
 
 impl LogResult {
@@ -156,6 +166,29 @@ impl LogResult {
             preparation_stalls: stats.preparation_stalls,
             interior_frames: stats.interior_frames,
         }
+    }
+}
+
+impl LogResult {
+    /// The rows of the commit figures in a table.
+    pub fn print_rows(&self) {
+        row("commits", self.commits);
+        row("commits/s", format!("{:.0}", self.commits_per_sec));
+        row("MB/s (record payload)", format!("{:.2}", self.mb_per_sec));
+        row("fsyncs/s", format!("{:.0}", self.fsyncs_per_sec));
+        row(
+            "mean batch (records per fsync batch)",
+            format!("{:.2}", self.mean_batch),
+        );
+        let lat = &self.latency_us;
+        row(
+            "latency p50 / p99 / p99.9",
+            format!("{:.0} / {:.0} / {:.0}", lat.p50, lat.p99, lat.p999),
+        );
+        row(
+            "latency min / mean / max",
+            format!("{:.0} / {:.0} / {:.0}", lat.min, lat.mean, lat.max),
+        );
     }
 }
 
@@ -221,26 +254,13 @@ impl BenchReport {
         );
         println!();
         println!("log ({:.2} s)", l.elapsed_sec);
-        row("commits", l.commits);
-        row("commits/s", format!("{:.0}", l.commits_per_sec));
-        row("MB/s (record payload)", format!("{:.2}", l.mb_per_sec));
-        row("fsyncs/s", format!("{:.0}", l.fsyncs_per_sec));
-        row("mean batch (records per fsync batch)", format!("{:.2}", l.mean_batch));
-        let lat = &l.latency_us;
-        row(
-            "latency p50 / p99 / p99.9",
-            format!("{:.0} / {:.0} / {:.0}", lat.p50, lat.p99, lat.p999),
-        );
-        row(
-            "latency min / mean / max",
-            format!("{:.0} / {:.0} / {:.0}", lat.min, lat.mean, lat.max),
-        );
+        l.print_rows();
         row("generation switches", l.generation_switches);
         row("preparation stalls", l.preparation_stalls);
         row("interior frames written by committers", l.interior_frames);
         println!();
         println!("ratios");
-        let show = |v: Option<f64>| v.map_or_else(|| "n/a".to_string(), |v| format!("{v:.3}"));
+        let show = show_ratio;
         row("commits/s ÷ raw fsyncs/s", show(self.ratio.commits_vs_raw_fsyncs));
         row("MB/s ÷ raw sequential MB/s", show(self.ratio.mb_vs_raw_seq));
         if self.rounds.len() > 1 {
@@ -252,7 +272,7 @@ impl BenchReport {
         }
         println!();
         println!("memory");
-        let kib = |v: Option<u64>| v.map_or_else(|| "n/a".to_string(), |v| format!("{v} KiB"));
+        let kib = show_kib;
         row("peak RSS (VmHWM)", kib(self.memory.peak_rss_kib));
         row("RSS (VmRSS)", kib(self.memory.rss_kib));
         Ok(())

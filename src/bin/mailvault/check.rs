@@ -1,4 +1,5 @@
-//! `mailvault check DIR`: opens the log (running recovery, which cuts off a
+//! `mailvault check DIR` of a log directory (a database directory goes to
+//! [`crate::check_db`]): opens the log (running recovery, which cuts off a
 //! torn tail), closes it, then verifies every header, chain, frame and record
 //! read-only, and optionally that every acknowledged commit is in the log.
 //!
@@ -21,10 +22,12 @@ use std::sync::Arc;
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    /// The log directory.
+    /// A log directory, or a database directory (one that holds data.mvdb).
     dir: PathBuf,
-    /// A file of acknowledged commits (`<id> <lsn> <len> <crc32c>` per line, as
-    /// written by `bench log --acked`); each must be in the log.
+    /// A file of acknowledged commits: for a log, `<id> <lsn> <len> <crc32c>`
+    /// per line (`bench log --acked`), each must be in the log; for a database,
+    /// `<table> <key hex> <value len> <crc32c>` (`bench kv --acked`), each key
+    /// must hold a value of that length and checksum.
     #[arg(long, value_name = "FILE")]
     acked: Option<PathBuf>,
     /// Print one JSON object instead of text.
@@ -32,9 +35,10 @@ pub struct CheckArgs {
     json: bool,
 }
 
+/// What the check of a log directory found.
 #[derive(Debug, Serialize)]
-struct CheckReport {
-    ok: bool,
+pub struct CheckReport {
+    pub ok: bool,
     dir: String,
     first_generation: Option<u32>,
     last_generation: Option<u32>,
@@ -43,7 +47,7 @@ struct CheckReport {
     records: Option<u64>,
     torn_tail: Option<TornTailJson>,
     acked_checked: u64,
-    problems: Vec<String>,
+    pub problems: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -61,7 +65,25 @@ struct Seen {
 }
 
 pub fn run(args: &CheckArgs) -> Result<ExitCode> {
-    let dir = &args.dir;
+    if mailvault::pager::data_path(&args.dir).exists() {
+        return crate::check_db::run(&args.dir, args.acked.as_deref(), args.json);
+    }
+    let report = check_log(&args.dir, args.acked.as_deref())?;
+    if args.json {
+        output::print_json(&report)?;
+    } else {
+        print_text(&report);
+    }
+    Ok(exit_code(report.ok))
+}
+
+/// Success only if the check found nothing.
+pub fn exit_code(ok: bool) -> ExitCode {
+    if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+/// Checks the log in `dir` and, if given, the acknowledged commits of `acked`.
+pub fn check_log(dir: &Path, acked: Option<&Path>) -> Result<CheckReport> {
     let mut problems = Vec::new();
     let mut report = CheckReport {
         ok: false,
@@ -75,24 +97,15 @@ pub fn run(args: &CheckArgs) -> Result<ExitCode> {
         acked_checked: 0,
         problems: Vec::new(),
     };
-    let verified = open_then_verify(dir, args.acked.is_some(), &mut report, &mut problems);
-    if let (Some(path), Some(records)) = (&args.acked, &verified) {
+    let verified = open_then_verify(dir, acked.is_some(), &mut report, &mut problems);
+    if let (Some(path), Some(records)) = (acked, &verified) {
         report.acked_checked = check_acked(path, records, &mut problems)?;
-    } else if args.acked.is_some() {
+    } else if acked.is_some() {
         problems.push("acknowledged commits not checked: the log could not be verified".into());
     }
     report.ok = problems.is_empty();
     report.problems = problems;
-    if args.json {
-        output::print_json(&report)?;
-    } else {
-        print_text(&report);
-    }
-    Ok(if report.ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(report)
 }
 
 /// Recovery, then read-only verification. Library errors become problems.
@@ -218,6 +231,16 @@ fn check_acked(path: &Path, records: &HashMap<u64, Seen>, problems: &mut Vec<Str
 }
 
 fn print_text(r: &CheckReport) {
+    print_details(r);
+    if r.ok {
+        println!("OK");
+    } else {
+        println!("FAILED: {} problem(s)", r.problems.len());
+    }
+}
+
+/// The text of a log check without the verdict.
+pub fn print_details(r: &CheckReport) {
     println!("log {}", r.dir);
     if let (Some(first), Some(last), Some(end), Some(records)) =
         (r.first_generation, r.last_generation, &r.end_lsn, r.records)
@@ -236,10 +259,5 @@ fn print_text(r: &CheckReport) {
     output::row("acknowledged commits checked", r.acked_checked);
     for p in &r.problems {
         println!("PROBLEM: {p}");
-    }
-    if r.ok {
-        println!("OK");
-    } else {
-        println!("FAILED: {} problem(s)", r.problems.len());
     }
 }

@@ -1,6 +1,7 @@
 //! The binary's error: a message that already says what failed and where.
 
 use mailvault::log::LogError;
+use mailvault::pager::DbError;
 use std::fmt;
 
 /// An error for the operator. Library errors keep their own message, which
@@ -27,6 +28,12 @@ impl std::error::Error for CliError {}
 
 impl From<LogError> for CliError {
     fn from(e: LogError) -> Self {
+        CliError(e.to_string())
+    }
+}
+
+impl From<DbError> for CliError {
+    fn from(e: DbError) -> Self {
         CliError(e.to_string())
     }
 }

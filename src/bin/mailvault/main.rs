@@ -10,13 +10,20 @@ use std::process::ExitCode;
 
 mod acked;
 mod bench;
+mod bench_kv;
 mod bench_report;
 mod check;
+mod check_db;
 mod dump;
 mod error;
 mod histogram;
+mod kv_keys;
+mod kv_phases;
+mod kv_recovery;
+mod kv_report;
 mod output;
 mod raw;
+mod workers;
 
 /// A paged mailbox store with a write-ahead log: operator tools.
 #[derive(Debug, Parser)]
@@ -31,7 +38,7 @@ enum Command {
     /// Measure performance against the raw disk.
     #[command(subcommand)]
     Bench(BenchCommand),
-    /// Verify a log directory: recovery, every frame and record, and optionally acknowledged commits.
+    /// Verify a log or database directory: recovery, every page, frame and record, and optionally acknowledged commits.
     Check(check::CheckArgs),
     /// Print the on-disk structures of a store, decoded leniently.
     #[command(subcommand)]
@@ -42,6 +49,8 @@ enum Command {
 enum BenchCommand {
     /// Concurrent commits to the write-ahead log, compared with the raw fsync and sequential-write floor.
     Log(bench::BenchLogArgs),
+    /// A database: inserts with one put per durable commit against the raw fsync floor, point reads, range scans, memory and recovery.
+    Kv(bench_kv::BenchKvArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -63,6 +72,7 @@ fn init_tracing() {
 fn run(cli: Cli) -> error::Result<ExitCode> {
     match cli.command {
         Command::Bench(BenchCommand::Log(args)) => bench::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Bench(BenchCommand::Kv(args)) => bench_kv::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Check(args) => check::run(&args),
         Command::Dump(DumpCommand::Log(args)) => dump::run(&args).map(|()| ExitCode::SUCCESS),
     }

@@ -63,6 +63,13 @@ pub fn memory_kib() -> (Option<u64>, Option<u64>) {
     (field("VmHWM"), field("VmRSS"))
 }
 
+/// CPU time the whole process has used so far, every thread, user and
+/// system (`CLOCK_PROCESS_CPUTIME_ID`).
+pub fn process_cpu_time() -> std::time::Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    std::time::Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

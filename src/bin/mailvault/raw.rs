@@ -50,9 +50,10 @@ impl Ops {
 
 /// The two scratch files, measured in slices between the log's rounds so that
 /// the disk's drift from minute to minute hits both sides of the ratio alike.
+/// Without the sequential file, only the fsync phase runs.
 pub struct RawDisk {
     fsync: Scratch,
-    seq: Scratch,
+    seq: Option<Scratch>,
     fsync_total: Ops,
     seq_total: Ops,
 }
@@ -60,10 +61,23 @@ pub struct RawDisk {
 impl RawDisk {
     /// Creates and pre-allocates both scratch files (hidden, removed on drop).
     pub fn new(dir: &Path, write_size: usize) -> Result<Self> {
+        Self::with_phases(dir, write_size, true)
+    }
+
+    /// Only the fsync phase: its scratch file alone.
+    pub fn fsync_only(dir: &Path, write_size: usize) -> Result<Self> {
+        Self::with_phases(dir, write_size, false)
+    }
+
+    fn with_phases(dir: &Path, write_size: usize, sequential: bool) -> Result<Self> {
         let fsync_len = FSYNC_FILE.max(2 * write_size as u64) / write_size as u64 * write_size as u64;
+        let seq = match sequential {
+            true => Some(Scratch::new(dir, SEQ_FILE, SEQ_WRITE)?),
+            false => None,
+        };
         Ok(RawDisk {
             fsync: Scratch::new(dir, fsync_len, write_size)?,
-            seq: Scratch::new(dir, SEQ_FILE, SEQ_WRITE)?,
+            seq,
             fsync_total: Ops::default(),
             seq_total: Ops::default(),
         })
@@ -72,7 +86,10 @@ impl RawDisk {
     /// Runs both phases for `phase` each; returns this round's figures.
     pub fn round(&mut self, phase: Duration) -> Result<RawFloor> {
         let fsync = self.fsync.overwrite_for(phase)?;
-        let seq = self.seq.overwrite_for(phase)?;
+        let seq = match &mut self.seq {
+            Some(seq) => seq.overwrite_for(phase)?,
+            None => Ops::default(),
+        };
         self.fsync_total.add(fsync);
         self.seq_total.add(seq);
         Ok(self.floor(fsync, seq))
@@ -95,7 +112,7 @@ impl RawDisk {
 
     /// Removes the scratch files, reporting an error (drop would ignore it).
     pub fn close(self) -> Result<()> {
-        for scratch in [self.fsync, self.seq] {
+        for scratch in std::iter::once(self.fsync).chain(self.seq) {
             let path = scratch.file.path().to_path_buf();
             scratch
                 .file
@@ -122,7 +139,7 @@ impl Scratch {
             .prefix(".mailvault-raw-")
             .tempfile_in(dir)
             .context(|| format!("creating a scratch file in {}", dir.display()))?;
-        preallocate(file.as_file(), len)
+        fill_file(file.as_file(), len, &vec![0u8; SEQ_WRITE])
             .context(|| format!("pre-allocating {len} bytes in {}", file.path().display()))?;
         let mut buf = vec![0u8; write_size];
         fill_pattern(&mut buf);
@@ -161,15 +178,52 @@ impl Scratch {
     }
 }
 
-fn preallocate(mut file: &File, len: u64) -> std::io::Result<()> {
-    let zeros = vec![0u8; 1 << 20];
+/// Appends `len` bytes, `chunk` after `chunk`, and syncs.
+fn fill_file(mut file: &File, len: u64, chunk: &[u8]) -> std::io::Result<()> {
     let mut left = len;
     while left > 0 {
-        let n = left.min(zeros.len() as u64) as usize;
-        file.write_all(&zeros[..n])?;
+        let n = left.min(chunk.len() as u64) as usize;
+        file.write_all(&chunk[..n])?;
         left -= n as u64;
     }
     file.sync_all()
+}
+
+/// Makes `file` durable, then drops its pages from the OS page cache, so that
+/// the next read of it comes from the disk.
+pub fn evict(file: &File) -> std::io::Result<()> {
+    file.sync_all()?;
+    rustix::fs::fadvise(file, 0, None, rustix::fs::Advice::DontNeed)?;
+    Ok(())
+}
+
+/// The disk's sequential read bandwidth, measured as recovery meets its log:
+/// a file of `len` bytes (at least 1 MiB) is written, synced and dropped from
+/// the page cache, then read back front to back with 1 MiB reads. MB (10^6
+/// bytes) per second; the file is removed.
+pub fn cold_read_mb_per_sec(dir: &Path, len: u64) -> Result<f64> {
+    let len = len.max(SEQ_WRITE as u64);
+    let file = tempfile::Builder::new()
+        .prefix(".mailvault-raw-")
+        .tempfile_in(dir)
+        .context(|| format!("creating a scratch file in {}", dir.display()))?;
+    let path = file.path().to_path_buf();
+    let mut buf = vec![0u8; SEQ_WRITE];
+    fill_pattern(&mut buf);
+    fill_file(file.as_file(), len, &buf).context(|| format!("writing {len} bytes to {}", path.display()))?;
+    evict(file.as_file()).context(|| format!("dropping {} from the page cache", path.display()))?;
+    let start = Instant::now();
+    let mut offset = 0u64;
+    while offset < len {
+        let n = (len - offset).min(SEQ_WRITE as u64) as usize;
+        file.as_file()
+            .read_exact_at(&mut buf[..n], offset)
+            .context(|| format!("read at offset {offset} of {}", path.display()))?;
+        offset += n as u64;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    file.close().context(|| format!("removing {}", path.display()))?;
+    Ok(len as f64 / 1e6 / elapsed.max(1e-9))
 }
 
 /// Non-zero bytes, so that no layer can treat the writes as holes.
