@@ -38,7 +38,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let rx = db.begin_read();
     let t = rx.open_table("messages")?;
-    let inbox_2 = rx.range(&t, Bound::Included(&b"inbox/2/"[..]), Bound::Excluded(&b"inbox/3"[..]))?.count();
+    let inbox_2 = rx
+        .range(&t, Bound::Included(&b"inbox/2/"[..]), Bound::Excluded(&b"inbox/3"[..]))?
+        .count();
     println!("writer 2 delivered {inbox_2} messages");
     let report = rx.verify()?;
     println!(
