@@ -164,6 +164,7 @@ pub fn run(args: &BenchKvArgs) -> Result<()> {
         ratio: KvRatio {
             commits_vs_raw_fsyncs: ratio(log_result.commits_per_sec, raw_total.fsyncs_per_sec),
             recovery_vs_raw_read: ratio(recovery.mb_per_sec, recovery.raw_read_mb_per_sec),
+            replay_vs_raw_read: ratio(recovery.replay_mb_per_sec, recovery.raw_read_mb_per_sec),
         },
         rounds: each
             .iter()
