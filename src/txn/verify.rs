@@ -42,6 +42,16 @@ impl DbVerifyReport {
     }
 }
 
+/// Damage to report as a problem, or a failure (I/O, a stopped database)
+/// that stops verification.
+fn damage(e: DbError) -> Result<String> {
+    match e {
+        DbError::CorruptPage { reason, .. } => Ok(reason),
+        DbError::Corrupt { .. } => Ok(e.to_string()),
+        other => Err(other),
+    }
+}
+
 impl ReadTxn<'_> {
     /// Verifies the snapshot. Damage is reported in the result; `Err` only
     /// for failures that stop verification (I/O).
@@ -63,11 +73,11 @@ impl ReadTxn<'_> {
                 for name in names {
                     match self.open_table(&name) {
                         Ok(t) => roots.push((name, t.root())),
-                        Err(e) => problems.push(problem(FIRST_DATA_PAGE, format!("table {name:?}: {e}"))),
+                        Err(e) => problems.push(problem(FIRST_DATA_PAGE, format!("table {name:?}: {}", damage(e)?))),
                     }
                 }
             }
-            Err(e) => problems.push(problem(FIRST_DATA_PAGE, format!("catalog unreadable: {e}"))),
+            Err(e) => problems.push(problem(FIRST_DATA_PAGE, format!("catalog unreadable: {}", damage(e)?))),
         }
         for (name, root) in roots {
             match btree::verify(pages, root) {
@@ -84,7 +94,7 @@ impl ReadTxn<'_> {
                         report.tables.push((name, tree.entries));
                     }
                 }
-                Err(e) => problems.push(problem(root, format!("table {name:?}: {e}"))),
+                Err(e) => problems.push(problem(root, format!("table {name:?}: {}", damage(e)?))),
             }
         }
         // Free-space maps against use, and every allocated page's checksum.
@@ -96,7 +106,7 @@ impl ReadTxn<'_> {
             let map = match pages.page(map_no) {
                 Ok(m) => m,
                 Err(e) => {
-                    problems.push(problem(map_no, format!("free-space map unreadable: {e}")));
+                    problems.push(problem(map_no, format!("free-space map unreadable: {}", damage(e)?)));
                     range_start += span;
                     continue;
                 }
@@ -115,10 +125,7 @@ impl ReadTxn<'_> {
                 if allocated && no >= FIRST_DATA_PAGE {
                     report.pages_checked += 1;
                     if let Err(e) = pages.page(no) {
-                        match e {
-                            DbError::CorruptPage { reason, .. } => problems.push(problem(no, reason)),
-                            other => return Err(other),
-                        }
+                        problems.push(problem(no, damage(e)?));
                     }
                 }
             }
