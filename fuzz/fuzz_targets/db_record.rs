@@ -1,0 +1,320 @@
+//! The database's log records: `DbRecord::decode` over arbitrary bytes for
+//! 4, 8 and 16 KiB pages, the round trip of what decodes, and `redo::apply` of
+//! every decoded change to a page.
+//!
+//! - Whatever decodes must re-encode to the same bytes.
+//! - Every decoded change must fit its page (a full image of exactly the page
+//!   from byte 16, ranges inside `[16, page size)`), so `apply` cannot panic:
+//!   the target checks that before applying, and a change that does not fit
+//!   is a decoder bug.
+//! - `apply` follows its contract: a page at or past the record's LSN is
+//!   skipped, a range change finding another LSN than its `before` is refused
+//!   (lost flush), and an applied change writes exactly its bytes and the LSN.
+//! - `diff` of two pages applied to the first gives the second.
+//!
+//! Input: one control byte, then the body.
+//! - bit 0 clear: the body is the record's bytes;
+//! - bit 0 set: the body is read as a structured record (`Spec`), encoded,
+//!   then damaged by the listed edits, so that valid records (full page images
+//!   need thousands of exact bytes) and records just off valid are common;
+//! - bit 1: also `diff` two pages made from the body, and check its ranges
+//!   through encode, decode and apply.
+
+#![no_main]
+
+use libfuzzer_sys::arbitrary::{self, Arbitrary, Unstructured};
+use libfuzzer_sys::fuzz_target;
+use mailvault::log::Lsn;
+use mailvault::pager::page;
+use mailvault::pager::redo::{self, Applied, DbRecord, LOGGED_FROM, PageChange};
+
+const PAGE_SIZES: [usize; 3] = [4096, 8192, 16384];
+const MAX_CHANGES: usize = 6;
+const MAX_RANGES: usize = 8;
+
+#[derive(Arbitrary, Debug)]
+struct Spec {
+    checkpoint: Option<u64>,
+    seq: u64,
+    page_count: u32,
+    /// Page size the record is built for (index into `PAGE_SIZES`).
+    size: u8,
+    changes: Vec<ChangeSpec>,
+    edits: Vec<Edit>,
+}
+
+#[derive(Arbitrary, Debug)]
+enum ChangeSpec {
+    /// A page image of the right length (or off by `skew`).
+    Image { no: u32, fill: u8, skew: i8 },
+    Ranges {
+        no: u32,
+        before: u64,
+        ranges: Vec<RangeSpec>,
+    },
+}
+
+#[derive(Arbitrary, Debug)]
+struct RangeSpec {
+    /// Offset in the page; taken modulo the page size plus a little, so that
+    /// it is mostly inside the page and sometimes just past it.
+    at: u16,
+    len: u16,
+    fill: u8,
+}
+
+#[derive(Arbitrary, Debug)]
+enum Edit {
+    /// Overwrites 4 bytes (a length, count or page number) at a position.
+    SetU32 {
+        at: u16,
+        value: u32,
+    },
+    Flip {
+        at: u16,
+        mask: u8,
+    },
+    Truncate {
+        len: u16,
+    },
+    Append {
+        bytes: Vec<u8>,
+    },
+}
+
+fn build(spec: &Spec) -> Vec<u8> {
+    let ps = PAGE_SIZES[usize::from(spec.size) % PAGE_SIZES.len()];
+    let record = match spec.checkpoint {
+        Some(number) => DbRecord::Checkpoint { number },
+        None => {
+            let changes = spec
+                .changes
+                .iter()
+                .take(MAX_CHANGES)
+                .map(|c| match c {
+                    ChangeSpec::Image { no, fill, skew } => {
+                        let len = (ps - LOGGED_FROM).saturating_add_signed(isize::from(*skew % 3));
+                        (*no, PageChange::Image(pattern(len, *fill)))
+                    }
+                    ChangeSpec::Ranges { no, before, ranges } => {
+                        let ranges = ranges
+                            .iter()
+                            .take(MAX_RANGES)
+                            .map(|r| {
+                                let at = usize::from(r.at) % (ps + 64);
+                                let len = usize::from(r.len) % (ps / 2);
+                                (at as u32, pattern(len, r.fill))
+                            })
+                            .collect();
+                        (
+                            *no,
+                            PageChange::Ranges {
+                                before: Lsn(*before),
+                                ranges,
+                            },
+                        )
+                    }
+                })
+                .collect();
+            DbRecord::Commit {
+                seq: spec.seq,
+                page_count: spec.page_count,
+                changes,
+            }
+        }
+    };
+    let mut bytes = record.encode();
+    for edit in spec.edits.iter().take(8) {
+        match edit {
+            Edit::SetU32 { at, value } => {
+                if bytes.len() >= 4 {
+                    let at = usize::from(*at) % (bytes.len() - 3);
+                    bytes[at..at + 4].copy_from_slice(&value.to_le_bytes());
+                }
+            }
+            Edit::Flip { at, mask } => {
+                if !bytes.is_empty() {
+                    let at = usize::from(*at) % bytes.len();
+                    bytes[at] ^= mask;
+                }
+            }
+            Edit::Truncate { len } => bytes.truncate(usize::from(*len)),
+            Edit::Append { bytes: more } => bytes.extend(more.iter().take(64)),
+        }
+    }
+    bytes
+}
+
+fn pattern(len: usize, fill: u8) -> Vec<u8> {
+    (0..len).map(|i| fill.wrapping_add((i / 7) as u8)).collect()
+}
+
+/// Checks a decoded change fits a page of `ps` bytes, as decode promises.
+fn check_fits(change: &PageChange, ps: usize) {
+    match change {
+        PageChange::Image(bytes) => assert_eq!(
+            bytes.len(),
+            ps - LOGGED_FROM,
+            "decode accepted a page image of {} bytes for {ps}-byte pages",
+            bytes.len()
+        ),
+        PageChange::Ranges { ranges, .. } => {
+            for (at, bytes) in ranges {
+                let at = *at as usize;
+                assert!(
+                    at >= LOGGED_FROM && at.checked_add(bytes.len()).is_some_and(|end| end <= ps),
+                    "decode accepted a range {at}+{} outside a {ps}-byte page",
+                    bytes.len()
+                );
+            }
+        }
+    }
+}
+
+/// Applies `change` to a zeroed page in every situation `apply` knows.
+fn check_apply(change: &PageChange, ps: usize, lsn: Lsn) {
+    check_fits(change, ps);
+    // The page as it should be after the change.
+    let mut want = vec![0u8; ps];
+    match change {
+        PageChange::Image(bytes) => want[LOGGED_FROM..].copy_from_slice(bytes),
+        PageChange::Ranges { ranges, .. } => {
+            for (at, bytes) in ranges {
+                want[*at as usize..*at as usize + bytes.len()].copy_from_slice(bytes);
+            }
+        }
+    }
+    let before = match change {
+        PageChange::Image(_) => None,
+        PageChange::Ranges { before, .. } => Some(*before),
+    };
+    // Set the page's LSN to `before` first, as a real page would carry it.
+    let mut base = vec![0u8; ps];
+    if let Some(b) = before {
+        page::set_lsn(&mut base, b);
+        page::set_lsn(&mut want, b);
+    }
+    // Ranges start at byte 16, so the LSN field is the record's after applying.
+    page::set_lsn(&mut want, lsn);
+
+    // Applied: unreadable page (None) for an image; the expected LSN for ranges.
+    let mut p = base.clone();
+    match apply_checked(&mut p, before, change, lsn) {
+        Ok(Applied::Applied) => {
+            assert_eq!(page::page_lsn(&p), lsn);
+            assert!(
+                p[LOGGED_FROM..] == want[LOGGED_FROM..],
+                "applied change left other bytes"
+            );
+            assert!(p[..8] == base[..8], "apply changed bytes before the LSN");
+        }
+        Ok(Applied::Skipped) => assert!(before.is_some_and(|b| b >= lsn), "skipped a change to an older page"),
+        Err(found) => panic!("apply refused a change at its expected LSN: found {found:?}"),
+    }
+    // A page at or past the record is left alone.
+    for current in [lsn, Lsn(lsn.0.saturating_add(1))] {
+        let mut q = base.clone();
+        assert_eq!(apply_checked(&mut q, Some(current), change, lsn), Ok(Applied::Skipped));
+        assert!(q == base, "a skipped change modified the page");
+    }
+    // A range change over a page at another (older) LSN is a lost flush.
+    if let Some(b) = before
+        && b < lsn
+    {
+        let other = if b.0 == 0 { None } else { Some(Lsn(b.0 - 1)) };
+        let mut q = base.clone();
+        assert_eq!(apply_checked(&mut q, other, change, lsn), Err(other));
+        assert!(q == base, "a refused change modified the page");
+        let mut q = base.clone();
+        assert_eq!(apply_checked(&mut q, None, change, lsn), Err(None));
+    }
+}
+
+fn apply_checked(page: &mut [u8], current: Option<Lsn>, change: &PageChange, lsn: Lsn) -> Result<Applied, Option<Lsn>> {
+    redo::apply(page, current, change, lsn)
+}
+
+fn check_record(bytes: &[u8], lsn: Lsn) {
+    for ps in PAGE_SIZES {
+        let Ok(record) = DbRecord::decode(bytes, ps) else {
+            continue;
+        };
+        assert!(record.encode() == bytes, "re-encoding a decoded record changed it");
+        if let DbRecord::Commit {
+            page_count, changes, ..
+        } = &record
+        {
+            for (no, change) in changes {
+                assert!(no < page_count, "page {no} accepted past the page count {page_count}");
+                check_apply(change, ps, lsn);
+            }
+        }
+    }
+}
+
+/// `diff(old, new)` carried through a record turns `old` into `new`.
+fn check_diff(body: &[u8]) {
+    let ps = PAGE_SIZES[body.first().map_or(0, |&b| usize::from(b) % 3)];
+    let mut old = vec![0u8; ps];
+    let mut new = vec![0u8; ps];
+    // Bytes of the body alternate between setting both pages and changing `new`.
+    let mut at = LOGGED_FROM;
+    for pair in body.chunks(2).skip(1) {
+        let step = usize::from(pair[0] >> 4);
+        at += step;
+        if at >= ps {
+            break;
+        }
+        match pair[0] & 3 {
+            0 => old[at] = pair.get(1).copied().unwrap_or(0),
+            1 => new[at] = pair.get(1).copied().unwrap_or(1),
+            _ => {
+                let b = pair.get(1).copied().unwrap_or(2);
+                old[at] = b;
+                new[at] = b;
+            }
+        }
+        at += 1;
+    }
+    let before = Lsn::new(1, 512);
+    let lsn = Lsn::new(1, 4096);
+    page::set_lsn(&mut old, before);
+    page::set_lsn(&mut new, lsn);
+    let ranges = redo::diff(&old, &new);
+    for (at, bytes) in &ranges {
+        assert!(*at as usize >= LOGGED_FROM && *at as usize + bytes.len() <= ps && !bytes.is_empty());
+    }
+    let record = DbRecord::Commit {
+        seq: 1,
+        page_count: 10,
+        changes: vec![(3, PageChange::Ranges { before, ranges })],
+    };
+    let bytes = record.encode();
+    let decoded = DbRecord::decode(&bytes, ps).expect("a diff record decodes");
+    assert_eq!(decoded, record);
+    let DbRecord::Commit { changes, .. } = decoded else {
+        unreachable!("decoded a commit")
+    };
+    let mut page = old.clone();
+    assert_eq!(
+        redo::apply(&mut page, Some(before), &changes[0].1, lsn),
+        Ok(Applied::Applied)
+    );
+    assert!(page[8..] == new[8..], "diff applied does not give the new page");
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&ctl, body)) = data.split_first() else {
+        return;
+    };
+    let lsn = Lsn::new(3, 4096 + u32::from(ctl));
+    if ctl & 1 == 0 {
+        check_record(body, lsn);
+    } else if let Ok(spec) = Spec::arbitrary(&mut Unstructured::new(body)) {
+        let bytes = build(&spec);
+        check_record(&bytes, lsn);
+    }
+    if ctl & 2 != 0 {
+        check_diff(body);
+    }
+});
