@@ -172,6 +172,41 @@ fn limits_give_typed_errors() {
 }
 
 #[test]
+fn a_transaction_over_the_logs_real_limit_is_refused_without_stopping() {
+    // 128 KiB generations hold records far smaller than the 512 KiB options.
+    let mut o = opts();
+    o.log.generation_size = 128 << 10;
+    let sim = SimVfs::new(14);
+    let db = Database::create(sim, DIR, o).expect("create");
+    let limit = db.pager().log().max_record_size();
+    assert!(limit < 512 << 10, "the log fits its limit to the geometry: {limit}");
+    assert!(db.pager().options().max_transaction_bytes <= limit);
+    let mut tx = db.begin_write();
+    let t = tx.create_table("t").expect("create");
+    tx.commit().expect("commit");
+    let mut tx = db.begin_write();
+    let mut failed = None;
+    for i in 0..400 {
+        if let Err(e) = tx.put(&t, &key(i), &[7u8; 900]) {
+            failed = Some(e);
+            break;
+        }
+    }
+    let err = match failed {
+        Some(e) => {
+            tx.rollback();
+            e
+        }
+        None => tx.commit().expect_err("360 KB exceeds the log's limit"),
+    };
+    assert!(matches!(err, DbError::TransactionTooLarge { .. }), "{err:?}");
+    let mut tx = db.begin_write();
+    tx.put(&t, b"after", b"ok").expect("the database still takes commits");
+    tx.commit().expect("commit");
+    assert_eq!(db.begin_read().get(&t, b"after").expect("get"), Some(b"ok".to_vec()));
+}
+
+#[test]
 fn lazy_commits_become_durable_within_the_window() {
     let sim = SimVfs::new(5);
     let db = Database::create(sim.clone(), DIR, opts()).expect("create");

@@ -19,13 +19,17 @@
 //!
 //! Oracle: an undamaged copy opens and reads back exactly what was stored.
 //!
-//! Known findings, steered around with `MAILVAULT_FUZZ_SKIP_KNOWN=1` (see
-//! fuzz/README.md):
-//! - recovery takes the highest checkpoint number and commit sequence found
-//!   in the log and the next checkpoint or commit adds one: a record with
-//!   `u64::MAX` there overflows (a panic with overflow checks, as in debug
-//!   builds and these targets; a wrap to 0 otherwise). With the variable set,
-//!   injected records keep those numbers below 2^62.
+//! Findings (reproducers in fuzz/regressions/db_open/), those still open
+//! steered around with `MAILVAULT_FUZZ_SKIP_KNOWN=1`:
+//! - `checkpoint-number-overflow` (fixed in 3eeae42): recovery took the
+//!   highest checkpoint number in the log and the next checkpoint added one,
+//!   so a record numbered `u64::MAX` overflowed.
+//! - `commit-sequence-overflow` (open): the same with the commit sequence:
+//!   recovery takes the highest `seq` of the commit records it replays, and
+//!   the next commit computes `seq + 1` (`Pager::append_commit`), which
+//!   overflows after a record with `seq = u64::MAX` (a panic with overflow
+//!   checks, a wrap to 0 otherwise). With the variable set, injected commit
+//!   records keep `seq` below 2^62.
 //!
 //! `MAILVAULT_FUZZ_TRACE=1`: the decoded input and the outcome on stderr.
 
@@ -88,14 +92,14 @@ fn skip_known() -> bool {
     env_flag("MAILVAULT_FUZZ_SKIP_KNOWN", &ON)
 }
 
+/// An injected commit's sequence (see the findings above).
+fn commit_seq(seq: u64) -> u64 {
+    if skip_known() { seq >> 2 } else { seq }
+}
+
 fn trace_enabled() -> bool {
     static ON: OnceLock<bool> = OnceLock::new();
     env_flag("MAILVAULT_FUZZ_TRACE", &ON)
-}
-
-/// A checkpoint number or commit sequence from the input (see the known findings).
-fn counter(v: u64) -> u64 {
-    if skip_known() { v >> 2 } else { v }
 }
 
 // ---------------------------------------------------------------- the template
@@ -407,7 +411,7 @@ fn inject(sim: &Arc<SimVfs>, specs: &[RecordSpec]) {
     for spec in specs.iter().take(MAX_RECORDS) {
         let bytes = match spec {
             RecordSpec::Raw(b) => clip(b).to_vec(),
-            RecordSpec::Checkpoint(n) => DbRecord::Checkpoint { number: counter(*n) }.encode(),
+            RecordSpec::Checkpoint(n) => DbRecord::Checkpoint { number: *n }.encode(),
             RecordSpec::Commit { seq, grow, changes } => {
                 let count = page_count + u32::from(*grow % 8);
                 let mut out = Vec::new();
@@ -451,7 +455,7 @@ fn inject(sim: &Arc<SimVfs>, specs: &[RecordSpec]) {
                     out.push((page, change));
                 }
                 DbRecord::Commit {
-                    seq: counter(*seq),
+                    seq: commit_seq(*seq),
                     page_count: count,
                     changes: out,
                 }

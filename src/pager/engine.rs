@@ -233,14 +233,14 @@ impl Pager {
         // sequence cannot move: only the one writer commits.
         let (early, late) = match self.opts.torn_pages {
             TornPages::DoubleWrite => {
-                let seq = self.state.lock().seq + 1;
+                let seq = next_seq(self.state.lock().seq)?;
                 (Some(build(Lsn::ZERO, seq)), None)
             }
             TornPages::FullPageImages => (None, Some(build)),
         };
         let mut st = self.state.lock();
         self.check_failed(&st)?;
-        let seq = st.seq + 1;
+        let seq = next_seq(st.seq)?;
         let (record, pages) = match (early, late) {
             (Some(built), _) => built?,
             (None, Some(build)) => build(st.redo_point, seq)?,
@@ -352,4 +352,11 @@ impl Pager {
         let st = self.state.lock();
         (st.cache.bytes(), st.cache.dirty_bytes(), st.cache.capacity())
     }
+}
+
+/// The sequence after `seq`. Recovery takes the sequence from the log, so a
+/// hostile log could set it to the end of the range.
+fn next_seq(seq: u64) -> Result<u64> {
+    seq.checked_add(1)
+        .ok_or_else(|| DbError::InvalidArgument("commit sequence exhausted".into()))
 }

@@ -203,6 +203,11 @@ impl Pager {
         if opts.torn_pages == TornPages::FullPageImages {
             db_file.double_write = None;
         }
+        // The log may accept less than its option says (it fits records to
+        // its geometry); a transaction over that is the caller's error, and
+        // must never reach the log, whose refusal would stop the database.
+        let mut opts = opts;
+        opts.max_transaction_bytes = opts.max_transaction_bytes.min(log.max_record_size());
         let pager = Arc::new(Pager {
             dir: dir.to_path_buf(),
             vfs,
@@ -292,6 +297,10 @@ impl Pager {
                     page_count: count,
                     changes,
                 } => {
+                    if s == u64::MAX {
+                        // The next commit would have no number.
+                        return Err(bad("commit sequence number at the end of its range".into()));
+                    }
                     seq = seq.max(s);
                     page_count = page_count.max(count);
                     for (no, change) in changes {
