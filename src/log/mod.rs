@@ -410,6 +410,12 @@ impl Log {
         Ok(end)
     }
 
+    /// Whether a group-commit batch is being written and synced now: records
+    /// appended meanwhile will be taken by the next batch's leader.
+    pub fn sync_in_flight(&self) -> bool {
+        self.inner.state.lock().leader_active
+    }
+
     /// The durable watermark: every record ending at or before it survives a crash.
     pub fn durable_lsn(&self) -> Lsn {
         self.inner.state.lock().durable

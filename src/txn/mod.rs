@@ -18,6 +18,7 @@
 //! # Ok::<(), mailvault::pager::DbError>(())
 //! ```
 
+mod combine;
 mod read;
 mod table;
 mod verify;
@@ -30,7 +31,7 @@ pub use write::TxnPages;
 
 use crate::pager::{DbError, Pager, PagerOptions, RecoveryStats, Result};
 use crate::vfs::SharedVfs;
-use parking_lot::Mutex;
+use combine::WriterLock;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -51,7 +52,7 @@ pub enum Durability {
 /// An open database: the data file, its log, and its tables.
 pub struct Database {
     pager: Arc<Pager>,
-    writer: Arc<Mutex<()>>,
+    writer: WriterLock,
     recovery: RecoveryStats,
 }
 
@@ -69,7 +70,7 @@ impl Database {
         let pager = Pager::create(vfs, dir, opts)?;
         let db = Database {
             pager,
-            writer: Arc::new(Mutex::new(())),
+            writer: WriterLock::default(),
             recovery: RecoveryStats::default(),
         };
         let mut tx = db.begin_write();
@@ -93,7 +94,7 @@ impl Database {
         let (pager, recovery) = Pager::open(vfs, dir, opts)?;
         Ok(Database {
             pager,
-            writer: Arc::new(Mutex::new(())),
+            writer: WriterLock::default(),
             recovery,
         })
     }

@@ -4,11 +4,11 @@
 //! (u32, little-endian). Roots never move, so a [`Table`] handle stays valid
 //! until the table is dropped.
 
+use super::combine::WriterGuard;
 use super::write::TxnPages;
 use super::{Database, Durability};
 use crate::btree::{self, LongValue, Value};
 use crate::pager::{DbError, FIRST_DATA_PAGE, PageNo, PageRead, Result};
-use parking_lot::MutexGuard;
 use std::ops::Bound;
 
 /// Longest table name, in bytes.
@@ -78,20 +78,39 @@ pub(crate) fn list<S: PageRead + ?Sized>(store: &S) -> Result<Vec<String>> {
 /// dropping it rolls back.
 pub struct WriteTxn<'db> {
     db: &'db Database,
-    guard: Option<MutexGuard<'db, ()>>,
+    /// None when a combiner holds the lock for it.
+    guard: Option<WriterGuard<'db>>,
     pages: TxnPages,
     /// A write failed midway: the transaction can only roll back.
     broken: bool,
 }
 
 impl<'db> WriteTxn<'db> {
-    pub(crate) fn new(db: &'db Database, guard: MutexGuard<'db, ()>) -> Self {
+    pub(crate) fn new(db: &'db Database, guard: WriterGuard<'db>) -> Self {
         WriteTxn {
             db,
             guard: Some(guard),
             pages: TxnPages::new(db.pager.clone()),
             broken: false,
         }
+    }
+
+    /// A transaction run by a combiner, which holds the writer lock.
+    pub(crate) fn unguarded(db: &'db Database) -> Self {
+        WriteTxn {
+            db,
+            guard: None,
+            pages: TxnPages::new(db.pager.clone()),
+            broken: false,
+        }
+    }
+
+    /// Appends the commit record without waiting; returns its end (None for
+    /// a transaction that changed nothing).
+    pub(crate) fn append(mut self) -> Result<Option<crate::log::Lsn>> {
+        self.usable()?;
+        let pages = std::mem::replace(&mut self.pages, TxnPages::new(self.db.pager.clone()));
+        pages.commit()
     }
 
     pub(crate) fn pages_mut(&mut self) -> &mut TxnPages {

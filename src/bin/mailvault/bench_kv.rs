@@ -15,7 +15,7 @@ use crate::workers::{self, Worker};
 use crate::{kv_phases, kv_recovery, output, raw};
 use clap::Args;
 use mailvault::pager::DEFAULT_PAGE_SIZE;
-use mailvault::txn::{Database, DbOptions, Table};
+use mailvault::txn::{Database, DbOptions, Durability, Table};
 use mailvault::vfs::OsVfs;
 use parking_lot::Mutex;
 use std::path::PathBuf;
@@ -242,9 +242,9 @@ fn insert_loop(work: &InsertWork<'_>, worker: &Worker<'_>, first_seq: u64) -> Re
         work.keys.allocate(&mut rng, &mut key);
         stamp(&mut value, (u64::from(thread) << 40) | seq, thread);
         let t0 = Instant::now();
-        let mut tx = work.db.begin_write();
-        tx.put(work.table, &key, &value)?;
-        tx.commit()?;
+        // Combined with the other threads' transactions (`Database::write`).
+        let (table, k, v) = (work.table.clone(), key.clone(), value.clone());
+        work.db.write(Durability::Durable, move |tx| tx.put(&table, &k, &v))?;
         latency.record(t0.elapsed().as_nanos() as u64);
         seq += 1;
         if let Some(acked) = work.acked {

@@ -1,0 +1,200 @@
+//! `Database::write`: transactions submitted from many threads and run by a
+//! combiner. Each stays its own transaction: every acknowledged one is
+//! there after a crash, a failing or panicking one rolls back alone, and the
+//! classic `begin_write` path interleaves with it.
+
+use mailvault::btree::Value;
+use mailvault::log::LogOptions;
+use mailvault::pager::DbError;
+use mailvault::txn::{Database, DbOptions, Durability, Table};
+use mailvault::vfs::{FaultKind, SimVfs};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+const DIR: &str = "/db";
+
+fn opts() -> DbOptions {
+    DbOptions {
+        page_size: 4096,
+        cache_bytes: 256 * 4096,
+        checkpoint_depth: 512 << 10,
+        log: LogOptions {
+            generation_size: 1 << 20,
+            ..LogOptions::default()
+        },
+        ..DbOptions::default()
+    }
+}
+
+fn setup(seed: u64) -> (Arc<SimVfs>, Arc<Database>, Table) {
+    let sim = SimVfs::new(seed);
+    let db = Database::create(sim.clone(), DIR, opts()).expect("create");
+    let mut tx = db.begin_write();
+    let t = tx.create_table("t").expect("table");
+    tx.commit().expect("commit");
+    (sim, Arc::new(db), t)
+}
+
+fn key(thread: u64, i: u64) -> Vec<u8> {
+    format!("t{thread:02}-{i:05}").into_bytes()
+}
+
+#[test]
+fn every_acknowledged_combined_write_survives_a_crash() {
+    let (sim, db, t) = setup(21);
+    // Per thread: every write before this index was acknowledged durable
+    // (a durable acknowledgement covers the thread's earlier lazy writes,
+    // which precede it in the log).
+    let acked: Arc<Vec<AtomicU64>> = Arc::new((0..8).map(|_| AtomicU64::new(0)).collect());
+    let threads: Vec<_> = (0..8u64)
+        .map(|th| {
+            let (db, t, acked) = (db.clone(), t.clone(), acked.clone());
+            std::thread::spawn(move || {
+                for i in 0..150u64 {
+                    let (t, k) = (t.clone(), key(th, i));
+                    let v = (th * 1000 + i).to_le_bytes().to_vec();
+                    let durability = if i % 3 == 0 {
+                        Durability::Lazy
+                    } else {
+                        Durability::Durable
+                    };
+                    let got = db.write(durability, move |tx| {
+                        tx.put(&t, &k, &v)?;
+                        Ok(i)
+                    });
+                    assert_eq!(got.expect("write"), i, "the body's result comes back");
+                    if durability == Durability::Durable {
+                        acked[th as usize].store(i + 1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    for h in threads {
+        h.join().expect("writer thread");
+    }
+    // A power cut: whatever was not synced is dropped or torn.
+    sim.crash();
+    drop(db);
+    sim.restart();
+    let db = Database::open(sim, DIR, opts()).expect("reopen");
+    let rx = db.begin_read();
+    let t = rx.open_table("t").expect("table");
+    for th in 0..8u64 {
+        let through = acked[th as usize].load(Ordering::Relaxed);
+        assert!(through >= 149, "the last durable write of thread {th} was acknowledged");
+        for i in 0..150u64 {
+            let v = rx.get(&t, &key(th, i)).expect("get");
+            if i < through {
+                assert_eq!(v, Some((th * 1000 + i).to_le_bytes().to_vec()), "thread {th} write {i}");
+            } else if let Some(v) = v {
+                assert_eq!(v, (th * 1000 + i).to_le_bytes().to_vec(), "thread {th} write {i}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_failing_body_rolls_back_alone() {
+    let (_sim, db, t) = setup(22);
+    let t2 = t.clone();
+    let err = db
+        .write(Durability::Durable, move |tx| {
+            tx.put(&t2, b"half", b"done")?;
+            Err::<(), _>(DbError::InvalidArgument("the caller changed its mind".into()))
+        })
+        .expect_err("the body's error is returned");
+    assert!(
+        matches!(err, DbError::InvalidArgument(ref m) if m.contains("changed its mind")),
+        "{err:?}"
+    );
+    let t2 = t.clone();
+    db.write(Durability::Durable, move |tx| tx.put(&t2, b"next", b"ok"))
+        .expect("the next write");
+    let rx = db.begin_read();
+    assert_eq!(rx.get(&t, b"half").expect("get"), None, "rolled back");
+    assert_eq!(rx.get(&t, b"next").expect("get"), Some(b"ok".to_vec()));
+}
+
+#[test]
+fn a_panicking_body_panics_its_caller_and_changes_nothing() {
+    let (_sim, db, t) = setup(23);
+    let (db2, t2) = (db.clone(), t.clone());
+    let caught = std::thread::spawn(move || {
+        db2.write(Durability::Durable, move |tx| {
+            tx.put(&t2, b"doomed", b"x")?;
+            panic!("body panics");
+            #[allow(unreachable_code)]
+            Ok(())
+        })
+    })
+    .join();
+    let payload = caught.expect_err("the panic reaches the caller's thread");
+    assert_eq!(payload.downcast_ref::<&str>(), Some(&"body panics"));
+    let t2 = t.clone();
+    db.write(Durability::Durable, move |tx| tx.put(&t2, b"after", b"ok"))
+        .expect("the database goes on");
+    let rx = db.begin_read();
+    assert_eq!(rx.get(&t, b"doomed").expect("get"), None);
+    assert_eq!(rx.get(&t, b"after").expect("get"), Some(b"ok".to_vec()));
+}
+
+#[test]
+fn combined_and_classic_writers_interleave() {
+    let (_sim, db, t) = setup(24);
+    let threads: Vec<_> = (0..6u64)
+        .map(|th| {
+            let (db, t) = (db.clone(), t.clone());
+            std::thread::spawn(move || {
+                for i in 0..100u64 {
+                    let k = key(th, i);
+                    if th % 2 == 0 {
+                        let mut tx = db.begin_write();
+                        tx.put(&t, &k, b"classic").expect("put");
+                        tx.commit().expect("commit");
+                    } else {
+                        let t = t.clone();
+                        db.write(Durability::Durable, move |tx| tx.put(&t, &k, b"combined"))
+                            .expect("write");
+                    }
+                }
+            })
+        })
+        .collect();
+    for h in threads {
+        h.join().expect("writer thread");
+    }
+    let rx = db.begin_read();
+    let mut n = 0;
+    for entry in rx
+        .range(&t, std::ops::Bound::Unbounded, std::ops::Bound::Unbounded)
+        .expect("range")
+    {
+        let (k, v) = entry.expect("entry");
+        let th = u64::from(k[1] - b'0') * 10 + u64::from(k[2] - b'0');
+        let want: &[u8] = if th % 2 == 0 { b"classic" } else { b"combined" };
+        assert_eq!(v, Value::Inline(want.to_vec()));
+        n += 1;
+    }
+    assert_eq!(n, 600);
+}
+
+#[test]
+fn a_stopped_database_fails_combined_writes_cleanly() {
+    let (sim, db, t) = setup(25);
+    // Every later call to the disk fails: the next durable commit stops the database.
+    let now = sim.op_count();
+    for op in now..now + 2000 {
+        sim.inject_at_op(op, FaultKind::Eio);
+    }
+    let t2 = t.clone();
+    let err = db
+        .write(Durability::Durable, move |tx| tx.put(&t2, b"k", b"v"))
+        .expect_err("the sync fails");
+    assert!(matches!(err, DbError::Stopped { .. }), "{err:?}");
+    let t2 = t.clone();
+    let again = db
+        .write(Durability::Durable, move |tx| tx.put(&t2, b"k2", b"v"))
+        .expect_err("stopped");
+    assert!(matches!(again, DbError::Stopped { .. }), "{again:?}");
+}
