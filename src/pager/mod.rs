@@ -13,6 +13,7 @@ pub mod header;
 mod open;
 pub mod page;
 pub mod redo;
+mod replay;
 mod store;
 
 pub use doublewrite::dw_path;

@@ -9,11 +9,12 @@ use super::freemap::{self, FIRST_MAP_PAGE};
 use super::header::{DbHeader, DbState, read_best, salt_of};
 use super::page::{self, PageBuf, PageKind, PageNo};
 use super::redo::{self, DbRecord};
+use super::replay::RedoSet;
 use super::{DbError, FIRST_DATA_PAGE, Result};
 use crate::log::{Log, LogSignature, Lsn, generation_name};
 use crate::vfs::{OpenMode, SharedVfs};
 use parking_lot::{Condvar, Mutex};
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -258,10 +259,8 @@ impl Pager {
             from: header.redo_lsn,
             ..RecoveryStats::default()
         };
-        let mut pages: HashMap<PageNo, PageBuf> = HashMap::new();
-        // Pages whose file copy is torn, never written or beyond the end: only
-        // a full image in the log can make them whole.
-        let mut unreadable: HashSet<PageNo> = HashSet::new();
+        // The whole cache is free while recovery runs: redo may fill it.
+        let mut pages = RedoSet::new(self.opts.cache_bytes / self.file.page_size);
         let mut page_count = header.page_count;
         let mut seq = 0u64;
         let mut checkpoints = 0u64;
@@ -273,12 +272,13 @@ impl Pager {
         let mut end = header.redo_lsn;
         for record in reader {
             let record = record?;
-            if pages.len() * ps > self.opts.cache_bytes / 2 {
+            if pages.is_full() {
                 // Bound memory: everything before this record is applied, so
-                // it can become the redo point of a checkpoint.
-                let list = pages.drain().map(|(no, p)| (no, Arc::new(p))).collect();
+                // the coldest pages can be written under a checkpoint whose
+                // redo starts at the oldest change still only in memory.
+                let (list, redo_from) = pages.spill(record.lsn);
                 let mut ck = self.checkpointer.lock();
-                self.write_checkpoint(&mut ck, record.lsn, list, page_count, DbState::Dirty)?;
+                self.write_checkpoint(&mut ck, redo_from, list, page_count, DbState::Dirty)?;
                 stats.flushes += 1;
             }
             stats.records += 1;
@@ -304,23 +304,25 @@ impl Pager {
                     seq = seq.max(s);
                     page_count = page_count.max(count);
                     for (no, change) in changes {
-                        if let std::collections::hash_map::Entry::Vacant(slot) = pages.entry(no) {
+                        if !pages.contains(no) {
                             // Beyond the file's end it reads as unreadable too.
                             let from_file = self.file.read_page_for_redo(no)?;
-                            if from_file.is_none() {
-                                unreadable.insert(no);
-                            }
-                            slot.insert(from_file.unwrap_or_else(|| PageBuf::zeroed(ps)));
+                            let unreadable = from_file.is_none();
+                            pages.insert(no, from_file.unwrap_or_else(|| PageBuf::zeroed(ps)), unreadable);
                         }
-                        let page = pages.get_mut(&no).expect("inserted above");
-                        let current = (!unreadable.contains(&no)).then(|| page::page_lsn(page));
-                        match redo::apply(page, current, &change, record.lsn) {
+                        let Some(page) = pages.get_mut(no) else {
+                            continue;
+                        };
+                        let current = (!page.unreadable).then(|| page::page_lsn(&page.buf));
+                        match redo::apply(&mut page.buf, current, &change, record.lsn) {
                             Ok(redo::Applied::Applied) => {
                                 stats.applied += 1;
-                                if unreadable.remove(&no) {
+                                if page.unreadable {
                                     // A full image: the page is whole again, at its own position.
-                                    page[4..8].copy_from_slice(&no.to_le_bytes());
+                                    page.unreadable = false;
+                                    page.buf[4..8].copy_from_slice(&no.to_le_bytes());
                                 }
+                                pages.changed(no, record.lsn);
                             }
                             Ok(redo::Applied::Skipped) => stats.skipped += 1,
                             Err(found) => {
@@ -331,8 +333,8 @@ impl Pager {
                 }
             }
         }
-        if let Some(no) = unreadable.iter().next() {
-            return Err(self.redo_failure(*no, &redo::PageChange::Image(Vec::new()), None, end, header.redo_lsn));
+        if let Some(no) = pages.first_unreadable() {
+            return Err(self.redo_failure(no, &redo::PageChange::Image(Vec::new()), None, end, header.redo_lsn));
         }
         stats.to = end;
         if end < header.required_lsn {
@@ -349,7 +351,7 @@ impl Pager {
             st.seq = seq;
             st.visible = seq;
             st.page_count = page_count;
-            for (no, p) in pages {
+            for (no, p) in pages.into_pages() {
                 st.cache.publish(no, 0, Arc::new(p));
             }
         }

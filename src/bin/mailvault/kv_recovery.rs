@@ -62,6 +62,7 @@ pub fn run(dir: &Path, opts: &DbOptions, value_size: usize, target: u64) -> Resu
         records: stats.records,
         applied: stats.applied,
         skipped: stats.skipped,
+        flushes: stats.flushes,
         log_bytes: stats.log_bytes,
         from: stats.from.to_string(),
         to: stats.to.to_string(),

@@ -158,6 +158,8 @@ pub struct Recovery {
     pub records: u64,
     pub applied: u64,
     pub skipped: u64,
+    /// Checkpoints written during the redo pass to bound its memory.
+    pub flushes: u64,
     /// Log bytes replayed (RecoveryStats.log_bytes).
     pub log_bytes: u64,
     pub from: String,
@@ -290,6 +292,7 @@ impl KvReport {
             "page changes applied / skipped",
             format!("{} / {}", r.applied, r.skipped),
         );
+        row("flushes during the redo pass", r.flushes.to_string());
         row("open (log open + redo + checkpoint)", format!("{:.3} s", r.open_sec));
         row(
             "  log open / redo pass / checkpoint",

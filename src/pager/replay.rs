@@ -1,0 +1,163 @@
+//! The pages the redo pass works on: loaded from the file at their first
+//! change, changed in memory, and spilled to the file when they outgrow the
+//! cache budget. A spill writes the least recently changed pages only, so
+//! the pages a workload keeps changing (the growing end of each mailbox)
+//! stay in memory and are written once, at the end.
+
+use super::page::{PageBuf, PageNo, PageRef};
+use crate::log::Lsn;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// A page under redo.
+pub(super) struct RedoPage {
+    pub buf: PageBuf,
+    /// Its file copy is torn, never written or beyond the end: only a full
+    /// image in the log can make it whole.
+    pub unreadable: bool,
+    /// The LSN of the first record that changed it since it was loaded: a
+    /// checkpoint that leaves it in memory must start redo there.
+    pub first_change: Option<Lsn>,
+    /// When it was last changed (a record counter), for choosing what to spill.
+    last_change: u64,
+}
+
+/// The pages under redo, bounded by a page budget.
+pub(super) struct RedoSet {
+    pages: HashMap<PageNo, RedoPage>,
+    budget: usize,
+    clock: u64,
+}
+
+impl RedoSet {
+    /// A set holding at most `budget` pages (at least 2) between spills.
+    pub fn new(budget: usize) -> RedoSet {
+        RedoSet {
+            pages: HashMap::new(),
+            budget: budget.max(2),
+            clock: 0,
+        }
+    }
+
+    /// Whether the set is over its budget, and must spill before it grows.
+    pub fn is_full(&self) -> bool {
+        self.pages.len() >= self.budget
+    }
+
+    pub fn contains(&self, no: PageNo) -> bool {
+        self.pages.contains_key(&no)
+    }
+
+    /// Adds a page just loaded (or a zeroed one standing for an unreadable page).
+    pub fn insert(&mut self, no: PageNo, buf: PageBuf, unreadable: bool) {
+        self.pages.insert(
+            no,
+            RedoPage {
+                buf,
+                unreadable,
+                first_change: None,
+                last_change: 0,
+            },
+        );
+    }
+
+    pub fn get_mut(&mut self, no: PageNo) -> Option<&mut RedoPage> {
+        self.pages.get_mut(&no)
+    }
+
+    /// Notes that the record at `lsn` changed page `no`.
+    pub fn changed(&mut self, no: PageNo, lsn: Lsn) {
+        self.clock += 1;
+        if let Some(p) = self.pages.get_mut(&no) {
+            p.first_change.get_or_insert(lsn);
+            p.last_change = self.clock;
+        }
+    }
+
+    /// A page still waiting for its full image, if any.
+    pub fn first_unreadable(&self) -> Option<PageNo> {
+        self.pages.iter().find(|(_, p)| p.unreadable).map(|(no, _)| *no)
+    }
+
+    /// Takes the least recently changed half of the pages out of the set:
+    /// the changed ones to write, and the LSN redo must start from once they
+    /// are written (the first change of any changed page left, or `next`,
+    /// the record about to be applied). Pages awaiting an image stay.
+    pub fn spill(&mut self, next: Lsn) -> (Vec<(PageNo, PageRef)>, Lsn) {
+        let mut order: Vec<(u64, PageNo)> = self
+            .pages
+            .iter()
+            .filter(|(_, p)| !p.unreadable)
+            .map(|(no, p)| (p.last_change, *no))
+            .collect();
+        order.sort_unstable();
+        let mut out = Vec::new();
+        for (_, no) in order.iter().take(order.len().div_ceil(2)) {
+            if let Some(p) = self.pages.remove(no)
+                && p.first_change.is_some()
+            {
+                out.push((*no, Arc::new(p.buf)));
+            }
+        }
+        let redo = self
+            .pages
+            .values()
+            .filter_map(|p| p.first_change)
+            .min()
+            .map_or(next, |first| first.min(next));
+        (out, redo)
+    }
+
+    /// Every page left, for the cache (changed or not: they are loaded).
+    pub fn into_pages(self) -> impl Iterator<Item = (PageNo, PageBuf)> {
+        self.pages.into_iter().map(|(no, p)| (no, p.buf))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page(byte: u8) -> PageBuf {
+        let mut p = PageBuf::zeroed(4096);
+        p[100] = byte;
+        p
+    }
+
+    #[test]
+    fn spill_takes_the_coldest_half_and_starts_redo_at_the_oldest_kept_change() {
+        let mut set = RedoSet::new(4);
+        for no in 10..14 {
+            set.insert(no, page(no as u8), false);
+        }
+        // Pages 10 and 11 change early, 12 and 13 late; 13 is loaded but
+        // 12 is changed first at LSN 30.
+        set.changed(10, Lsn(5));
+        set.changed(11, Lsn(6));
+        set.changed(12, Lsn(30));
+        set.changed(13, Lsn(31));
+        set.changed(12, Lsn(40));
+        assert!(set.is_full());
+        let (out, redo) = set.spill(Lsn(50));
+        let mut spilled: Vec<PageNo> = out.iter().map(|(no, _)| *no).collect();
+        spilled.sort_unstable();
+        assert_eq!(spilled, vec![10, 11]);
+        assert_eq!(out.iter().find(|(no, _)| *no == 10).map(|(_, p)| p[100]), Some(10));
+        assert_eq!(redo, Lsn(30), "page 12 kept, first changed at 30");
+        assert!(set.contains(12) && set.contains(13) && !set.contains(10));
+    }
+
+    #[test]
+    fn unchanged_and_unreadable_pages_are_never_written() {
+        let mut set = RedoSet::new(2);
+        set.insert(1, page(1), false);
+        set.insert(2, page(2), true);
+        set.insert(3, page(3), false);
+        set.changed(3, Lsn(9));
+        let (out, redo) = set.spill(Lsn(20));
+        assert!(out.is_empty(), "page 1 was never changed; page 2 awaits its image");
+        assert!(set.contains(2) && set.contains(3) && !set.contains(1));
+        assert_eq!(redo, Lsn(9));
+        assert_eq!(set.first_unreadable(), Some(2));
+    }
+}
