@@ -369,6 +369,35 @@ fn bench_kv_then_check_then_a_corrupt_page() {
         assert!(out.contains(&expect), "missing {expect:?} in:\n{out}");
     }
 
+    // The database's structures, read-only.
+    let out = mailvault(&["dump", "header", dir_s, "--json"], None);
+    assert!(out.status.success(), "{}", text(&out));
+    let header = json(&out);
+    let in_use = header["in_use"].as_u64().expect("a copy in use") as usize;
+    assert_eq!(header["copies"][in_use]["valid"], Value::Bool(true), "{header:#}");
+    assert_eq!(header["copies"][in_use]["header"]["state"], "clean", "{header:#}");
+    let out = mailvault(&["dump", "checkpoint", dir_s, "--json"], None);
+    assert!(out.status.success(), "{}", text(&out));
+    let ck = json(&out);
+    assert!(
+        ck["marker"].as_str().expect("marker").starts_with("checkpoint "),
+        "{ck:#}"
+    );
+    assert_eq!(
+        ck["records_after"].as_u64(),
+        Some(0),
+        "a clean close leaves nothing to replay: {ck:#}"
+    );
+    let out = mailvault(&["dump", "page", "3", dir_s, "--json"], None);
+    assert!(out.status.success(), "{}", text(&out));
+    let catalog = json(&out);
+    assert_eq!(catalog["valid"], Value::Bool(true), "{catalog:#}");
+    let cells = catalog["node"]["cells"].as_array().expect("the catalog's cells");
+    assert!(cells.iter().any(|c| c["key"] == "\"messages\""), "{catalog:#}");
+    let out = mailvault(&["dump", "page", "999999999", dir_s], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).contains("beyond the end of the file"), "{}", text(&out));
+
     // Flip a byte in the middle of page 5.
     let page_size = number(&report, "config.page_size") as usize;
     let data = dir.join("data.mvdb");
@@ -395,6 +424,11 @@ fn bench_kv_then_check_then_a_corrupt_page() {
         "{check:#}"
     );
     assert_eq!(check["log"]["ok"], Value::Bool(true), "the log is not damaged");
+    let out = mailvault(&["dump", "page", "5", dir_s, "--json"], None);
+    assert!(out.status.success(), "{}", text(&out));
+    let page = json(&out);
+    assert_eq!(page["valid"], Value::Bool(false), "{page:#}");
+    assert!(page["error"].as_str().expect("error").contains("page 5"), "{page:#}");
 }
 
 #[test]

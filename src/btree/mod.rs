@@ -17,6 +17,7 @@
 //! unchanged and every page written for the value is freed again.
 
 mod cursor;
+mod inspect;
 mod long;
 mod mem;
 mod node;
@@ -30,6 +31,7 @@ mod corruption_tests;
 mod tests;
 
 pub use cursor::{Range, iter, range};
+pub use inspect::{CellSummary, NodeSummary, inspect_node};
 pub use long::{read_long, read_value};
 pub use mem::MemStore;
 pub use tree::{create, delete, drop_tree, get, get_bytes, put, put_stream};

@@ -15,6 +15,7 @@ mod bench_report;
 mod check;
 mod check_db;
 mod dump;
+mod dump_db;
 mod error;
 mod histogram;
 mod kv_keys;
@@ -57,6 +58,12 @@ enum BenchCommand {
 enum DumpCommand {
     /// Every generation file of a log directory: header, records, invalid frames.
     Log(dump::DumpLogArgs),
+    /// Both copies of a database's header, each checked on its own.
+    Header(dump_db::DumpDbArgs),
+    /// The checkpoint an open would start from, and the log recovery would replay after it.
+    Checkpoint(dump_db::DumpDbArgs),
+    /// One page of the database file: header fields, checks, and a node's cells.
+    Page(dump_db::DumpPageArgs),
 }
 
 fn init_tracing() {
@@ -75,6 +82,9 @@ fn run(cli: Cli) -> error::Result<ExitCode> {
         Command::Bench(BenchCommand::Kv(args)) => bench_kv::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Check(args) => check::run(&args),
         Command::Dump(DumpCommand::Log(args)) => dump::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Dump(DumpCommand::Header(args)) => dump_db::run_header(&args).map(|()| ExitCode::SUCCESS),
+        Command::Dump(DumpCommand::Checkpoint(args)) => dump_db::run_checkpoint(&args).map(|()| ExitCode::SUCCESS),
+        Command::Dump(DumpCommand::Page(args)) => dump_db::run_page(&args).map(|()| ExitCode::SUCCESS),
     }
 }
 
