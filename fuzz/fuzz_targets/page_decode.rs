@@ -1,5 +1,6 @@
 //! Arbitrary bytes as one page: `page::verify`, `DbHeader::decode` (slots 0
-//! and 1), `header::read_best` over a two-page file, and the page written over
+//! and 1), `header::read_best` over a two-page file, `btree::inspect_node`
+//! (what `mailvault dump page` shows), and the page written over
 //! a page of a small valid B+tree in a `btree::MemStore`, after which `get`,
 //! `range` (both directions, with bounds), `verify`, `read_value` and
 //! `read_long`, and optionally a few writes, run over the tree. Nothing may
@@ -304,6 +305,9 @@ fuzz_target!(|data: &[u8]| {
     let path = Path::new("<memory>");
     let _ = page::verify(&header_page, no, salt, path, page_size);
     let _ = page::verify(body, no, salt, path, page_size);
+    // What `mailvault dump page` shows of a damaged node.
+    let summary = btree::inspect_node(&page, 64);
+    assert!(summary.cells.len() <= 64 && summary.cells.len() <= summary.count.max(64));
 
     // The page in the tree.
     let mut store = s.store.clone();
