@@ -135,6 +135,22 @@ fn snapshots_see_one_state_while_the_writer_moves_on() {
     assert_eq!(after.get(&t, b"k").expect("get"), Some(b"new".to_vec()));
 }
 
+/// Puts `rows` rows of 900 bytes in one transaction and commits it; returns
+/// the error that refused it (at a put, or at the commit), rolling back.
+fn one_transaction_of(db: &Database, t: &mailvault::txn::Table, rows: u32) -> DbError {
+    let mut tx = db.begin_write();
+    for i in 0..rows {
+        if let Err(e) = tx.put(t, &key(i), &[9u8; 900]) {
+            tx.rollback();
+            return e;
+        }
+    }
+    match tx.commit() {
+        Ok(()) => panic!("a transaction of {rows} rows of 900 bytes was accepted"),
+        Err(e) => e,
+    }
+}
+
 #[test]
 fn limits_give_typed_errors() {
     let sim = SimVfs::new(4);
@@ -147,22 +163,11 @@ fn limits_give_typed_errors() {
         Err(DbError::KeyTooLarge { .. })
     ));
     tx.commit().expect("commit");
-    let mut tx = db.begin_write();
-    let mut failed = None;
-    for i in 0..10_000 {
-        if let Err(e) = tx.put(&t, &key(i), &[9u8; 900]) {
-            failed = Some(e);
-            break;
-        }
-    }
-    let err = match failed {
-        Some(e) => {
-            tx.rollback();
-            e
-        }
-        None => tx.commit().expect_err("a 9 MB transaction exceeds 512 KiB"),
-    };
-    assert!(matches!(err, DbError::TransactionTooLarge { .. }), "{err:?}");
+    let err = one_transaction_of(&db, &t, 10_000);
+    assert!(
+        matches!(err, DbError::TransactionTooLarge { .. }),
+        "a 9 MB transaction exceeds 512 KiB: {err:?}"
+    );
     // Nothing of it was committed; the database goes on.
     let mut tx = db.begin_write();
     tx.put(&t, b"after", b"ok").expect("put");
@@ -185,22 +190,11 @@ fn a_transaction_over_the_logs_real_limit_is_refused_without_stopping() {
     let mut tx = db.begin_write();
     let t = tx.create_table("t").expect("create");
     tx.commit().expect("commit");
-    let mut tx = db.begin_write();
-    let mut failed = None;
-    for i in 0..400 {
-        if let Err(e) = tx.put(&t, &key(i), &[7u8; 900]) {
-            failed = Some(e);
-            break;
-        }
-    }
-    let err = match failed {
-        Some(e) => {
-            tx.rollback();
-            e
-        }
-        None => tx.commit().expect_err("360 KB exceeds the log's limit"),
-    };
-    assert!(matches!(err, DbError::TransactionTooLarge { .. }), "{err:?}");
+    let err = one_transaction_of(&db, &t, 400);
+    assert!(
+        matches!(err, DbError::TransactionTooLarge { .. }),
+        "360 KB exceeds the log's limit: {err:?}"
+    );
     let mut tx = db.begin_write();
     tx.put(&t, b"after", b"ok").expect("the database still takes commits");
     tx.commit().expect("commit");
