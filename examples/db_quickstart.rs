@@ -3,7 +3,7 @@
 //!
 //! cargo run --example db_quickstart
 
-use mailvault::txn::{Database, DbOptions};
+use mailvault::txn::{Database, DbOptions, Durability};
 use mailvault::vfs::OsVfs;
 use std::ops::Bound;
 use std::sync::Arc;
@@ -15,18 +15,28 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tx.create_table("messages")?;
     tx.commit()?;
 
-    // Four writers, one message per transaction: the writer lock is released
-    // before each fsync, so their commits share group-commit batches.
+    // Four writers, one message per transaction. Two use `begin_write`: the
+    // writer lock is released before each fsync, so their commits share
+    // group-commit batches. Two use `write`: whoever holds the lock runs the
+    // queued transactions back to back (each still its own commit).
     let writers: Vec<_> = (0..4)
         .map(|w| {
             let db = db.clone();
             std::thread::spawn(move || -> mailvault::pager::Result<()> {
                 for i in 0..100 {
-                    let mut tx = db.begin_write();
-                    let t = tx.open_table("messages")?;
+                    let key = format!("inbox/{w}/{i:04}");
                     let body = format!("From: writer{w}\r\nSubject: message {i}\r\n\r\nHello.\r\n");
-                    tx.put(&t, format!("inbox/{w}/{i:04}").as_bytes(), body.as_bytes())?;
-                    tx.commit()?;
+                    if w % 2 == 0 {
+                        let mut tx = db.begin_write();
+                        let t = tx.open_table("messages")?;
+                        tx.put(&t, key.as_bytes(), body.as_bytes())?;
+                        tx.commit()?;
+                    } else {
+                        db.write(Durability::Durable, move |tx| {
+                            let t = tx.open_table("messages")?;
+                            tx.put(&t, key.as_bytes(), body.as_bytes())
+                        })?;
+                    }
                 }
                 Ok(())
             })
