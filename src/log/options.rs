@@ -25,7 +25,7 @@ pub struct LogOptions {
     /// write; lowered to at most four generations.
     pub buffer_size: usize,
     /// Largest record body accepted; lowered to what one generation and the
-    /// buffer can hold ([`Log::max_record_size`] tells the value in force).
+    /// buffer can hold ([`crate::log::Log::max_record_size`] tells the value in force).
     pub max_record_size: usize,
     /// If set, a leader waits up to this long for more committers before writing.
     pub max_batch_delay: Option<Duration>,
