@@ -496,3 +496,21 @@ fn bad_arguments_are_refused_before_measuring() {
     );
     assert!(problems.contains("data.mvdb"), "{problems}");
 }
+
+#[test]
+fn check_refuses_a_database_another_process_holds() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("db");
+    let db = mailvault::txn::Database::create(
+        std::sync::Arc::new(mailvault::vfs::OsVfs),
+        &dir,
+        mailvault::txn::DbOptions::default(),
+    )
+    .expect("create");
+    let out = mailvault(&["check", dir.to_str().expect("utf-8")], None);
+    assert!(!out.status.success(), "check opened a database this process holds");
+    assert!(text(&out).contains("in use"), "{}", text(&out));
+    db.close().expect("close");
+    let out = mailvault(&["check", dir.to_str().expect("utf-8")], None);
+    assert!(out.status.success(), "check after close:\n{}", text(&out));
+}

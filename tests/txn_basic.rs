@@ -202,6 +202,41 @@ fn a_transaction_over_the_logs_real_limit_is_refused_without_stopping() {
 }
 
 #[test]
+fn a_second_open_is_refused_while_the_first_holds_the_database() {
+    let sim = SimVfs::new(15);
+    let db = Database::create(sim.clone(), DIR, opts()).expect("create");
+    let err = Database::open(sim.clone(), DIR, opts()).expect_err("a second open");
+    assert!(
+        matches!(err, DbError::InUse { ref lock } if lock.ends_with("mailvault.lock")),
+        "{err:?}"
+    );
+    let err = Database::create(sim.clone(), DIR, opts()).expect_err("a create over it");
+    assert!(matches!(err, DbError::InUse { .. }), "{err:?}");
+    db.close().expect("close");
+    let db = Database::open(sim.clone(), DIR, opts()).expect("open after close");
+    // A crash kills the process that held the lock: the next boot opens.
+    sim.crash();
+    sim.restart();
+    let again = Database::open(sim.clone(), DIR, opts()).expect("open after a crash");
+    // The dead process's handle going away must not free the new holder's lock.
+    drop(db);
+    let err = Database::open(sim, DIR, opts()).expect_err("still held by the new open");
+    assert!(matches!(err, DbError::InUse { .. }), "{err:?}");
+    drop(again);
+}
+
+#[test]
+fn a_second_open_on_the_real_file_system_is_refused() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let vfs = Arc::new(mailvault::vfs::OsVfs);
+    let db = Database::create(vfs.clone(), tmp.path(), opts()).expect("create");
+    let err = Database::open(vfs.clone(), tmp.path(), opts()).expect_err("a second open");
+    assert!(matches!(err, DbError::InUse { .. }), "{err:?}");
+    drop(db);
+    Database::open(vfs, tmp.path(), opts()).expect("open after the first is gone");
+}
+
+#[test]
 fn lazy_commits_become_durable_within_the_window() {
     let sim = SimVfs::new(5);
     let db = Database::create(sim.clone(), DIR, opts()).expect("create");

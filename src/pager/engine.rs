@@ -118,6 +118,8 @@ pub struct Pager {
     pub(crate) shutdown: AtomicBool,
     pub(crate) checkpoint_wanted: AtomicBool,
     pub(crate) background: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Held for the pager's life: no second open of the same directory.
+    pub(crate) _lock: crate::vfs::StoreLock,
 }
 
 impl std::fmt::Debug for Pager {

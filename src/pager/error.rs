@@ -133,6 +133,13 @@ pub enum DbError {
     /// A bad argument or option.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// Another open holds the database: another process, or another
+    /// `open` in this one. Nothing was read or written.
+    #[error("{}: the database is in use (its lock file is held by another open)", lock.display())]
+    InUse {
+        /// The lock file.
+        lock: PathBuf,
+    },
     /// The database directory holds no database, or one that already exists.
     #[error("{}: {reason}", path.display())]
     NotADatabase {

@@ -164,6 +164,11 @@ pub fn data_path(dir: &Path) -> PathBuf {
 }
 
 /// The log directory in `dir`.
+pub fn lock_path(dir: &Path) -> PathBuf {
+    dir.join("mailvault.lock")
+}
+
+/// The directory of the database's log.
 pub fn log_dir(dir: &Path) -> PathBuf {
     dir.join("log")
 }

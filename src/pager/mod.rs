@@ -19,7 +19,7 @@ mod store;
 pub use doublewrite::dw_path;
 pub use engine::{LATEST, Pager, PagerOptions, TornPages};
 pub use error::{DbError, Result};
-pub use file::{data_path, log_dir};
+pub use file::{data_path, lock_path, log_dir};
 pub use open::RecoveryStats;
 pub use page::{PageBuf, PageKind, PageNo, PageRef};
 pub use store::{PageRead, PageWrite};

@@ -4,7 +4,7 @@
 use super::cache::PageCache;
 use super::doublewrite::{DoubleWrite, dw_path};
 use super::engine::{CheckpointState, Pager, PagerOptions, PagerState, TornPages};
-use super::file::{DbFile, data_path, log_dir};
+use super::file::{DbFile, data_path, lock_path, log_dir};
 use super::freemap::{self, FIRST_MAP_PAGE};
 use super::header::{DbHeader, DbState, read_best, salt_of};
 use super::page::{self, PageBuf, PageKind, PageNo};
@@ -43,6 +43,16 @@ pub struct RecoveryStats {
     pub checkpoint_secs: f64,
 }
 
+/// The directory's lock, or `InUse` while another open holds it.
+fn take_lock(vfs: &SharedVfs, dir: &Path) -> Result<crate::vfs::StoreLock> {
+    let path = lock_path(dir);
+    match vfs.try_lock(&path) {
+        Ok(Some(lock)) => Ok(lock),
+        Ok(None) => Err(DbError::InUse { lock: path }),
+        Err(e) => Err(DbError::io(&path, 0, "lock", e)),
+    }
+}
+
 fn check_options(opts: &PagerOptions) -> Result<()> {
     let ps = opts.page_size;
     if !ps.is_power_of_two() || !(page::MIN_PAGE_SIZE..=page::MAX_PAGE_SIZE).contains(&ps) {
@@ -74,6 +84,7 @@ impl Pager {
         let path = data_path(dir);
         vfs.create_dir_all(dir)
             .map_err(|e| DbError::io(dir, 0, "create directory", e))?;
+        let lock = take_lock(&vfs, dir)?;
         if vfs.exists(&path).map_err(|e| DbError::io(&path, 0, "stat", e))? {
             return Err(DbError::NotADatabase {
                 path,
@@ -120,7 +131,7 @@ impl Pager {
         vfs.sync_dir(dir)
             .map_err(|e| DbError::io(dir, 0, "sync directory", e))?;
         drop(log);
-        Pager::open(vfs, dir, opts).map(|(p, _)| p)
+        Pager::open_locked(vfs, dir, opts, lock).map(|(p, _)| p)
     }
 
     /// Opens the database in `dir`, replaying the log from its checkpoint.
@@ -133,6 +144,17 @@ impl Pager {
                 reason: "no database file".into(),
             });
         }
+        let lock = take_lock(&vfs, dir)?;
+        Pager::open_locked(vfs, dir, opts, lock)
+    }
+
+    fn open_locked(
+        vfs: SharedVfs,
+        dir: &Path,
+        opts: PagerOptions,
+        lock: crate::vfs::StoreLock,
+    ) -> Result<(Arc<Pager>, RecoveryStats)> {
+        let path = data_path(dir);
         let file = vfs
             .open(&path, OpenMode::Existing)
             .map_err(|e| DbError::io(&path, 0, "open", e))?;
@@ -237,6 +259,7 @@ impl Pager {
             shutdown: AtomicBool::new(false),
             checkpoint_wanted: AtomicBool::new(false),
             background: Mutex::new(None),
+            _lock: lock,
         });
         let mut stats = pager.recover()?;
         stats.restored = restored;

@@ -100,6 +100,31 @@ pub trait Vfs: Send + Sync {
     fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
     /// Whether a file or directory exists at `path`.
     fn exists(&self, path: &Path) -> io::Result<bool>;
+    /// Takes the exclusive lock named by `path` (a lock file, created if
+    /// missing), or returns `None` while another holder has it: another
+    /// process, or another open in this one. The lock lasts as long as the
+    /// returned value. The default takes no lock (for layers with one user).
+    fn try_lock(&self, _path: &Path) -> io::Result<Option<StoreLock>> {
+        Ok(Some(StoreLock::new(())))
+    }
+}
+
+/// Proof that this process holds a store's lock; dropping it releases it.
+pub struct StoreLock {
+    _held: Box<dyn std::any::Any + Send + Sync>,
+}
+
+impl StoreLock {
+    /// Wraps whatever keeps the lock held (an open file, a guard).
+    pub fn new(held: impl std::any::Any + Send + Sync) -> StoreLock {
+        StoreLock { _held: Box::new(held) }
+    }
+}
+
+impl std::fmt::Debug for StoreLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StoreLock")
+    }
 }
 
 /// A shared handle to a file system implementation.

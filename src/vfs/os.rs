@@ -1,6 +1,6 @@
 //! The production file layer: `std::fs` with positional I/O.
 
-use super::{OpenMode, Vfs, VfsFile};
+use super::{OpenMode, StoreLock, Vfs, VfsFile};
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
@@ -61,6 +61,23 @@ impl VfsFile for OsFile {
 }
 
 impl Vfs for OsVfs {
+    /// flock(LOCK_EX | LOCK_NB) on the lock file, held by its open file: a
+    /// second open, in this process or another, finds it taken. The kernel
+    /// drops it when the process dies, so a crash leaves no stale lock.
+    fn try_lock(&self, path: &Path) -> io::Result<Option<StoreLock>> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
+        match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => Ok(Some(StoreLock::new(file))),
+            Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn VfsFile>> {
         let mut options = OpenOptions::new();
         options.read(true).write(true);

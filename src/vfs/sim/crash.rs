@@ -37,6 +37,7 @@ impl State {
             inode.handles = 0;
         }
         self.written_ns.clone_from(&self.durable_ns);
+        self.locks.clear();
         self.epoch += 1;
         self.crashed = true;
     }

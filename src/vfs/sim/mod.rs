@@ -42,7 +42,7 @@ mod tests_crash;
 pub use crash::SECTOR_SIZE;
 pub use rng::SimRng;
 
-use super::{OpenMode, Vfs, VfsFile};
+use super::{OpenMode, StoreLock, Vfs, VfsFile};
 use parking_lot::Mutex;
 use state::{Call, InodeId, State, normalize};
 use std::fmt;
@@ -185,7 +185,42 @@ impl fmt::Debug for SimVfs {
     }
 }
 
+/// A simulated store lock: released when dropped, unless a crash (the
+/// process dying) released it first and a new holder may have it now.
+struct SimLock {
+    state: Arc<Mutex<State>>,
+    path: std::path::PathBuf,
+    epoch: u64,
+}
+
+impl Drop for SimLock {
+    fn drop(&mut self) {
+        let mut state = self.state.lock();
+        if state.epoch == self.epoch {
+            state.locks.remove(&self.path);
+        }
+    }
+}
+
 impl Vfs for SimVfs {
+    /// In memory and not counted as a call: faults and crash points keep
+    /// their numbering. The lock file itself is not created.
+    fn try_lock(&self, path: &Path) -> io::Result<Option<StoreLock>> {
+        let mut state = self.state.lock();
+        if state.crashed {
+            return Err(io::Error::other("simulated crash: the system is down"));
+        }
+        let path = normalize(path);
+        if !state.locks.insert(path.clone()) {
+            return Ok(None);
+        }
+        Ok(Some(StoreLock::new(SimLock {
+            state: self.state.clone(),
+            path,
+            epoch: state.epoch,
+        })))
+    }
+
     fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn VfsFile>> {
         let mut state = self.state.lock();
         state.begin(Call::Vfs)?;

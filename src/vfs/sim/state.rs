@@ -46,6 +46,8 @@ impl Inode {
 #[derive(Debug)]
 pub(super) struct State {
     pub(super) seed: u64,
+    /// Store locks held, by path; a crash (the process dies) drops them all.
+    pub(super) locks: std::collections::BTreeSet<std::path::PathBuf>,
     pub(super) rng: SimRng,
     pub(super) mode: CrashMode,
     /// Calls so far (the index the next call gets).
@@ -147,6 +149,7 @@ impl State {
     pub(super) fn new(seed: u64) -> State {
         State {
             seed,
+            locks: std::collections::BTreeSet::new(),
             rng: SimRng::new(seed),
             mode: CrashMode::Random,
             ops: 0,
