@@ -104,7 +104,9 @@ impl Database {
     ///
     /// `body` may run on another submitter's thread, hence `Send + 'static`:
     /// it owns what it writes (the caller waits, but lending a borrow across
-    /// threads would take unsafe code).
+    /// threads would take unsafe code). Like `begin_write`, it waits for the
+    /// writer lock: calling it from inside a body, or while this thread holds
+    /// a `WriteTxn`, never returns.
     pub fn write<R, F>(&self, durability: Durability, body: F) -> Result<R>
     where
         R: Send + 'static,
