@@ -14,6 +14,7 @@
 
 pub mod btree;
 pub mod log;
+pub mod mailbox;
 pub mod pager;
 pub mod txn;
 pub mod vfs;

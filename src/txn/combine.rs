@@ -112,7 +112,18 @@ impl Database {
         R: Send + 'static,
         F: FnOnce(&mut WriteTxn<'_>) -> Result<R> + Send + 'static,
     {
-        let result: Arc<Mutex<Option<Result<R>>>> = Arc::default();
+        self.write_fallible(durability, body)
+    }
+
+    /// [`Database::write`] for a body with its own error type (a layer
+    /// above, such as the mailbox store); database errors convert into it.
+    pub fn write_fallible<R, E, F>(&self, durability: Durability, body: F) -> std::result::Result<R, E>
+    where
+        R: Send + 'static,
+        E: From<DbError> + Send + 'static,
+        F: FnOnce(&mut WriteTxn<'_>) -> std::result::Result<R, E> + Send + 'static,
+    {
+        let result: Arc<Mutex<Option<std::result::Result<R, E>>>> = Arc::default();
         let slot = result.clone();
         let run: Body = Box::new(move |tx| {
             let r = body(tx);
@@ -136,10 +147,10 @@ impl Database {
         }
         let outcome = job.outcome.lock().take();
         match outcome {
-            Some(Outcome::Finished(Ok(()))) => result.lock().take().unwrap_or_else(|| Err(lost())),
-            Some(Outcome::Finished(Err(e))) => Err(e),
+            Some(Outcome::Finished(Ok(()))) => result.lock().take().unwrap_or_else(|| Err(lost().into())),
+            Some(Outcome::Finished(Err(e))) => Err(e.into()),
             Some(Outcome::Panicked(payload)) => resume_unwind(payload),
-            None => Err(lost()),
+            None => Err(lost().into()),
         }
     }
 

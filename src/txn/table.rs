@@ -113,6 +113,12 @@ impl<'db> WriteTxn<'db> {
         pages.commit()
     }
 
+    /// The transaction's view of the pages: its own changes over the last
+    /// commit (for layers that read through the B+tree functions).
+    pub fn pages(&self) -> &TxnPages {
+        &self.pages
+    }
+
     pub(crate) fn pages_mut(&mut self) -> &mut TxnPages {
         &mut self.pages
     }

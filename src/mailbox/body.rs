@@ -1,0 +1,383 @@
+//! Message bodies: compressed in independent chunks with zstd, so that a byte
+//! range is read by decompressing only the chunks it covers (IMAP partial
+//! fetch). A chunk that does not shrink is stored raw; a body none of whose
+//! chunks shrink is stored raw whole, with no chunk table.
+//!
+//! A body is three entries of the bodies table (DESIGN.md): its meta record
+//! (reference count, lengths, encoding, checksum), its chunk table, and its
+//! stored bytes (a long value once past a page).
+
+use super::codec::{DecodeResult, Decoder};
+use super::error::{MailError, Result};
+use crate::btree::{self, Value};
+use crate::pager::{PageNo, PageRead};
+use std::io::{Read, Write};
+
+/// Raw bytes per compressed chunk: a 4 KiB partial fetch decompresses one
+/// chunk and reads about one page of it (DESIGN.md has the measurement).
+pub const CHUNK_RAW: usize = 16 << 10;
+
+/// Chunk-table flag: this chunk is stored raw.
+const RAW_CHUNK: u32 = 1 << 31;
+
+/// How a body's bytes are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// As delivered.
+    Raw = 0,
+    /// zstd chunks of `CHUNK_RAW` raw bytes, some possibly raw.
+    ZstdChunks = 1,
+}
+
+/// A body compressed and checksummed ahead of its transaction, so that the
+/// work happens on the delivering thread, not under the writer lock.
+#[derive(Debug, Clone)]
+pub struct PreparedBody {
+    pub(crate) raw_len: u64,
+    pub(crate) checksum: u32,
+    pub(crate) encoding: Encoding,
+    pub(crate) chunks: Vec<u8>,
+    pub(crate) data: Vec<u8>,
+}
+
+impl PreparedBody {
+    /// The body's length as delivered.
+    pub fn raw_len(&self) -> u64 {
+        self.raw_len
+    }
+
+    /// Bytes it takes stored (data and chunk table).
+    pub fn stored_len(&self) -> u64 {
+        (self.data.len() + self.chunks.len()) as u64
+    }
+
+    /// crc32c of the body as delivered.
+    pub fn checksum(&self) -> u32 {
+        self.checksum
+    }
+}
+
+/// Compresses `reader` (at most `max` bytes) chunk by chunk.
+pub(crate) fn prepare(reader: &mut dyn Read, level: i32, max: u64) -> Result<PreparedBody> {
+    let mut compressor = zstd::bulk::Compressor::new(level).map_err(MailError::Read)?;
+    let mut raw = vec![0u8; CHUNK_RAW];
+    let mut packed = Vec::with_capacity(zstd::zstd_safe::compress_bound(CHUNK_RAW));
+    let mut body = PreparedBody {
+        raw_len: 0,
+        checksum: 0,
+        encoding: Encoding::ZstdChunks,
+        chunks: Vec::new(),
+        data: Vec::new(),
+    };
+    let mut any_packed = false;
+    loop {
+        let n = fill(reader, &mut raw)?;
+        if n == 0 {
+            break;
+        }
+        body.raw_len += n as u64;
+        if body.raw_len > max {
+            return Err(MailError::BodyTooLarge {
+                len: body.raw_len,
+                max,
+            });
+        }
+        body.checksum = crc32c::crc32c_append(body.checksum, &raw[..n]);
+        packed.clear();
+        compressor.compress_to_buffer(&raw[..n], &mut packed).map_err(MailError::Read)?;
+        let flag = if packed.len() < n {
+            any_packed = true;
+            body.data.extend_from_slice(&packed);
+            0
+        } else {
+            body.data.extend_from_slice(&raw[..n]);
+            RAW_CHUNK
+        };
+        // max_body_bytes is capped below 2^31 at open, so ends fit in 31 bits.
+        body.chunks.extend_from_slice(&(body.data.len() as u32 | flag).to_le_bytes());
+        if n < raw.len() {
+            break;
+        }
+    }
+    if !any_packed {
+        body.encoding = Encoding::Raw;
+        body.chunks.clear();
+    }
+    Ok(body)
+}
+
+/// Reads until `buf` is full or the reader ends.
+fn fill(reader: &mut dyn Read, buf: &mut [u8]) -> Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match reader.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(MailError::Read(e)),
+        }
+    }
+    Ok(got)
+}
+
+/// The meta record of a stored body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct BodyMeta {
+    pub refcount: u32,
+    pub raw_len: u64,
+    pub stored_len: u64,
+    pub encoding: Encoding,
+    pub checksum: u32,
+}
+
+impl BodyMeta {
+    pub fn of(body: &PreparedBody) -> BodyMeta {
+        BodyMeta {
+            refcount: 1,
+            raw_len: body.raw_len,
+            stored_len: body.data.len() as u64,
+            encoding: body.encoding,
+            checksum: body.checksum,
+        }
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(30);
+        v.push(1);
+        v.extend_from_slice(&self.refcount.to_le_bytes());
+        v.extend_from_slice(&self.raw_len.to_le_bytes());
+        v.extend_from_slice(&self.stored_len.to_le_bytes());
+        v.push(self.encoding as u8);
+        v.extend_from_slice(&(CHUNK_RAW as u32).to_le_bytes());
+        v.extend_from_slice(&self.checksum.to_le_bytes());
+        v
+    }
+
+    pub fn decode(bytes: &[u8]) -> DecodeResult<BodyMeta> {
+        let mut d = Decoder::new(bytes);
+        if d.u8()? != 1 {
+            return Err("body record version".into());
+        }
+        let refcount = d.u32()?;
+        let raw_len = d.u64()?;
+        let stored_len = d.u64()?;
+        let encoding = match d.u8()? {
+            0 => Encoding::Raw,
+            1 => Encoding::ZstdChunks,
+            e => return Err(format!("encoding {e}")),
+        };
+        let chunk = d.u32()?;
+        let checksum = d.u32()?;
+        d.finish()?;
+        if chunk as usize != CHUNK_RAW {
+            return Err(format!("chunk size {chunk}, this build reads {CHUNK_RAW}"));
+        }
+        if refcount == 0 {
+            return Err("reference count 0".into());
+        }
+        if encoding == Encoding::Raw && raw_len != stored_len {
+            return Err(format!("raw body of {raw_len} bytes stored in {stored_len}"));
+        }
+        Ok(BodyMeta {
+            refcount,
+            raw_len,
+            stored_len,
+            encoding,
+            checksum,
+        })
+    }
+
+    pub fn chunk_count(&self) -> u64 {
+        self.raw_len.div_ceil(CHUNK_RAW as u64)
+    }
+}
+
+/// Reads exactly `buf.len()` bytes of a stored value from `offset`.
+pub(crate) fn read_value_at<S: PageRead + ?Sized>(store: &S, value: &Value, offset: u64, buf: &mut [u8]) -> Result<()> {
+    let want = buf.len();
+    let short = || {
+        MailError::Db(crate::pager::DbError::corrupt(
+            store.file_path(),
+            0,
+            format!(
+                "a stored body value of {} bytes is shorter than {offset} + {want}",
+                value.len(),
+            ),
+        ))
+    };
+    match value {
+        Value::Inline(bytes) => {
+            let start = usize::try_from(offset).map_err(|_| short())?;
+            let src = bytes.get(start..start + buf.len()).ok_or_else(short)?;
+            buf.copy_from_slice(src);
+        }
+        Value::Long(long) => {
+            let mut done = 0;
+            while done < buf.len() {
+                let n = btree::read_long(store, long, offset + done as u64, &mut buf[done..])?;
+                if n == 0 {
+                    return Err(short());
+                }
+                done += n;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A stored body opened for reading: its meta record and values.
+pub(crate) struct StoredBody<'s, S: PageRead + ?Sized> {
+    pub store: &'s S,
+    pub id: u64,
+    pub meta: BodyMeta,
+    pub chunks: Option<Value>,
+    pub data: Value,
+}
+
+impl<S: PageRead + ?Sized> StoredBody<'_, S> {
+    fn corrupt(&self, reason: String) -> MailError {
+        MailError::Corrupt {
+            file: self.store.file_path().to_path_buf(),
+            table: super::schema::BODIES,
+            key: format!("body {}", self.id),
+            reason,
+        }
+    }
+
+    /// The stored range and rawness of chunk `i`.
+    fn chunk_span(&self, i: u64) -> Result<(u64, u64, bool)> {
+        let table = self.chunks.as_ref().ok_or_else(|| self.corrupt("no chunk table".into()))?;
+        let entry = |i: u64| -> Result<u32> {
+            let mut b = [0u8; 4];
+            read_value_at(self.store, table, i * 4, &mut b)?;
+            Ok(u32::from_le_bytes(b))
+        };
+        let start = if i == 0 { 0 } else { u64::from(entry(i - 1)? & !RAW_CHUNK) };
+        let e = entry(i)?;
+        let end = u64::from(e & !RAW_CHUNK);
+        if end < start || end > self.meta.stored_len {
+            return Err(self.corrupt(format!("chunk {i} spans {start}..{end} of {}", self.meta.stored_len)));
+        }
+        Ok((start, end, e & RAW_CHUNK != 0))
+    }
+
+    /// Writes raw bytes `offset..offset + len` (cut at the body's end) to
+    /// `out`, reading only the chunks they cover. Returns the bytes written.
+    pub fn copy_range(&self, offset: u64, len: u64, out: &mut dyn Write) -> Result<u64> {
+        let end = offset.saturating_add(len).min(self.meta.raw_len);
+        if offset >= end {
+            return Ok(0);
+        }
+        if self.meta.encoding == Encoding::Raw {
+            let mut buf = vec![0u8; CHUNK_RAW];
+            let mut at = offset;
+            while at < end {
+                let n = (end - at).min(CHUNK_RAW as u64) as usize;
+                read_value_at(self.store, &self.data, at, &mut buf[..n])?;
+                out.write_all(&buf[..n]).map_err(MailError::Read)?;
+                at += n as u64;
+            }
+            return Ok(end - offset);
+        }
+        let mut decompressor = zstd::bulk::Decompressor::new().map_err(MailError::Read)?;
+        let mut stored = Vec::new();
+        let mut raw = vec![0u8; CHUNK_RAW];
+        let chunk = CHUNK_RAW as u64;
+        for i in offset / chunk..end.div_ceil(chunk) {
+            let chunk_start = i * chunk;
+            let chunk_len = (self.meta.raw_len - chunk_start).min(chunk) as usize;
+            let (s, e, is_raw) = self.chunk_span(i)?;
+            stored.resize((e - s) as usize, 0);
+            read_value_at(self.store, &self.data, s, &mut stored)?;
+            let plain: &[u8] = if is_raw {
+                if stored.len() != chunk_len {
+                    return Err(self.corrupt(format!("raw chunk {i} holds {} bytes, not {chunk_len}", stored.len())));
+                }
+                &stored
+            } else {
+                let n = decompressor
+                    .decompress_to_buffer(&stored, &mut raw[..])
+                    .map_err(|e| self.corrupt(format!("chunk {i} does not decompress: {e}")))?;
+                if n != chunk_len {
+                    return Err(self.corrupt(format!("chunk {i} decompresses to {n} bytes, not {chunk_len}")));
+                }
+                &raw[..n]
+            };
+            let from = offset.saturating_sub(chunk_start) as usize;
+            let to = ((end - chunk_start) as usize).min(chunk_len);
+            out.write_all(&plain[from..to]).map_err(MailError::Read)?;
+        }
+        Ok(end - offset)
+    }
+}
+
+/// Opens body `id` for reading.
+pub(crate) fn open<'s, S: PageRead + ?Sized>(store: &'s S, root: PageNo, id: u64, max_raw: u64) -> Result<StoredBody<'s, S>> {
+    use super::codec::keys;
+    let corrupt = |reason: String| MailError::Corrupt {
+        file: store.file_path().to_path_buf(),
+        table: super::schema::BODIES,
+        key: format!("body {id}"),
+        reason,
+    };
+    let meta = btree::get_bytes(store, root, &keys::body_meta(id))?.ok_or_else(|| corrupt("missing".into()))?;
+    let meta = BodyMeta::decode(&meta).map_err(corrupt)?;
+    if meta.raw_len > max_raw {
+        return Err(corrupt(format!("{} bytes, more than the store's maximum {max_raw}", meta.raw_len)));
+    }
+    let data = btree::get(store, root, &keys::body_data(id))?.ok_or_else(|| corrupt("data missing".into()))?;
+    if data.len() != meta.stored_len {
+        return Err(corrupt(format!("data of {} bytes, meta says {}", data.len(), meta.stored_len)));
+    }
+    let chunks = match meta.encoding {
+        Encoding::Raw => None,
+        Encoding::ZstdChunks => {
+            let table = btree::get(store, root, &keys::body_chunks(id))?.ok_or_else(|| corrupt("chunk table missing".into()))?;
+            if table.len() != meta.chunk_count() * 4 {
+                return Err(corrupt(format!(
+                    "chunk table of {} bytes for {} chunks",
+                    table.len(),
+                    meta.chunk_count()
+                )));
+            }
+            Some(table)
+        }
+    };
+    Ok(StoredBody {
+        store,
+        id,
+        meta,
+        chunks,
+        data,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_compresses_random_bytes_stay_raw_and_limits_hold() {
+        let text = b"Subject: hello\r\n\r\nthe quick brown fox ".repeat(2000);
+        let body = prepare(&mut &text[..], 3, 1 << 20).unwrap();
+        assert_eq!(body.encoding, Encoding::ZstdChunks);
+        assert!(body.stored_len() < text.len() as u64 / 4);
+        assert_eq!(body.checksum, crc32c::crc32c(&text));
+        let mut x = 0x9e3779b97f4a7c15u64;
+        let noise: Vec<u8> = (0..40_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let body = prepare(&mut &noise[..], 3, 1 << 20).unwrap();
+        assert_eq!(body.encoding, Encoding::Raw);
+        assert_eq!(body.data, noise);
+        assert!(matches!(
+            prepare(&mut &noise[..], 3, 39_999),
+            Err(MailError::BodyTooLarge { max: 39_999, .. })
+        ));
+    }
+}
