@@ -126,7 +126,7 @@ impl StoreOptions {
         db.log.generation_size = self.generation_size;
         // A body goes to the log in its commit record: room for the largest,
         // with its page headers and the tree changes around it.
-        let record = (self.max_body_bytes + self.max_body_bytes / 8 + (1 << 20)) as usize;
+        let record = (self.max_body_bytes + self.max_body_bytes / 8 + record_slack(self.page_size)) as usize;
         db.log.max_record_size = db.log.max_record_size.max(record);
         db.log.buffer_size = db.log.buffer_size.max(2 * record);
         db.max_transaction_bytes = db.log.max_record_size;
@@ -147,6 +147,11 @@ impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store").field("db", &self.db).finish_non_exhaustive()
     }
+}
+
+/// Log-record room beyond a body's pages: the tree pages one append changes.
+fn record_slack(page_size: usize) -> u64 {
+    32 * page_size as u64
 }
 
 fn now_secs() -> u64 {
@@ -175,7 +180,9 @@ impl Store {
 
     fn finish_open(db: Database, opts: &StoreOptions) -> Result<Store> {
         let room = db.pager().log().max_record_size() as u64;
-        let max_body = opts.max_body_bytes.min((room.saturating_sub(1 << 20)) * 8 / 9);
+        let max_body = opts
+            .max_body_bytes
+            .min(room.saturating_sub(record_slack(db.pager().page_size())) * 8 / 9);
         let schema = {
             let rx = db.begin_read();
             Schema::open(&rx, max_body, opts.compression_level, db.pager().file_path().to_path_buf())?
