@@ -118,11 +118,12 @@ impl MailGenerator {
         let mut out = format!(
             "Return-Path: <{from}@example.org>\r\nReceived: from mx{}.example.org by mail.example.net; id {:x}\r\n\
              From: {from} <{from}@example.org>\r\nTo: {to} <{to}@example.net>\r\nSubject: {}\r\n\
-             Date: {date} +0000\r\nMessage-ID: <{}.{:x}@example.org>\r\nMIME-Version: 1.0\r\n\
+             Date: {} +0000\r\nMessage-ID: <{}.{:x}@example.org>\r\nMIME-Version: 1.0\r\n\
              Content-Type: {content_type}\r\n\r\n",
             mx,
             id,
             subject.trim_end(),
+            rfc5322_date(date),
             self.serial,
             msgid,
         )
@@ -199,6 +200,32 @@ impl MailGenerator {
     }
 }
 
+/// `Tue, 28 Nov 2026 08:39:38` for seconds since the epoch (UTC).
+fn rfc5322_date(secs: i64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (proleptic Gregorian).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{}, {day:02} {} {year} {:02}:{:02}:{:02}",
+        DAYS[days.rem_euclid(7) as usize],
+        MONTHS[(month - 1) as usize],
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,6 +250,8 @@ mod tests {
         assert!((510..690).contains(&counts[1]), "{counts:?}");
         assert!((130..230).contains(&counts[2]), "{counts:?}");
         assert!((5..40).contains(&counts[3]), "{counts:?}");
+        assert_eq!(rfc5322_date(1_795_855_009), "Sat, 28 Nov 2026 08:36:49");
+        assert_eq!(rfc5322_date(0), "Thu, 01 Jan 1970 00:00:00");
         let again = MailGenerator::new(42).message();
         assert_eq!(again.bytes, MailGenerator::new(42).message().bytes);
     }

@@ -68,7 +68,7 @@ pub struct BenchKvArgs {
     json: bool,
 }
 
-fn parse_page_size(s: &str) -> Result<usize, String> {
+pub fn parse_page_size(s: &str) -> Result<usize, String> {
     let v: usize = s.parse().map_err(|e| format!("{e}"))?;
     if v.is_power_of_two() && (4096..=65536).contains(&v) {
         Ok(v)

@@ -28,6 +28,8 @@ struct DbCheckReport {
     /// Every page a problem names, in order.
     bad_pages: Vec<u32>,
     acked_checked: u64,
+    /// The mailbox store's checks, if the database holds one.
+    store: Option<mailvault::mailbox::StoreReport>,
     /// The database's problems; the log's are in `log.problems`.
     problems: Vec<String>,
     log: CheckReport,
@@ -62,6 +64,7 @@ pub fn run(dir: &Path, acked: Option<&Path>, json: bool) -> Result<ExitCode> {
     let mut problems = Vec::new();
     let mut bad_pages = BTreeSet::new();
     let (mut recovery, mut verify, mut acked_checked) = (None, None, 0);
+    let mut is_store = false;
     match Database::open(Arc::new(OsVfs), dir, DbOptions::default()) {
         Ok(db) => {
             let s = db.recovery_stats();
@@ -74,6 +77,7 @@ pub fn run(dir: &Path, acked: Option<&Path>, json: bool) -> Result<ExitCode> {
                 to: s.to.to_string(),
             });
             let rx = db.begin_read();
+            is_store = rx.open_table("mail.meta").is_ok();
             match rx.verify() {
                 Ok(v) => {
                     for p in &v.problems {
@@ -94,7 +98,7 @@ pub fn run(dir: &Path, acked: Option<&Path>, json: bool) -> Result<ExitCode> {
                 }
                 Err(e) => problems.push(db_problem("verification failed", e, &mut bad_pages)),
             }
-            if let Some(path) = acked {
+            if let Some(path) = acked.filter(|_| !is_store) {
                 acked_checked = check_acked(&rx, path, &mut problems, &mut bad_pages)?;
             }
             drop(rx);
@@ -109,6 +113,12 @@ pub fn run(dir: &Path, acked: Option<&Path>, json: bool) -> Result<ExitCode> {
             }
         }
     }
+    let mut store = None;
+    if is_store {
+        let (report, checked) = crate::check_store::run(dir, acked, &mut problems)?;
+        store = report;
+        acked_checked = checked;
+    }
     let log = check::check_log(&log_dir(dir), None)?;
     let report = DbCheckReport {
         ok: problems.is_empty() && log.ok,
@@ -118,6 +128,7 @@ pub fn run(dir: &Path, acked: Option<&Path>, json: bool) -> Result<ExitCode> {
         verify,
         bad_pages: bad_pages.into_iter().collect(),
         acked_checked,
+        store,
         problems,
         log,
     };
@@ -211,7 +222,14 @@ fn print_text(r: &DbCheckReport) {
             output::row(&format!("table {:?}", t.name), format!("{} entries", t.entries));
         }
     }
-    output::row("acknowledged puts checked", r.acked_checked);
+    if let Some(s) = &r.store {
+        output::row("mailboxes / folders", format!("{} / {}", s.mailboxes, s.folders));
+        output::row("messages (bytes)", format!("{} ({})", s.messages, s.message_bytes));
+        output::row("stored bodies (shared by copies)", s.bodies);
+        output::row("acknowledged messages checked", r.acked_checked);
+    } else {
+        output::row("acknowledged puts checked", r.acked_checked);
+    }
     for p in &r.problems {
         println!("PROBLEM: {p}");
     }

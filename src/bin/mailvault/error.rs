@@ -48,3 +48,9 @@ impl<T, E: fmt::Display> Context<T> for std::result::Result<T, E> {
         self.map_err(|e| CliError(format!("{}: {e}", what())))
     }
 }
+
+impl From<mailvault::mailbox::MailError> for CliError {
+    fn from(e: mailvault::mailbox::MailError) -> Self {
+        CliError(e.to_string())
+    }
+}

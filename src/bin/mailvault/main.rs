@@ -14,6 +14,8 @@ mod bench_kv;
 mod bench_report;
 mod check;
 mod check_db;
+mod check_store;
+mod deliver;
 mod dump;
 mod dump_db;
 mod error;
@@ -24,6 +26,7 @@ mod kv_recovery;
 mod kv_report;
 mod output;
 mod raw;
+mod store_cmds;
 mod workers;
 
 /// A paged mailbox store with a write-ahead log: operator tools.
@@ -36,6 +39,14 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Create an empty mailbox store.
+    Init(store_cmds::InitArgs),
+    /// Deliver generated mail with durable commits, and report throughput.
+    Load(store_cmds::LoadArgs),
+    /// List mailboxes, a mailbox's folders, or a folder's messages.
+    Ls(store_cmds::LsArgs),
+    /// Print a message's body (or a byte range of it) to stdout.
+    Fetch(store_cmds::FetchArgs),
     /// Measure performance against the raw disk.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -81,6 +92,10 @@ fn run(cli: Cli) -> error::Result<ExitCode> {
         Command::Bench(BenchCommand::Log(args)) => bench::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Bench(BenchCommand::Kv(args)) => bench_kv::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Check(args) => check::run(&args),
+        Command::Init(args) => store_cmds::init(&args).map(|()| ExitCode::SUCCESS),
+        Command::Load(args) => store_cmds::load(&args).map(|()| ExitCode::SUCCESS),
+        Command::Ls(args) => store_cmds::ls(&args).map(|()| ExitCode::SUCCESS),
+        Command::Fetch(args) => store_cmds::fetch(&args).map(|()| ExitCode::SUCCESS),
         Command::Dump(DumpCommand::Log(args)) => dump::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Dump(DumpCommand::Header(args)) => dump_db::run_header(&args).map(|()| ExitCode::SUCCESS),
         Command::Dump(DumpCommand::Checkpoint(args)) => dump_db::run_checkpoint(&args).map(|()| ExitCode::SUCCESS),

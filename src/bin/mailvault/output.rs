@@ -13,6 +13,15 @@ pub fn print_json<T: Serialize>(value: &T) -> Result<()> {
     out.flush().context(|| "writing to stdout")
 }
 
+/// Writes `text` to stdout; a closed pipe (`| head`) ends output quietly.
+pub fn print_text(text: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(crate::error::CliError::msg(format!("writing to stdout: {e}"))),
+        _ => Ok(()),
+    }
+}
+
 /// An indented `label  value` row with the labels aligned.
 pub fn row(label: &str, value: impl std::fmt::Display) {
     println!("  {label:<44} {value}");
