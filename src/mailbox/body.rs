@@ -3,8 +3,8 @@
 //! fetch). A chunk that does not shrink is stored raw; a body none of whose
 //! chunks shrink is stored raw whole, with no chunk table.
 //!
-//! A body is three entries of the bodies table (DESIGN.md): its meta record
-//! (reference count, lengths, encoding, checksum), its chunk table, and its
+//! A body is two entries of the bodies table (DESIGN.md): its meta record
+//! (reference count, lengths, encoding, checksum, chunk table), and its
 //! stored bytes (a long value once past a page).
 
 use super::codec::{DecodeResult, Decoder};
@@ -128,6 +128,9 @@ pub(crate) struct BodyMeta {
     pub stored_len: u64,
     pub encoding: Encoding,
     pub checksum: u32,
+    /// Per chunk, u32: bit 31 set if stored raw, bits 0–30 the end offset
+    /// of the chunk in the stored bytes. Empty for a raw body.
+    pub chunks: Vec<u8>,
 }
 
 impl BodyMeta {
@@ -138,11 +141,12 @@ impl BodyMeta {
             stored_len: body.data.len() as u64,
             encoding: body.encoding,
             checksum: body.checksum,
+            chunks: body.chunks.clone(),
         }
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        let mut v = Vec::with_capacity(30);
+        let mut v = Vec::with_capacity(30 + self.chunks.len());
         v.push(1);
         v.extend_from_slice(&self.refcount.to_le_bytes());
         v.extend_from_slice(&self.raw_len.to_le_bytes());
@@ -150,6 +154,7 @@ impl BodyMeta {
         v.push(self.encoding as u8);
         v.extend_from_slice(&(CHUNK_RAW as u32).to_le_bytes());
         v.extend_from_slice(&self.checksum.to_le_bytes());
+        v.extend_from_slice(&self.chunks);
         v
     }
 
@@ -168,7 +173,7 @@ impl BodyMeta {
         };
         let chunk = d.u32()?;
         let checksum = d.u32()?;
-        d.finish()?;
+        let chunks = d.rest().to_vec();
         if chunk as usize != CHUNK_RAW {
             return Err(format!("chunk size {chunk}, this build reads {CHUNK_RAW}"));
         }
@@ -178,18 +183,23 @@ impl BodyMeta {
         if encoding == Encoding::Raw && raw_len != stored_len {
             return Err(format!("raw body of {raw_len} bytes stored in {stored_len}"));
         }
+        let want = match encoding {
+            Encoding::Raw => 0,
+            Encoding::ZstdChunks => raw_len.div_ceil(CHUNK_RAW as u64) * 4,
+        };
+        if chunks.len() as u64 != want {
+            return Err(format!("chunk table of {} bytes, {want} expected", chunks.len()));
+        }
         Ok(BodyMeta {
             refcount,
             raw_len,
             stored_len,
             encoding,
             checksum,
+            chunks,
         })
     }
 
-    pub fn chunk_count(&self) -> u64 {
-        self.raw_len.div_ceil(CHUNK_RAW as u64)
-    }
 }
 
 /// Reads exactly `buf.len()` bytes of a stored value from `offset`.
@@ -230,7 +240,6 @@ pub(crate) struct StoredBody<'s, S: PageRead + ?Sized> {
     pub store: &'s S,
     pub id: u64,
     pub meta: BodyMeta,
-    pub chunks: Option<Value>,
     pub data: Value,
 }
 
@@ -246,11 +255,12 @@ impl<S: PageRead + ?Sized> StoredBody<'_, S> {
 
     /// The stored range and rawness of chunk `i`.
     fn chunk_span(&self, i: u64) -> Result<(u64, u64, bool)> {
-        let table = self.chunks.as_ref().ok_or_else(|| self.corrupt("no chunk table".into()))?;
         let entry = |i: u64| -> Result<u32> {
-            let mut b = [0u8; 4];
-            read_value_at(self.store, table, i * 4, &mut b)?;
-            Ok(u32::from_le_bytes(b))
+            let at = usize::try_from(i * 4).ok();
+            match at.and_then(|at| self.meta.chunks.get(at..at + 4)) {
+                Some(b) => Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+                None => Err(self.corrupt(format!("no chunk-table entry {i}"))),
+            }
         };
         let start = if i == 0 { 0 } else { u64::from(entry(i - 1)? & !RAW_CHUNK) };
         let e = entry(i)?;
@@ -329,25 +339,10 @@ pub(crate) fn open<'s, S: PageRead + ?Sized>(store: &'s S, root: PageNo, id: u64
     if data.len() != meta.stored_len {
         return Err(corrupt(format!("data of {} bytes, meta says {}", data.len(), meta.stored_len)));
     }
-    let chunks = match meta.encoding {
-        Encoding::Raw => None,
-        Encoding::ZstdChunks => {
-            let table = btree::get(store, root, &keys::body_chunks(id))?.ok_or_else(|| corrupt("chunk table missing".into()))?;
-            if table.len() != meta.chunk_count() * 4 {
-                return Err(corrupt(format!(
-                    "chunk table of {} bytes for {} chunks",
-                    table.len(),
-                    meta.chunk_count()
-                )));
-            }
-            Some(table)
-        }
-    };
     Ok(StoredBody {
         store,
         id,
         meta,
-        chunks,
         data,
     })
 }

@@ -330,12 +330,8 @@ pub(crate) mod keys {
         body_key(body, 0)
     }
 
-    pub fn body_chunks(body: u64) -> [u8; 9] {
-        body_key(body, 1)
-    }
-
     pub fn body_data(body: u64) -> [u8; 9] {
-        body_key(body, 2)
+        body_key(body, 1)
     }
 
     fn body_key(body: u64, part: u8) -> [u8; 9] {

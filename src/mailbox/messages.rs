@@ -113,9 +113,6 @@ impl MailTxn<'_, '_> {
         }
         let id = self.next_id()?;
         self.tx.put(&self.sc.bodies, &keys::body_meta(id), &BodyMeta::of(body).encode())?;
-        if !body.chunks.is_empty() {
-            self.tx.put(&self.sc.bodies, &keys::body_chunks(id), &body.chunks)?;
-        }
         self.tx.put(&self.sc.bodies, &keys::body_data(id), &body.data)?;
         Ok(id)
     }
@@ -144,7 +141,7 @@ impl MailTxn<'_, '_> {
         let mut meta = self.body_meta(id)?;
         meta.refcount -= 1;
         if meta.refcount == 0 {
-            for key in [keys::body_meta(id), keys::body_chunks(id), keys::body_data(id)] {
+            for key in [keys::body_meta(id), keys::body_data(id)] {
                 self.tx.delete(&self.sc.bodies, &key)?;
             }
         } else {

@@ -11,6 +11,7 @@ use std::process::ExitCode;
 mod acked;
 mod bench;
 mod bench_kv;
+mod bench_mail;
 mod bench_report;
 mod check;
 mod check_db;
@@ -63,6 +64,10 @@ enum BenchCommand {
     Log(bench::BenchLogArgs),
     /// A database: inserts with one put per durable commit against the raw fsync floor, point reads, range scans, memory and recovery.
     Kv(bench_kv::BenchKvArgs),
+    /// The mailbox store: concurrent durable deliveries of the realistic mix against the raw sequential bandwidth.
+    Ingest(bench_mail::BenchIngestArgs),
+    /// The mailbox store: whole-body reads against raw preads, a 10,000-message folder listing, a partial fetch.
+    Read(bench_mail::BenchReadArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -91,6 +96,8 @@ fn run(cli: Cli) -> error::Result<ExitCode> {
     match cli.command {
         Command::Bench(BenchCommand::Log(args)) => bench::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Bench(BenchCommand::Kv(args)) => bench_kv::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Bench(BenchCommand::Ingest(args)) => bench_mail::ingest(&args).map(|()| ExitCode::SUCCESS),
+        Command::Bench(BenchCommand::Read(args)) => bench_mail::read(&args).map(|()| ExitCode::SUCCESS),
         Command::Check(args) => check::run(&args),
         Command::Init(args) => store_cmds::init(&args).map(|()| ExitCode::SUCCESS),
         Command::Load(args) => store_cmds::load(&args).map(|()| ExitCode::SUCCESS),
