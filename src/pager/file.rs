@@ -134,7 +134,7 @@ impl DbFile {
     }
 
     /// Grows the file to at least `len`, by at least an extent (an eighth of
-    /// the file, between 4 MiB and 256 MiB), with written zeros.
+    /// the file, between 4 MiB and 256 MiB), reserved without writing.
     fn grow_to(&self, len: u64) -> Result<()> {
         let current = self.file.len().map_err(|e| DbError::io(&self.path, 0, "stat", e))?;
         if current >= len {
@@ -143,7 +143,7 @@ impl DbFile {
         let extent = (current / 8).clamp(MIN_EXTENT, MAX_EXTENT);
         let target = len.max(current + extent).div_ceil(self.page_size as u64) * self.page_size as u64;
         self.file
-            .allocate(target)
+            .reserve(target)
             .map_err(|e| DbError::io(&self.path, current, "extend", e))
     }
 

@@ -55,6 +55,15 @@ pub trait VfsFile: Send + Sync {
         Ok(())
     }
 
+    /// Grows the file to `len` bytes without writing them, for a file whose
+    /// new blocks are written and synced in bulk anyway (the database file,
+    /// at a checkpoint), where writing zeros first would double the bytes
+    /// written as the file grows. New bytes read as zeros. The default
+    /// writes zeros, as [`VfsFile::allocate`].
+    fn reserve(&self, len: u64) -> io::Result<()> {
+        self.allocate(len)
+    }
+
     /// Grows the file to `len` bytes with blocks that are physically written
     /// (zeros), so that later overwrites followed by `sync_data` carry no
     /// metadata. Writing zeros is measurably cheaper for later commits than

@@ -58,6 +58,21 @@ impl VfsFile for OsFile {
     fn len(&self) -> io::Result<u64> {
         Ok(self.file.metadata()?.len())
     }
+
+    /// fallocate: blocks reserved as unwritten extents, converted when the
+    /// checkpoint writes them (its one fdatasync carries the conversion).
+    /// Where the file system cannot, a sparse `set_len` does.
+    fn reserve(&self, len: u64) -> io::Result<()> {
+        let current = self.len()?;
+        if len <= current {
+            return Ok(());
+        }
+        match rustix::fs::fallocate(&self.file, rustix::fs::FallocateFlags::empty(), current, len - current) {
+            Ok(()) => Ok(()),
+            Err(e) if e == rustix::io::Errno::OPNOTSUPP || e == rustix::io::Errno::NOSYS => self.file.set_len(len),
+            Err(e) => Err(e.into()),
+        }
+    }
 }
 
 impl Vfs for OsVfs {
