@@ -2,38 +2,12 @@
 //! acknowledged commits, dump it, corrupt it; the same for a database
 //! (`bench kv`, `check` of a database directory, a corrupt page).
 
+#[path = "common/cli.rs"]
+mod cli_util;
+
+use cli_util::{json, mailvault, number, text};
 use serde_json::Value;
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn mailvault(args: &[&str], cwd: Option<&Path>) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mailvault"));
-    cmd.args(args);
-    if let Some(dir) = cwd {
-        cmd.current_dir(dir);
-    }
-    cmd.output().expect("run mailvault")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn json(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}):\n{}", text(out)))
-}
-
-fn number(v: &Value, path: &str) -> f64 {
-    path.split('.')
-        .fold(v, |v, key| &v[key])
-        .as_f64()
-        .unwrap_or_else(|| panic!("{path} missing or not a number in {v:#}"))
-}
 
 /// Runs a short bench into `dir`, recording acknowledged commits in `acked`.
 fn bench(dir: &Path, acked: &Path, extra: &[&str]) -> Value {
