@@ -11,7 +11,13 @@ use std::sync::Arc;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     let store = Store::create(Arc::new(OsVfs), dir.path(), StoreOptions::default())?;
-    store.create_mailbox("alice", Quota { bytes: Some(1 << 30), messages: None })?;
+    store.create_mailbox(
+        "alice",
+        Quota {
+            bytes: Some(1 << 30),
+            messages: None,
+        },
+    )?;
     store.create_folder("alice", "Archive/2026")?;
 
     // Delivery: each append is one durable transaction; concurrent
@@ -19,7 +25,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut generator = mailvault::mailbox::workload::MailGenerator::new(1);
     for _ in 0..5 {
         let m = generator.message();
-        let opts = AppendOptions { internal_date: m.internal_date, ..AppendOptions::default() };
+        let opts = AppendOptions {
+            internal_date: m.internal_date,
+            ..AppendOptions::default()
+        };
         let uid = store.append("alice", "INBOX", &opts, &m.bytes)?;
         println!("delivered UID {uid}: {} bytes ({:?})", m.bytes.len(), m.kind);
     }
@@ -31,19 +40,37 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         inbox.messages, inbox.unseen, inbox.uid_validity, inbox.uid_next, inbox.highest_modseq
     );
     for m in rx.fetch("alice", "INBOX", &UidSet::all())? {
-        println!("  UID {:>3}  {:>8} bytes  MODSEQ {}  {:?}", m.uid, m.size, m.modseq, m.flags.names());
+        println!(
+            "  UID {:>3}  {:>8} bytes  MODSEQ {}  {:?}",
+            m.uid,
+            m.size,
+            m.modseq,
+            m.flags.names()
+        );
     }
     let body = rx.read_body("alice", "INBOX", 1)?;
     let mut head = Vec::new();
     rx.read_body_range("alice", "INBOX", 1, 0, 120, &mut head)?;
-    println!("UID 1: {} bytes; it starts:\n{}", body.len(), String::from_utf8_lossy(&head));
+    println!(
+        "UID 1: {} bytes; it starts:\n{}",
+        body.len(),
+        String::from_utf8_lossy(&head)
+    );
     drop(rx);
 
     // Several operations in one atomic transaction: flag two messages, move
     // one to the archive (a copy and an expunge), expunge another.
     let since = inbox.highest_modseq;
     let moved = store.transaction(|tx| {
-        tx.store_flags("alice", "INBOX", &UidSet::range(1, 2), FlagOp::Add, Flags::SEEN, &["$Important".into()], None)?;
+        tx.store_flags(
+            "alice",
+            "INBOX",
+            &UidSet::range(1, 2),
+            FlagOp::Add,
+            Flags::SEEN,
+            &["$Important".into()],
+            None,
+        )?;
         let moved = tx.move_messages("alice", "INBOX", &UidSet::single(3), "alice", "Archive/2026")?;
         tx.expunge("alice", "INBOX", &UidSet::single(4))?;
         Ok(moved)
@@ -63,7 +90,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     drop(rx);
 
     let report = store.verify()?;
-    println!("verified: {} messages, {} bodies, {} problems", report.messages, report.bodies, report.problems.len());
+    println!(
+        "verified: {} messages, {} bodies, {} problems",
+        report.messages,
+        report.bodies,
+        report.problems.len()
+    );
     store.close()?;
     Ok(())
 }

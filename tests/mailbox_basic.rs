@@ -3,8 +3,8 @@
 //! and bad input that must be refused with a typed error, changing nothing.
 
 use mailvault::mailbox::{
-    AppendOptions, Criterion, FlagOp, Flags, MailError, MailView, PropOwner, PropValue, Quota, QuotaKind, Store, StoreOptions,
-    UidSet,
+    AppendOptions, Criterion, FlagOp, Flags, MailError, MailView, PropOwner, PropValue, Quota, QuotaKind, Store,
+    StoreOptions, UidSet,
 };
 use mailvault::pager::DbError;
 use mailvault::vfs::SimVfs;
@@ -43,16 +43,27 @@ fn deliver_list_read_move_and_expunge() {
     s.create_folder("alice", "Work/Projects").unwrap();
     let mut uids = Vec::new();
     for n in 0..20 {
-        uids.push(s.append("alice", "INBOX", &at(1000 + n as i64, Flags::EMPTY), &msg(n)).unwrap());
+        uids.push(
+            s.append("alice", "INBOX", &at(1000 + n as i64, Flags::EMPTY), &msg(n))
+                .unwrap(),
+        );
     }
-    assert_eq!(uids, (1..=20).collect::<Vec<u32>>(), "UIDs are assigned in order from 1");
+    assert_eq!(
+        uids,
+        (1..=20).collect::<Vec<u32>>(),
+        "UIDs are assigned in order from 1"
+    );
     let rx = s.read();
     let inbox = rx.folder_info("alice", "inbox").unwrap();
     assert_eq!(inbox.name, "INBOX", "INBOX is case-insensitive");
     assert_eq!((inbox.messages, inbox.unseen, inbox.uid_next), (20, 20, 21));
     assert_eq!(inbox.bytes, (0..20).map(|n| msg(n).len() as u64).sum::<u64>());
     let names: Vec<String> = rx.list_folders("alice").unwrap().into_iter().map(|f| f.name).collect();
-    assert_eq!(names, ["INBOX", "Work", "Work/Projects"], "CREATE makes the missing parent");
+    assert_eq!(
+        names,
+        ["INBOX", "Work", "Work/Projects"],
+        "CREATE makes the missing parent"
+    );
     assert_eq!(rx.read_body("alice", "INBOX", 7).unwrap(), msg(6));
     let meta = rx.fetch("alice", "INBOX", &UidSet::range(5, 7)).unwrap();
     assert_eq!(meta.iter().map(|m| m.uid).collect::<Vec<_>>(), [5, 6, 7]);
@@ -60,10 +71,20 @@ fn deliver_list_read_move_and_expunge() {
     drop(rx);
 
     let moved = s
-        .transaction(|tx| tx.move_messages("alice", "INBOX", &UidSet::parse("2:4,9").unwrap(), "alice", "Work/Projects"))
+        .transaction(|tx| {
+            tx.move_messages(
+                "alice",
+                "INBOX",
+                &UidSet::parse("2:4,9").unwrap(),
+                "alice",
+                "Work/Projects",
+            )
+        })
         .unwrap();
     assert_eq!(moved, [(2, 1), (3, 2), (4, 3), (9, 4)]);
-    let gone = s.transaction(|tx| tx.expunge("alice", "INBOX", &UidSet::of(&[1, 2, 5]))).unwrap();
+    let gone = s
+        .transaction(|tx| tx.expunge("alice", "INBOX", &UidSet::of(&[1, 2, 5])))
+        .unwrap();
     assert_eq!(gone, [1, 5], "UID 2 had moved away already");
     let rx = s.read();
     assert_eq!(rx.folder_info("alice", "INBOX").unwrap().messages, 14);
@@ -90,32 +111,61 @@ fn flags_modseq_unchangedsince_and_changes_since() {
     let base = s.read().folder_info("bob", "INBOX").unwrap().highest_modseq;
     let r = s
         .transaction(|tx| {
-            tx.store_flags("bob", "INBOX", &UidSet::range(1, 3), FlagOp::Add, Flags::SEEN, &["work".into()], None)
+            tx.store_flags(
+                "bob",
+                "INBOX",
+                &UidSet::range(1, 3),
+                FlagOp::Add,
+                Flags::SEEN,
+                &["work".into()],
+                None,
+            )
         })
         .unwrap();
     assert_eq!(r.changed.iter().map(|c| c.0).collect::<Vec<_>>(), [1, 2, 3]);
-    assert!(r.changed.windows(2).all(|w| w[0].1 < w[1].1), "each change has its own MODSEQ");
+    assert!(
+        r.changed.windows(2).all(|w| w[0].1 < w[1].1),
+        "each change has its own MODSEQ"
+    );
     let rx = s.read();
     assert_eq!(rx.folder_info("bob", "INBOX").unwrap().unseen, 3);
-    assert_eq!(rx.search("bob", "INBOX", &[Criterion::NotFlag(Flags::SEEN)]).unwrap(), [4, 5, 6]);
-    assert_eq!(rx.search("bob", "INBOX", &[Criterion::Keyword("work".into())]).unwrap(), [1, 2, 3]);
+    assert_eq!(
+        rx.search("bob", "INBOX", &[Criterion::NotFlag(Flags::SEEN)]).unwrap(),
+        [4, 5, 6]
+    );
+    assert_eq!(
+        rx.search("bob", "INBOX", &[Criterion::Keyword("work".into())]).unwrap(),
+        [1, 2, 3]
+    );
     let m2 = rx.fetch("bob", "INBOX", &UidSet::single(2)).unwrap()[0].modseq;
     drop(rx);
     // UNCHANGEDSINCE below message 2's MODSEQ: 2 is reported, 4 changes.
     let r = s
         .transaction(move |tx| {
-            tx.store_flags("bob", "INBOX", &UidSet::of(&[2, 4]), FlagOp::Add, Flags::FLAGGED, &[], Some(m2 - 1))
+            tx.store_flags(
+                "bob",
+                "INBOX",
+                &UidSet::of(&[2, 4]),
+                FlagOp::Add,
+                Flags::FLAGGED,
+                &[],
+                Some(m2 - 1),
+            )
         })
         .unwrap();
     assert_eq!(r.modified, [2]);
     assert_eq!(r.changed.len(), 1);
-    s.transaction(|tx| tx.expunge("bob", "INBOX", &UidSet::single(6))).unwrap();
+    s.transaction(|tx| tx.expunge("bob", "INBOX", &UidSet::single(6)))
+        .unwrap();
     s.append("bob", "INBOX", &at(0, Flags::SEEN), &msg(9)).unwrap();
     let changes = s.read().changes_since("bob", "INBOX", base).unwrap();
     assert_eq!(changes.changed, [1, 2, 3, 4]);
     assert_eq!(changes.expunged, [6]);
     assert_eq!(changes.new, [7]);
-    assert_eq!(changes.highest_modseq, s.read().folder_info("bob", "INBOX").unwrap().highest_modseq);
+    assert_eq!(
+        changes.highest_modseq,
+        s.read().folder_info("bob", "INBOX").unwrap().highest_modseq
+    );
     // A STORE that changes nothing does not bump MODSEQ.
     let before = s.read().folder_info("bob", "INBOX").unwrap().highest_modseq;
     let r = s
@@ -132,15 +182,22 @@ fn search_by_date_size_and_combinations() {
     s.create_mailbox("carol", Quota::default()).unwrap();
     for n in 0..30usize {
         let flags = if n % 3 == 0 { Flags::FLAGGED } else { Flags::EMPTY };
-        s.append("carol", "INBOX", &at(n as i64 * 100, flags), &vec![b'x'; 100 + n * 10]).unwrap();
+        s.append("carol", "INBOX", &at(n as i64 * 100, flags), &vec![b'x'; 100 + n * 10])
+            .unwrap();
     }
     let rx = s.read();
     let uids = |c: &[Criterion]| rx.search("carol", "INBOX", c).unwrap();
     assert_eq!(uids(&[Criterion::Since(500), Criterion::Before(800)]), [6, 7, 8]);
     assert_eq!(uids(&[Criterion::Larger(370)]), [29, 30]);
     assert_eq!(uids(&[Criterion::Smaller(120)]), [1, 2]);
-    assert_eq!(uids(&[Criterion::Flag(Flags::FLAGGED), Criterion::Since(1000)]), [13, 16, 19, 22, 25, 28]);
-    assert_eq!(uids(&[Criterion::NotFlag(Flags::FLAGGED), Criterion::Uid(UidSet::range(1, 5))]), [2, 3, 5]);
+    assert_eq!(
+        uids(&[Criterion::Flag(Flags::FLAGGED), Criterion::Since(1000)]),
+        [13, 16, 19, 22, 25, 28]
+    );
+    assert_eq!(
+        uids(&[Criterion::NotFlag(Flags::FLAGGED), Criterion::Uid(UidSet::range(1, 5))]),
+        [2, 3, 5]
+    );
     assert_eq!(uids(&[Criterion::Before(-5)]), Vec::<u32>::new());
     assert_eq!(uids(&[]).len(), 30);
 }
@@ -190,7 +247,9 @@ fn partial_fetch_reads_only_the_chunks_it_needs() {
     let uid = s.append("frank", "INBOX", &AppendOptions::default(), &m.bytes).unwrap();
     let rx = s.read();
     let mut out = Vec::new();
-    let n = rx.read_body_range("frank", "INBOX", uid, 1_000_000, 5000, &mut out).unwrap();
+    let n = rx
+        .read_body_range("frank", "INBOX", uid, 1_000_000, 5000, &mut out)
+        .unwrap();
     assert_eq!(n, 5000);
     assert_eq!(out, &m.bytes[1_000_000..1_005_000]);
     let mut head = Vec::new();
@@ -200,9 +259,15 @@ fn partial_fetch_reads_only_the_chunks_it_needs() {
     assert_eq!(head, &m.bytes[..4096]);
     assert!(pages <= 16, "a 4 KiB partial fetch of a 2 MiB body read {pages} pages");
     let mut tail = Vec::new();
-    let n = rx.read_body_range("frank", "INBOX", uid, (2 << 20) - 10, 100, &mut tail).unwrap();
+    let n = rx
+        .read_body_range("frank", "INBOX", uid, (2 << 20) - 10, 100, &mut tail)
+        .unwrap();
     assert_eq!((n, &tail[..]), (10, &m.bytes[(2 << 20) - 10..]));
-    assert_eq!(rx.read_body_range("frank", "INBOX", uid, 3 << 20, 10, &mut Vec::new()).unwrap(), 0);
+    assert_eq!(
+        rx.read_body_range("frank", "INBOX", uid, 3 << 20, 10, &mut Vec::new())
+            .unwrap(),
+        0
+    );
     assert_eq!(rx.read_body("frank", "INBOX", uid).unwrap(), m.bytes);
 }
 
@@ -235,8 +300,20 @@ fn properties_are_typed_and_follow_copies() {
     s.create_mailbox("heidi", Quota::default()).unwrap();
     s.append("heidi", "INBOX", &AppendOptions::default(), b"hello").unwrap();
     s.transaction(|tx| {
-        tx.set_prop("heidi", "INBOX", PropOwner::Folder, "color", &PropValue::Text("blue".into()))?;
-        tx.set_prop("heidi", "INBOX", PropOwner::Message(1), "spam-score", &PropValue::F64(0.25))?;
+        tx.set_prop(
+            "heidi",
+            "INBOX",
+            PropOwner::Folder,
+            "color",
+            &PropValue::Text("blue".into()),
+        )?;
+        tx.set_prop(
+            "heidi",
+            "INBOX",
+            PropOwner::Message(1),
+            "spam-score",
+            &PropValue::F64(0.25),
+        )?;
         tx.set_prop("heidi", "INBOX", PropOwner::Message(1), "seen-by", &PropValue::U64(3))?;
         tx.create_folder("heidi", "Old")?;
         tx.copy("heidi", "INBOX", &UidSet::all(), "heidi", "Old")
@@ -250,7 +327,10 @@ fn properties_are_typed_and_follow_copies() {
     let copied = rx.props("heidi", "Old", PropOwner::Message(1)).unwrap();
     assert_eq!(
         copied,
-        [("seen-by".to_string(), PropValue::U64(3)), ("spam-score".to_string(), PropValue::F64(0.25))]
+        [
+            ("seen-by".to_string(), PropValue::U64(3)),
+            ("spam-score".to_string(), PropValue::F64(0.25))
+        ]
     );
     assert!(rx.props("heidi", "Old", PropOwner::Folder).unwrap().is_empty());
     assert!(matches!(
@@ -262,19 +342,47 @@ fn properties_are_typed_and_follow_copies() {
 #[test]
 fn bad_input_is_refused_and_changes_nothing() {
     let s = store();
-    s.create_mailbox("ivan", Quota { bytes: Some(10_000), messages: Some(3) }).unwrap();
-    s.append("ivan", "INBOX", &AppendOptions::default(), &[b'a'; 4000]).unwrap();
+    s.create_mailbox(
+        "ivan",
+        Quota {
+            bytes: Some(10_000),
+            messages: Some(3),
+        },
+    )
+    .unwrap();
+    s.append("ivan", "INBOX", &AppendOptions::default(), &[b'a'; 4000])
+        .unwrap();
     let before = s.read().fetch("ivan", "INBOX", &UidSet::all()).unwrap();
     let info_before = s.read().folder_info("ivan", "INBOX").unwrap();
     let cases: Vec<(&str, MailError)> = vec![
-        ("empty mailbox name", s.create_mailbox("", Quota::default()).unwrap_err()),
-        ("oversize mailbox name", s.create_mailbox(&"m".repeat(300), Quota::default()).unwrap_err()),
+        (
+            "empty mailbox name",
+            s.create_mailbox("", Quota::default()).unwrap_err(),
+        ),
+        (
+            "oversize mailbox name",
+            s.create_mailbox(&"m".repeat(300), Quota::default()).unwrap_err(),
+        ),
         ("control character", s.create_folder("ivan", "a\u{7}b").unwrap_err()),
         ("empty level", s.create_folder("ivan", "a//b").unwrap_err()),
-        ("oversize folder", s.create_folder("ivan", &"f".repeat(600)).unwrap_err()),
-        ("no such mailbox", s.append("nobody", "INBOX", &AppendOptions::default(), b"x").unwrap_err()),
-        ("no such folder", s.append("ivan", "Nope", &AppendOptions::default(), b"x").unwrap_err()),
-        ("byte quota", s.append("ivan", "INBOX", &AppendOptions::default(), &[b'b'; 7000]).unwrap_err()),
+        (
+            "oversize folder",
+            s.create_folder("ivan", &"f".repeat(600)).unwrap_err(),
+        ),
+        (
+            "no such mailbox",
+            s.append("nobody", "INBOX", &AppendOptions::default(), b"x")
+                .unwrap_err(),
+        ),
+        (
+            "no such folder",
+            s.append("ivan", "Nope", &AppendOptions::default(), b"x").unwrap_err(),
+        ),
+        (
+            "byte quota",
+            s.append("ivan", "INBOX", &AppendOptions::default(), &[b'b'; 7000])
+                .unwrap_err(),
+        ),
         (
             "bad keyword",
             s.append(
@@ -290,21 +398,40 @@ fn bad_input_is_refused_and_changes_nothing() {
         ),
         (
             "body too large",
-            s.append("ivan", "INBOX", &AppendOptions::default(), &vec![0u8; (s.max_body_bytes() + 1) as usize])
-                .unwrap_err(),
+            s.append(
+                "ivan",
+                "INBOX",
+                &AppendOptions::default(),
+                &vec![0u8; (s.max_body_bytes() + 1) as usize],
+            )
+            .unwrap_err(),
         ),
         ("uid out of range", s.read().read_body("ivan", "INBOX", 99).unwrap_err()),
-        ("delete INBOX", s.transaction(|tx| tx.delete_folder("ivan", "INBOX")).unwrap_err()),
+        (
+            "delete INBOX",
+            s.transaction(|tx| tx.delete_folder("ivan", "INBOX")).unwrap_err(),
+        ),
         ("exists", s.create_mailbox("ivan", Quota::default()).unwrap_err()),
     ];
     for (what, err) in &cases {
         let ok = match *what {
-            "empty mailbox name" | "oversize mailbox name" | "control character" | "empty level" | "oversize folder" | "bad keyword" => {
+            "empty mailbox name"
+            | "oversize mailbox name"
+            | "control character"
+            | "empty level"
+            | "oversize folder"
+            | "bad keyword" => {
                 matches!(err, MailError::InvalidName { .. })
             }
             "no such mailbox" => matches!(err, MailError::NoSuchMailbox(_)),
             "no such folder" => matches!(err, MailError::NoSuchFolder { .. }),
-            "byte quota" => matches!(err, MailError::QuotaExceeded { kind: QuotaKind::Bytes, .. }),
+            "byte quota" => matches!(
+                err,
+                MailError::QuotaExceeded {
+                    kind: QuotaKind::Bytes,
+                    ..
+                }
+            ),
             "body too large" => matches!(err, MailError::BodyTooLarge { .. }),
             "uid out of range" => matches!(err, MailError::NoSuchMessage { uid: 99, .. }),
             "delete INBOX" => matches!(err, MailError::ProtectedFolder(_)),
@@ -317,7 +444,10 @@ fn bad_input_is_refused_and_changes_nothing() {
     s.append("ivan", "INBOX", &AppendOptions::default(), b"3").unwrap();
     assert!(matches!(
         s.append("ivan", "INBOX", &AppendOptions::default(), b"4"),
-        Err(MailError::QuotaExceeded { kind: QuotaKind::Messages, .. })
+        Err(MailError::QuotaExceeded {
+            kind: QuotaKind::Messages,
+            ..
+        })
     ));
     // A multi-step transaction that fails half way leaves nothing behind.
     let err = s
@@ -330,7 +460,10 @@ fn bad_input_is_refused_and_changes_nothing() {
     assert!(matches!(err, MailError::NoSuchFolder { .. }));
     let rx = s.read();
     assert_eq!(rx.fetch("ivan", "INBOX", &UidSet::range(1, 1)).unwrap(), before);
-    assert!(matches!(rx.folder_info("ivan", "Half"), Err(MailError::NoSuchFolder { .. })));
+    assert!(matches!(
+        rx.folder_info("ivan", "Half"),
+        Err(MailError::NoSuchFolder { .. })
+    ));
     let info = rx.folder_info("ivan", "INBOX").unwrap();
     assert_eq!(info.uid_validity, info_before.uid_validity);
     assert_eq!(info.messages, 3);
@@ -350,8 +483,19 @@ fn concurrent_renames_of_one_folder_one_wins() {
         .collect();
     let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
     assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "{results:?}");
-    assert!(results.iter().filter(|r| r.is_err()).all(|r| matches!(r, Err(MailError::NoSuchFolder { .. }))));
-    let names: Vec<String> = s.read().list_folders("judy").unwrap().into_iter().map(|f| f.name).collect();
+    assert!(
+        results
+            .iter()
+            .filter(|r| r.is_err())
+            .all(|r| matches!(r, Err(MailError::NoSuchFolder { .. })))
+    );
+    let names: Vec<String> = s
+        .read()
+        .list_folders("judy")
+        .unwrap()
+        .into_iter()
+        .map(|f| f.name)
+        .collect();
     assert_eq!(names.len(), 2, "{names:?}");
 }
 
@@ -386,7 +530,8 @@ fn mailboxes_rename_delete_and_quota_changes() {
     s.create_mailbox("max", Quota::default()).unwrap();
     s.append("lee", "INBOX", &AppendOptions::default(), b"one").unwrap();
     s.append("max", "INBOX", &AppendOptions::default(), b"two").unwrap();
-    s.transaction(|tx| tx.copy("max", "INBOX", &UidSet::all(), "lee", "INBOX")).unwrap();
+    s.transaction(|tx| tx.copy("max", "INBOX", &UidSet::all(), "lee", "INBOX"))
+        .unwrap();
     assert!(matches!(
         s.transaction(|tx| tx.rename_mailbox("lee", "max")),
         Err(MailError::MailboxExists(_))
@@ -398,11 +543,24 @@ fn mailboxes_rename_delete_and_quota_changes() {
     assert_eq!(rx.read_body("leo", "INBOX", 2).unwrap(), b"two");
     assert_eq!(rx.mailbox_info("leo").unwrap().used_messages, 2);
     drop(rx);
-    s.transaction(|tx| tx.set_quota("max", Quota { bytes: Some(3), messages: None })).unwrap();
+    s.transaction(|tx| {
+        tx.set_quota(
+            "max",
+            Quota {
+                bytes: Some(3),
+                messages: None,
+            },
+        )
+    })
+    .unwrap();
     assert_eq!(s.read().mailbox_info("max").unwrap().quota_bytes, Some(3));
     s.transaction(|tx| tx.delete_mailbox("leo")).unwrap();
     let report = s.verify().unwrap();
     assert!(report.is_clean(), "{:?}", report.problems);
     assert_eq!((report.mailboxes, report.messages, report.bodies), (1, 1, 1));
-    assert_eq!(s.read().read_body("max", "INBOX", 1).unwrap(), b"two", "the shared body outlives the copy");
+    assert_eq!(
+        s.read().read_body("max", "INBOX", 1).unwrap(),
+        b"two",
+        "the shared body outlives the copy"
+    );
 }

@@ -12,7 +12,12 @@ use mailvault::vfs::{FaultKind, SimVfs, sim::SimRng};
 const DIR: &str = "/mail";
 /// About the number of file-system calls the workload after the warm-up makes.
 const WORKLOAD_OPS: u64 = 110;
-const FOLDERS: [(&str, &str); 4] = [("ann", "INBOX"), ("ann", "Archive"), ("ben", "INBOX"), ("ben", "Lists/rust")];
+const FOLDERS: [(&str, &str); 4] = [
+    ("ann", "INBOX"),
+    ("ann", "Archive"),
+    ("ben", "INBOX"),
+    ("ben", "Lists/rust"),
+];
 
 fn opts() -> StoreOptions {
     StoreOptions {
@@ -91,7 +96,11 @@ fn operation(s: &Store, rng: &mut SimRng, id: u64) -> Result<(), MailError> {
         }
         5 | 6 => {
             let set = UidSet::range(1 + rng.below(20) as u32, 1 + rng.below(20) as u32);
-            let flags = if rng.below(2) == 0 { Flags::SEEN } else { Flags::FLAGGED | Flags::ANSWERED };
+            let flags = if rng.below(2) == 0 {
+                Flags::SEEN
+            } else {
+                Flags::FLAGGED | Flags::ANSWERED
+            };
             let op = [FlagOp::Add, FlagOp::Remove, FlagOp::Set][rng.below(3) as usize];
             s.transaction(move |tx| tx.store_flags(mailbox, folder, &set, op, flags, &[], None).map(|_| ()))
         }
@@ -130,8 +139,12 @@ fn fault_case(seed: u64, fault: impl FnOnce(&SimVfs)) -> bool {
     let mut rng = SimRng::new(seed ^ 0xfeed);
     for id in 0..8 {
         let mut twin = rng.clone();
-        operation(&store, &mut rng, id).or_else(ignore_refusal).expect("warm-up");
-        operation(&shadow, &mut twin, id).or_else(ignore_refusal).expect("warm-up shadow");
+        operation(&store, &mut rng, id)
+            .or_else(ignore_refusal)
+            .expect("warm-up");
+        operation(&shadow, &mut twin, id)
+            .or_else(ignore_refusal)
+            .expect("warm-up shadow");
     }
     fault(&sim);
     let (ops0, syncs0) = (sim.op_count(), sim.sync_count());
@@ -141,7 +154,9 @@ fn fault_case(seed: u64, fault: impl FnOnce(&SimVfs)) -> bool {
     for id in 8..40 {
         let mut twin = rng.clone();
         let result = operation(&store, &mut rng, id).or_else(ignore_refusal);
-        operation(&shadow, &mut twin, id).or_else(ignore_refusal).expect("shadow op");
+        operation(&shadow, &mut twin, id)
+            .or_else(ignore_refusal)
+            .expect("shadow op");
         let after = digest(&shadow).expect("shadow digest");
         match result {
             Ok(()) => acked = after,
@@ -198,7 +213,10 @@ fn crash_at_every_sync() {
     let stopped = (0..n)
         .filter(|&i| fault_case(i, |sim| sim.crash_at_sync(sim.sync_count() + i)))
         .count();
-    assert!(stopped >= 30, "only {stopped} of {n} crashes struck during the workload");
+    assert!(
+        stopped >= 30,
+        "only {stopped} of {n} crashes struck during the workload"
+    );
 }
 
 #[test]
@@ -208,9 +226,14 @@ fn crash_at_random_points() {
     let mut stopped = 0;
     for i in 0..points {
         let op = rng.below(WORKLOAD_OPS);
-        stopped += u64::from(fault_case(100_000 + i, move |sim| sim.inject_at_op(sim.op_count() + op, FaultKind::Crash)));
+        stopped += u64::from(fault_case(100_000 + i, move |sim| {
+            sim.inject_at_op(sim.op_count() + op, FaultKind::Crash)
+        }));
     }
-    assert!(stopped * 2 >= points, "only {stopped} of {points} crashes struck during the workload");
+    assert!(
+        stopped * 2 >= points,
+        "only {stopped} of {points} crashes struck during the workload"
+    );
 }
 
 #[test]
@@ -218,7 +241,12 @@ fn io_errors_at_every_call() {
     let mut stopped = 0;
     for op in 0..WORKLOAD_OPS {
         let kind = if op % 2 == 0 { FaultKind::Eio } else { FaultKind::Enospc };
-        stopped += u64::from(fault_case(200_000 + op, move |sim| sim.inject_at_op(sim.op_count() + op, kind)));
+        stopped += u64::from(fault_case(200_000 + op, move |sim| {
+            sim.inject_at_op(sim.op_count() + op, kind)
+        }));
     }
-    assert!(stopped * 10 >= WORKLOAD_OPS * 6, "only {stopped} of {WORKLOAD_OPS} errors struck during the workload");
+    assert!(
+        stopped * 10 >= WORKLOAD_OPS * 6,
+        "only {stopped} of {WORKLOAD_OPS} errors struck during the workload"
+    );
 }

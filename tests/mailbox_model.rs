@@ -13,10 +13,30 @@ const FOLDERS: [&str; 3] = ["INBOX", "Sent", "Archive/2026"];
 
 #[derive(Debug, Clone)]
 enum Op {
-    Append { folder: usize, flags: u32, size: usize },
-    Store { folder: usize, first: u32, last: u32, op: u8, flags: u32, since: Option<u64> },
-    Move { from: usize, to: usize, first: u32, last: u32 },
-    Expunge { folder: usize, first: u32, last: u32 },
+    Append {
+        folder: usize,
+        flags: u32,
+        size: usize,
+    },
+    Store {
+        folder: usize,
+        first: u32,
+        last: u32,
+        op: u8,
+        flags: u32,
+        since: Option<u64>,
+    },
+    Move {
+        from: usize,
+        to: usize,
+        first: u32,
+        last: u32,
+    },
+    Expunge {
+        folder: usize,
+        first: u32,
+        last: u32,
+    },
     Reopen,
 }
 
@@ -57,7 +77,15 @@ impl Folder {
         let uid = self.uid_next;
         self.uid_next += 1;
         let m = self.bump();
-        self.messages.insert(uid, Message { flags, modseq: m, append_modseq: m, body });
+        self.messages.insert(
+            uid,
+            Message {
+                flags,
+                modseq: m,
+                append_modseq: m,
+                body,
+            },
+        );
         uid
     }
 
@@ -100,8 +128,14 @@ fn check(store: &Store, model: &[Folder], last_seen: &mut [(u32, u64)]) -> Resul
         prop_assert_eq!(info.uid_next, f.uid_next);
         prop_assert_eq!(info.highest_modseq, f.highest);
         prop_assert_eq!(info.messages, f.messages.len() as u64);
-        prop_assert_eq!(info.unseen, f.messages.values().filter(|m| !m.flags.contains(Flags::SEEN)).count() as u64);
-        prop_assert_eq!(info.bytes, f.messages.values().map(|m| m.body.len() as u64).sum::<u64>());
+        prop_assert_eq!(
+            info.unseen,
+            f.messages.values().filter(|m| !m.flags.contains(Flags::SEEN)).count() as u64
+        );
+        prop_assert_eq!(
+            info.bytes,
+            f.messages.values().map(|m| m.body.len() as u64).sum::<u64>()
+        );
         prop_assert!(info.uid_next >= last_seen[i].0, "UIDNEXT went back");
         prop_assert!(info.highest_modseq >= last_seen[i].1, "HIGHESTMODSEQ went back");
         last_seen[i] = (info.uid_next, info.highest_modseq);
@@ -122,10 +156,19 @@ fn check(store: &Store, model: &[Folder], last_seen: &mut [(u32, u64)]) -> Resul
             let mut changed = Vec::new();
             for (uid, m) in &f.messages {
                 if m.modseq > since {
-                    if m.append_modseq > since { new.push(*uid) } else { changed.push(*uid) }
+                    if m.append_modseq > since {
+                        new.push(*uid)
+                    } else {
+                        changed.push(*uid)
+                    }
                 }
             }
-            let mut gone: Vec<u32> = f.tombstones.iter().filter(|(ms, _)| *ms > since).map(|(_, u)| *u).collect();
+            let mut gone: Vec<u32> = f
+                .tombstones
+                .iter()
+                .filter(|(ms, _)| *ms > since)
+                .map(|(_, u)| *u)
+                .collect();
             gone.sort_unstable();
             prop_assert_eq!(&c.new, &new, "new since {}", since);
             prop_assert_eq!(&c.changed, &changed, "changed since {}", since);
@@ -144,7 +187,14 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     s.create_mailbox("u", Quota::default()).unwrap();
     s.create_folder("u", "Sent").unwrap();
     s.create_folder("u", "Archive/2026").unwrap();
-    let mut model = vec![Folder { uid_next: 1, highest: 1, ..Folder::default() }; 3];
+    let mut model = vec![
+        Folder {
+            uid_next: 1,
+            highest: 1,
+            ..Folder::default()
+        };
+        3
+    ];
     let mut last_seen = vec![(0u32, 0u64); 3];
     for (n, op) in ops.into_iter().enumerate() {
         let s = store.as_ref().unwrap();
@@ -152,15 +202,35 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             Op::Append { folder, flags, size } => {
                 let flags = Flags::from_bits(flags).unwrap();
                 let b = body(n as u64, size);
-                let opts = AppendOptions { flags, ..AppendOptions::default() };
+                let opts = AppendOptions {
+                    flags,
+                    ..AppendOptions::default()
+                };
                 let uid = s.append("u", FOLDERS[folder], &opts, &b).unwrap();
                 prop_assert_eq!(uid, model[folder].insert(flags, b));
             }
-            Op::Store { folder, first, last, op, flags, since } => {
+            Op::Store {
+                folder,
+                first,
+                last,
+                op,
+                flags,
+                since,
+            } => {
                 let flags = Flags::from_bits(flags).unwrap();
                 let kind = [FlagOp::Set, FlagOp::Add, FlagOp::Remove][op as usize];
                 let r = s
-                    .transaction(move |tx| tx.store_flags("u", FOLDERS[folder], &UidSet::range(first, last), kind, flags, &[], since))
+                    .transaction(move |tx| {
+                        tx.store_flags(
+                            "u",
+                            FOLDERS[folder],
+                            &UidSet::range(first, last),
+                            kind,
+                            flags,
+                            &[],
+                            since,
+                        )
+                    })
                     .unwrap();
                 let f = &mut model[folder];
                 let mut want_changed = Vec::new();
@@ -192,7 +262,9 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     continue;
                 }
                 let pairs = s
-                    .transaction(move |tx| tx.move_messages("u", FOLDERS[from], &UidSet::range(first, last), "u", FOLDERS[to]))
+                    .transaction(move |tx| {
+                        tx.move_messages("u", FOLDERS[from], &UidSet::range(first, last), "u", FOLDERS[to])
+                    })
                     .unwrap();
                 let uids = model[from].in_range(first, last);
                 let mut want = Vec::new();
@@ -204,7 +276,9 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 prop_assert_eq!(pairs, want);
             }
             Op::Expunge { folder, first, last } => {
-                let gone = s.transaction(move |tx| tx.expunge("u", FOLDERS[folder], &UidSet::range(first, last))).unwrap();
+                let gone = s
+                    .transaction(move |tx| tx.expunge("u", FOLDERS[folder], &UidSet::range(first, last)))
+                    .unwrap();
                 let uids = model[folder].in_range(first, last);
                 model[folder].expunge(&uids);
                 prop_assert_eq!(gone, uids);
@@ -220,7 +294,10 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
 }
 
 fn cases() -> u32 {
-    std::env::var("MAILVAULT_PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(200)
+    std::env::var("MAILVAULT_PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200)
 }
 
 proptest! {

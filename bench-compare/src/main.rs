@@ -70,17 +70,17 @@ fn flags_of(i: u32) -> u32 {
     if i % 10 < 7 {
         f |= Flags::SEEN.bits();
     }
-    if i % 9 == 0 {
+    if i.is_multiple_of(9) {
         f |= Flags::ANSWERED.bits();
     }
-    if i % 23 == 0 {
+    if i.is_multiple_of(23) {
         f |= Flags::FLAGGED.bits();
     }
     f
 }
 
 fn keywords_of(i: u32) -> Vec<String> {
-    if i % 5 == 0 { vec!["$Label1".into()] } else { Vec::new() }
+    if i.is_multiple_of(5) { vec!["$Label1".into()] } else { Vec::new() }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

@@ -77,14 +77,13 @@ pub(crate) fn prepare(reader: &mut dyn Read, level: i32, max: u64) -> Result<Pre
         }
         body.raw_len += n as u64;
         if body.raw_len > max {
-            return Err(MailError::BodyTooLarge {
-                len: body.raw_len,
-                max,
-            });
+            return Err(MailError::BodyTooLarge { len: body.raw_len, max });
         }
         body.checksum = crc32c::crc32c_append(body.checksum, &raw[..n]);
         packed.clear();
-        compressor.compress_to_buffer(&raw[..n], &mut packed).map_err(MailError::Read)?;
+        compressor
+            .compress_to_buffer(&raw[..n], &mut packed)
+            .map_err(MailError::Read)?;
         let flag = if packed.len() < n {
             any_packed = true;
             body.data.extend_from_slice(&packed);
@@ -94,7 +93,8 @@ pub(crate) fn prepare(reader: &mut dyn Read, level: i32, max: u64) -> Result<Pre
             RAW_CHUNK
         };
         // max_body_bytes is capped below 2^31 at open, so ends fit in 31 bits.
-        body.chunks.extend_from_slice(&(body.data.len() as u32 | flag).to_le_bytes());
+        body.chunks
+            .extend_from_slice(&(body.data.len() as u32 | flag).to_le_bytes());
         if n < raw.len() {
             break;
         }
@@ -199,7 +199,6 @@ impl BodyMeta {
             chunks,
         })
     }
-
 }
 
 /// Reads exactly `buf.len()` bytes of a stored value from `offset`.
@@ -218,7 +217,8 @@ pub(crate) fn read_value_at<S: PageRead + ?Sized>(store: &S, value: &Value, offs
     match value {
         Value::Inline(bytes) => {
             let start = usize::try_from(offset).map_err(|_| short())?;
-            let src = bytes.get(start..start + buf.len()).ok_or_else(short)?;
+            let end = start.checked_add(buf.len()).ok_or_else(short)?;
+            let src = bytes.get(start..end).ok_or_else(short)?;
             buf.copy_from_slice(src);
         }
         Value::Long(long) => {
@@ -262,7 +262,11 @@ impl<S: PageRead + ?Sized> StoredBody<'_, S> {
                 None => Err(self.corrupt(format!("no chunk-table entry {i}"))),
             }
         };
-        let start = if i == 0 { 0 } else { u64::from(entry(i - 1)? & !RAW_CHUNK) };
+        let start = if i == 0 {
+            0
+        } else {
+            u64::from(entry(i - 1)? & !RAW_CHUNK)
+        };
         let e = entry(i)?;
         let end = u64::from(e & !RAW_CHUNK);
         if end < start || end > self.meta.stored_len {
@@ -297,6 +301,14 @@ impl<S: PageRead + ?Sized> StoredBody<'_, S> {
             let chunk_start = i * chunk;
             let chunk_len = (self.meta.raw_len - chunk_start).min(chunk) as usize;
             let (s, e, is_raw) = self.chunk_span(i)?;
+            // A chunk is stored only if it shrank: a longer one is corrupt
+            // (and must not size a buffer).
+            if e - s > chunk_len as u64 {
+                return Err(self.corrupt(format!(
+                    "chunk {i} stored in {} bytes, more than its {chunk_len}",
+                    e - s
+                )));
+            }
             stored.resize((e - s) as usize, 0);
             read_value_at(self.store, &self.data, s, &mut stored)?;
             let plain: &[u8] = if is_raw {
@@ -322,7 +334,12 @@ impl<S: PageRead + ?Sized> StoredBody<'_, S> {
 }
 
 /// Opens body `id` for reading.
-pub(crate) fn open<'s, S: PageRead + ?Sized>(store: &'s S, root: PageNo, id: u64, max_raw: u64) -> Result<StoredBody<'s, S>> {
+pub(crate) fn open<'s, S: PageRead + ?Sized>(
+    store: &'s S,
+    root: PageNo,
+    id: u64,
+    max_raw: u64,
+) -> Result<StoredBody<'s, S>> {
     use super::codec::keys;
     let corrupt = |reason: String| MailError::Corrupt {
         file: store.file_path().to_path_buf(),
@@ -333,18 +350,20 @@ pub(crate) fn open<'s, S: PageRead + ?Sized>(store: &'s S, root: PageNo, id: u64
     let meta = btree::get_bytes(store, root, &keys::body_meta(id))?.ok_or_else(|| corrupt("missing".into()))?;
     let meta = BodyMeta::decode(&meta).map_err(corrupt)?;
     if meta.raw_len > max_raw {
-        return Err(corrupt(format!("{} bytes, more than the store's maximum {max_raw}", meta.raw_len)));
+        return Err(corrupt(format!(
+            "{} bytes, more than the store's maximum {max_raw}",
+            meta.raw_len
+        )));
     }
     let data = btree::get(store, root, &keys::body_data(id))?.ok_or_else(|| corrupt("data missing".into()))?;
     if data.len() != meta.stored_len {
-        return Err(corrupt(format!("data of {} bytes, meta says {}", data.len(), meta.stored_len)));
+        return Err(corrupt(format!(
+            "data of {} bytes, meta says {}",
+            data.len(),
+            meta.stored_len
+        )));
     }
-    Ok(StoredBody {
-        store,
-        id,
-        meta,
-        data,
-    })
+    Ok(StoredBody { store, id, meta, data })
 }
 
 #[cfg(test)]

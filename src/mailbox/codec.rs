@@ -99,7 +99,13 @@ impl MailboxRecord {
     pub fn encode(&self) -> Vec<u8> {
         let mut v = Vec::with_capacity(41);
         v.push(VERSION);
-        for x in [self.id, self.quota_bytes, self.quota_messages, self.used_bytes, self.used_messages] {
+        for x in [
+            self.id,
+            self.quota_bytes,
+            self.quota_messages,
+            self.used_bytes,
+            self.used_messages,
+        ] {
             v.extend_from_slice(&x.to_le_bytes());
         }
         v

@@ -8,11 +8,23 @@ use super::codec::{ChangeEntry, MessageRecord, keys};
 use super::error::{MailError, QuotaKind, Result};
 use super::props;
 use super::query::{self, FolderRef};
-use super::schema::{self, MAX_KEYWORDS};
+use super::schema::{self, MAX_KEYWORDS, Schema};
 use super::search::index_keys;
 use super::txn::MailTxn;
 use super::types::{AppendOptions, FlagOp, Flags, PropOwner, StoreResult, UidSet};
 use super::view::MailView;
+
+/// A folder counter plus `add` minus `sub`; leaving the range means the
+/// stored counters are corrupt.
+fn count(sc: &Schema, folder_key: &[u8], value: u64, add: u64, sub: u64) -> Result<u64> {
+    value.checked_add(add).and_then(|v| v.checked_sub(sub)).ok_or_else(|| {
+        sc.corrupt(
+            schema::FOLDERS,
+            folder_key,
+            format!("counter {value} cannot take +{add} -{sub}"),
+        )
+    })
+}
 
 /// Checks, dedupes and sorts keywords.
 fn keywords(list: &[String]) -> Result<Vec<String>> {
@@ -78,23 +90,26 @@ impl MailTxn<'_, '_> {
     /// Writes a message's record, change-log entry and index entries, and
     /// counts it in the folder and mailbox.
     fn insert_message(&mut self, f: &mut FolderRef, uid: u32, m: &MessageRecord) -> Result<()> {
-        self.tx.put(&self.sc.messages, &keys::message(f.rec.id, uid), &m.encode())?;
+        self.tx
+            .put(&self.sc.messages, &keys::message(f.rec.id, uid), &m.encode())?;
         let change = ChangeEntry {
             uid,
             expunged: false,
             append_modseq: m.append_modseq,
         };
-        self.tx.put(&self.sc.changes, &keys::change(f.rec.id, m.modseq), &change.encode())?;
+        self.tx
+            .put(&self.sc.changes, &keys::change(f.rec.id, m.modseq), &change.encode())?;
         for key in index_keys(f.rec.id, uid, m) {
             self.tx.put(&self.sc.index, &key, &[])?;
         }
-        f.rec.messages += 1;
-        f.rec.bytes += m.size;
-        if !m.flags.contains(Flags::SEEN) {
-            f.rec.unseen += 1;
-        }
-        f.mbox.used_bytes += m.size;
-        f.mbox.used_messages += 1;
+        let unseen = u64::from(!m.flags.contains(Flags::SEEN));
+        let sc = self.sc;
+        let at = keys::folder(f.mbox.id, &f.name);
+        f.rec.messages = count(sc, &at, f.rec.messages, 1, 0)?;
+        f.rec.bytes = count(sc, &at, f.rec.bytes, m.size, 0)?;
+        f.rec.unseen = count(sc, &at, f.rec.unseen, unseen, 0)?;
+        f.mbox.used_bytes = f.mbox.used_bytes.saturating_add(m.size);
+        f.mbox.used_messages = f.mbox.used_messages.saturating_add(1);
         Ok(())
     }
 
@@ -112,17 +127,18 @@ impl MailTxn<'_, '_> {
             });
         }
         let id = self.next_id()?;
-        self.tx.put(&self.sc.bodies, &keys::body_meta(id), &BodyMeta::of(body).encode())?;
+        self.tx
+            .put(&self.sc.bodies, &keys::body_meta(id), &BodyMeta::of(body).encode())?;
         self.tx.put(&self.sc.bodies, &keys::body_data(id), &body.data)?;
         Ok(id)
     }
 
     fn body_meta(&mut self, id: u64) -> Result<BodyMeta> {
         let key = keys::body_meta(id);
-        let b = self
-            .tx
-            .get(&self.sc.bodies, &key)?
-            .ok_or_else(|| self.sc.corrupt(schema::BODIES, &key, "a message refers to a missing body".into()))?;
+        let b = self.tx.get(&self.sc.bodies, &key)?.ok_or_else(|| {
+            self.sc
+                .corrupt(schema::BODIES, &key, "a message refers to a missing body".into())
+        })?;
         BodyMeta::decode(&b).map_err(|e| self.sc.corrupt(schema::BODIES, &key, e))
     }
 
@@ -158,7 +174,13 @@ impl MailTxn<'_, '_> {
 
     /// Appends a body prepared outside the transaction (see
     /// [`super::Store::prepare_body`]); returns the UID.
-    pub fn append_prepared(&mut self, mailbox: &str, folder: &str, opts: &AppendOptions, body: &PreparedBody) -> Result<u32> {
+    pub fn append_prepared(
+        &mut self,
+        mailbox: &str,
+        folder: &str,
+        opts: &AppendOptions,
+        body: &PreparedBody,
+    ) -> Result<u32> {
         let mut f = query::folder(self.pages(), self.sc, mailbox, folder)?;
         let kw = keywords(&opts.keywords)?;
         Self::check_quota(&f, body.raw_len, 1)?;
@@ -238,14 +260,16 @@ impl MailTxn<'_, '_> {
     }
 
     fn replace_message(&mut self, f: &mut FolderRef, uid: u32, old: &MessageRecord, new: &MessageRecord) -> Result<()> {
-        self.tx.put(&self.sc.messages, &keys::message(f.rec.id, uid), &new.encode())?;
+        self.tx
+            .put(&self.sc.messages, &keys::message(f.rec.id, uid), &new.encode())?;
         self.tx.delete(&self.sc.changes, &keys::change(f.rec.id, old.modseq))?;
         let change = ChangeEntry {
             uid,
             expunged: false,
             append_modseq: new.append_modseq,
         };
-        self.tx.put(&self.sc.changes, &keys::change(f.rec.id, new.modseq), &change.encode())?;
+        self.tx
+            .put(&self.sc.changes, &keys::change(f.rec.id, new.modseq), &change.encode())?;
         let old_keys = index_keys(f.rec.id, uid, old);
         let new_keys = index_keys(f.rec.id, uid, new);
         for k in old_keys.iter().filter(|k| !new_keys.contains(k)) {
@@ -254,30 +278,48 @@ impl MailTxn<'_, '_> {
         for k in new_keys.iter().filter(|k| !old_keys.contains(k)) {
             self.tx.put(&self.sc.index, k, &[])?;
         }
-        match (old.flags.contains(Flags::SEEN), new.flags.contains(Flags::SEEN)) {
-            (false, true) => f.rec.unseen -= 1,
-            (true, false) => f.rec.unseen += 1,
-            _ => {}
-        }
+        let at = keys::folder(f.mbox.id, &f.name);
+        f.rec.unseen = match (old.flags.contains(Flags::SEEN), new.flags.contains(Flags::SEEN)) {
+            (false, true) => count(self.sc, &at, f.rec.unseen, 0, 1)?,
+            (true, false) => count(self.sc, &at, f.rec.unseen, 1, 0)?,
+            _ => f.rec.unseen,
+        };
         Ok(())
     }
 
     /// Copies messages to another folder, of this or another mailbox of the
     /// store. The bodies are shared, not duplicated. Returns (source UID,
     /// new UID) pairs in UID order (UIDPLUS COPYUID).
-    pub fn copy(&mut self, mailbox: &str, folder: &str, set: &UidSet, to_mailbox: &str, to_folder: &str) -> Result<Vec<(u32, u32)>> {
+    pub fn copy(
+        &mut self,
+        mailbox: &str,
+        folder: &str,
+        set: &UidSet,
+        to_mailbox: &str,
+        to_folder: &str,
+    ) -> Result<Vec<(u32, u32)>> {
         let src = query::folder(self.pages(), self.sc, mailbox, folder)?;
         self.copy_from(&src, set, to_mailbox, to_folder, true)
     }
 
-    fn copy_from(&mut self, src: &FolderRef, set: &UidSet, to_mailbox: &str, to_folder: &str, charge: bool) -> Result<Vec<(u32, u32)>> {
+    fn copy_from(
+        &mut self,
+        src: &FolderRef,
+        set: &UidSet,
+        to_mailbox: &str,
+        to_folder: &str,
+        charge: bool,
+    ) -> Result<Vec<(u32, u32)>> {
         let mut dst = query::folder(self.pages(), self.sc, to_mailbox, to_folder)?;
         if dst.rec.id == src.rec.id {
-            return Err(MailError::InvalidArgument(format!("copy of folder {:?} onto itself", src.name)));
+            return Err(MailError::InvalidArgument(format!(
+                "copy of folder {:?} onto itself",
+                src.name
+            )));
         }
         let messages = query::messages(self.pages(), self.sc, src.rec.id, set)?;
         if charge {
-            let bytes = messages.iter().map(|(_, m)| m.size).sum();
+            let bytes = messages.iter().fold(0u64, |sum, (_, m)| sum.saturating_add(m.size));
             Self::check_quota(&dst, bytes, messages.len() as u64)?;
         }
         let mut pairs = Vec::with_capacity(messages.len());
@@ -318,7 +360,14 @@ impl MailTxn<'_, '_> {
 
     /// Moves messages (IMAP MOVE): a copy and an expunge in this one
     /// transaction. Within one mailbox the quota is not charged twice.
-    pub fn move_messages(&mut self, mailbox: &str, folder: &str, set: &UidSet, to_mailbox: &str, to_folder: &str) -> Result<Vec<(u32, u32)>> {
+    pub fn move_messages(
+        &mut self,
+        mailbox: &str,
+        folder: &str,
+        set: &UidSet,
+        to_mailbox: &str,
+        to_folder: &str,
+    ) -> Result<Vec<(u32, u32)>> {
         let src = query::folder(self.pages(), self.sc, mailbox, folder)?;
         let dst_mbox = query::mailbox(self.pages(), self.sc, to_mailbox)?;
         let pairs = self.copy_from(&src, set, to_mailbox, to_folder, dst_mbox.id != src.mbox.id)?;
@@ -348,13 +397,13 @@ impl MailTxn<'_, '_> {
                 expunged: true,
                 append_modseq: m.append_modseq,
             };
-            self.tx.put(&self.sc.changes, &keys::change(f.rec.id, modseq), &tomb.encode())?;
+            self.tx
+                .put(&self.sc.changes, &keys::change(f.rec.id, modseq), &tomb.encode())?;
             self.release_body(m.body)?;
-            f.rec.messages -= 1;
-            f.rec.bytes -= m.size;
-            if !m.flags.contains(Flags::SEEN) {
-                f.rec.unseen -= 1;
-            }
+            let at = keys::folder(f.mbox.id, &f.name);
+            f.rec.messages = count(self.sc, &at, f.rec.messages, 0, 1)?;
+            f.rec.bytes = count(self.sc, &at, f.rec.bytes, 0, m.size)?;
+            f.rec.unseen = count(self.sc, &at, f.rec.unseen, 0, u64::from(!m.flags.contains(Flags::SEEN)))?;
             f.mbox.used_bytes = f.mbox.used_bytes.saturating_sub(m.size);
             f.mbox.used_messages = f.mbox.used_messages.saturating_sub(1);
             gone.push(uid);

@@ -39,10 +39,13 @@ pub mod workload;
 
 pub use body::{CHUNK_RAW, PreparedBody};
 pub use error::{MailError, QuotaKind, Result};
-pub use schema::{MAX_FOLDER_NAME, MAX_KEYWORD_LEN, MAX_KEYWORDS, MAX_MAILBOX_NAME, MAX_PROP_NAME, MAX_PROP_VALUE, Schema};
+pub use schema::{
+    MAX_FOLDER_NAME, MAX_KEYWORD_LEN, MAX_KEYWORDS, MAX_MAILBOX_NAME, MAX_PROP_NAME, MAX_PROP_VALUE, Schema,
+};
 pub use txn::{MailTxn, Quota};
 pub use types::{
-    AppendOptions, Changes, Criterion, FlagOp, Flags, FolderInfo, MailboxInfo, MessageMeta, PropOwner, PropValue, StoreResult, UidSet,
+    AppendOptions, Changes, Criterion, FlagOp, Flags, FolderInfo, MailboxInfo, MessageMeta, PropOwner, PropValue,
+    StoreResult, UidSet,
 };
 pub use verify::StoreReport;
 pub use view::MailView;
@@ -114,8 +117,15 @@ impl StoreOptions {
                 self.compression_level
             )));
         }
-        if self.delimiter.is_control() || self.delimiter.is_alphanumeric() || self.delimiter == '*' || self.delimiter == '%' {
-            return Err(MailError::InvalidArgument(format!("{:?} cannot be the delimiter", self.delimiter)));
+        if self.delimiter.is_control()
+            || self.delimiter.is_alphanumeric()
+            || self.delimiter == '*'
+            || self.delimiter == '%'
+        {
+            return Err(MailError::InvalidArgument(format!(
+                "{:?} cannot be the delimiter",
+                self.delimiter
+            )));
         }
         let mut db = DbOptions {
             cache_bytes: self.cache_bytes,
@@ -185,7 +195,12 @@ impl Store {
             .min(room.saturating_sub(record_slack(db.pager().page_size())) * 8 / 9);
         let schema = {
             let rx = db.begin_read();
-            Schema::open(&rx, max_body, opts.compression_level, db.pager().file_path().to_path_buf())?
+            Schema::open(
+                &rx,
+                max_body,
+                opts.compression_level,
+                db.pager().file_path().to_path_buf(),
+            )?
         };
         Ok(Store {
             db,
@@ -230,7 +245,8 @@ impl Store {
         F: FnOnce(&mut MailTxn<'_, '_>) -> Result<R> + Send + 'static,
     {
         let schema = self.schema.clone();
-        self.db.write_fallible(durability, move |tx| body(&mut MailTxn::new(tx, &schema)))
+        self.db
+            .write_fallible(durability, move |tx| body(&mut MailTxn::new(tx, &schema)))
     }
 
     /// A consistent snapshot for reading; it never blocks writers.
@@ -270,7 +286,13 @@ impl Store {
     }
 
     /// Delivers a body prepared with [`Store::prepare_body`].
-    pub fn append_prepared(&self, mailbox: &str, folder: &str, opts: &AppendOptions, body: PreparedBody) -> Result<u32> {
+    pub fn append_prepared(
+        &self,
+        mailbox: &str,
+        folder: &str,
+        opts: &AppendOptions,
+        body: PreparedBody,
+    ) -> Result<u32> {
         let (m, f, o) = (mailbox.to_string(), folder.to_string(), opts.clone());
         self.transaction(move |tx| tx.append_prepared(&m, &f, &o, &body))
     }

@@ -106,7 +106,13 @@ fn check_owner<S: PageRead + ?Sized>(s: &S, sc: &Schema, f: &FolderRef, owner: P
     Ok(())
 }
 
-pub(crate) fn get<S: PageRead + ?Sized>(s: &S, sc: &Schema, f: &FolderRef, owner: PropOwner, name: &str) -> Result<Option<PropValue>> {
+pub(crate) fn get<S: PageRead + ?Sized>(
+    s: &S,
+    sc: &Schema,
+    f: &FolderRef,
+    owner: PropOwner,
+    name: &str,
+) -> Result<Option<PropValue>> {
     check_owner(s, sc, f, owner)?;
     let key = key(f.rec.id, owner, name)?;
     match btree::get_bytes(s, sc.props.root(), &key)? {
@@ -115,7 +121,12 @@ pub(crate) fn get<S: PageRead + ?Sized>(s: &S, sc: &Schema, f: &FolderRef, owner
     }
 }
 
-pub(crate) fn list<S: PageRead + ?Sized>(s: &S, sc: &Schema, f: &FolderRef, owner: PropOwner) -> Result<Vec<(String, PropValue)>> {
+pub(crate) fn list<S: PageRead + ?Sized>(
+    s: &S,
+    sc: &Schema,
+    f: &FolderRef,
+    owner: PropOwner,
+) -> Result<Vec<(String, PropValue)>> {
     check_owner(s, sc, f, owner)?;
     let prefix = owner_prefix(f.rec.id, owner);
     let mut out = Vec::new();
@@ -125,7 +136,8 @@ pub(crate) fn list<S: PageRead + ?Sized>(s: &S, sc: &Schema, f: &FolderRef, owne
             btree::Value::Inline(b) => b,
             btree::Value::Long(l) => btree::read_value(s, &btree::Value::Long(l))?,
         };
-        let name = String::from_utf8(key[prefix.len()..].to_vec()).map_err(|_| sc.corrupt(schema::PROPS, &key, "name is not UTF-8".into()))?;
+        let name = String::from_utf8(key[prefix.len()..].to_vec())
+            .map_err(|_| sc.corrupt(schema::PROPS, &key, "name is not UTF-8".into()))?;
         out.push((name, decode(&value).map_err(|e| sc.corrupt(schema::PROPS, &key, e))?));
     }
     Ok(out)

@@ -48,7 +48,12 @@ pub(crate) fn mailbox<S: PageRead + ?Sized>(s: &S, sc: &Schema, name: &str) -> R
     }
 }
 
-pub(crate) fn folder<S: PageRead + ?Sized>(s: &S, sc: &Schema, mailbox_name: &str, folder_name: &str) -> Result<FolderRef> {
+pub(crate) fn folder<S: PageRead + ?Sized>(
+    s: &S,
+    sc: &Schema,
+    mailbox_name: &str,
+    folder_name: &str,
+) -> Result<FolderRef> {
     let mbox = mailbox(s, sc, mailbox_name)?;
     let name = sc.folder_name(folder_name)?;
     let key = keys::folder(mbox.id, &name);
@@ -66,7 +71,12 @@ pub(crate) fn folder<S: PageRead + ?Sized>(s: &S, sc: &Schema, mailbox_name: &st
     }
 }
 
-pub(crate) fn message<S: PageRead + ?Sized>(s: &S, sc: &Schema, folder_id: u64, uid: u32) -> Result<Option<MessageRecord>> {
+pub(crate) fn message<S: PageRead + ?Sized>(
+    s: &S,
+    sc: &Schema,
+    folder_id: u64,
+    uid: u32,
+) -> Result<Option<MessageRecord>> {
     let key = keys::message(folder_id, uid);
     match btree::get_bytes(s, sc.messages.root(), &key)? {
         Some(b) => Ok(Some(
@@ -120,31 +130,49 @@ pub(crate) fn list_mailboxes<S: PageRead + ?Sized>(s: &S, sc: &Schema) -> Result
         let (key, value) = entry?;
         let rec = MailboxRecord::decode(inline(sc, schema::MAILBOXES, &key, &value)?)
             .map_err(|e| sc.corrupt(schema::MAILBOXES, &key, e))?;
-        let name = String::from_utf8(key.clone()).map_err(|_| sc.corrupt(schema::MAILBOXES, &key, "name is not UTF-8".into()))?;
+        let name = String::from_utf8(key.clone())
+            .map_err(|_| sc.corrupt(schema::MAILBOXES, &key, "name is not UTF-8".into()))?;
         out.push(mailbox_info(name, &rec));
     }
     Ok(out)
 }
 
 /// Every folder of a mailbox (or only those under `prefix`), with records.
-pub(crate) fn folders<S: PageRead + ?Sized>(s: &S, sc: &Schema, mailbox_id: u64, prefix: &str) -> Result<Vec<(String, FolderRecord)>> {
+pub(crate) fn folders<S: PageRead + ?Sized>(
+    s: &S,
+    sc: &Schema,
+    mailbox_id: u64,
+    prefix: &str,
+) -> Result<Vec<(String, FolderRecord)>> {
     let mut out = Vec::new();
     for entry in scan(s, sc.folders.root(), &keys::folder(mailbox_id, prefix))? {
         let (key, value) = entry?;
-        let rec = FolderRecord::decode(inline(sc, schema::FOLDERS, &key, &value)?).map_err(|e| sc.corrupt(schema::FOLDERS, &key, e))?;
-        let name = String::from_utf8(key[8..].to_vec()).map_err(|_| sc.corrupt(schema::FOLDERS, &key, "name is not UTF-8".into()))?;
+        let rec = FolderRecord::decode(inline(sc, schema::FOLDERS, &key, &value)?)
+            .map_err(|e| sc.corrupt(schema::FOLDERS, &key, e))?;
+        let name = String::from_utf8(key[8..].to_vec())
+            .map_err(|_| sc.corrupt(schema::FOLDERS, &key, "name is not UTF-8".into()))?;
         out.push((name, rec));
     }
     Ok(out)
 }
 
 /// Messages of a folder with UIDs in `set`, in UID order.
-pub(crate) fn messages<S: PageRead + ?Sized>(s: &S, sc: &Schema, folder_id: u64, set: &UidSet) -> Result<Vec<(u32, MessageRecord)>> {
+pub(crate) fn messages<S: PageRead + ?Sized>(
+    s: &S,
+    sc: &Schema,
+    folder_id: u64,
+    set: &UidSet,
+) -> Result<Vec<(u32, MessageRecord)>> {
     let mut out = Vec::new();
     for &(first, last) in set.ranges() {
         let start = keys::message(folder_id, first);
         let end = keys::message(folder_id, last);
-        for entry in btree::range(s, sc.messages.root(), Bound::Included(&start[..]), Bound::Included(&end[..]))? {
+        for entry in btree::range(
+            s,
+            sc.messages.root(),
+            Bound::Included(&start[..]),
+            Bound::Included(&end[..]),
+        )? {
             let (key, value) = entry?;
             let rec = MessageRecord::decode(inline(sc, schema::MESSAGES, &key, &value)?)
                 .map_err(|e| sc.corrupt(schema::MESSAGES, &key, e))?;
@@ -164,7 +192,12 @@ pub(crate) fn uid_of(sc: &Schema, table: &'static str, key: &[u8]) -> Result<u32
 
 /// Everything that changed in a folder after `since` (exact: every change
 /// leaves one entry at its MODSEQ and removes the message's older one).
-pub(crate) fn changes_since<S: PageRead + ?Sized>(s: &S, sc: &Schema, folder: &FolderRecord, since: u64) -> Result<Changes> {
+pub(crate) fn changes_since<S: PageRead + ?Sized>(
+    s: &S,
+    sc: &Schema,
+    folder: &FolderRecord,
+    since: u64,
+) -> Result<Changes> {
     let mut changes = Changes {
         highest_modseq: folder.highest_modseq,
         ..Changes::default()
@@ -174,9 +207,15 @@ pub(crate) fn changes_since<S: PageRead + ?Sized>(s: &S, sc: &Schema, folder: &F
     };
     let start = keys::change(folder.id, from);
     let end = keys::change(folder.id, u64::MAX);
-    for entry in btree::range(s, sc.changes.root(), Bound::Included(&start[..]), Bound::Included(&end[..]))? {
+    for entry in btree::range(
+        s,
+        sc.changes.root(),
+        Bound::Included(&start[..]),
+        Bound::Included(&end[..]),
+    )? {
         let (key, value) = entry?;
-        let c = ChangeEntry::decode(inline(sc, schema::CHANGES, &key, &value)?).map_err(|e| sc.corrupt(schema::CHANGES, &key, e))?;
+        let c = ChangeEntry::decode(inline(sc, schema::CHANGES, &key, &value)?)
+            .map_err(|e| sc.corrupt(schema::CHANGES, &key, e))?;
         if c.expunged {
             changes.expunged.push(c.uid);
         } else if c.append_modseq > since {

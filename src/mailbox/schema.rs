@@ -89,12 +89,19 @@ impl Schema {
             key: String::from_utf8_lossy(key).into_owned(),
             reason,
         };
-        let format = rx.get(&meta, KEY_FORMAT)?.ok_or_else(|| corrupt(KEY_FORMAT, "missing".into()))?;
+        let format = rx
+            .get(&meta, KEY_FORMAT)?
+            .ok_or_else(|| corrupt(KEY_FORMAT, "missing".into()))?;
         let format = Decoder::new(&format).u32().map_err(|e| corrupt(KEY_FORMAT, e))?;
         if format != FORMAT {
-            return Err(corrupt(KEY_FORMAT, format!("store format {format}, this build reads {FORMAT}")));
+            return Err(corrupt(
+                KEY_FORMAT,
+                format!("store format {format}, this build reads {FORMAT}"),
+            ));
         }
-        let delimiter = rx.get(&meta, KEY_DELIMITER)?.ok_or_else(|| corrupt(KEY_DELIMITER, "missing".into()))?;
+        let delimiter = rx
+            .get(&meta, KEY_DELIMITER)?
+            .ok_or_else(|| corrupt(KEY_DELIMITER, "missing".into()))?;
         let delimiter = std::str::from_utf8(&delimiter)
             .ok()
             .and_then(|s| {
@@ -139,7 +146,11 @@ impl Schema {
             ));
         }
         if name.contains(['*', '%']) {
-            return Err(MailError::invalid_name("folder", name, "wildcards * and % are not allowed"));
+            return Err(MailError::invalid_name(
+                "folder",
+                name,
+                "wildcards * and % are not allowed",
+            ));
         }
         Ok(canonical_inbox(name, d))
     }
@@ -171,7 +182,11 @@ pub(crate) fn check_text(what: &'static str, name: &str, max: usize) -> Result<(
         ));
     }
     if name.chars().any(char::is_control) {
-        return Err(MailError::invalid_name(what, name, "control characters are not allowed"));
+        return Err(MailError::invalid_name(
+            what,
+            name,
+            "control characters are not allowed",
+        ));
     }
     Ok(())
 }

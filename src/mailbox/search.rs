@@ -30,7 +30,12 @@ pub(crate) fn index_keys(folder_id: u64, uid: u32, m: &MessageRecord) -> Vec<Vec
     for k in &m.keywords {
         out.push(keys::index(folder_id, INDEX_KEYWORD, &keys::keyword_part(k), uid));
     }
-    out.push(keys::index(folder_id, INDEX_DATE, &keys::date_part(m.internal_date), uid));
+    out.push(keys::index(
+        folder_id,
+        INDEX_DATE,
+        &keys::date_part(m.internal_date),
+        uid,
+    ));
     out.push(keys::index(folder_id, INDEX_SIZE, &m.size.to_be_bytes(), uid));
     out
 }
@@ -66,7 +71,12 @@ fn intersect(acc: Option<Vec<u32>>, next: Vec<u32>) -> Option<Vec<u32>> {
     })
 }
 
-pub(crate) fn run<S: PageRead + ?Sized>(s: &S, sc: &Schema, folder: &FolderRecord, criteria: &[Criterion]) -> Result<Vec<u32>> {
+pub(crate) fn run<S: PageRead + ?Sized>(
+    s: &S,
+    sc: &Schema,
+    folder: &FolderRecord,
+    criteria: &[Criterion],
+) -> Result<Vec<u32>> {
     let fid = folder.id;
     let mut found: Option<Vec<u32>> = None;
     let mut since = i64::MIN;
@@ -84,7 +94,10 @@ pub(crate) fn run<S: PageRead + ?Sized>(s: &S, sc: &Schema, folder: &FolderRecor
                 }
             }
             Criterion::NotFlag(f) if *f == Flags::SEEN => {
-                found = intersect(found, prefix_range(s, sc, keys::index_prefix(fid, INDEX_FLAG, &[UNSEEN_BIT]))?);
+                found = intersect(
+                    found,
+                    prefix_range(s, sc, keys::index_prefix(fid, INDEX_FLAG, &[UNSEEN_BIT]))?,
+                );
             }
             Criterion::Keyword(k) => {
                 found = intersect(

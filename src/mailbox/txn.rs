@@ -48,14 +48,19 @@ impl<'t, 'db> MailTxn<'t, 'db> {
 
     fn meta_u64(&mut self, key: &[u8]) -> Result<u64> {
         let b = self.tx.get(&self.sc.meta, key)?.unwrap_or_default();
-        let arr: [u8; 8] = b.as_slice().try_into().map_err(|_| self.sc.corrupt(schema::META, key, format!("{} bytes", b.len())))?;
+        let arr: [u8; 8] = b
+            .as_slice()
+            .try_into()
+            .map_err(|_| self.sc.corrupt(schema::META, key, format!("{} bytes", b.len())))?;
         Ok(u64::from_le_bytes(arr))
     }
 
     /// A new id for a mailbox, folder or body: never reused.
     pub(crate) fn next_id(&mut self) -> Result<u64> {
         let id = self.meta_u64(KEY_NEXT_ID)?;
-        let next = id.checked_add(1).ok_or_else(|| self.sc.corrupt(schema::META, KEY_NEXT_ID, "ids exhausted".into()))?;
+        let next = id
+            .checked_add(1)
+            .ok_or_else(|| self.sc.corrupt(schema::META, KEY_NEXT_ID, "ids exhausted".into()))?;
         self.tx.put(&self.sc.meta, KEY_NEXT_ID, &next.to_le_bytes())?;
         Ok(id)
     }
@@ -64,14 +69,15 @@ impl<'t, 'db> MailTxn<'t, 'db> {
     /// folder deleted and created again never reuses one.
     fn next_uid_validity(&mut self) -> Result<u32> {
         let b = self.tx.get(&self.sc.meta, KEY_NEXT_UIDVALIDITY)?.unwrap_or_default();
-        let arr: [u8; 4] = b
-            .as_slice()
-            .try_into()
-            .map_err(|_| self.sc.corrupt(schema::META, KEY_NEXT_UIDVALIDITY, format!("{} bytes", b.len())))?;
+        let arr: [u8; 4] = b.as_slice().try_into().map_err(|_| {
+            self.sc
+                .corrupt(schema::META, KEY_NEXT_UIDVALIDITY, format!("{} bytes", b.len()))
+        })?;
         let v = u32::from_le_bytes(arr);
-        let next = v
-            .checked_add(1)
-            .ok_or_else(|| self.sc.corrupt(schema::META, KEY_NEXT_UIDVALIDITY, "UIDVALIDITY exhausted".into()))?;
+        let next = v.checked_add(1).ok_or_else(|| {
+            self.sc
+                .corrupt(schema::META, KEY_NEXT_UIDVALIDITY, "UIDVALIDITY exhausted".into())
+        })?;
         self.tx.put(&self.sc.meta, KEY_NEXT_UIDVALIDITY, &next.to_le_bytes())?;
         Ok(v)
     }
@@ -82,7 +88,8 @@ impl<'t, 'db> MailTxn<'t, 'db> {
     }
 
     pub(crate) fn put_folder(&mut self, f: &FolderRef) -> Result<()> {
-        self.tx.put(&self.sc.folders, &keys::folder(f.mbox.id, &f.name), &f.rec.encode())?;
+        self.tx
+            .put(&self.sc.folders, &keys::folder(f.mbox.id, &f.name), &f.rec.encode())?;
         Ok(())
     }
 
@@ -163,7 +170,8 @@ impl<'t, 'db> MailTxn<'t, 'db> {
             bytes: 0,
             subscribed: false,
         };
-        self.tx.put(&self.sc.folders, &keys::folder(mbox.id, name), &rec.encode())?;
+        self.tx
+            .put(&self.sc.folders, &keys::folder(mbox.id, name), &rec.encode())?;
         Ok(())
     }
 
@@ -191,11 +199,22 @@ impl<'t, 'db> MailTxn<'t, 'db> {
         }
         let d = self.sc.delimiter;
         if to.starts_with(&format!("{}{d}", f.name)) {
-            return Err(MailError::InvalidArgument(format!("cannot move folder {:?} under itself", f.name)));
+            return Err(MailError::InvalidArgument(format!(
+                "cannot move folder {:?} under itself",
+                f.name
+            )));
         }
         let mut moving = vec![(f.name.clone(), f.rec.clone())];
-        moving.extend(query::folders(self.pages(), self.sc, f.mbox.id, &format!("{}{d}", f.name))?);
-        let renamed: Vec<String> = moving.iter().map(|(n, _)| format!("{to}{}", &n[f.name.len()..])).collect();
+        moving.extend(query::folders(
+            self.pages(),
+            self.sc,
+            f.mbox.id,
+            &format!("{}{d}", f.name),
+        )?);
+        let renamed: Vec<String> = moving
+            .iter()
+            .map(|(n, _)| format!("{to}{}", &n[f.name.len()..]))
+            .collect();
         for new in &renamed {
             if new.len() > schema::MAX_FOLDER_NAME {
                 return Err(MailError::invalid_name("folder", new, "too long after the rename"));
@@ -209,7 +228,8 @@ impl<'t, 'db> MailTxn<'t, 'db> {
         }
         for ((old, rec), new) in moving.iter().zip(&renamed) {
             self.tx.delete(&self.sc.folders, &keys::folder(f.mbox.id, old))?;
-            self.tx.put(&self.sc.folders, &keys::folder(f.mbox.id, new), &rec.encode())?;
+            self.tx
+                .put(&self.sc.folders, &keys::folder(f.mbox.id, new), &rec.encode())?;
         }
         self.create_parents(&f.mbox, &to)
     }
@@ -272,7 +292,14 @@ impl<'t, 'db> MailTxn<'t, 'db> {
     }
 
     /// Sets a property of a folder or message.
-    pub fn set_prop(&mut self, mailbox: &str, folder: &str, owner: PropOwner, name: &str, value: &PropValue) -> Result<()> {
+    pub fn set_prop(
+        &mut self,
+        mailbox: &str,
+        folder: &str,
+        owner: PropOwner,
+        name: &str,
+        value: &PropValue,
+    ) -> Result<()> {
         let f = query::folder(self.pages(), self.sc, mailbox, folder)?;
         let key = props::key(f.rec.id, owner, name)?;
         let value = props::encode(value)?;

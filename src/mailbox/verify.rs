@@ -53,15 +53,20 @@ pub(crate) fn run<V: MailView>(view: &V) -> Result<StoreReport> {
             let (mut n, mut unseen, mut size) = (0u64, 0u64, 0u64);
             for (uid, m) in query::messages(s, sc, f.id, &UidSet::all())? {
                 n += 1;
-                size += m.size;
+                size = size.saturating_add(m.size);
                 if !m.flags.contains(Flags::SEEN) {
                     unseen += 1;
                 }
                 if uid >= f.uid_next {
-                    report.problems.push(format!("{at}: UID {uid} is not below UIDNEXT {}", f.uid_next));
+                    report
+                        .problems
+                        .push(format!("{at}: UID {uid} is not below UIDNEXT {}", f.uid_next));
                 }
                 if m.modseq > f.highest_modseq {
-                    report.problems.push(format!("{at}: UID {uid} has MODSEQ {} above HIGHESTMODSEQ {}", m.modseq, f.highest_modseq));
+                    report.problems.push(format!(
+                        "{at}: UID {uid} has MODSEQ {} above HIGHESTMODSEQ {}",
+                        m.modseq, f.highest_modseq
+                    ));
                 }
                 let change = btree_get(s, sc.changes.root(), &keys::change(f.id, m.modseq))?;
                 let expect = ChangeEntry {
@@ -70,15 +75,22 @@ pub(crate) fn run<V: MailView>(view: &V) -> Result<StoreReport> {
                     append_modseq: m.append_modseq,
                 };
                 if change.as_deref() != Some(&expect.encode()[..]) {
-                    report.problems.push(format!("{at}: UID {uid} has no change-log entry at its MODSEQ {}", m.modseq));
+                    report.problems.push(format!(
+                        "{at}: UID {uid} has no change-log entry at its MODSEQ {}",
+                        m.modseq
+                    ));
                 }
                 for key in index_keys(f.id, uid, &m) {
                     index_total += 1;
                     if btree_get(s, sc.index.root(), &key)?.is_none() {
-                        report.problems.push(format!("{at}: UID {uid} is missing index entry {}", super::error::hex(&key)));
+                        report.problems.push(format!(
+                            "{at}: UID {uid} is missing index entry {}",
+                            super::error::hex(&key)
+                        ));
                     }
                 }
-                *refs.entry(m.body).or_default() += 1;
+                let r = refs.entry(m.body).or_default();
+                *r = r.saturating_add(1);
             }
             if (n, unseen, size) != (f.messages, f.unseen, f.bytes) {
                 report.problems.push(format!(
@@ -93,15 +105,19 @@ pub(crate) fn run<V: MailView>(view: &V) -> Result<StoreReport> {
                 let c = ChangeEntry::decode(query::inline(sc, schema::CHANGES, &key, &value)?)
                     .map_err(|e| sc.corrupt(schema::CHANGES, &key, e))?;
                 if c.expunged && query::message(s, sc, f.id, c.uid)?.is_some() {
-                    report.problems.push(format!("{at}: UID {} is both live and expunged", c.uid));
+                    report
+                        .problems
+                        .push(format!("{at}: UID {} is both live and expunged", c.uid));
                 }
             }
             if changes < n {
-                report.problems.push(format!("{at}: {changes} change-log entries for {n} messages"));
+                report
+                    .problems
+                    .push(format!("{at}: {changes} change-log entries for {n} messages"));
             }
             report.messages += n;
-            report.message_bytes += size;
-            bytes += size;
+            report.message_bytes = report.message_bytes.saturating_add(size);
+            bytes = bytes.saturating_add(size);
             count += n;
         }
         if (bytes, count) != (rec.used_bytes, rec.used_messages) {
@@ -115,13 +131,19 @@ pub(crate) fn run<V: MailView>(view: &V) -> Result<StoreReport> {
     for entry in query::scan(s, sc.index.root(), &[])? {
         let (key, _) = entry?;
         indexed += 1;
-        let fid = key.get(..8).map(|b| u64::from_be_bytes(b.try_into().unwrap_or_default()));
+        let fid = key
+            .get(..8)
+            .map(|b| u64::from_be_bytes(b.try_into().unwrap_or_default()));
         if !fid.is_some_and(|f| live_folders.contains(&f)) {
-            report.problems.push(format!("index entry {} belongs to no folder", super::error::hex(&key)));
+            report
+                .problems
+                .push(format!("index entry {} belongs to no folder", super::error::hex(&key)));
         }
     }
     if indexed != index_total {
-        report.problems.push(format!("{indexed} index entries where the messages need {index_total}"));
+        report
+            .problems
+            .push(format!("{indexed} index entries where the messages need {index_total}"));
     }
     let mut stored = BTreeSet::new();
     for entry in query::scan(s, sc.bodies.root(), &[])? {
@@ -133,7 +155,10 @@ pub(crate) fn run<V: MailView>(view: &V) -> Result<StoreReport> {
                 Ok(b) => {
                     let want = refs.get(&id).copied().unwrap_or(0);
                     if b.meta.refcount != want {
-                        report.problems.push(format!("body {id}: reference count {} but {want} messages use it", b.meta.refcount));
+                        report.problems.push(format!(
+                            "body {id}: reference count {} but {want} messages use it",
+                            b.meta.refcount
+                        ));
                     }
                 }
                 Err(e) => report.problems.push(format!("body {id}: {e}")),
@@ -147,6 +172,10 @@ pub(crate) fn run<V: MailView>(view: &V) -> Result<StoreReport> {
     Ok(report)
 }
 
-fn btree_get<S: crate::pager::PageRead + ?Sized>(s: &S, root: crate::pager::PageNo, key: &[u8]) -> Result<Option<Vec<u8>>> {
+fn btree_get<S: crate::pager::PageRead + ?Sized>(
+    s: &S,
+    root: crate::pager::PageNo,
+    key: &[u8],
+) -> Result<Option<Vec<u8>>> {
     Ok(crate::btree::get_bytes(s, root, key)?)
 }

@@ -73,7 +73,15 @@ pub trait MailView {
     /// Writes bytes `offset..offset + len` of a message's body to `out`
     /// (IMAP partial fetch), reading only the chunks that hold them. Returns
     /// the bytes written (fewer at the body's end).
-    fn read_body_range(&self, mailbox: &str, folder: &str, uid: u32, offset: u64, len: u64, out: &mut dyn Write) -> Result<u64> {
+    fn read_body_range(
+        &self,
+        mailbox: &str,
+        folder: &str,
+        uid: u32,
+        offset: u64,
+        len: u64,
+        out: &mut dyn Write,
+    ) -> Result<u64> {
         let f = query::folder(self.pages(), self.schema(), mailbox, folder)?;
         let stored = open_body(self, &f, uid)?;
         stored.copy_range(offset, len, out)

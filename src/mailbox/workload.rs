@@ -37,11 +37,69 @@ pub struct MailGenerator {
 }
 
 const WORDS: [&str; 64] = [
-    "the", "meeting", "report", "attached", "please", "review", "quarterly", "budget", "and", "schedule", "for", "next", "week", "we",
-    "should", "discuss", "project", "status", "with", "team", "regarding", "customer", "feedback", "on", "release", "notes", "thanks",
-    "best", "regards", "update", "deadline", "is", "friday", "morning", "afternoon", "call", "agenda", "items", "include", "server",
-    "migration", "storage", "capacity", "planning", "invoice", "payment", "received", "order", "shipping", "delivery", "tracking",
-    "number", "account", "password", "reset", "request", "approved", "pending", "travel", "hotel", "booking", "confirmation", "lunch",
+    "the",
+    "meeting",
+    "report",
+    "attached",
+    "please",
+    "review",
+    "quarterly",
+    "budget",
+    "and",
+    "schedule",
+    "for",
+    "next",
+    "week",
+    "we",
+    "should",
+    "discuss",
+    "project",
+    "status",
+    "with",
+    "team",
+    "regarding",
+    "customer",
+    "feedback",
+    "on",
+    "release",
+    "notes",
+    "thanks",
+    "best",
+    "regards",
+    "update",
+    "deadline",
+    "is",
+    "friday",
+    "morning",
+    "afternoon",
+    "call",
+    "agenda",
+    "items",
+    "include",
+    "server",
+    "migration",
+    "storage",
+    "capacity",
+    "planning",
+    "invoice",
+    "payment",
+    "received",
+    "order",
+    "shipping",
+    "delivery",
+    "tracking",
+    "number",
+    "account",
+    "password",
+    "reset",
+    "request",
+    "approved",
+    "pending",
+    "travel",
+    "hotel",
+    "booking",
+    "confirmation",
+    "lunch",
     "tomorrow",
 ];
 
@@ -203,7 +261,9 @@ impl MailGenerator {
 /// `Tue, 28 Nov 2026 08:39:38` for seconds since the epoch (UTC).
 fn rfc5322_date(secs: i64) -> String {
     const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
     // Civil date from days since 1970-01-01 (proleptic Gregorian).
@@ -244,7 +304,10 @@ mod tests {
             };
             counts[i] += 1;
             assert!((lo..=hi).contains(&m.bytes.len()), "{:?} of {}", m.kind, m.bytes.len());
-            assert!(m.bytes.windows(4).any(|w| w == b"\r\n\r\n"), "headers end with an empty line");
+            assert!(
+                m.bytes.windows(4).any(|w| w == b"\r\n\r\n"),
+                "headers end with an empty line"
+            );
         }
         assert!((1080..1320).contains(&counts[0]), "{counts:?}");
         assert!((510..690).contains(&counts[1]), "{counts:?}");

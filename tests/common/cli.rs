@@ -34,4 +34,3 @@ pub fn number(v: &Value, path: &str) -> f64 {
         .as_f64()
         .unwrap_or_else(|| panic!("{path} missing or not a number in {v:#}"))
 }
-

@@ -140,19 +140,34 @@ pub fn ingest(args: &BenchIngestArgs) -> Result<()> {
     if args.json {
         return output::print_json(&report);
     }
-    println!("bench ingest {} ({} threads, zstd level {})", report.dir, report.threads, report.compression_level);
+    println!(
+        "bench ingest {} ({} threads, zstd level {})",
+        report.dir, report.threads, report.compression_level
+    );
     for (i, r) in report.rounds.iter().enumerate() {
         output::row(
             &format!("round {i}: raw seq MB/s, logical MB/s, ratio"),
-            format!("{:.1}  {:.1}  {:.3}", r.raw_seq_mb_per_sec, r.logical_mb_per_sec, r.ratio),
+            format!(
+                "{:.1}  {:.1}  {:.3}",
+                r.raw_seq_mb_per_sec, r.logical_mb_per_sec, r.ratio
+            ),
         );
     }
     store_cmds::print_load(&report.ingest);
-    output::row("raw sequential MB/s (1 MiB + fdatasync)", format!("{:.1}", report.raw_seq_mb_per_sec));
-    output::row("ratio logical / raw sequential (median)", format!("{:.3}", report.ratio_logical_vs_raw_seq));
+    output::row(
+        "raw sequential MB/s (1 MiB + fdatasync)",
+        format!("{:.1}", report.raw_seq_mb_per_sec),
+    );
+    output::row(
+        "ratio logical / raw sequential (median)",
+        format!("{:.3}", report.ratio_logical_vs_raw_seq),
+    );
     output::row("data file bytes", report.data_file_bytes);
     output::row("log directory bytes (preallocated)", report.log_dir_bytes);
-    output::row("ratio data file / logical", format!("{:.3}", report.ratio_data_file_vs_logical));
+    output::row(
+        "ratio data file / logical",
+        format!("{:.3}", report.ratio_data_file_vs_logical),
+    );
     Ok(())
 }
 
@@ -243,7 +258,8 @@ pub fn read(args: &BenchReadArgs) -> Result<()> {
         let mut at = 0u64;
         for i in 0..args.messages {
             let m = &pool[(i % pool.len() as u64) as usize];
-            f.write_all(&m.bytes).context(|| format!("writing {}", raw_path.display()))?;
+            f.write_all(&m.bytes)
+                .context(|| format!("writing {}", raw_path.display()))?;
             offsets.push((at, m.bytes.len()));
             at += m.bytes.len() as u64;
         }
@@ -345,11 +361,26 @@ pub fn read(args: &BenchReadArgs) -> Result<()> {
         return output::print_json(&report);
     }
     println!("bench read {}", report.dir);
-    output::row("raw pread of the bodies MB/s (cold)", format!("{:.1}", report.raw_cold_read_mb_per_sec));
-    output::row("store whole-body reads MB/s (cold)", format!("{:.1}", report.store_cold_read_mb_per_sec));
-    output::row("ratio store / raw (cold)", format!("{:.3}", report.ratio_cold_read_vs_raw));
-    output::row("raw pread of the same bodies MB/s (warm)", format!("{:.1}", report.raw_read_mb_per_sec));
-    output::row("store whole-body reads MB/s (warm)", format!("{:.1}", report.store_read_mb_per_sec));
+    output::row(
+        "raw pread of the bodies MB/s (cold)",
+        format!("{:.1}", report.raw_cold_read_mb_per_sec),
+    );
+    output::row(
+        "store whole-body reads MB/s (cold)",
+        format!("{:.1}", report.store_cold_read_mb_per_sec),
+    );
+    output::row(
+        "ratio store / raw (cold)",
+        format!("{:.3}", report.ratio_cold_read_vs_raw),
+    );
+    output::row(
+        "raw pread of the same bodies MB/s (warm)",
+        format!("{:.1}", report.raw_read_mb_per_sec),
+    );
+    output::row(
+        "store whole-body reads MB/s (warm)",
+        format!("{:.1}", report.store_read_mb_per_sec),
+    );
     output::row("ratio store / raw", format!("{:.3}", report.ratio_read_vs_raw));
     output::row(
         &format!("list metadata of {} messages, ms (median)", report.folder_messages),
@@ -357,7 +388,10 @@ pub fn read(args: &BenchReadArgs) -> Result<()> {
     );
     output::row("listed messages/s", format!("{:.0}", report.list_messages_per_sec));
     output::row(
-        &format!("partial fetch 4 KiB of a {} B body: pages", report.partial_fetch_body_bytes),
+        &format!(
+            "partial fetch 4 KiB of a {} B body: pages",
+            report.partial_fetch_body_bytes
+        ),
         report.partial_fetch_pages,
     );
     output::row("partial fetch time us", format!("{:.0}", report.partial_fetch_us));

@@ -80,12 +80,17 @@ fn check_acked(store: &Store, path: &Path, problems: &mut Vec<String>) -> Result
             _ => None,
         };
         let Some((mailbox, folder, uid, validity, len, crc)) = parsed else {
-            problems.push(format!("{at}: malformed (expected mail, mailbox, folder, uid, uidvalidity, length, crc32c)"));
+            problems.push(format!(
+                "{at}: malformed (expected mail, mailbox, folder, uid, uidvalidity, length, crc32c)"
+            ));
             continue;
         };
         match rx.folder_info(mailbox, folder) {
             Ok(f) if f.uid_validity != validity => {
-                problems.push(format!("{at}: {mailbox}/{folder} has UIDVALIDITY {}, acknowledged {validity}", f.uid_validity));
+                problems.push(format!(
+                    "{at}: {mailbox}/{folder} has UIDVALIDITY {}, acknowledged {validity}",
+                    f.uid_validity
+                ));
                 continue;
             }
             Ok(_) => {}

@@ -30,7 +30,9 @@ pub fn parse_mix(s: &str) -> Result<Mix, String> {
     }
     match s.parse::<usize>() {
         Ok(n) if (256..=64 << 20).contains(&n) => Ok(Mix::Fixed(n)),
-        _ => Err(format!("{s:?}: expected \"realistic\" or a size of 256 to 67108864 bytes")),
+        _ => Err(format!(
+            "{s:?}: expected \"realistic\" or a size of 256 to 67108864 bytes"
+        )),
     }
 }
 
@@ -99,7 +101,13 @@ pub fn progress_bar(len: Option<u64>, enabled: bool) -> Option<ProgressBar> {
 
 /// Delivers messages from `pool` with `plan.threads` threads, one durable
 /// transaction each.
-pub fn deliver(store: &Store, pool: &[GeneratedMessage], validity: &[u32], plan: &Plan, acked: Option<&Mutex<AckedWriter>>) -> Result<Delivered> {
+pub fn deliver(
+    store: &Store,
+    pool: &[GeneratedMessage],
+    validity: &[u32],
+    plan: &Plan,
+    acked: Option<&Mutex<AckedWriter>>,
+) -> Result<Delivered> {
     if pool.is_empty() {
         return Err(CliError::msg("no messages to deliver"));
     }
@@ -132,14 +140,19 @@ pub fn deliver(store: &Store, pool: &[GeneratedMessage], validity: &[u32], plan:
                         let body = store.prepare_body(&mut &m.bytes[..])?;
                         let stored = body.stored_len();
                         let crc = body.checksum();
-                        let uid = store.append_prepared(&mailbox, "INBOX", &opts, body).inspect_err(|_| failed.store(true, Ordering::Relaxed))?;
+                        let uid = store
+                            .append_prepared(&mailbox, "INBOX", &opts, body)
+                            .inspect_err(|_| failed.store(true, Ordering::Relaxed))?;
                         mine.latency_us.record(t0.elapsed().as_micros() as u64);
                         mine.messages += 1;
                         mine.raw_bytes += m.bytes.len() as u64;
                         mine.stored_bytes += stored;
                         if let Some(w) = acked {
                             let v = validity[(i % u64::from(plan.mailboxes)) as usize];
-                            w.lock().write(&format_args!("mail\t{mailbox}\tINBOX\t{uid}\t{v}\t{}\t{crc:08x}", m.bytes.len()))?;
+                            w.lock().write(&format_args!(
+                                "mail\t{mailbox}\tINBOX\t{uid}\t{v}\t{}\t{crc:08x}",
+                                m.bytes.len()
+                            ))?;
                         }
                         if let Some(b) = bar {
                             b.inc(1);
@@ -151,7 +164,10 @@ pub fn deliver(store: &Store, pool: &[GeneratedMessage], validity: &[u32], plan:
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err(CliError::msg("a delivery thread panicked"))))
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(CliError::msg("a delivery thread panicked")))
+            })
             .collect()
     });
     let elapsed = start.elapsed();

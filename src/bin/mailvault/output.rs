@@ -17,7 +17,9 @@ pub fn print_json<T: Serialize>(value: &T) -> Result<()> {
 pub fn print_text(text: &str) -> Result<()> {
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(crate::error::CliError::msg(format!("writing to stdout: {e}"))),
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(crate::error::CliError::msg(format!("writing to stdout: {e}")))
+        }
         _ => Ok(()),
     }
 }

@@ -56,7 +56,10 @@ pub fn init(args: &InitArgs) -> Result<()> {
     if args.json {
         output::print_json(&out)
     } else {
-        println!("created store {} (page size {}, log generations of {} MiB)", out.created, out.page_size, args.generation_mib);
+        println!(
+            "created store {} (page size {}, log generations of {} MiB)",
+            out.created, out.page_size, args.generation_mib
+        );
         Ok(())
     }
 }
@@ -135,7 +138,10 @@ pub fn print_load(r: &LoadReport) {
         "compression (stored / logical)",
         format!("{:.3}", r.stored_bytes as f64 / r.logical_bytes.max(1) as f64),
     );
-    output::row("latency p50 / p99 ms", format!("{:.2} / {:.2}", r.latency_ms_p50, r.latency_ms_p99));
+    output::row(
+        "latency p50 / p99 ms",
+        format!("{:.2} / {:.2}", r.latency_ms_p50, r.latency_ms_p99),
+    );
 }
 
 pub fn load(args: &LoadArgs) -> Result<()> {
@@ -169,7 +175,10 @@ pub fn load(args: &LoadArgs) -> Result<()> {
     } else {
         println!("load {}", args.dir.display());
         print_load(&r);
-        output::row("store size on disk (MB)", format!("{:.1}", deliver::dir_size(&args.dir) as f64 / 1e6));
+        output::row(
+            "store size on disk (MB)",
+            format!("{:.1}", deliver::dir_size(&args.dir) as f64 / 1e6),
+        );
         Ok(())
     }
 }
@@ -197,13 +206,19 @@ pub fn ls(args: &LsArgs) -> Result<()> {
             if args.json {
                 let rows: Vec<_> = list
                     .iter()
-                    .map(|m| serde_json::json!({"name": m.name, "messages": m.used_messages, "bytes": m.used_bytes,
-                        "quota_bytes": m.quota_bytes, "quota_messages": m.quota_messages}))
+                    .map(|m| {
+                        serde_json::json!({"name": m.name, "messages": m.used_messages, "bytes": m.used_bytes,
+                        "quota_bytes": m.quota_bytes, "quota_messages": m.quota_messages})
+                    })
                     .collect();
                 output::print_json(&rows)?;
             } else {
                 for m in list {
-                    let _ = writeln!(text, "{:<32} {:>10} messages {:>14} bytes", m.name, m.used_messages, m.used_bytes);
+                    let _ = writeln!(
+                        text,
+                        "{:<32} {:>10} messages {:>14} bytes",
+                        m.name, m.used_messages, m.used_bytes
+                    );
                 }
             }
         }
@@ -212,14 +227,17 @@ pub fn ls(args: &LsArgs) -> Result<()> {
             if args.json {
                 let rows: Vec<_> = list
                     .iter()
-                    .map(|f| serde_json::json!({"name": f.name, "uidvalidity": f.uid_validity, "uidnext": f.uid_next,
+                    .map(|f| {
+                        serde_json::json!({"name": f.name, "uidvalidity": f.uid_validity, "uidnext": f.uid_next,
                         "highestmodseq": f.highest_modseq, "messages": f.messages, "unseen": f.unseen,
-                        "bytes": f.bytes, "subscribed": f.subscribed}))
+                        "bytes": f.bytes, "subscribed": f.subscribed})
+                    })
                     .collect();
                 output::print_json(&rows)?;
             } else {
                 for f in list {
-                    let _ = writeln!(text, 
+                    let _ = writeln!(
+                        text,
                         "{:<32} {:>8} messages {:>8} unseen {:>12} bytes  UIDVALIDITY {} UIDNEXT {} HIGHESTMODSEQ {}",
                         f.name, f.messages, f.unseen, f.bytes, f.uid_validity, f.uid_next, f.highest_modseq
                     );
@@ -231,8 +249,10 @@ pub fn ls(args: &LsArgs) -> Result<()> {
             if args.json {
                 let rows: Vec<_> = list
                     .iter()
-                    .map(|m| serde_json::json!({"uid": m.uid, "modseq": m.modseq, "internal_date": m.internal_date,
-                        "size": m.size, "flags": m.flags.names(), "keywords": m.keywords}))
+                    .map(|m| {
+                        serde_json::json!({"uid": m.uid, "modseq": m.modseq, "internal_date": m.internal_date,
+                        "size": m.size, "flags": m.flags.names(), "keywords": m.keywords})
+                    })
                     .collect();
                 output::print_json(&rows)?;
             } else {
@@ -242,7 +262,8 @@ pub fn ls(args: &LsArgs) -> Result<()> {
                         flags.push(' ');
                         flags.push_str(k);
                     }
-                    let _ = writeln!(text, 
+                    let _ = writeln!(
+                        text,
                         "{:>8} {:>10} bytes  date {}  modseq {}  ({})",
                         m.uid,
                         m.size,
@@ -286,13 +307,23 @@ pub fn fetch(args: &FetchArgs) -> Result<()> {
             .first()
             .ok_or_else(|| CliError::msg(format!("no message with UID {} in {}", args.uid, args.folder)))?;
         let (len, crc) = rx.body_checksum(&args.mailbox, &args.folder, args.uid)?;
-        output::print_json(&serde_json::json!({"uid": m.uid, "modseq": m.modseq, "internal_date": m.internal_date,
+        output::print_json(
+            &serde_json::json!({"uid": m.uid, "modseq": m.modseq, "internal_date": m.internal_date,
             "size": len, "crc32c": format!("{crc:08x}"), "flags": m.flags.names(), "keywords": m.keywords,
-            "body_id": m.body_id}))?;
+            "body_id": m.body_id}),
+        )?;
     } else {
         let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-        rx.read_body_range(&args.mailbox, &args.folder, args.uid, args.offset, args.length.unwrap_or(u64::MAX), &mut out)?;
-        out.flush().map_err(|e| CliError::msg(format!("writing to stdout: {e}")))?;
+        rx.read_body_range(
+            &args.mailbox,
+            &args.folder,
+            args.uid,
+            args.offset,
+            args.length.unwrap_or(u64::MAX),
+            &mut out,
+        )?;
+        out.flush()
+            .map_err(|e| CliError::msg(format!("writing to stdout: {e}")))?;
     }
     drop(rx);
     store.close()?;
