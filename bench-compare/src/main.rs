@@ -80,7 +80,11 @@ fn flags_of(i: u32) -> u32 {
 }
 
 fn keywords_of(i: u32) -> Vec<String> {
-    if i.is_multiple_of(5) { vec!["$Label1".into()] } else { Vec::new() }
+    if i.is_multiple_of(5) {
+        vec!["$Label1".into()]
+    } else {
+        Vec::new()
+    }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
