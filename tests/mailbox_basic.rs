@@ -564,3 +564,41 @@ fn mailboxes_rename_delete_and_quota_changes() {
         "the shared body outlives the copy"
     );
 }
+
+#[test]
+fn streaming_append_reads_the_body_and_a_failing_reader_writes_nothing() {
+    struct Failing(usize);
+    impl std::io::Read for Failing {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.0 == 0 {
+                return Err(std::io::Error::other("connection reset by the client"));
+            }
+            let n = buf.len().min(self.0).min(1000);
+            buf[..n].fill(b'z');
+            self.0 -= n;
+            Ok(n)
+        }
+    }
+    let s = store();
+    s.create_mailbox("nia", Quota::default()).unwrap();
+    let big: Vec<u8> = (0..100_000u32)
+        .flat_map(|i| format!("line {i}\r\n").into_bytes())
+        .take(150_000)
+        .collect();
+    let uid = s
+        .append_from("nia", "INBOX", &AppendOptions::default(), &mut &big[..])
+        .unwrap();
+    assert_eq!(s.read().read_body("nia", "INBOX", uid).unwrap(), big);
+    let err = s
+        .append_from("nia", "INBOX", &AppendOptions::default(), &mut Failing(50_000))
+        .unwrap_err();
+    assert!(matches!(err, MailError::Read(_)), "{err:?}");
+    let info = s.read().folder_info("nia", "INBOX").unwrap();
+    assert_eq!((info.messages, info.uid_next), (1, 2), "the failed append took no UID");
+    let mut huge = std::io::Read::take(std::io::repeat(b'z'), s.max_body_bytes() + 1);
+    let err = s
+        .append_from("nia", "INBOX", &AppendOptions::default(), &mut huge)
+        .unwrap_err();
+    assert!(matches!(err, MailError::BodyTooLarge { .. }), "{err:?}");
+    assert!(s.verify().unwrap().is_clean());
+}

@@ -17,6 +17,9 @@ use std::io::{Read, Write};
 /// chunk and reads about one page of it (DESIGN.md has the measurement).
 pub const CHUNK_RAW: usize = 16 << 10;
 
+/// Bytes of a meta record before its chunk table.
+const META_HEADER: u64 = 30;
+
 /// Chunk-table flag: this chunk is stored raw.
 const RAW_CHUNK: u32 = 1 << 31;
 
@@ -347,7 +350,22 @@ pub(crate) fn open<'s, S: PageRead + ?Sized>(
         key: format!("body {id}"),
         reason,
     };
-    let meta = btree::get_bytes(store, root, &keys::body_meta(id))?.ok_or_else(|| corrupt("missing".into()))?;
+    // Both entries in one descent: they are adjacent keys.
+    let (meta_key, data_key) = (keys::body_meta(id), keys::body_data(id));
+    let mut entries = btree::range(
+        store,
+        root,
+        std::ops::Bound::Included(&meta_key[..]),
+        std::ops::Bound::Included(&data_key[..]),
+    )?;
+    let meta = match entries.next().transpose()? {
+        // Its length bounds the read: a hostile one must not size a buffer.
+        Some((k, v)) if k == meta_key && v.len() <= META_HEADER + 4 * max_raw.div_ceil(CHUNK_RAW as u64) => {
+            btree::read_value(store, &v)?
+        }
+        Some((k, v)) if k == meta_key => return Err(corrupt(format!("a meta record of {} bytes", v.len()))),
+        _ => return Err(corrupt("missing".into())),
+    };
     let meta = BodyMeta::decode(&meta).map_err(corrupt)?;
     if meta.raw_len > max_raw {
         return Err(corrupt(format!(
@@ -355,7 +373,10 @@ pub(crate) fn open<'s, S: PageRead + ?Sized>(
             meta.raw_len
         )));
     }
-    let data = btree::get(store, root, &keys::body_data(id))?.ok_or_else(|| corrupt("data missing".into()))?;
+    let data = match entries.next().transpose()? {
+        Some((k, v)) if k == data_key => v,
+        _ => return Err(corrupt("data missing".into())),
+    };
     if data.len() != meta.stored_len {
         return Err(corrupt(format!(
             "data of {} bytes, meta says {}",
