@@ -14,7 +14,7 @@ use crate::pager::{PageNo, PageRead};
 use std::io::{Read, Write};
 
 /// Raw bytes per compressed chunk: a 4 KiB partial fetch decompresses one
-/// chunk and reads about one page of it (DESIGN.md has the measurement).
+/// chunk read from at most two pages (DESIGN.md has the measurement).
 pub const CHUNK_RAW: usize = 16 << 10;
 
 /// Bytes of a meta record before its chunk table.
