@@ -16,5 +16,6 @@ pub mod btree;
 pub mod log;
 pub mod mailbox;
 pub mod pager;
+pub mod repl;
 pub mod txn;
 pub mod vfs;

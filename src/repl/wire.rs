@@ -1,0 +1,546 @@
+//! The replication wire protocol: versioned frames, each with a crc32c, and
+//! the messages they carry (DESIGN.md, "Replication wire protocol", has the
+//! layout byte by byte). Decoding never trusts a length: every length is
+//! checked against a fixed bound before anything is allocated.
+
+use crate::log::Lsn;
+use std::io::{Read, Write};
+
+/// First bytes of every frame.
+pub const MAGIC: [u8; 4] = *b"MVRP";
+/// The protocol version this build speaks.
+pub const VERSION: u8 = 1;
+/// Frame header length.
+pub const HEADER_LEN: usize = 20;
+/// Largest payload, on the wire and uncompressed.
+pub const MAX_PAYLOAD: usize = 32 << 20;
+/// Flag: the payload is zstd-compressed.
+const COMPRESSED: u8 = 1;
+
+/// A protocol violation or a damaged frame.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WireError {
+    /// The frame does not start with the magic.
+    #[error("not a mailvault replication frame (magic {0:02x?})")]
+    BadMagic([u8; 4]),
+    /// The peer speaks another protocol version.
+    #[error("protocol version {0}, this build speaks {VERSION}")]
+    Version(u8),
+    /// The frame's checksum does not match.
+    #[error("frame checksum {found:08x}, computed {computed:08x}")]
+    Checksum {
+        /// In the frame.
+        found: u32,
+        /// Over what arrived.
+        computed: u32,
+    },
+    /// A length over the bounds.
+    #[error("frame payload of {0} bytes exceeds the maximum of {MAX_PAYLOAD}")]
+    TooLarge(u64),
+    /// A payload that does not decode.
+    #[error("bad {message} message: {reason}")]
+    Malformed {
+        /// The message type.
+        message: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A message type this version does not know.
+    #[error("unknown message type {0}")]
+    UnknownType(u8),
+    /// Unknown flag bits.
+    #[error("unknown frame flags {0:#04x}")]
+    Flags(u8),
+}
+
+/// A database's identity as a copy states it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// Signature of the database (`[0; 16]` for a copy with no database yet).
+    pub database: [u8; 16],
+    /// Signature of its log.
+    pub log: [u8; 16],
+    /// Highest epoch the copy has seen.
+    pub epoch: u64,
+    /// Where the copy's log ends: it wants everything from here.
+    pub position: Lsn,
+}
+
+/// Every message of the protocol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// Copy → active: opens the session with the copy's nonce.
+    Hello { nonce: [u8; 32] },
+    /// Active → copy: the active's nonce and its proof of the key.
+    Challenge { nonce: [u8; 32], proof: [u8; 32] },
+    /// Copy → active: the copy's proof of the key.
+    Proof { proof: [u8; 32] },
+    /// Copy → active: which database the copy holds, and its position.
+    Identify(Identity),
+    /// Either way: the session is refused or ended, with the reason.
+    Refuse { code: u16, reason: String },
+    /// Active → copy: accepted; shipping starts at `start`.
+    Accept { identity: Identity, start: Lsn },
+    /// Active → copy: a generation's header slot (frame 0 of its file).
+    GenerationHeader { generation: u32, bytes: Vec<u8> },
+    /// Active → copy: consecutive home frames, the first at `first`.
+    Frames {
+        first: Lsn,
+        frame_size: u32,
+        bytes: Vec<u8>,
+    },
+    /// Active → copy: the current image of the open (partly filled) frame.
+    Tail { frame: Vec<u8> },
+    /// Active → copy: nothing new; the active's durable end and clock.
+    Heartbeat { durable: Lsn, time_us: u64 },
+    /// Copy → active: how far the copy has inspected and replayed.
+    Ack { inspected: Lsn, replayed: Lsn },
+}
+
+impl Message {
+    fn kind(&self) -> u8 {
+        match self {
+            Message::Hello { .. } => 1,
+            Message::Challenge { .. } => 2,
+            Message::Proof { .. } => 3,
+            Message::Identify(_) => 4,
+            Message::Refuse { .. } => 5,
+            Message::Accept { .. } => 6,
+            Message::GenerationHeader { .. } => 7,
+            Message::Frames { .. } => 8,
+            Message::Tail { .. } => 9,
+            Message::Heartbeat { .. } => 10,
+            Message::Ack { .. } => 11,
+        }
+    }
+
+    /// The message's name, for errors and logs.
+    pub fn name(&self) -> &'static str {
+        kind_name(self.kind()).unwrap_or("?")
+    }
+
+    fn encode_payload(&self) -> Vec<u8> {
+        let mut p = Vec::new();
+        match self {
+            Message::Hello { nonce } => p.extend_from_slice(nonce),
+            Message::Challenge { nonce, proof } => {
+                p.extend_from_slice(nonce);
+                p.extend_from_slice(proof);
+            }
+            Message::Proof { proof } => p.extend_from_slice(proof),
+            Message::Identify(id) => put_identity(&mut p, id),
+            Message::Refuse { code, reason } => {
+                p.extend_from_slice(&code.to_le_bytes());
+                let mut cut = reason.len().min(MAX_REASON);
+                while !reason.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                p.extend_from_slice(&reason.as_bytes()[..cut]);
+            }
+            Message::Accept { identity, start } => {
+                put_identity(&mut p, identity);
+                p.extend_from_slice(&start.0.to_le_bytes());
+            }
+            Message::GenerationHeader { generation, bytes } => {
+                p.extend_from_slice(&generation.to_le_bytes());
+                p.extend_from_slice(bytes);
+            }
+            Message::Frames {
+                first,
+                frame_size,
+                bytes,
+            } => {
+                p.extend_from_slice(&first.0.to_le_bytes());
+                p.extend_from_slice(&frame_size.to_le_bytes());
+                p.extend_from_slice(bytes);
+            }
+            Message::Tail { frame } => p.extend_from_slice(frame),
+            Message::Heartbeat { durable, time_us } => {
+                p.extend_from_slice(&durable.0.to_le_bytes());
+                p.extend_from_slice(&time_us.to_le_bytes());
+            }
+            Message::Ack { inspected, replayed } => {
+                p.extend_from_slice(&inspected.0.to_le_bytes());
+                p.extend_from_slice(&replayed.0.to_le_bytes());
+            }
+        }
+        p
+    }
+
+    /// Decodes a payload of message type `kind`.
+    pub fn decode(kind: u8, p: &[u8]) -> Result<Message, WireError> {
+        let name = kind_name(kind).ok_or(WireError::UnknownType(kind))?;
+        let bad = |reason: String| WireError::Malformed { message: name, reason };
+        let exact = |n: usize| {
+            if p.len() == n {
+                Ok(())
+            } else {
+                Err(bad(format!("{} bytes, expected {n}", p.len())))
+            }
+        };
+        let at_least = |n: usize| {
+            if p.len() >= n {
+                Ok(())
+            } else {
+                Err(bad(format!("{} bytes, expected at least {n}", p.len())))
+            }
+        };
+        Ok(match kind {
+            1 => {
+                exact(32)?;
+                Message::Hello { nonce: arr(&p[..32]) }
+            }
+            2 => {
+                exact(64)?;
+                Message::Challenge {
+                    nonce: arr(&p[..32]),
+                    proof: arr(&p[32..64]),
+                }
+            }
+            3 => {
+                exact(32)?;
+                Message::Proof { proof: arr(&p[..32]) }
+            }
+            4 => {
+                exact(IDENTITY_LEN)?;
+                Message::Identify(get_identity(p))
+            }
+            5 => {
+                at_least(2)?;
+                if p.len() > 2 + MAX_REASON {
+                    return Err(bad(format!("reason of {} bytes", p.len() - 2)));
+                }
+                let reason = std::str::from_utf8(&p[2..]).map_err(|_| bad("reason is not UTF-8".into()))?;
+                Message::Refuse {
+                    code: u16::from_le_bytes([p[0], p[1]]),
+                    reason: reason.to_string(),
+                }
+            }
+            6 => {
+                exact(IDENTITY_LEN + 8)?;
+                Message::Accept {
+                    identity: get_identity(p),
+                    start: Lsn(u64_at(p, IDENTITY_LEN)),
+                }
+            }
+            7 => {
+                at_least(4)?;
+                Message::GenerationHeader {
+                    generation: u32::from_le_bytes(arr(&p[..4])),
+                    bytes: p[4..].to_vec(),
+                }
+            }
+            8 => {
+                at_least(12)?;
+                let frame_size = u32::from_le_bytes(arr(&p[8..12]));
+                let bytes = &p[12..];
+                if !frame_size.is_power_of_two() || !(512..=32768).contains(&frame_size) {
+                    return Err(bad(format!("frame size {frame_size}")));
+                }
+                if bytes.is_empty() || bytes.len() % frame_size as usize != 0 {
+                    return Err(bad(format!("{} bytes of frames of {frame_size}", bytes.len())));
+                }
+                Message::Frames {
+                    first: Lsn(u64_at(p, 0)),
+                    frame_size,
+                    bytes: bytes.to_vec(),
+                }
+            }
+            9 => {
+                if !p.len().is_power_of_two() || !(512..=32768).contains(&p.len()) {
+                    return Err(bad(format!("a frame of {} bytes", p.len())));
+                }
+                Message::Tail { frame: p.to_vec() }
+            }
+            10 => {
+                exact(16)?;
+                Message::Heartbeat {
+                    durable: Lsn(u64_at(p, 0)),
+                    time_us: u64_at(p, 8),
+                }
+            }
+            _ => {
+                exact(16)?;
+                Message::Ack {
+                    inspected: Lsn(u64_at(p, 0)),
+                    replayed: Lsn(u64_at(p, 8)),
+                }
+            }
+        })
+    }
+}
+
+const MAX_REASON: usize = 1024;
+const IDENTITY_LEN: usize = 16 + 16 + 8 + 8;
+
+fn kind_name(kind: u8) -> Option<&'static str> {
+    const NAMES: [&str; 11] = [
+        "Hello",
+        "Challenge",
+        "Proof",
+        "Identify",
+        "Refuse",
+        "Accept",
+        "GenerationHeader",
+        "Frames",
+        "Tail",
+        "Heartbeat",
+        "Ack",
+    ];
+    NAMES.get(usize::from(kind).checked_sub(1)?).copied()
+}
+
+fn arr<const N: usize>(b: &[u8]) -> [u8; N] {
+    let mut a = [0u8; N];
+    a.copy_from_slice(&b[..N]);
+    a
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(arr(&b[at..at + 8]))
+}
+
+fn put_identity(p: &mut Vec<u8>, id: &Identity) {
+    p.extend_from_slice(&id.database);
+    p.extend_from_slice(&id.log);
+    p.extend_from_slice(&id.epoch.to_le_bytes());
+    p.extend_from_slice(&id.position.0.to_le_bytes());
+}
+
+fn get_identity(p: &[u8]) -> Identity {
+    Identity {
+        database: arr(&p[..16]),
+        log: arr(&p[16..32]),
+        epoch: u64_at(p, 32),
+        position: Lsn(u64_at(p, 40)),
+    }
+}
+
+/// Encodes `msg` as one frame, compressing its payload with zstd at
+/// `level` when given and worth it.
+pub fn encode(msg: &Message, compress: Option<i32>) -> Vec<u8> {
+    let payload = msg.encode_payload();
+    let (flags, body) = match compress.and_then(|level| zstd::bulk::compress(&payload, level).ok()) {
+        Some(packed) if packed.len() < payload.len() => (COMPRESSED, packed),
+        _ => (0, payload.clone()),
+    };
+    let mut frame = Vec::with_capacity(HEADER_LEN + body.len());
+    frame.extend_from_slice(&MAGIC);
+    frame.extend_from_slice(&[VERSION, msg.kind(), flags, 0]);
+    frame.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&frame[..16]), &body);
+    frame.extend_from_slice(&crc.to_le_bytes());
+    frame.extend_from_slice(&body);
+    frame
+}
+
+/// A frame header, checked.
+#[derive(Debug, Clone, Copy)]
+pub struct FrameHeader {
+    kind: u8,
+    flags: u8,
+    wire_len: usize,
+    plain_len: usize,
+    crc: u32,
+    raw: [u8; 16],
+}
+
+/// Checks a frame header; returns it with the payload length to read.
+pub fn decode_header(h: &[u8; HEADER_LEN]) -> Result<FrameHeader, WireError> {
+    let magic = arr::<4>(&h[..4]);
+    if magic != MAGIC {
+        return Err(WireError::BadMagic(magic));
+    }
+    if h[4] != VERSION {
+        return Err(WireError::Version(h[4]));
+    }
+    if h[6] & !COMPRESSED != 0 || h[7] != 0 {
+        return Err(WireError::Flags(h[6] | h[7]));
+    }
+    let wire_len = u32::from_le_bytes(arr(&h[8..12])) as usize;
+    let plain_len = u32::from_le_bytes(arr(&h[12..16])) as usize;
+    for len in [wire_len, plain_len] {
+        if len > MAX_PAYLOAD {
+            return Err(WireError::TooLarge(len as u64));
+        }
+    }
+    if h[6] & COMPRESSED == 0 && wire_len != plain_len {
+        return Err(WireError::Malformed {
+            message: "frame",
+            reason: format!("uncompressed payload of {wire_len} bytes claims {plain_len}"),
+        });
+    }
+    Ok(FrameHeader {
+        kind: h[5],
+        flags: h[6],
+        wire_len,
+        plain_len,
+        crc: u32::from_le_bytes(arr(&h[16..20])),
+        raw: arr(&h[..16]),
+    })
+}
+
+impl FrameHeader {
+    /// Bytes of payload that follow on the wire.
+    pub fn wire_len(&self) -> usize {
+        self.wire_len
+    }
+
+    /// Checks the payload against the checksum, decompresses and decodes it.
+    pub fn decode_payload(&self, body: &[u8]) -> Result<Message, WireError> {
+        let computed = crc32c::crc32c_append(crc32c::crc32c(&self.raw), body);
+        if computed != self.crc {
+            return Err(WireError::Checksum {
+                found: self.crc,
+                computed,
+            });
+        }
+        if self.flags & COMPRESSED == 0 {
+            return Message::decode(self.kind, body);
+        }
+        // The declared length bounds the output: no decompression bomb.
+        let plain = zstd::bulk::decompress(body, self.plain_len).map_err(|e| WireError::Malformed {
+            message: "frame",
+            reason: format!("payload does not decompress: {e}"),
+        })?;
+        if plain.len() != self.plain_len {
+            return Err(WireError::Malformed {
+                message: "frame",
+                reason: format!("payload decompresses to {} bytes, not {}", plain.len(), self.plain_len),
+            });
+        }
+        Message::decode(self.kind, &plain)
+    }
+}
+
+/// Decodes one whole frame from `bytes`; returns the message and the bytes used.
+pub fn decode(bytes: &[u8]) -> Result<Option<(Message, usize)>, WireError> {
+    let Some(head) = bytes.get(..HEADER_LEN) else {
+        return Ok(None);
+    };
+    let header = decode_header(&arr(head))?;
+    let Some(body) = bytes.get(HEADER_LEN..HEADER_LEN + header.wire_len) else {
+        return Ok(None);
+    };
+    Ok(Some((header.decode_payload(body)?, HEADER_LEN + header.wire_len)))
+}
+
+/// What reading a message can fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RecvError {
+    /// The connection failed or closed.
+    #[error("connection: {0}")]
+    Io(#[from] std::io::Error),
+    /// The bytes are not a valid frame.
+    #[error(transparent)]
+    Wire(#[from] WireError),
+}
+
+/// Reads one message from a stream.
+pub fn read_message(r: &mut dyn Read) -> Result<Message, RecvError> {
+    let mut head = [0u8; HEADER_LEN];
+    r.read_exact(&mut head)?;
+    let header = decode_header(&head)?;
+    let mut body = vec![0u8; header.wire_len];
+    r.read_exact(&mut body)?;
+    Ok(header.decode_payload(&body)?)
+}
+
+/// Writes one message to a stream.
+pub fn write_message(w: &mut dyn Write, msg: &Message, compress: Option<i32>) -> std::io::Result<()> {
+    w.write_all(&encode(msg, compress))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn samples() -> Vec<Message> {
+        let id = Identity {
+            database: [1; 16],
+            log: [2; 16],
+            epoch: 3,
+            position: Lsn(0x1_0000_2000),
+        };
+        vec![
+            Message::Hello { nonce: [7; 32] },
+            Message::Challenge {
+                nonce: [8; 32],
+                proof: [9; 32],
+            },
+            Message::Proof { proof: [10; 32] },
+            Message::Identify(id.clone()),
+            Message::Refuse {
+                code: 2,
+                reason: "another database".into(),
+            },
+            Message::Accept {
+                identity: id,
+                start: Lsn(5),
+            },
+            Message::GenerationHeader {
+                generation: 4,
+                bytes: vec![1; 4096],
+            },
+            Message::Frames {
+                first: Lsn(77),
+                frame_size: 4096,
+                bytes: vec![3; 8192],
+            },
+            Message::Tail { frame: vec![4; 4096] },
+            Message::Heartbeat {
+                durable: Lsn(9),
+                time_us: 11,
+            },
+            Message::Ack {
+                inspected: Lsn(1),
+                replayed: Lsn(2),
+            },
+        ]
+    }
+
+    #[test]
+    fn every_message_round_trips_plain_and_compressed() {
+        for m in samples() {
+            for compress in [None, Some(1)] {
+                let bytes = encode(&m, compress);
+                let (back, used) = decode(&bytes).unwrap().unwrap();
+                assert_eq!((back, used), (m.clone(), bytes.len()));
+                assert_eq!(decode(&bytes[..bytes.len() - 1]).unwrap(), None, "a short frame waits");
+            }
+        }
+        let big = encode(&samples()[7], Some(1));
+        assert!(big.len() < 8192, "repetitive frames compress");
+    }
+
+    #[test]
+    fn any_flipped_bit_is_caught() {
+        for m in samples() {
+            let bytes = encode(&m, None);
+            for bit in 0..bytes.len() * 8 {
+                let mut bad = bytes.clone();
+                bad[bit / 8] ^= 1 << (bit % 8);
+                assert!(
+                    !matches!(decode(&bad), Ok(Some((ref x, _))) if *x == m),
+                    "{}: bit {bit} flipped went unnoticed",
+                    m.name()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn lengths_are_bounded_before_allocation() {
+        let mut bytes = encode(&Message::Tail { frame: vec![0; 512] }, None);
+        bytes[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(decode(&bytes), Err(WireError::TooLarge(u64::from(u32::MAX))));
+        let mut bytes = encode(&Message::Hello { nonce: [0; 32] }, None);
+        bytes[5] = 200;
+        let crc = crc32c::crc32c_append(crc32c::crc32c(&bytes[..16]), &bytes[20..]);
+        bytes[16..20].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(decode(&bytes), Err(WireError::UnknownType(200)));
+    }
+}
