@@ -21,6 +21,7 @@ mod rebuild;
 mod records;
 mod recovery;
 mod scan;
+mod ship;
 
 pub use error::{LogError, Result};
 pub use files::{GENERATION_SUFFIX, generation_name};
@@ -35,6 +36,7 @@ pub use reader::LogReader;
 pub use records::Record;
 pub use recovery::RecoveryReport;
 pub use scan::TornTail;
+pub use ship::{FrameSource, LogReplica, ShipChunk};
 
 /// Decoders exposed for fuzzing and the `dump` command.
 pub mod codec {

@@ -1,0 +1,389 @@
+//! Log shipping at the frame level: the active reads its durable frames
+//! ([`FrameSource`]); a copy writes them into a log directory of its own
+//! ([`LogReplica`]) at the same positions, so the copy's log has the
+//! active's LSNs, frames and generation chain, and the log's own reader and
+//! recovery read it. Only durable bytes ship: a frame goes out once every
+//! byte it holds is durable on the active.
+
+use super::files::{GenFile, generation_name, read_header};
+use super::format::{
+    DATA_START, FLAG_SHADOW, FRAME_HEADER_LEN, FrameHeader, GenerationHeader, GenerationState, HEADER_LEN,
+    LogSignature, SHADOW_SLOTS,
+};
+use super::scan::FrameWalk;
+use super::{LogError, Lsn, Result};
+use crate::vfs::{OpenMode, SharedVfs};
+use std::path::{Path, PathBuf};
+
+/// What the active sends next: a generation's header, home frames, and the
+/// open frame's current image.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShipChunk {
+    /// A generation that starts in this chunk: its number and header slot.
+    pub header: Option<(u32, Vec<u8>)>,
+    /// Home frames, the first at `first`.
+    pub first: Lsn,
+    pub frame_size: u32,
+    pub frames: Vec<u8>,
+    /// The open frame (a shadow copy, or a partly filled frame already
+    /// home), when all it holds is durable.
+    pub tail: Option<Vec<u8>>,
+    /// Where the copy's next chunk starts.
+    pub next: Lsn,
+}
+
+impl ShipChunk {
+    /// Whether it carries nothing.
+    pub fn is_empty(&self) -> bool {
+        self.header.is_none() && self.frames.is_empty() && self.tail.is_none()
+    }
+}
+
+/// Reads the active's durable frames for a copy.
+pub struct FrameSource {
+    vfs: SharedVfs,
+    dir: PathBuf,
+}
+
+/// The data end of a frame: its LSN plus header and used payload.
+fn data_end(h: &FrameHeader) -> u64 {
+    h.lsn.0 + FRAME_HEADER_LEN as u64 + u64::from(h.used)
+}
+
+impl FrameSource {
+    /// Frames of the log in `dir`.
+    pub fn new(vfs: SharedVfs, dir: impl Into<PathBuf>) -> FrameSource {
+        FrameSource { vfs, dir: dir.into() }
+    }
+
+    /// The chunk starting at `from` (a frame boundary, or the start of a
+    /// generation), holding at most about `max_bytes` of frames and nothing
+    /// beyond `durable`.
+    pub fn read(&self, from: Lsn, durable: Lsn, max_bytes: usize) -> Result<ShipChunk> {
+        let mut chunk = ShipChunk {
+            first: from,
+            next: from,
+            ..ShipChunk::default()
+        };
+        if from >= durable {
+            return Ok(chunk);
+        }
+        let generation = from.generation();
+        let gfile = GenFile::open(self.vfs.as_ref(), &self.dir, generation)?;
+        let fs = gfile.frame_size();
+        chunk.frame_size = fs;
+        let mut index = from.offset() / fs;
+        if from.offset() % fs != 0 {
+            return Err(LogError::corrupt(
+                &gfile.path,
+                u64::from(from.offset()),
+                "a copy asked for a position inside a frame",
+            ));
+        }
+        if index < DATA_START {
+            let mut head = Vec::new();
+            gfile.read_frames(0, 1, &mut head)?;
+            chunk.header = Some((generation, head));
+            index = DATA_START;
+        }
+        chunk.first = gfile.frame_lsn(index);
+        chunk.next = chunk.first;
+        let mut walk = FrameWalk::new(gfile, index);
+        while chunk.frames.len() < max_bytes {
+            let Some(frame) = walk.next_frame()? else {
+                break;
+            };
+            if data_end(&frame.header) > durable.0 && frame.header.lsn.generation() == durable.generation() {
+                // Written but not yet durable: it ships next time.
+                break;
+            }
+            if frame.from_shadow {
+                chunk.tail = Some(frame.bytes);
+                break;
+            }
+            chunk.frames.extend_from_slice(&frame.bytes);
+            chunk.next = Lsn(frame.header.lsn.0 + u64::from(fs));
+            if frame.header.is_sealed() {
+                chunk.next = Lsn::new(generation + 1, 0);
+                break;
+            }
+            if frame.header.lsn.0 + u64::from(fs) > durable.0 {
+                // A partly filled frame already home (closed early): final,
+                // but nothing after it is durable yet.
+                break;
+            }
+        }
+        Ok(chunk)
+    }
+}
+
+/// A copy's log directory, written from shipped chunks. Every frame is
+/// checked against its generation before it is written: checksum, salt,
+/// position; every generation header against the log's signature and the
+/// chain from the previous generation.
+pub struct LogReplica {
+    vfs: SharedVfs,
+    dir: PathBuf,
+    signature: Option<LogSignature>,
+    current: Option<GenFile>,
+    /// The shadow slot the newest tail copy went to.
+    last_shadow: Option<u32>,
+    /// Where the next chunk must start.
+    next: Lsn,
+    /// End of the durable log bytes held (the data end of the last frame).
+    end: Lsn,
+    synced: bool,
+}
+
+impl LogReplica {
+    /// Opens (or starts) a replica in `dir`: finds the last generation and
+    /// where its valid frames end.
+    pub fn open(vfs: SharedVfs, dir: impl Into<PathBuf>) -> Result<LogReplica> {
+        let dir = dir.into();
+        vfs.create_dir_all(&dir)
+            .map_err(|e| LogError::io(&dir, 0, "create directory", e))?;
+        let names = vfs.list(&dir).map_err(|e| LogError::io(&dir, 0, "list", e))?;
+        let last = names
+            .iter()
+            .filter_map(|n| match super::files::parse_name(n) {
+                Some(super::files::LogFileName::Generation(g)) => Some(g),
+                _ => None,
+            })
+            .max();
+        let mut replica = LogReplica {
+            vfs,
+            dir,
+            signature: None,
+            current: None,
+            last_shadow: None,
+            next: Lsn::ZERO,
+            end: Lsn::ZERO,
+            synced: true,
+        };
+        let Some(generation) = last else {
+            return Ok(replica);
+        };
+        let gfile = match GenFile::open(replica.vfs.as_ref(), &replica.dir, generation) {
+            Ok(g) => g,
+            // A header that never became durable: ask for the generation again.
+            Err(LogError::Corrupt { .. }) => {
+                replica.next = Lsn::new(generation, 0);
+                return Ok(replica);
+            }
+            Err(e) => return Err(e),
+        };
+        replica.signature = Some(gfile.header.signature);
+        let fs = gfile.frame_size();
+        replica.next = gfile.frame_lsn(DATA_START);
+        replica.end = replica.next;
+        let mut walk = FrameWalk::new(gfile.clone(), DATA_START);
+        while let Some(frame) = walk.next_frame()? {
+            replica.end = Lsn(data_end(&frame.header));
+            if frame.from_shadow {
+                replica.last_shadow = Some(frame.slot);
+                break;
+            }
+            replica.next = Lsn(frame.header.lsn.0 + u64::from(fs));
+            if frame.header.is_sealed() {
+                replica.next = Lsn::new(generation + 1, 0);
+            }
+        }
+        replica.current = Some(gfile);
+        Ok(replica)
+    }
+
+    /// Where the next chunk must start (what the copy asks the active for).
+    pub fn next(&self) -> Lsn {
+        self.next
+    }
+
+    /// The end of the log bytes held: records up to here can be read.
+    pub fn end(&self) -> Lsn {
+        self.end
+    }
+
+    /// The log's signature, once a generation arrived.
+    pub fn signature(&self) -> Option<LogSignature> {
+        self.signature
+    }
+
+    /// Sets where a new replica starts (the active's `Accept`).
+    pub fn start_at(&mut self, lsn: Lsn) {
+        if self.current.is_none() && self.next == Lsn::ZERO {
+            self.next = lsn;
+        }
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn protocol(&self, reason: String) -> LogError {
+        LogError::corrupt(&self.dir, 0, format!("shipped log: {reason}"))
+    }
+
+    /// Checks and writes one chunk (not yet synced: see [`LogReplica::sync`]).
+    pub fn apply(&mut self, chunk: &ShipChunk) -> Result<()> {
+        if let Some((generation, bytes)) = &chunk.header {
+            self.start_generation(*generation, bytes)?;
+        }
+        if !chunk.frames.is_empty() || chunk.tail.is_some() {
+            let Some(g) = self.current.clone() else {
+                return Err(self.protocol("frames before any generation header".into()));
+            };
+            let fs = g.frame_size();
+            if chunk.frame_size != fs || chunk.first != self.next || chunk.first.generation() != g.header.generation {
+                return Err(self.protocol(format!(
+                    "frames from {} (size {}), expected {} (size {fs})",
+                    chunk.first, chunk.frame_size, self.next
+                )));
+            }
+            let first = chunk.first.offset() / fs;
+            for (i, frame) in chunk.frames.chunks(fs as usize).enumerate() {
+                let index = first + i as u32;
+                let h = g.check_home(index, frame).map_err(|d| {
+                    LogError::corrupt(&g.path, g.frame_offset(index), format!("shipped frame {index}: {d}"))
+                })?;
+                self.end = Lsn(data_end(&h));
+                self.next = if h.is_sealed() {
+                    Lsn::new(g.header.generation + 1, 0)
+                } else {
+                    Lsn(h.lsn.0 + u64::from(fs))
+                };
+            }
+            if !chunk.frames.is_empty() {
+                let at = g.frame_offset(first);
+                g.file
+                    .write_at(&chunk.frames, at)
+                    .map_err(|e| LogError::io(&g.path, at, "write", e))?;
+                self.synced = false;
+            }
+            if let Some(tail) = &chunk.tail {
+                self.write_tail(&g, tail)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn write_tail(&mut self, g: &GenFile, frame: &[u8]) -> Result<()> {
+        let fs = g.frame_size() as usize;
+        if frame.len() != fs {
+            return Err(self.protocol(format!("a tail frame of {} bytes", frame.len())));
+        }
+        let h = FrameHeader::decode(frame)
+            .map_err(|d| LogError::corrupt(&g.path, 0, format!("shipped tail frame: {d}")))?;
+        let index = h.lsn.offset() / fs as u32;
+        if h.lsn != self.next {
+            return Err(self.protocol(format!("a tail frame at {}, expected {}", h.lsn, self.next)));
+        }
+        let slot = if h.flags & FLAG_SHADOW != 0 {
+            g.check_shadow(frame)
+                .map_err(|d| LogError::corrupt(&g.path, 0, format!("shipped shadow frame: {d}")))?;
+            // Never over the newest copy: a torn write must leave it whole.
+            let slot = match self.last_shadow {
+                Some(s) if s == SHADOW_SLOTS[0] => SHADOW_SLOTS[1],
+                _ => SHADOW_SLOTS[0],
+            };
+            self.last_shadow = Some(slot);
+            slot
+        } else {
+            // A partly filled frame closed early: final, and home.
+            g.check_home(index, frame).map_err(|d| {
+                LogError::corrupt(&g.path, g.frame_offset(index), format!("shipped frame {index}: {d}"))
+            })?;
+            self.next = Lsn(h.lsn.0 + fs as u64);
+            index
+        };
+        let at = g.frame_offset(slot);
+        g.file
+            .write_at(frame, at)
+            .map_err(|e| LogError::io(&g.path, at, "write", e))?;
+        self.end = Lsn(data_end(&h));
+        self.synced = false;
+        Ok(())
+    }
+
+    fn start_generation(&mut self, generation: u32, bytes: &[u8]) -> Result<()> {
+        if bytes.len() < HEADER_LEN {
+            return Err(self.protocol(format!("a generation header of {} bytes", bytes.len())));
+        }
+        let (header, salt) = GenerationHeader::decode(bytes)
+            .map_err(|d| self.protocol(format!("generation {generation} header: {d}")))?;
+        if header.state != GenerationState::Active || header.generation != generation {
+            return Err(self.protocol(format!(
+                "generation {generation}: header is not an active header of that generation"
+            )));
+        }
+        if bytes.len() != header.frame_size as usize {
+            return Err(self.protocol(format!("generation {generation}: header slot of {} bytes", bytes.len())));
+        }
+        if let Some(sig) = self.signature
+            && sig != header.signature
+        {
+            return Err(LogError::ForeignFile {
+                file: self.dir.join(generation_name(generation)),
+                offset: 32,
+                reason: "the shipped generation belongs to another log".into(),
+            });
+        }
+        if self.next != Lsn::new(generation, 0) && self.next != Lsn::ZERO {
+            return Err(self.protocol(format!(
+                "generation {generation} header, expected position {}",
+                self.next
+            )));
+        }
+        if let Some(prev) = &self.current {
+            // The chain: the new header must name the previous generation.
+            if header.prev_salt != prev.salt
+                || header.prev_created_us != prev.header.created_us
+                || header.epoch < prev.header.epoch
+            {
+                return Err(LogError::corrupt(
+                    self.dir.join(generation_name(generation)),
+                    72,
+                    "the shipped generation does not follow the previous one (a divergent history)",
+                ));
+            }
+            self.sync()?;
+        }
+        let path = self.dir.join(generation_name(generation));
+        let file = self
+            .vfs
+            .open(&path, OpenMode::CreateOrOpen)
+            .map_err(|e| LogError::io(&path, 0, "create", e))?;
+        file.set_len(0).map_err(|e| LogError::io(&path, 0, "truncate", e))?;
+        file.allocate(header.generation_size)
+            .map_err(|e| LogError::io(&path, 0, "allocate", e))?;
+        file.write_at(bytes, 0)
+            .map_err(|e| LogError::io(&path, 0, "write", e))?;
+        file.sync_data().map_err(|e| LogError::io(&path, 0, "sync", e))?;
+        self.vfs
+            .sync_dir(&self.dir)
+            .map_err(|e| LogError::io(&self.dir, 0, "sync directory", e))?;
+        let (check, _) = read_header(file.as_ref(), &path)?
+            .map_err(|d| LogError::corrupt(&path, 0, format!("generation header: {d}")))?;
+        self.signature = Some(check.signature);
+        self.current = Some(GenFile {
+            path,
+            file,
+            header,
+            salt,
+        });
+        self.last_shadow = None;
+        self.next = Lsn::new(generation, DATA_START * header.frame_size);
+        self.end = self.next;
+        Ok(())
+    }
+
+    /// Makes everything applied durable.
+    pub fn sync(&mut self) -> Result<()> {
+        if let Some(g) = &self.current
+            && !self.synced
+        {
+            g.file.sync_data().map_err(|e| LogError::io(&g.path, 0, "sync", e))?;
+        }
+        self.synced = true;
+        Ok(())
+    }
+}
