@@ -13,7 +13,7 @@
 //! let store = Store::create(SimVfs::new(7), "/mail", StoreOptions::default())?;
 //! store.create_mailbox("alice", Quota::default())?;
 //! let uid = store.append("alice", "INBOX", &AppendOptions::default(), b"Subject: hi\r\n\r\nhello")?;
-//! let moved = store.transaction(|tx| {
+//! let moved = store.transaction(move |tx| {
 //!     tx.create_folder("alice", "Archive/2026")?;
 //!     tx.move_messages("alice", "INBOX", &UidSet::single(uid), "alice", "Archive/2026")
 //! })?;

@@ -145,6 +145,21 @@ impl Pager {
         &self.log
     }
 
+    /// The file layer the database lives on.
+    pub fn vfs(&self) -> &SharedVfs {
+        &self.vfs
+    }
+
+    /// The database's signature (random, fixed at creation).
+    pub fn signature(&self) -> crate::log::LogSignature {
+        self.checkpointer.lock().header.signature
+    }
+
+    /// The epoch of the database header.
+    pub fn epoch(&self) -> u64 {
+        self.checkpointer.lock().header.epoch
+    }
+
     pub fn options(&self) -> &PagerOptions {
         &self.opts
     }

@@ -57,6 +57,8 @@ pub enum WireError {
 /// A database's identity as a copy states it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
+    /// The copy's own id (random, kept in its directory); zero from the active.
+    pub copy: [u8; 16],
     /// Signature of the database (`[0; 16]` for a copy with no database yet).
     pub database: [u8; 16],
     /// Signature of its log.
@@ -272,7 +274,7 @@ impl Message {
 }
 
 const MAX_REASON: usize = 1024;
-const IDENTITY_LEN: usize = 16 + 16 + 8 + 8;
+const IDENTITY_LEN: usize = 16 + 16 + 16 + 8 + 8;
 
 fn kind_name(kind: u8) -> Option<&'static str> {
     const NAMES: [&str; 11] = [
@@ -302,6 +304,7 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
 }
 
 fn put_identity(p: &mut Vec<u8>, id: &Identity) {
+    p.extend_from_slice(&id.copy);
     p.extend_from_slice(&id.database);
     p.extend_from_slice(&id.log);
     p.extend_from_slice(&id.epoch.to_le_bytes());
@@ -310,10 +313,11 @@ fn put_identity(p: &mut Vec<u8>, id: &Identity) {
 
 fn get_identity(p: &[u8]) -> Identity {
     Identity {
-        database: arr(&p[..16]),
-        log: arr(&p[16..32]),
-        epoch: u64_at(p, 32),
-        position: Lsn(u64_at(p, 40)),
+        copy: arr(&p[..16]),
+        database: arr(&p[16..32]),
+        log: arr(&p[32..48]),
+        epoch: u64_at(p, 48),
+        position: Lsn(u64_at(p, 56)),
     }
 }
 
@@ -460,6 +464,7 @@ mod tests {
 
     fn samples() -> Vec<Message> {
         let id = Identity {
+            copy: [6; 16],
             database: [1; 16],
             log: [2; 16],
             epoch: 3,
