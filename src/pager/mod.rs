@@ -2,6 +2,7 @@
 //! cache with snapshot versions, the redo records, checkpoints, recovery and
 //! log truncation.
 
+mod apply;
 mod cache;
 mod checkpoint;
 mod doublewrite;

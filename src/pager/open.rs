@@ -7,11 +7,11 @@ use super::engine::{CheckpointState, Pager, PagerOptions, PagerState, TornPages}
 use super::file::{DbFile, data_path, lock_path, log_dir};
 use super::freemap::{self, FIRST_MAP_PAGE};
 use super::header::{DbHeader, DbState, read_best, salt_of};
-use super::page::{self, PageBuf, PageKind, PageNo};
-use super::redo::{self, DbRecord};
-use super::replay::RedoSet;
+use super::page::{self, PageBuf, PageKind};
+use super::redo::DbRecord;
+use super::apply::RedoPass;
 use super::{DbError, FIRST_DATA_PAGE, Result};
-use crate::log::{Log, LogSignature, Lsn, generation_name};
+use crate::log::{Log, LogSignature, Lsn};
 use crate::vfs::{OpenMode, SharedVfs};
 use parking_lot::{Condvar, Mutex};
 use std::collections::{BTreeMap, VecDeque};
@@ -283,83 +283,32 @@ impl Pager {
             ..RecoveryStats::default()
         };
         // The whole cache is free while recovery runs: redo may fill it.
-        let mut pages = RedoSet::new(self.opts.cache_bytes / self.file.page_size);
-        let mut page_count = header.page_count;
-        let mut seq = 0u64;
-        let mut checkpoints = 0u64;
+        let mut pass = RedoPass::new(self.opts.cache_bytes / self.file.page_size, header.page_count, header.redo_lsn);
         let ldir = log_dir(&self.dir);
         let limit = self.log.durable_lsn();
         let reader = crate::log::LogReader::new(self.vfs.clone(), &ldir, header.redo_lsn, limit)?
             .expect_signature(header.log_signature);
-        let ps = self.file.page_size;
         let mut end = header.redo_lsn;
         for record in reader {
             let record = record?;
-            if pages.is_full() {
+            if pass.pages.is_full() {
                 // Bound memory: everything before this record is applied, so
                 // the coldest pages can be written under a checkpoint whose
                 // redo starts at the oldest change still only in memory.
-                let (list, redo_from) = pages.spill(record.lsn);
+                let (list, redo_from) = pass.pages.spill(record.lsn);
                 let mut ck = self.checkpointer.lock();
-                self.write_checkpoint(&mut ck, redo_from, list, page_count, DbState::Dirty)?;
+                self.write_checkpoint(&mut ck, redo_from, list, pass.page_count, DbState::Dirty)?;
                 stats.flushes += 1;
             }
             stats.records += 1;
             stats.log_bytes += record.end.0 - record.lsn.0;
             end = record.end;
-            let bad = |reason: String| DbError::BadRecord {
-                file: ldir.join(generation_name(record.lsn.generation())),
-                offset: u64::from(record.lsn.offset()),
-                lsn: record.lsn,
-                reason,
-            };
-            match DbRecord::decode(&record.data, ps).map_err(bad)? {
-                DbRecord::Checkpoint { number } => checkpoints = checkpoints.max(number),
-                DbRecord::Commit {
-                    seq: s,
-                    page_count: count,
-                    changes,
-                } => {
-                    if s == u64::MAX {
-                        // The next commit would have no number.
-                        return Err(bad("commit sequence number at the end of its range".into()));
-                    }
-                    seq = seq.max(s);
-                    page_count = page_count.max(count);
-                    for (no, change) in changes {
-                        if !pages.contains(no) {
-                            // Beyond the file's end it reads as unreadable too.
-                            let from_file = self.file.read_page_for_redo(no)?;
-                            let unreadable = from_file.is_none();
-                            pages.insert(no, from_file.unwrap_or_else(|| PageBuf::zeroed(ps)), unreadable);
-                        }
-                        let Some(page) = pages.get_mut(no) else {
-                            continue;
-                        };
-                        let current = (!page.unreadable).then(|| page::page_lsn(&page.buf));
-                        match redo::apply(&mut page.buf, current, &change, record.lsn) {
-                            Ok(redo::Applied::Applied) => {
-                                stats.applied += 1;
-                                if page.unreadable {
-                                    // A full image: the page is whole again, at its own position.
-                                    page.unreadable = false;
-                                    page.buf[4..8].copy_from_slice(&no.to_le_bytes());
-                                }
-                                pages.changed(no, record.lsn);
-                            }
-                            Ok(redo::Applied::Skipped) => stats.skipped += 1,
-                            Err(found) => {
-                                return Err(self.redo_failure(no, &change, found, record.lsn, header.redo_lsn));
-                            }
-                        }
-                    }
-                }
-            }
+            pass.apply(&self.file, &record, &ldir)?;
         }
-        if let Some(no) = pages.first_unreadable() {
-            return Err(self.redo_failure(no, &redo::PageChange::Image(Vec::new()), None, end, header.redo_lsn));
-        }
+        pass.check_whole(&self.file, end)?;
         stats.to = end;
+        stats.applied = pass.applied;
+        stats.skipped = pass.skipped;
         if end < header.required_lsn {
             return Err(DbError::LogMismatch {
                 dir: ldir,
@@ -369,12 +318,13 @@ impl Pager {
                 ),
             });
         }
+        let (seq, page_count, checkpoints) = (pass.seq, pass.page_count, pass.checkpoints);
         {
             let mut st = self.state.lock();
             st.seq = seq;
             st.visible = seq;
             st.page_count = page_count;
-            for (no, p) in pages.into_pages() {
+            for (no, p) in pass.pages.into_pages() {
                 st.cache.publish(no, 0, Arc::new(p));
             }
         }
@@ -385,33 +335,5 @@ impl Pager {
         stats.checkpoint_secs = checkpoint.elapsed().as_secs_f64();
         tracing::info!(records = stats.records, applied = stats.applied, from = %stats.from, to = %stats.to, "recovery done");
         Ok(stats)
-    }
-
-    fn redo_failure(
-        &self,
-        no: PageNo,
-        change: &redo::PageChange,
-        found: Option<Lsn>,
-        record: Lsn,
-        from: Lsn,
-    ) -> DbError {
-        match found {
-            Some(found) => DbError::LostFlush {
-                file: self.file.path.clone(),
-                page: no,
-                expected: match change {
-                    redo::PageChange::Ranges { before, .. } => *before,
-                    redo::PageChange::Image(_) => Lsn::ZERO,
-                },
-                found,
-                record,
-            },
-            None => DbError::corrupt_page(
-                &self.file.path,
-                no,
-                self.file.offset(no),
-                format!("page is unreadable (torn or never written) and the log from {from} holds no full image of it"),
-            ),
-        }
     }
 }

@@ -1,0 +1,124 @@
+//! Applying log records to pages: the redo pass shared by crash recovery
+//! and by a passive copy's continuous replay, so that both produce the same
+//! pages from the same log.
+
+use super::file::DbFile;
+use super::page::{self, PageBuf, PageNo};
+use super::redo::{self, DbRecord};
+use super::replay::RedoSet;
+use super::{DbError, Result};
+use crate::log::{Lsn, Record, generation_name};
+use std::path::Path;
+
+/// The state of a redo pass: pages changed in memory and what the records
+/// said about the database.
+pub(crate) struct RedoPass {
+    pub pages: RedoSet,
+    /// Pages in the database after the last commit applied.
+    pub page_count: u32,
+    /// Highest commit sequence applied.
+    pub seq: u64,
+    /// Highest checkpoint number seen.
+    pub checkpoints: u64,
+    pub applied: u64,
+    pub skipped: u64,
+    /// Where the pass started (named in errors).
+    pub from: Lsn,
+}
+
+impl RedoPass {
+    pub fn new(budget: usize, page_count: u32, from: Lsn) -> RedoPass {
+        RedoPass {
+            pages: RedoSet::new(budget),
+            page_count,
+            seq: 0,
+            checkpoints: 0,
+            applied: 0,
+            skipped: 0,
+            from,
+        }
+    }
+
+    /// Applies one record to the pages it names (read from `file` when not
+    /// yet in memory). Idempotent by page LSN.
+    pub fn apply(&mut self, file: &DbFile, record: &Record, ldir: &Path) -> Result<()> {
+        let ps = file.page_size;
+        let bad = |reason: String| DbError::BadRecord {
+            file: ldir.join(generation_name(record.lsn.generation())),
+            offset: u64::from(record.lsn.offset()),
+            lsn: record.lsn,
+            reason,
+        };
+        match DbRecord::decode(&record.data, ps).map_err(bad)? {
+            DbRecord::Checkpoint { number } => self.checkpoints = self.checkpoints.max(number),
+            DbRecord::Commit {
+                seq,
+                page_count,
+                changes,
+            } => {
+                if seq == u64::MAX {
+                    // The next commit would have no number.
+                    return Err(bad("commit sequence number at the end of its range".into()));
+                }
+                self.seq = self.seq.max(seq);
+                self.page_count = self.page_count.max(page_count);
+                for (no, change) in changes {
+                    if !self.pages.contains(no) {
+                        // Beyond the file's end it reads as unreadable too.
+                        let from_file = file.read_page_for_redo(no)?;
+                        let unreadable = from_file.is_none();
+                        self.pages.insert(no, from_file.unwrap_or_else(|| PageBuf::zeroed(ps)), unreadable);
+                    }
+                    let Some(page) = self.pages.get_mut(no) else {
+                        continue;
+                    };
+                    let current = (!page.unreadable).then(|| page::page_lsn(&page.buf));
+                    match redo::apply(&mut page.buf, current, &change, record.lsn) {
+                        Ok(redo::Applied::Applied) => {
+                            self.applied += 1;
+                            if page.unreadable {
+                                // A full image: the page is whole again, at its own position.
+                                page.unreadable = false;
+                                page.buf[4..8].copy_from_slice(&no.to_le_bytes());
+                            }
+                            self.pages.changed(no, record.lsn);
+                        }
+                        Ok(redo::Applied::Skipped) => self.skipped += 1,
+                        Err(found) => return Err(redo_failure(file, no, &change, found, record.lsn, self.from)),
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Fails if a page the log touched is still unreadable: torn or never
+    /// written, and no full image of it came along.
+    pub fn check_whole(&self, file: &DbFile, end: Lsn) -> Result<()> {
+        match self.pages.first_unreadable() {
+            Some(no) => Err(redo_failure(file, no, &redo::PageChange::Image(Vec::new()), None, end, self.from)),
+            None => Ok(()),
+        }
+    }
+}
+
+fn redo_failure(file: &DbFile, no: PageNo, change: &redo::PageChange, found: Option<Lsn>, record: Lsn, from: Lsn) -> DbError {
+    match found {
+        Some(found) => DbError::LostFlush {
+            file: file.path.clone(),
+            page: no,
+            expected: match change {
+                redo::PageChange::Ranges { before, .. } => *before,
+                redo::PageChange::Image(_) => Lsn::ZERO,
+            },
+            found,
+            record,
+        },
+        None => DbError::corrupt_page(
+            &file.path,
+            no,
+            file.offset(no),
+            format!("page is unreadable (torn or never written) and the log from {from} holds no full image of it"),
+        ),
+    }
+}
