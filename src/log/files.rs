@@ -211,3 +211,11 @@ impl GenFile {
         Ok((best, max_seq))
     }
 }
+
+/// The generation a file name holds, if it is a live generation file.
+pub fn parse_generation_name(name: &str) -> Option<u32> {
+    match parse_name(name)? {
+        LogFileName::Generation(g) => Some(g),
+        _ => None,
+    }
+}

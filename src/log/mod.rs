@@ -24,7 +24,7 @@ mod scan;
 mod ship;
 
 pub use error::{LogError, Result};
-pub use files::{GENERATION_SUFFIX, generation_name};
+pub use files::{GENERATION_SUFFIX, generation_name, parse_generation_name};
 pub use format::{FrameHeader, GenerationHeader, GenerationState, LogSignature};
 pub(crate) use leader::now_us;
 pub use lsn::Lsn;

@@ -67,7 +67,8 @@ impl RedoPass {
                         // Beyond the file's end it reads as unreadable too.
                         let from_file = file.read_page_for_redo(no)?;
                         let unreadable = from_file.is_none();
-                        self.pages.insert(no, from_file.unwrap_or_else(|| PageBuf::zeroed(ps)), unreadable);
+                        self.pages
+                            .insert(no, from_file.unwrap_or_else(|| PageBuf::zeroed(ps)), unreadable);
                     }
                     let Some(page) = self.pages.get_mut(no) else {
                         continue;
@@ -96,13 +97,27 @@ impl RedoPass {
     /// written, and no full image of it came along.
     pub fn check_whole(&self, file: &DbFile, end: Lsn) -> Result<()> {
         match self.pages.first_unreadable() {
-            Some(no) => Err(redo_failure(file, no, &redo::PageChange::Image(Vec::new()), None, end, self.from)),
+            Some(no) => Err(redo_failure(
+                file,
+                no,
+                &redo::PageChange::Image(Vec::new()),
+                None,
+                end,
+                self.from,
+            )),
             None => Ok(()),
         }
     }
 }
 
-fn redo_failure(file: &DbFile, no: PageNo, change: &redo::PageChange, found: Option<Lsn>, record: Lsn, from: Lsn) -> DbError {
+fn redo_failure(
+    file: &DbFile,
+    no: PageNo,
+    change: &redo::PageChange,
+    found: Option<Lsn>,
+    record: Lsn,
+    from: Lsn,
+) -> DbError {
     match found {
         Some(found) => DbError::LostFlush {
             file: file.path.clone(),

@@ -13,6 +13,7 @@ pub mod freemap;
 pub mod header;
 mod open;
 pub mod page;
+mod passive;
 pub mod redo;
 mod replay;
 mod store;
@@ -23,6 +24,7 @@ pub use error::{DbError, Result};
 pub use file::{data_path, lock_path, log_dir};
 pub use open::RecoveryStats;
 pub use page::{PageBuf, PageKind, PageNo, PageRef};
+pub use passive::{ReplayProgress, Replayer};
 pub use store::{PageRead, PageWrite};
 
 /// Default page size: see DESIGN.md for the measurement behind it.

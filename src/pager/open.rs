@@ -1,6 +1,7 @@
 //! Creating and opening a database: the first pages, and recovery, which
 //! replays the log from the checkpoint marker the header names.
 
+use super::apply::RedoPass;
 use super::cache::PageCache;
 use super::doublewrite::{DoubleWrite, dw_path};
 use super::engine::{CheckpointState, Pager, PagerOptions, PagerState, TornPages};
@@ -9,7 +10,6 @@ use super::freemap::{self, FIRST_MAP_PAGE};
 use super::header::{DbHeader, DbState, read_best, salt_of};
 use super::page::{self, PageBuf, PageKind};
 use super::redo::DbRecord;
-use super::apply::RedoPass;
 use super::{DbError, FIRST_DATA_PAGE, Result};
 use crate::log::{Log, LogSignature, Lsn};
 use crate::vfs::{OpenMode, SharedVfs};
@@ -44,7 +44,7 @@ pub struct RecoveryStats {
 }
 
 /// The directory's lock, or `InUse` while another open holds it.
-fn take_lock(vfs: &SharedVfs, dir: &Path) -> Result<crate::vfs::StoreLock> {
+pub(super) fn take_lock(vfs: &SharedVfs, dir: &Path) -> Result<crate::vfs::StoreLock> {
     let path = lock_path(dir);
     match vfs.try_lock(&path) {
         Ok(Some(lock)) => Ok(lock),
@@ -283,7 +283,11 @@ impl Pager {
             ..RecoveryStats::default()
         };
         // The whole cache is free while recovery runs: redo may fill it.
-        let mut pass = RedoPass::new(self.opts.cache_bytes / self.file.page_size, header.page_count, header.redo_lsn);
+        let mut pass = RedoPass::new(
+            self.opts.cache_bytes / self.file.page_size,
+            header.page_count,
+            header.redo_lsn,
+        );
         let ldir = log_dir(&self.dir);
         let limit = self.log.durable_lsn();
         let reader = crate::log::LogReader::new(self.vfs.clone(), &ldir, header.redo_lsn, limit)?

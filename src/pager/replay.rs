@@ -109,6 +109,14 @@ impl RedoSet {
     }
 
     /// Every page left, for the cache (changed or not: they are loaded).
+    /// The pages changed since they were read, for a checkpoint.
+    pub fn into_changed(self) -> impl Iterator<Item = (PageNo, PageBuf)> {
+        self.pages
+            .into_iter()
+            .filter(|(_, p)| p.first_change.is_some())
+            .map(|(no, p)| (no, p.buf))
+    }
+
     pub fn into_pages(self) -> impl Iterator<Item = (PageNo, PageBuf)> {
         self.pages.into_iter().map(|(no, p)| (no, p.buf))
     }

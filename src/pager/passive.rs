@@ -1,0 +1,211 @@
+//! A passive copy's database: its data file, brought forward by replaying
+//! a log shipped from the active (`log::LogReplica`) with the same redo
+//! pass as crash recovery. Pages get the active's LSNs, so a copy that has
+//! replayed to an LSN holds the active's pages at that LSN, byte for byte.
+//!
+//! The copy never writes to its log: a checkpoint writes the changed pages
+//! (through the double-write area) and a header whose redo point is the
+//! next record to replay, instead of appending a marker. Recovery of the
+//! copy (or its promotion) then replays from there.
+
+use super::apply::RedoPass;
+use super::doublewrite::{DoubleWrite, dw_path};
+use super::file::{DbFile, data_path, log_dir};
+use super::header::{DbHeader, DbState, read_best, salt_of};
+use super::page::{self, PageNo, PageRef};
+use super::{DbError, Result};
+use crate::log::{LogReader, Lsn};
+use crate::vfs::{OpenMode, SharedVfs};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// What a replay call did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplayProgress {
+    /// Records applied by the call.
+    pub records: u64,
+    /// Page changes applied and skipped (already in the file).
+    pub applied: u64,
+    pub skipped: u64,
+    /// The next record to replay.
+    pub position: Lsn,
+}
+
+/// A passive copy's database, replayed from its shipped log.
+pub struct Replayer {
+    vfs: SharedVfs,
+    dir: PathBuf,
+    file: DbFile,
+    header: DbHeader,
+    slot: u32,
+    pass: RedoPass,
+    budget: usize,
+    /// A record start replay reads from: the last record applied (applying
+    /// it again changes nothing) or the checkpoint's redo point.
+    resume: Lsn,
+    /// The end of the last record applied.
+    position: Lsn,
+    _lock: crate::vfs::StoreLock,
+}
+
+impl Replayer {
+    /// Opens the copy in `dir` (data file and shipped log), holding up to
+    /// `cache_bytes` of changed pages between checkpoints.
+    pub fn open(vfs: SharedVfs, dir: impl AsRef<Path>, cache_bytes: usize) -> Result<Replayer> {
+        let dir = dir.as_ref();
+        let lock = super::open::take_lock(&vfs, dir)?;
+        let path = data_path(dir);
+        let file = vfs
+            .open(&path, OpenMode::Existing)
+            .map_err(|e| DbError::io(&path, 0, "open", e))?;
+        let (header, slot) = read_best(file.as_ref(), &path)?;
+        let ps = header.page_size as usize;
+        let salt = salt_of(&header.signature);
+        let dw = dw_path(dir);
+        let dw_file = vfs
+            .open(&dw, OpenMode::CreateOrOpen)
+            .map_err(|e| DbError::io(&dw, 0, "open", e))?;
+        vfs.sync_dir(dir)
+            .map_err(|e| DbError::io(dir, 0, "sync directory", e))?;
+        let file = DbFile {
+            path,
+            file,
+            page_size: ps,
+            salt,
+            double_write: Some(DoubleWrite {
+                path: dw,
+                file: dw_file,
+                page_size: ps,
+                salt,
+            }),
+        };
+        file.restore_torn_pages()?;
+        let budget = (cache_bytes / ps).max(16);
+        Ok(Replayer {
+            vfs,
+            dir: dir.to_path_buf(),
+            pass: RedoPass::new(budget, header.page_count, header.redo_lsn),
+            resume: header.redo_lsn,
+            position: header.redo_lsn,
+            budget,
+            file,
+            header,
+            slot,
+            _lock: lock,
+        })
+    }
+
+    /// The end of the last record replayed.
+    pub fn position(&self) -> Lsn {
+        self.position
+    }
+
+    /// The database header as of the last checkpoint.
+    pub fn header(&self) -> &DbHeader {
+        &self.header
+    }
+
+    /// The data file's path.
+    pub fn file_path(&self) -> &Path {
+        &self.file.path
+    }
+
+    /// Replays every complete record of the shipped log up to `limit` (the
+    /// end of what the replica holds, synced). Checkpoints by itself when
+    /// the changed pages fill the budget.
+    pub fn replay(&mut self, limit: Lsn) -> Result<ReplayProgress> {
+        let before = (self.pass.applied, self.pass.skipped);
+        let mut progress = ReplayProgress {
+            position: self.position,
+            ..ReplayProgress::default()
+        };
+        if limit <= self.position {
+            return Ok(progress);
+        }
+        let ldir = log_dir(&self.dir);
+        let reader =
+            LogReader::new(self.vfs.clone(), &ldir, self.resume, limit)?.expect_signature(self.header.log_signature);
+        for record in reader {
+            let record = record?;
+            if record.end <= self.position {
+                continue;
+            }
+            if self.pass.pages.is_full() {
+                let (pages, redo) = self.pass.pages.spill(record.lsn);
+                self.write_checkpoint(pages, redo)?;
+            }
+            self.pass.apply(&self.file, &record, &ldir)?;
+            self.resume = record.lsn;
+            self.position = record.end;
+            progress.records += 1;
+        }
+        progress.applied = self.pass.applied - before.0;
+        progress.skipped = self.pass.skipped - before.1;
+        progress.position = self.position;
+        Ok(progress)
+    }
+
+    /// Writes every changed page and a header whose redo point is the last
+    /// record replayed; the shipped log before it is no longer needed.
+    pub fn checkpoint(&mut self) -> Result<()> {
+        self.pass.check_whole(&self.file, self.position)?;
+        let fresh = RedoPass::new(self.budget, self.pass.page_count, self.resume);
+        let pass = std::mem::replace(&mut self.pass, fresh);
+        let (seq, checkpoints, page_count) = (pass.seq, pass.checkpoints, pass.page_count);
+        let changed: Vec<(PageNo, PageRef)> = pass.pages.into_changed().map(|(no, p)| (no, Arc::new(p))).collect();
+        self.pass.seq = seq;
+        self.pass.checkpoints = checkpoints;
+        self.pass.page_count = page_count;
+        self.write_checkpoint(changed, self.resume)
+    }
+
+    fn write_checkpoint(&mut self, mut pages: Vec<(PageNo, PageRef)>, redo: Lsn) -> Result<()> {
+        pages.sort_by_key(|(no, _)| *no);
+        let newest = pages.iter().map(|(_, p)| page::page_lsn(p)).max().unwrap_or(Lsn::ZERO);
+        let sequence = self
+            .header
+            .sequence
+            .checked_add(1)
+            .ok_or_else(|| DbError::corrupt(&self.file.path, 0, "database header sequence at its maximum"))?;
+        self.file.write_pages_synced(&pages, sequence)?;
+        let header = DbHeader {
+            state: DbState::Dirty,
+            sequence,
+            redo_lsn: redo,
+            required_lsn: self.header.required_lsn.max(newest),
+            page_count: self.pass.page_count.max(self.header.page_count),
+            ..self.header
+        };
+        let slot = 1 - self.slot;
+        self.file.write_header(&header, slot)?;
+        self.file.sync()?;
+        self.header = header;
+        self.slot = slot;
+        Ok(())
+    }
+
+    /// Removes shipped generations wholly before the checkpoint's redo
+    /// point and before `keep` (what the copy still has to ship onward or
+    /// hold for a lag); returns how many.
+    pub fn truncate_log(&self, keep: Lsn) -> Result<u32> {
+        let ldir = log_dir(&self.dir);
+        let before = self.header.redo_lsn.min(keep).generation();
+        let names = self.vfs.list(&ldir).map_err(|e| DbError::io(&ldir, 0, "list", e))?;
+        let mut removed = 0;
+        for name in names {
+            if let Some(g) = crate::log::parse_generation_name(&name)
+                && g < before
+            {
+                let path = ldir.join(&name);
+                self.vfs.remove(&path).map_err(|e| DbError::io(&path, 0, "remove", e))?;
+                removed += 1;
+            }
+        }
+        if removed > 0 {
+            self.vfs
+                .sync_dir(&ldir)
+                .map_err(|e| DbError::io(&ldir, 0, "sync directory", e))?;
+        }
+        Ok(removed)
+    }
+}
