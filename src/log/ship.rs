@@ -202,6 +202,11 @@ impl LogReplica {
         self.end
     }
 
+    /// The generation size, once a generation arrived.
+    pub fn generation_size(&self) -> Option<u64> {
+        self.current.as_ref().map(|g| g.header.generation_size)
+    }
+
     /// The log's signature, once a generation arrived.
     pub fn signature(&self) -> Option<LogSignature> {
         self.signature

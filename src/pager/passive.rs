@@ -110,21 +110,21 @@ impl Replayer {
         &self.file.path
     }
 
-    /// Replays every complete record of the shipped log up to `limit` (the
-    /// end of what the replica holds, synced). Checkpoints by itself when
-    /// the changed pages fill the budget.
-    pub fn replay(&mut self, limit: Lsn) -> Result<ReplayProgress> {
+    /// Replays every complete record the shipped log holds (it must be
+    /// synced: see `log::LogReplica::sync`). A record whose frames have not
+    /// all arrived waits for the next call. Checkpoints by itself when the
+    /// changed pages fill the budget.
+    pub fn replay(&mut self) -> Result<ReplayProgress> {
         let before = (self.pass.applied, self.pass.skipped);
         let mut progress = ReplayProgress {
             position: self.position,
             ..ReplayProgress::default()
         };
-        if limit <= self.position {
-            return Ok(progress);
-        }
         let ldir = log_dir(&self.dir);
+        // No limit: the shipped frames may end inside a record, which the
+        // reader then leaves for later instead of calling the log short.
         let reader =
-            LogReader::new(self.vfs.clone(), &ldir, self.resume, limit)?.expect_signature(self.header.log_signature);
+            LogReader::new(self.vfs.clone(), &ldir, self.resume, Lsn::MAX)?.expect_signature(self.header.log_signature);
         for record in reader {
             let record = record?;
             if record.end <= self.position {

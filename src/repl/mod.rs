@@ -3,11 +3,13 @@
 //! directory. Replay on passive copies, seeding, status and retention caps
 //! build on these (DESIGN.md, "Replication").
 
+mod active;
 pub mod auth;
+mod copy;
 mod error;
-mod session;
 pub mod wire;
 
+pub use active::{CopyEntry, CopyProgress, CopyRegistry, ShipOptions, serve_copy};
 pub use auth::ClusterKey;
+pub use copy::{CopyState, CopyStatus, Follower};
 pub use error::{ReplError, Result};
-pub use session::{CopyEntry, CopyProgress, CopyRegistry, Follower, ShipOptions, serve_copy};

@@ -98,6 +98,14 @@ pub enum Message {
     Heartbeat { durable: Lsn, time_us: u64 },
     /// Copy → active: how far the copy has inspected and replayed.
     Ack { inspected: Lsn, replayed: Lsn },
+    /// Active → copy: a seed starts; the database header (page 0's image)
+    /// of the checkpoint it starts from.
+    SeedBegin { header: Vec<u8> },
+    /// Active → copy: consecutive pages of the seed, the first numbered
+    /// `first`; a never-written page is all zeros.
+    SeedPages { first: u32, page_size: u32, bytes: Vec<u8> },
+    /// Active → copy: the seed's pages are all sent; the file has `pages`.
+    SeedEnd { pages: u32 },
 }
 
 impl Message {
@@ -114,6 +122,9 @@ impl Message {
             Message::Tail { .. } => 9,
             Message::Heartbeat { .. } => 10,
             Message::Ack { .. } => 11,
+            Message::SeedBegin { .. } => 12,
+            Message::SeedPages { .. } => 13,
+            Message::SeedEnd { .. } => 14,
         }
     }
 
@@ -166,6 +177,17 @@ impl Message {
                 p.extend_from_slice(&inspected.0.to_le_bytes());
                 p.extend_from_slice(&replayed.0.to_le_bytes());
             }
+            Message::SeedBegin { header } => p.extend_from_slice(header),
+            Message::SeedPages {
+                first,
+                page_size,
+                bytes,
+            } => {
+                p.extend_from_slice(&first.to_le_bytes());
+                p.extend_from_slice(&page_size.to_le_bytes());
+                p.extend_from_slice(bytes);
+            }
+            Message::SeedEnd { pages } => p.extend_from_slice(&pages.to_le_bytes()),
         }
         p
     }
@@ -262,11 +284,39 @@ impl Message {
                     time_us: u64_at(p, 8),
                 }
             }
-            _ => {
+            11 => {
                 exact(16)?;
                 Message::Ack {
                     inspected: Lsn(u64_at(p, 0)),
                     replayed: Lsn(u64_at(p, 8)),
+                }
+            }
+            12 => {
+                if !p.len().is_power_of_two() || !(4096..=65536).contains(&p.len()) {
+                    return Err(bad(format!("a header page of {} bytes", p.len())));
+                }
+                Message::SeedBegin { header: p.to_vec() }
+            }
+            13 => {
+                at_least(8)?;
+                let page_size = u32::from_le_bytes(arr(&p[4..8]));
+                let bytes = &p[8..];
+                if !page_size.is_power_of_two() || !(4096..=65536).contains(&page_size) {
+                    return Err(bad(format!("page size {page_size}")));
+                }
+                if bytes.is_empty() || bytes.len() % page_size as usize != 0 {
+                    return Err(bad(format!("{} bytes of pages of {page_size}", bytes.len())));
+                }
+                Message::SeedPages {
+                    first: u32::from_le_bytes(arr(&p[..4])),
+                    page_size,
+                    bytes: bytes.to_vec(),
+                }
+            }
+            _ => {
+                exact(4)?;
+                Message::SeedEnd {
+                    pages: u32::from_le_bytes(arr(p)),
                 }
             }
         })
@@ -277,7 +327,7 @@ const MAX_REASON: usize = 1024;
 const IDENTITY_LEN: usize = 16 + 16 + 16 + 8 + 8;
 
 fn kind_name(kind: u8) -> Option<&'static str> {
-    const NAMES: [&str; 11] = [
+    const NAMES: [&str; 14] = [
         "Hello",
         "Challenge",
         "Proof",
@@ -289,6 +339,9 @@ fn kind_name(kind: u8) -> Option<&'static str> {
         "Tail",
         "Heartbeat",
         "Ack",
+        "SeedBegin",
+        "SeedPages",
+        "SeedEnd",
     ];
     NAMES.get(usize::from(kind).checked_sub(1)?).copied()
 }
@@ -504,6 +557,13 @@ mod tests {
                 inspected: Lsn(1),
                 replayed: Lsn(2),
             },
+            Message::SeedBegin { header: vec![5; 4096] },
+            Message::SeedPages {
+                first: 2,
+                page_size: 4096,
+                bytes: vec![6; 8192],
+            },
+            Message::SeedEnd { pages: 99 },
         ]
     }
 

@@ -1,18 +1,17 @@
-//! Replication sessions over TCP: the active ships its log to a copy
-//! ([`serve_copy`]); a copy receives it into its own log directory
-//! ([`Follower`]). Shipping reads the log's files, never the commit path, so
-//! a slow or dead copy never slows a commit: it only holds the log from
-//! truncation through its pin, up to the retention cap.
+//! The active's side of replication: [`serve_copy`] authenticates a copy,
+//! checks its identity, seeds it if it is empty, then ships its log.
+//! Shipping reads the log's files, never the commit path, so a slow or dead
+//! copy never slows a commit: it only holds the log from truncation through
+//! its pin.
 
 use super::auth::{self, ClusterKey, codes};
 use super::error::{ReplError, Result};
 use super::wire::{self, Identity, Message};
-use crate::log::{FrameSource, LogReplica, Lsn, ShipChunk};
+use crate::log::{FrameSource, Lsn, ShipChunk};
 use crate::txn::Database;
 use crate::vfs::SharedVfs;
 use parking_lot::Mutex;
 use std::net::TcpStream;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -165,6 +164,9 @@ pub fn serve_copy(
         epoch: pager.epoch(),
         position: log.durable_lsn(),
     };
+    if copy.copy == [0; 16] {
+        return Err(refuse(&mut stream, codes::PROTOCOL, "a copy must state its id".into()));
+    }
     if copy.database != [0; 16] && copy.database != mine.database {
         return Err(refuse(
             &mut stream,
@@ -179,12 +181,13 @@ pub fn serve_copy(
             "the copy's log belongs to another database".into(),
         ));
     }
+    if copy.database == [0; 16] || copy.position == Lsn::ZERO {
+        // An empty copy: seed it, then ship from the seed's redo point.
+        let start = send_seed(db, &mut stream, registry, copy.copy, opts)?;
+        return ship_from(db, stream, opts, stop, registry, copy.copy, mine, start);
+    }
     let oldest = Lsn::new(log.first_generation(), 0);
-    let start = if copy.position == Lsn::ZERO {
-        oldest
-    } else {
-        copy.position
-    };
+    let start = copy.position;
     if start < oldest || start > mine.position {
         return Err(refuse(
             &mut stream,
@@ -192,10 +195,79 @@ pub fn serve_copy(
             format!("the copy is at {start}; this log holds {oldest} to {}", mine.position),
         ));
     }
-    if copy.copy == [0; 16] {
-        return Err(refuse(&mut stream, codes::PROTOCOL, "a copy must state its id".into()));
+    ship_from(db, stream, opts, stop, registry, copy.copy, mine, start)
+}
+
+/// Streams a seed: the header of the last completed checkpoint, then every
+/// page as the file holds it (torn pages read again), while writes go on.
+/// The log from the checkpoint's redo point is pinned first; replaying it
+/// over the pages brings them to one consistent state, since redo is
+/// idempotent by page LSN and every page already holds the checkpoint's
+/// state or newer. Returns where shipping starts.
+fn send_seed(
+    db: &Database,
+    stream: &mut TcpStream,
+    registry: &CopyRegistry,
+    copy: [u8; 16],
+    opts: &ShipOptions,
+) -> Result<Lsn> {
+    let pager = db.pager();
+    let header = pager.checkpoint_header();
+    let start = Lsn::new(header.redo_lsn.generation(), 0);
+    // An earlier registration is forgotten: the copy starts over.
+    registry.forget(&copy);
+    let entry = registry.register(db, copy, start);
+    entry.pin.advance(start);
+    let ps = pager.page_size();
+    wire::write_message(
+        stream,
+        &Message::SeedBegin {
+            header: header.encode(0, ps),
+        },
+        None,
+    )?;
+    let per_message = (opts.max_chunk / ps).max(1) as u32;
+    let mut next: u32 = 2;
+    loop {
+        // The file may grow while it is copied: copy up to its end now.
+        let count = pager.page_count();
+        if next >= count {
+            break;
+        }
+        let n = per_message.min(count - next);
+        let mut bytes = vec![0u8; n as usize * ps];
+        for i in 0..n {
+            if let Some(page) = pager.read_file_page(next + i)? {
+                bytes[i as usize * ps..(i as usize + 1) * ps].copy_from_slice(&page);
+            }
+        }
+        let msg = Message::SeedPages {
+            first: next,
+            page_size: ps as u32,
+            bytes,
+        };
+        wire::write_message(stream, &msg, opts.compress)?;
+        next += n;
     }
-    let entry = registry.register(db, copy.copy, start);
+    wire::write_message(stream, &Message::SeedEnd { pages: next }, None)?;
+    tracing::info!(pages = next, redo = %header.redo_lsn, "replication: seed sent");
+    Ok(start)
+}
+
+/// Ships the log from `start` until `stop`, the copy leaving, or an error.
+#[allow(clippy::too_many_arguments)]
+fn ship_from(
+    db: &Database,
+    mut stream: TcpStream,
+    opts: &ShipOptions,
+    stop: &AtomicBool,
+    registry: &CopyRegistry,
+    copy: [u8; 16],
+    mine: Identity,
+    start: Lsn,
+) -> Result<()> {
+    let log = db.pager().log();
+    let entry = registry.register(db, copy, start);
     entry.pin.advance(start.min(entry.progress().inspected));
     wire::write_message(&mut stream, &Message::Accept { identity: mine, start }, None)?;
     tracing::info!(peer = ?stream.peer_addr().ok(), %start, "replication: shipping to a copy");
@@ -215,9 +287,8 @@ pub fn serve_copy(
                     let mut p = progress.lock();
                     p.inspected = p.inspected.max(inspected);
                     p.replayed = p.replayed.max(replayed);
-                    // Copies replay nothing yet: they hold the log until
-                    // they have inspected it (a lagged copy's rule).
-                    pin.advance(p.inspected);
+                    // The log is held until the copy has replayed it.
+                    pin.advance(Lsn::new(p.replayed.min(p.inspected).generation(), 0));
                 }
             }
             ended_reader.store(true, Ordering::Relaxed);
@@ -226,27 +297,6 @@ pub fn serve_copy(
         let _ = stream.shutdown(std::net::Shutdown::Both);
         r
     })
-}
-
-/// Reads the copy's id from `dir/copy.id`, or makes one and syncs it.
-fn copy_id(vfs: &SharedVfs, dir: &std::path::Path) -> Result<[u8; 16]> {
-    use crate::vfs::OpenMode;
-    let path = dir.join("copy.id");
-    if vfs.exists(&path)? {
-        let file = vfs.open(&path, OpenMode::Existing)?;
-        let mut id = [0u8; 16];
-        file.read_exact_at(&mut id, 0)?;
-        if id != [0; 16] {
-            return Ok(id);
-        }
-    }
-    let mut id = [0u8; 16];
-    getrandom::fill(&mut id).map_err(|e| ReplError::Io(std::io::Error::other(format!("getrandom: {e}"))))?;
-    let file = vfs.open(&path, OpenMode::CreateOrOpen)?;
-    file.write_at(&id, 0)?;
-    file.sync_data()?;
-    vfs.sync_dir(dir)?;
-    Ok(id)
 }
 
 fn pager_vfs(db: &Database) -> SharedVfs {
@@ -329,123 +379,4 @@ fn send_chunk(stream: &mut TcpStream, chunk: &ShipChunk, compress: Option<i32>) 
         wire::write_message(stream, &Message::Tail { frame: tail.clone() }, compress)?;
     }
     Ok(())
-}
-
-/// A copy's receiving side: its log replica, and what it knows of the active.
-pub struct Follower {
-    id: [u8; 16],
-    replica: LogReplica,
-    key: ClusterKey,
-    /// The active's durable end at its last heartbeat.
-    pub active_durable: Lsn,
-    /// The database the copy belongs to, once known.
-    pub database: [u8; 16],
-    /// How far the copy has replayed (nothing replays yet: stays zero).
-    pub replayed: Lsn,
-}
-
-impl Follower {
-    /// The copy in `dir`: its log in `dir/log`, its id in `dir/copy.id`
-    /// (made on first use).
-    pub fn open(vfs: SharedVfs, dir: impl Into<PathBuf>, key: ClusterKey) -> Result<Follower> {
-        let dir: PathBuf = dir.into();
-        vfs.create_dir_all(&dir)?;
-        let id = copy_id(&vfs, &dir)?;
-        Ok(Follower {
-            id,
-            replica: LogReplica::open(vfs, crate::pager::log_dir(&dir))?,
-            key,
-            active_durable: Lsn::ZERO,
-            database: [0; 16],
-            replayed: Lsn::ZERO,
-        })
-    }
-
-    /// The replica's log.
-    pub fn replica(&self) -> &LogReplica {
-        &self.replica
-    }
-
-    /// One session with the active at `addr`: receives, checks, writes and
-    /// syncs frames, acknowledging as it goes, until the active ends the
-    /// session (`Ok`) or the connection fails. `until`, if given, ends the
-    /// session once the replica reaches it.
-    pub fn session(&mut self, addr: &str, timeout: Duration, until: Option<&dyn Fn(&Follower) -> bool>) -> Result<()> {
-        let mut stream = TcpStream::connect(addr)?;
-        stream.set_nodelay(true)?;
-        stream.set_read_timeout(Some(timeout))?;
-        auth::copy_handshake(&mut stream, &self.key)?;
-        let me = Identity {
-            copy: self.id,
-            database: self.database,
-            log: self.replica.signature().map_or([0; 16], |s| s.0),
-            epoch: 0,
-            position: self.replica.next(),
-        };
-        wire::write_message(&mut stream, &Message::Identify(me), None)?;
-        match wire::read_message(&mut stream)? {
-            Message::Accept { identity, start } => {
-                self.database = identity.database;
-                self.active_durable = identity.position;
-                self.replica.start_at(start);
-            }
-            Message::Refuse { code, reason } => return Err(ReplError::Refused { code, reason }),
-            other => return Err(ReplError::Protocol(format!("expected Accept, got {}", other.name()))),
-        }
-        loop {
-            if until.is_some_and(|f| f(self)) {
-                return Ok(());
-            }
-            let msg = wire::read_message(&mut stream)?;
-            let mut chunk = ShipChunk {
-                first: self.replica.next(),
-                next: self.replica.next(),
-                ..ShipChunk::default()
-            };
-            match msg {
-                Message::GenerationHeader { generation, bytes } => chunk.header = Some((generation, bytes)),
-                Message::Frames {
-                    first,
-                    frame_size,
-                    bytes,
-                } => {
-                    chunk.first = first;
-                    chunk.frame_size = frame_size;
-                    chunk.frames = bytes;
-                }
-                Message::Tail { frame } => {
-                    chunk.frame_size = frame.len() as u32;
-                    chunk.tail = Some(frame);
-                }
-                Message::Heartbeat { durable, .. } => {
-                    self.active_durable = durable;
-                    continue;
-                }
-                Message::Refuse { code, .. } if code == codes::SHUTDOWN => {
-                    self.replica.sync()?;
-                    return Ok(());
-                }
-                Message::Refuse { code, reason } => return Err(ReplError::Refused { code, reason }),
-                other => {
-                    return Err(ReplError::Protocol(format!(
-                        "unexpected {} from the active",
-                        other.name()
-                    )));
-                }
-            }
-            self.replica.apply(&chunk)?;
-            self.replica.sync()?;
-            self.active_durable = self.active_durable.max(self.replica.end());
-            let end = self.replica.end();
-            let replayed = self.replayed;
-            wire::write_message(
-                &mut stream,
-                &Message::Ack {
-                    inspected: end,
-                    replayed,
-                },
-                None,
-            )?;
-        }
-    }
 }

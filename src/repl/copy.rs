@@ -1,0 +1,347 @@
+//! A copy's side of replication ([`Follower`]): it authenticates the
+//! active, seeds its database if it has none, writes the shipped log into
+//! its own log directory (every frame checked first), replays it with the
+//! recovery redo pass, checkpoints itself, truncates its log, and reports
+//! its queues.
+
+use super::auth::{self, ClusterKey, codes};
+use super::error::{ReplError, Result};
+use super::wire::{self, Identity, Message};
+use crate::log::{LogReplica, Lsn, ShipChunk};
+use crate::pager::header::{DbHeader, read_best};
+use crate::pager::{Replayer, data_path, log_dir};
+use crate::vfs::{OpenMode, SharedVfs};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where a copy stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CopyState {
+    /// Receiving a seed; nothing to replay yet.
+    Seeding,
+    /// Behind the active.
+    CatchingUp,
+    /// Has inspected and replayed everything the active had made durable
+    /// at its last word.
+    Healthy,
+}
+
+/// A copy's queues and positions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyStatus {
+    pub state: CopyState,
+    /// The active's durable end, at its last word.
+    pub active_durable: Lsn,
+    /// The end of the log the copy has written, checked and synced.
+    pub inspected: Lsn,
+    /// The end of the last record replayed.
+    pub replayed: Lsn,
+    /// Log bytes the active has and the copy has not inspected (counted
+    /// across generations with the generation size).
+    pub copy_queue_bytes: u64,
+    /// Log bytes inspected and not yet replayed.
+    pub replay_queue_bytes: u64,
+}
+
+/// Replay checkpoints the copy after this much log.
+const CHECKPOINT_EVERY: u64 = 32 << 20;
+
+/// A copy: its log replica, its database once seeded, and what it knows of
+/// the active.
+pub struct Follower {
+    vfs: SharedVfs,
+    dir: PathBuf,
+    id: [u8; 16],
+    replica: LogReplica,
+    replayer: Option<Replayer>,
+    key: ClusterKey,
+    cache_bytes: usize,
+    seeding: bool,
+    since_checkpoint: u64,
+    generation_size: u64,
+    /// The active's durable end at its last word.
+    pub active_durable: Lsn,
+    /// The database the copy belongs to, once known.
+    pub database: [u8; 16],
+}
+
+impl Follower {
+    /// The copy in `dir`: its database in `dir/data.mvdb` (once seeded),
+    /// its log in `dir/log`, its id in `dir/copy.id` (made on first use).
+    /// Replay holds up to `cache_bytes` of changed pages between checkpoints.
+    pub fn open(vfs: SharedVfs, dir: impl Into<PathBuf>, key: ClusterKey, cache_bytes: usize) -> Result<Follower> {
+        let dir: PathBuf = dir.into();
+        vfs.create_dir_all(&dir)?;
+        let id = copy_id(&vfs, &dir)?;
+        let mut database = [0; 16];
+        let mut replayer = None;
+        let mut generation_size = 0;
+        if vfs.exists(&data_path(&dir))? {
+            let r = Replayer::open(vfs.clone(), &dir, cache_bytes)?;
+            database = r.header().signature.0;
+            replayer = Some(r);
+        }
+        let replica = LogReplica::open(vfs.clone(), log_dir(&dir))?;
+        if let Some(g) = replica.generation_size() {
+            generation_size = g;
+        }
+        Ok(Follower {
+            vfs,
+            dir,
+            id,
+            replica,
+            replayer,
+            key,
+            cache_bytes,
+            seeding: false,
+            since_checkpoint: 0,
+            generation_size,
+            active_durable: Lsn::ZERO,
+            database,
+        })
+    }
+
+    /// The replica's log.
+    pub fn replica(&self) -> &LogReplica {
+        &self.replica
+    }
+
+    /// Where replay stands (zero before a seed).
+    pub fn replayed(&self) -> Lsn {
+        self.replayer.as_ref().map_or(Lsn::ZERO, Replayer::position)
+    }
+
+    /// Positions and queues.
+    pub fn status(&self) -> CopyStatus {
+        let (inspected, replayed) = (self.replica.end(), self.replayed());
+        let distance = |from: Lsn, to: Lsn| -> u64 {
+            if to <= from {
+                return 0;
+            }
+            let generations = u64::from(to.generation() - from.generation());
+            (generations * self.generation_size + u64::from(to.offset())).saturating_sub(u64::from(from.offset()))
+        };
+        let copy_queue_bytes = distance(inspected, self.active_durable);
+        let replay_queue_bytes = distance(replayed, inspected);
+        let state = if self.seeding || self.replayer.is_none() {
+            CopyState::Seeding
+        } else if copy_queue_bytes == 0 && replay_queue_bytes == 0 {
+            CopyState::Healthy
+        } else {
+            CopyState::CatchingUp
+        };
+        CopyStatus {
+            state,
+            active_durable: self.active_durable,
+            inspected,
+            replayed,
+            copy_queue_bytes,
+            replay_queue_bytes,
+        }
+    }
+
+    /// One session with the active at `addr`: seeds if the copy has no
+    /// database, then receives, checks, writes, syncs and replays the log,
+    /// acknowledging as it goes, until the active ends the session (`Ok`),
+    /// `until` says so, or the connection fails.
+    pub fn session(&mut self, addr: &str, timeout: Duration, until: Option<&dyn Fn(&Follower) -> bool>) -> Result<()> {
+        let mut stream = TcpStream::connect(addr)?;
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(timeout))?;
+        auth::copy_handshake(&mut stream, &self.key)?;
+        let position = if self.replayer.is_some() {
+            self.replica.next()
+        } else {
+            Lsn::ZERO
+        };
+        let me = Identity {
+            copy: self.id,
+            database: self.database,
+            log: self.replica.signature().map_or([0; 16], |s| s.0),
+            epoch: 0,
+            position,
+        };
+        wire::write_message(&mut stream, &Message::Identify(me), None)?;
+        loop {
+            match wire::read_message(&mut stream)? {
+                Message::Accept { identity, start } => {
+                    self.database = identity.database;
+                    self.active_durable = identity.position;
+                    self.replica.start_at(start);
+                    break;
+                }
+                Message::SeedBegin { header } => self.seed(&mut stream, &header)?,
+                Message::Refuse { code, reason } => return Err(ReplError::Refused { code, reason }),
+                other => return Err(ReplError::Protocol(format!("expected Accept, got {}", other.name()))),
+            }
+        }
+        loop {
+            if until.is_some_and(|f| f(self)) {
+                return self.pause();
+            }
+            let msg = wire::read_message(&mut stream)?;
+            let mut chunk = ShipChunk {
+                first: self.replica.next(),
+                next: self.replica.next(),
+                ..ShipChunk::default()
+            };
+            match msg {
+                Message::GenerationHeader { generation, bytes } => chunk.header = Some((generation, bytes)),
+                Message::Frames {
+                    first,
+                    frame_size,
+                    bytes,
+                } => {
+                    chunk.first = first;
+                    chunk.frame_size = frame_size;
+                    chunk.frames = bytes;
+                }
+                Message::Tail { frame } => {
+                    chunk.frame_size = frame.len() as u32;
+                    chunk.tail = Some(frame);
+                }
+                Message::Heartbeat { durable, .. } => {
+                    self.active_durable = durable;
+                    continue;
+                }
+                Message::Refuse { code, .. } if code == codes::SHUTDOWN => return self.pause(),
+                Message::Refuse { code, reason } => return Err(ReplError::Refused { code, reason }),
+                other => {
+                    return Err(ReplError::Protocol(format!(
+                        "unexpected {} from the active",
+                        other.name()
+                    )));
+                }
+            }
+            let before = self.replica.end();
+            self.replica.apply(&chunk)?;
+            self.replica.sync()?;
+            if let Some(g) = self.replica.generation_size() {
+                self.generation_size = g;
+            }
+            self.active_durable = self.active_durable.max(self.replica.end());
+            self.replay(before)?;
+            let (inspected, replayed) = (self.replica.end(), self.replayed());
+            wire::write_message(&mut stream, &Message::Ack { inspected, replayed }, None)?;
+        }
+    }
+
+    /// Replays what the replica holds; checkpoints and truncates the log
+    /// every `CHECKPOINT_EVERY` bytes of it.
+    fn replay(&mut self, before: Lsn) -> Result<()> {
+        let end = self.replica.end();
+        let Some(r) = &mut self.replayer else {
+            return Ok(());
+        };
+        r.replay()?;
+        if end.generation() != before.generation() {
+            self.since_checkpoint += self.generation_size;
+        } else {
+            self.since_checkpoint += u64::from(end.offset().saturating_sub(before.offset()));
+        }
+        if self.since_checkpoint >= CHECKPOINT_EVERY {
+            r.checkpoint()?;
+            r.truncate_log(Lsn::new(self.replica.next().generation(), 0))?;
+            self.since_checkpoint = 0;
+        }
+        Ok(())
+    }
+
+    /// Ends a session cleanly: everything received is synced and replayed,
+    /// and the copy checkpointed.
+    fn pause(&mut self) -> Result<()> {
+        self.replica.sync()?;
+        if let Some(r) = &mut self.replayer {
+            r.replay()?;
+            r.checkpoint()?;
+        }
+        Ok(())
+    }
+
+    /// Receives a seed: the pages of a consistent image of the active's
+    /// file, then its header, written last so that an interrupted seed
+    /// leaves no header (and the next session seeds again).
+    fn seed(&mut self, stream: &mut TcpStream, header_page: &[u8]) -> Result<()> {
+        self.seeding = true;
+        self.replayer = None;
+        let path = data_path(&self.dir);
+        let header = DbHeader::decode(header_page, 0, &path)?;
+        let ps = header.page_size as usize;
+        if self.vfs.exists(&path)? {
+            self.vfs.remove(&path)?;
+        }
+        // A fresh log: the shipped log restarts at the seed's redo point.
+        let ldir = log_dir(&self.dir);
+        if self.vfs.exists(&ldir)? {
+            for name in self.vfs.list(&ldir)? {
+                self.vfs.remove(&ldir.join(name))?;
+            }
+        }
+        self.replica = LogReplica::open(self.vfs.clone(), &ldir)?;
+        let file = self.vfs.open(&path, OpenMode::CreateNew)?;
+        self.vfs.sync_dir(&self.dir)?;
+        let pages = loop {
+            match wire::read_message(stream)? {
+                Message::SeedPages {
+                    first,
+                    page_size,
+                    bytes,
+                } => {
+                    if page_size as usize != ps || first < 2 {
+                        return Err(ReplError::Protocol(format!(
+                            "seed pages from {first} of size {page_size}"
+                        )));
+                    }
+                    file.write_at(&bytes, u64::from(first) * ps as u64)?;
+                }
+                Message::SeedEnd { pages } => break pages,
+                Message::Refuse { code, reason } => return Err(ReplError::Refused { code, reason }),
+                other => {
+                    return Err(ReplError::Protocol(format!(
+                        "unexpected {} during a seed",
+                        other.name()
+                    )));
+                }
+            }
+        };
+        if (file.len()?) < u64::from(pages) * ps as u64 {
+            file.set_len(u64::from(pages) * ps as u64)?;
+        }
+        file.sync_data()?;
+        for slot in 0..2 {
+            file.write_at(&header.encode(slot, ps), u64::from(slot) * ps as u64)?;
+        }
+        file.sync_data()?;
+        drop(file);
+        // Checks what was written, as any open would.
+        let read = self.vfs.open(&path, OpenMode::Existing)?;
+        read_best(read.as_ref(), &path)?;
+        self.replayer = Some(Replayer::open(self.vfs.clone(), &self.dir, self.cache_bytes)?);
+        self.database = header.signature.0;
+        self.seeding = false;
+        self.since_checkpoint = 0;
+        tracing::info!(pages, redo = %header.redo_lsn, "replication: seed received");
+        Ok(())
+    }
+}
+
+/// Reads the copy's id from `dir/copy.id`, or makes one and syncs it.
+fn copy_id(vfs: &SharedVfs, dir: &std::path::Path) -> Result<[u8; 16]> {
+    let path = dir.join("copy.id");
+    if vfs.exists(&path)? {
+        let file = vfs.open(&path, OpenMode::Existing)?;
+        let mut id = [0u8; 16];
+        file.read_exact_at(&mut id, 0)?;
+        if id != [0; 16] {
+            return Ok(id);
+        }
+    }
+    let mut id = [0u8; 16];
+    getrandom::fill(&mut id).map_err(|e| ReplError::Io(std::io::Error::other(format!("getrandom: {e}"))))?;
+    let file = vfs.open(&path, OpenMode::CreateOrOpen)?;
+    file.write_at(&id, 0)?;
+    file.sync_data()?;
+    vfs.sync_dir(dir)?;
+    Ok(id)
+}
