@@ -278,24 +278,37 @@ fn ship_from(
     let mut acks = stream.try_clone()?;
     acks.set_read_timeout(None)?;
     let ended = Arc::new(AtomicBool::new(false));
+    let left = Arc::new(AtomicBool::new(false));
     let source = FrameSource::new(pager_vfs(db), log.dir());
     std::thread::scope(|s| {
         let ended_reader = ended.clone();
+        let left_reader = left.clone();
         s.spawn(move || {
             while let Ok(msg) = wire::read_message(&mut acks) {
-                if let Message::Ack { inspected, replayed } = msg {
-                    let mut p = progress.lock();
-                    p.inspected = p.inspected.max(inspected);
-                    p.replayed = p.replayed.max(replayed);
-                    // The log is held until the copy has replayed it.
-                    pin.advance(Lsn::new(p.replayed.min(p.inspected).generation(), 0));
+                match msg {
+                    Message::Ack { inspected, replayed } => {
+                        let mut p = progress.lock();
+                        p.inspected = p.inspected.max(inspected);
+                        p.replayed = p.replayed.max(replayed);
+                        // The log is held until the copy has replayed it.
+                        pin.advance(Lsn::new(p.replayed.min(p.inspected).generation(), 0));
+                    }
+                    Message::Refuse { code, .. } if code == codes::LEAVING => {
+                        left_reader.store(true, Ordering::Relaxed);
+                        break;
+                    }
+                    _ => break,
                 }
             }
             ended_reader.store(true, Ordering::Relaxed);
         });
         let r = ship_loop(&mut stream, &source, db, opts, stop, &ended, progress, start);
         let _ = stream.shutdown(std::net::Shutdown::Both);
-        r
+        match r {
+            // The copy said goodbye: a clean end, whatever the last write hit.
+            Err(_) if left.load(Ordering::Relaxed) => Ok(()),
+            r => r,
+        }
     })
 }
 

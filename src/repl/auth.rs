@@ -99,6 +99,8 @@ pub mod codes {
     pub const PROTOCOL: u16 = 4;
     /// The active is shutting down.
     pub const SHUTDOWN: u16 = 5;
+    /// The copy ends the session (it has what it wanted).
+    pub const LEAVING: u16 = 6;
 }
 
 /// The copy's side of the handshake. Fails with `AuthFailed` if the active

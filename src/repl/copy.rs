@@ -178,6 +178,11 @@ impl Follower {
         }
         loop {
             if until.is_some_and(|f| f(self)) {
+                let bye = Message::Refuse {
+                    code: codes::LEAVING,
+                    reason: "the copy ends the session".into(),
+                };
+                let _ = wire::write_message(&mut stream, &bye, None);
                 return self.pause();
             }
             let msg = wire::read_message(&mut stream)?;

@@ -5,11 +5,13 @@
 
 mod active;
 pub mod auth;
+mod compare;
 mod copy;
 mod error;
 pub mod wire;
 
 pub use active::{CopyEntry, CopyProgress, CopyRegistry, ShipOptions, serve_copy};
 pub use auth::ClusterKey;
+pub use compare::{Comparison, compare};
 pub use copy::{CopyState, CopyStatus, Follower};
 pub use error::{ReplError, Result};
