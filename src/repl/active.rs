@@ -332,14 +332,18 @@ fn ship_loop(
     let mut last_sent = Instant::now();
     loop {
         if stop.load(Ordering::Relaxed) {
-            let _ = wire::write_message(
-                stream,
-                &Message::Refuse {
-                    code: codes::SHUTDOWN,
-                    reason: "the active is shutting down".into(),
-                },
-                None,
-            );
+            let bye = Message::Refuse {
+                code: codes::SHUTDOWN,
+                reason: "the active is shutting down".into(),
+            };
+            let _ = wire::write_message(stream, &bye, None);
+            // Let the copy read it and close first: closing with its acks
+            // unread would reset the connection and could drop the goodbye.
+            let _ = stream.shutdown(std::net::Shutdown::Write);
+            let deadline = Instant::now() + opts.timeout;
+            while !ended.load(Ordering::Relaxed) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
             return Ok(());
         }
         if ended.load(Ordering::Relaxed) {

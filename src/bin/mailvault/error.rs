@@ -54,3 +54,9 @@ impl From<mailvault::mailbox::MailError> for CliError {
         CliError(e.to_string())
     }
 }
+
+impl From<mailvault::repl::ReplError> for CliError {
+    fn from(e: mailvault::repl::ReplError) -> Self {
+        CliError(e.to_string())
+    }
+}

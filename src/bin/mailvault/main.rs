@@ -27,6 +27,7 @@ mod kv_recovery;
 mod kv_report;
 mod output;
 mod raw;
+mod repl_cmds;
 mod store_cmds;
 mod workers;
 
@@ -48,6 +49,14 @@ enum Command {
     Ls(store_cmds::LsArgs),
     /// Print a message's body (or a byte range of it) to stdout.
     Fetch(store_cmds::FetchArgs),
+    /// Serve passive copies of a store (the active side of replication).
+    Serve(repl_cmds::ServeArgs),
+    /// Run a passive copy: seed it if empty, then receive and replay the log.
+    Follow(repl_cmds::FollowArgs),
+    /// A passive copy's queues and positions (while `follow` runs).
+    Status(repl_cmds::StatusArgs),
+    /// Compare two stores page by page.
+    Compare(repl_cmds::CompareArgs),
     /// Measure performance against the raw disk.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -99,6 +108,10 @@ fn run(cli: Cli) -> error::Result<ExitCode> {
         Command::Bench(BenchCommand::Ingest(args)) => bench_mail::ingest(&args).map(|()| ExitCode::SUCCESS),
         Command::Bench(BenchCommand::Read(args)) => bench_mail::read(&args).map(|()| ExitCode::SUCCESS),
         Command::Check(args) => check::run(&args),
+        Command::Serve(args) => repl_cmds::serve(&args).map(|()| ExitCode::SUCCESS),
+        Command::Follow(args) => repl_cmds::follow(&args),
+        Command::Status(args) => repl_cmds::status(&args).map(|()| ExitCode::SUCCESS),
+        Command::Compare(args) => repl_cmds::run_compare(&args),
         Command::Init(args) => store_cmds::init(&args).map(|()| ExitCode::SUCCESS),
         Command::Load(args) => store_cmds::load(&args).map(|()| ExitCode::SUCCESS),
         Command::Ls(args) => store_cmds::ls(&args).map(|()| ExitCode::SUCCESS),

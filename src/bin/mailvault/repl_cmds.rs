@@ -1,0 +1,288 @@
+//! Replication commands: `serve` (the active side for a store at rest),
+//! `follow` (a passive copy), `status` (of a copy, while `follow` runs) and
+//! `compare` (two stores, page by page).
+
+use crate::error::{CliError, Context, Result};
+use crate::output;
+use clap::Args;
+use mailvault::mailbox::{Store, StoreOptions};
+use mailvault::repl::{ClusterKey, CopyRegistry, CopyStatus, Follower, ReplError, ShipOptions, compare, serve_copy};
+use mailvault::vfs::{OsVfs, SharedVfs};
+use serde::Serialize;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    crate::bench::parse_seconds(s.trim_end_matches('s')).map(Duration::from_secs_f64)
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Store directory.
+    dir: PathBuf,
+    /// Address to listen on, such as 127.0.0.1:7070.
+    #[arg(long, value_name = "ADDR")]
+    listen: String,
+    /// File holding the cluster key (16 to 1024 bytes).
+    #[arg(long, value_name = "FILE")]
+    key_file: PathBuf,
+    /// Stop after this long [default: serve until killed].
+    #[arg(long, value_name = "SECS", value_parser = parse_duration)]
+    linger: Option<Duration>,
+}
+
+/// Accepts copies on `listener` until `stop`, one thread per copy.
+pub fn serve_loop(
+    store: &Arc<Store>,
+    listener: TcpListener,
+    key: &ClusterKey,
+    stop: &Arc<AtomicBool>,
+    registry: &Arc<CopyRegistry>,
+) -> Result<()> {
+    listener.set_nonblocking(true).context(|| "listening")?;
+    std::thread::scope(|s| {
+        while !stop.load(Ordering::Relaxed) {
+            match listener.accept() {
+                Ok((stream, peer)) => {
+                    let (store, key, stop, registry) = (store.clone(), key.clone(), stop.clone(), registry.clone());
+                    s.spawn(move || {
+                        let _ = stream.set_nonblocking(false);
+                        match serve_copy(
+                            store.database(),
+                            stream,
+                            &key,
+                            &ShipOptions::default(),
+                            &stop,
+                            &registry,
+                        ) {
+                            Ok(()) => tracing::info!(%peer, "a copy's session ended"),
+                            Err(e) => tracing::warn!(%peer, error = %e, "a copy's session failed"),
+                        }
+                    });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(20)),
+                Err(e) => return Err(CliError::msg(format!("accepting a copy: {e}"))),
+            }
+        }
+        Ok(())
+    })
+}
+
+pub fn serve(args: &ServeArgs) -> Result<()> {
+    let key = ClusterKey::from_file(&args.key_file).map_err(|e| CliError::msg(e.to_string()))?;
+    let store = Arc::new(Store::open(Arc::new(OsVfs), &args.dir, StoreOptions::default())?);
+    let listener = TcpListener::bind(&args.listen).context(|| format!("listening on {}", args.listen))?;
+    eprintln!(
+        "serving {} on {}",
+        args.dir.display(),
+        listener.local_addr().context(|| "listening")?
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let registry = Arc::new(CopyRegistry::new());
+    if let Some(linger) = args.linger {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(linger);
+            stop.store(true, Ordering::Relaxed);
+        });
+    }
+    serve_loop(&store, listener, &key, &stop, &registry)?;
+    drop(registry);
+    Arc::try_unwrap(store)
+        .map_err(|_| CliError::msg("a session still holds the store"))?
+        .close()?;
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct FollowArgs {
+    /// Directory of the copy (seeded first if it holds no database).
+    dir: PathBuf,
+    /// The active's replication address.
+    #[arg(long, value_name = "ADDR")]
+    source: String,
+    /// File holding the cluster key.
+    #[arg(long, value_name = "FILE")]
+    key_file: PathBuf,
+    /// Keep reconnecting, with back-off, for this long after a failure.
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_duration)]
+    retry_for: Duration,
+    /// Print the final status as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The status file `follow` keeps up to date for `status`.
+fn status_path(dir: &Path) -> PathBuf {
+    dir.join("copy.status.json")
+}
+
+#[derive(Debug, Serialize, serde::Deserialize)]
+struct StatusJson {
+    state: String,
+    active_durable: String,
+    inspected: String,
+    replayed: String,
+    copy_queue_bytes: u64,
+    replay_queue_bytes: u64,
+    /// Microseconds since the epoch when written.
+    updated_us: u64,
+}
+
+fn status_json(s: &CopyStatus) -> StatusJson {
+    StatusJson {
+        state: format!("{:?}", s.state),
+        active_durable: s.active_durable.to_string(),
+        inspected: s.inspected.to_string(),
+        replayed: s.replayed.to_string(),
+        copy_queue_bytes: s.copy_queue_bytes,
+        replay_queue_bytes: s.replay_queue_bytes,
+        updated_us: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64),
+    }
+}
+
+fn write_status(dir: &Path, s: &CopyStatus) {
+    let path = status_path(dir);
+    let tmp = path.with_extension("json.tmp");
+    if let Ok(text) = serde_json::to_vec_pretty(&status_json(s))
+        && std::fs::write(&tmp, text).is_ok()
+    {
+        let _ = std::fs::rename(&tmp, &path);
+    }
+}
+
+pub fn follow(args: &FollowArgs) -> Result<ExitCode> {
+    let key = ClusterKey::from_file(&args.key_file).map_err(|e| CliError::msg(e.to_string()))?;
+    let vfs: SharedVfs = Arc::new(OsVfs);
+    let mut copy = Follower::open(vfs, &args.dir, key, 32 << 20)?;
+    let mut failing_since: Option<Instant> = None;
+    let mut backoff = Duration::from_millis(100);
+    let mut last_write = Instant::now() - Duration::from_secs(1);
+    loop {
+        let dir = args.dir.clone();
+        let mut publish = |f: &Follower| {
+            if last_write.elapsed() >= Duration::from_millis(200) {
+                write_status(&dir, &f.status());
+                last_write = Instant::now();
+            }
+            false
+        };
+        let publish_cell = std::cell::RefCell::new(&mut publish);
+        let until = |f: &Follower| (publish_cell.borrow_mut())(f);
+        let before = (copy.replica().end(), copy.replayed());
+        match copy.session(&args.source, Duration::from_secs(10), Some(&until)) {
+            Ok(()) => break,
+            Err(ReplError::Refused { code, reason }) if code != mailvault::repl::auth::codes::SHUTDOWN => {
+                write_status(&args.dir, &copy.status());
+                return Err(CliError::msg(format!(
+                    "the active refused this copy (code {code}): {reason}"
+                )));
+            }
+            Err(e) => {
+                // A session that moved the copy forward resets the back-off.
+                if (copy.replica().end(), copy.replayed()) != before {
+                    failing_since = None;
+                    backoff = Duration::from_millis(100);
+                }
+                let since = *failing_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= args.retry_for {
+                    write_status(&args.dir, &copy.status());
+                    return Err(CliError::msg(format!("giving up after {:?}: {e}", args.retry_for)));
+                }
+                tracing::warn!(error = %e, ?backoff, "replication session failed; reconnecting");
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+    let status = copy.status();
+    write_status(&args.dir, &status);
+    if args.json {
+        output::print_json(&status_json(&status))?;
+    } else {
+        println!(
+            "copy {}: {:?}, replayed to {}",
+            args.dir.display(),
+            status.state,
+            status.replayed
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Directory of a copy that `follow` runs (or ran) in.
+    dir: PathBuf,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn status(args: &StatusArgs) -> Result<()> {
+    let path = status_path(&args.dir);
+    let text = std::fs::read(&path).context(|| format!("reading {} (is `follow` running here?)", path.display()))?;
+    let s: StatusJson = serde_json::from_slice(&text).context(|| format!("parsing {}", path.display()))?;
+    if args.json {
+        return output::print_json(&s);
+    }
+    println!("copy {}", args.dir.display());
+    output::row("state", &s.state);
+    output::row("active's durable end (last heard)", &s.active_durable);
+    output::row("inspected (written, checked, synced)", &s.inspected);
+    output::row("replayed", &s.replayed);
+    output::row("copy queue bytes", s.copy_queue_bytes);
+    output::row("replay queue bytes", s.replay_queue_bytes);
+    output::row("updated", output::format_unix_us(s.updated_us));
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    dir_a: PathBuf,
+    dir_b: PathBuf,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run_compare(args: &CompareArgs) -> Result<ExitCode> {
+    let vfs: SharedVfs = Arc::new(OsVfs);
+    let c = compare(&vfs, &args.dir_a, &args.dir_b)?;
+    #[derive(Serialize)]
+    struct Out {
+        identical: bool,
+        same_database: bool,
+        pages_compared: u32,
+        page_counts: (u32, u32),
+        redo: (String, String),
+        differing: Vec<u32>,
+    }
+    let out = Out {
+        identical: c.identical(),
+        same_database: c.same_database,
+        pages_compared: c.pages,
+        page_counts: c.page_counts,
+        redo: (c.redo.0.to_string(), c.redo.1.to_string()),
+        differing: c.differing.clone(),
+    };
+    if args.json {
+        output::print_json(&out)?;
+    } else if out.identical {
+        println!("identical: {} pages", out.pages_compared);
+    } else if !out.same_database {
+        println!("different databases");
+    } else {
+        println!(
+            "differ: {} of {} pages: {:?}",
+            out.differing.len(),
+            out.pages_compared,
+            out.differing
+        );
+    }
+    Ok(crate::check::exit_code(out.identical))
+}
