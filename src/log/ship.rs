@@ -358,7 +358,9 @@ impl LogReplica {
             .open(&path, OpenMode::CreateOrOpen)
             .map_err(|e| LogError::io(&path, 0, "create", e))?;
         file.set_len(0).map_err(|e| LogError::io(&path, 0, "truncate", e))?;
-        file.allocate(header.generation_size)
+        // Reserved, not zero-filled: writing 64 MiB of zeros here stalled
+        // the copy at every generation switch.
+        file.reserve(header.generation_size)
             .map_err(|e| LogError::io(&path, 0, "allocate", e))?;
         file.write_at(bytes, 0)
             .map_err(|e| LogError::io(&path, 0, "write", e))?;
