@@ -195,3 +195,73 @@ fn a_wrong_key_or_another_database_is_refused() {
     assert!(outcomes.iter().all(|o| o.is_err()), "{outcomes:?}");
     server2.join().unwrap();
 }
+
+#[test]
+fn a_copy_past_the_retention_cap_needs_a_reseed_and_the_active_disk_stays_bounded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = Arc::new(Database::create(Arc::new(OsVfs), tmp.path().join("active"), small_db()).unwrap());
+    {
+        let mut tx = db.begin_write();
+        tx.create_table("mail").unwrap();
+        tx.commit().unwrap();
+    }
+    commit_some(&db, 0, 50);
+    let registry = Arc::new(CopyRegistry::with_retention_cap(1 << 20));
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let stop = Arc::new(AtomicBool::new(false));
+    let server = {
+        let (db, stop, registry) = (db.clone(), stop.clone(), registry.clone());
+        listener.set_nonblocking(true).unwrap();
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                registry.enforce(&db);
+                if let Ok((stream, _)) = listener.accept() {
+                    stream.set_nonblocking(false).unwrap();
+                    let _ = serve_copy(&db, stream, &key(), &ShipOptions::default(), &stop, &registry);
+                } else {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        })
+    };
+    let copy_dir = tmp.path().join("copy");
+    let mut copy = Follower::open(Arc::new(OsVfs), &copy_dir, key(), 1 << 20).unwrap();
+    let target = db.pager().log().durable_lsn();
+    let caught_up = move |f: &Follower| f.replayed() >= target;
+    copy.session(&addr, Duration::from_secs(5), Some(&caught_up)).unwrap();
+    // The copy is away while the active writes far more than the cap.
+    let first_before = db.pager().log().first_generation();
+    commit_some(&db, 100, 900);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !registry.all()[0].1.needs_reseed && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(registry.all()[0].1.needs_reseed, "the copy is marked needs-reseed");
+    db.checkpoint().unwrap();
+    db.checkpoint().unwrap();
+    assert!(
+        db.pager().log().first_generation() > first_before,
+        "the released log was recycled"
+    );
+    let err = copy.session(&addr, Duration::from_secs(5), None).unwrap_err();
+    assert!(matches!(err, ReplError::Refused { code: 3, .. }), "{err:?}");
+    assert_eq!(copy.status().state, CopyState::NeedsReseed);
+    // A reseed brings it back, page-identical.
+    copy.reset().unwrap();
+    let target = db.pager().log().durable_lsn();
+    let caught_up = move |f: &Follower| f.replayed() >= target;
+    copy.session(&addr, Duration::from_secs(5), Some(&caught_up)).unwrap();
+    assert_eq!(copy.status().state, CopyState::Healthy);
+    drop(copy);
+    stop.store(true, Ordering::Relaxed);
+    server.join().unwrap();
+    db.checkpoint().unwrap();
+    let cmp = mailvault::repl::compare(
+        &(Arc::new(OsVfs) as mailvault::vfs::SharedVfs),
+        &tmp.path().join("active"),
+        &copy_dir,
+    )
+    .unwrap();
+    assert!(cmp.identical(), "{cmp:?}");
+}

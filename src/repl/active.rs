@@ -52,6 +52,9 @@ pub struct CopyProgress {
     pub inspected: Lsn,
     /// Where it says it has replayed to.
     pub replayed: Lsn,
+    /// It fell past the retention cap: its log was released, and it must
+    /// be seeded again.
+    pub needs_reseed: bool,
 }
 
 /// The copies an active knows, by id. A registered copy keeps its log pin
@@ -59,12 +62,24 @@ pub struct CopyProgress {
 #[derive(Default)]
 pub struct CopyRegistry {
     copies: Mutex<std::collections::HashMap<[u8; 16], Arc<CopyEntry>>>,
+    /// Most log bytes a copy may hold back; past it the copy is marked
+    /// needs-reseed and its pin released, so the disk cannot fill.
+    cap: Option<u64>,
 }
 
 /// One registered copy.
 pub struct CopyEntry {
-    pin: crate::txn::LogPin,
+    /// `None` once released by the retention cap.
+    pin: Mutex<Option<crate::txn::LogPin>>,
     progress: Mutex<CopyProgress>,
+}
+
+impl CopyEntry {
+    fn hold(&self, lsn: Lsn) {
+        if let Some(pin) = &*self.pin.lock() {
+            pin.advance(lsn);
+        }
+    }
 }
 
 impl CopyEntry {
@@ -75,9 +90,40 @@ impl CopyEntry {
 }
 
 impl CopyRegistry {
-    /// No copies yet.
+    /// No copies yet, and no cap on the log they hold.
     pub fn new() -> CopyRegistry {
         CopyRegistry::default()
+    }
+
+    /// No copies yet; each may hold back at most `cap` bytes of log.
+    pub fn with_retention_cap(cap: u64) -> CopyRegistry {
+        CopyRegistry {
+            cap: Some(cap),
+            ..CopyRegistry::default()
+        }
+    }
+
+    /// Releases the log of every copy that holds more than the cap and
+    /// marks it needs-reseed; returns those copies.
+    pub fn enforce(&self, db: &Database) -> Vec<[u8; 16]> {
+        let Some(cap) = self.cap else {
+            return Vec::new();
+        };
+        let durable = db.pager().log().durable_lsn();
+        let generation_size = db.pager().options().log.generation_size;
+        let mut released = Vec::new();
+        for (id, entry) in self.copies.lock().iter() {
+            let mut p = entry.progress.lock();
+            let held_from = Lsn::new(p.replayed.min(p.inspected).generation(), 0);
+            let held = log_distance(held_from, durable, generation_size);
+            if !p.needs_reseed && held > cap {
+                p.needs_reseed = true;
+                *entry.pin.lock() = None;
+                tracing::warn!(copy = ?&id[..4], held, cap, "replication: a copy fell past the retention cap; it needs a reseed");
+                released.push(*id);
+            }
+        }
+        released
     }
 
     /// The copy with this id, if registered.
@@ -101,16 +147,26 @@ impl CopyRegistry {
             .entry(copy)
             .or_insert_with(|| {
                 Arc::new(CopyEntry {
-                    pin: db.pin_log(start),
+                    pin: Mutex::new(Some(db.pin_log(start))),
                     progress: Mutex::new(CopyProgress {
                         shipped: start,
                         inspected: start,
                         replayed: start,
+                        needs_reseed: false,
                     }),
                 })
             })
             .clone()
     }
+}
+
+/// Bytes of log from `from` to `to`, counting whole generations between.
+fn log_distance(from: Lsn, to: Lsn, generation_size: u64) -> u64 {
+    if to <= from {
+        return 0;
+    }
+    let generations = u64::from(to.generation() - from.generation());
+    (generations * generation_size + u64::from(to.offset())).saturating_sub(u64::from(from.offset()))
 }
 
 fn refuse(stream: &mut TcpStream, code: u16, reason: String) -> ReplError {
@@ -186,6 +242,13 @@ pub fn serve_copy(
         let start = send_seed(db, &mut stream, registry, copy.copy, opts)?;
         return ship_from(db, stream, opts, stop, registry, copy.copy, mine, start);
     }
+    if registry.get(&copy.copy).is_some_and(|e| e.progress().needs_reseed) {
+        return Err(refuse(
+            &mut stream,
+            codes::NEEDS_RESEED,
+            "this copy fell past the retention cap; its log was released: reseed it".into(),
+        ));
+    }
     let oldest = Lsn::new(log.first_generation(), 0);
     let start = copy.position;
     if start < oldest || start > mine.position {
@@ -217,7 +280,7 @@ fn send_seed(
     // An earlier registration is forgotten: the copy starts over.
     registry.forget(&copy);
     let entry = registry.register(db, copy, start);
-    entry.pin.advance(start);
+    entry.hold(start);
     let ps = pager.page_size();
     wire::write_message(
         stream,
@@ -268,12 +331,12 @@ fn ship_from(
 ) -> Result<()> {
     let log = db.pager().log();
     let entry = registry.register(db, copy, start);
-    entry.pin.advance(start.min(entry.progress().inspected));
+    entry.hold(start.min(entry.progress().inspected));
     wire::write_message(&mut stream, &Message::Accept { identity: mine, start }, None)?;
     tracing::info!(peer = ?stream.peer_addr().ok(), %start, "replication: shipping to a copy");
     entry.progress.lock().shipped = start;
     let progress = &entry.progress;
-    let pin = &entry.pin;
+    let holder = &*entry;
     // Acknowledgements arrive on their own thread; they move the pin.
     let mut acks = stream.try_clone()?;
     acks.set_read_timeout(None)?;
@@ -291,7 +354,7 @@ fn ship_from(
                         p.inspected = p.inspected.max(inspected);
                         p.replayed = p.replayed.max(replayed);
                         // The log is held until the copy has replayed it.
-                        pin.advance(Lsn::new(p.replayed.min(p.inspected).generation(), 0));
+                        holder.hold(Lsn::new(p.replayed.min(p.inspected).generation(), 0));
                     }
                     Message::Refuse { code, .. } if code == codes::LEAVING => {
                         left_reader.store(true, Ordering::Relaxed);
@@ -302,7 +365,7 @@ fn ship_from(
             }
             ended_reader.store(true, Ordering::Relaxed);
         });
-        let r = ship_loop(&mut stream, &source, db, opts, stop, &ended, progress, start);
+        let r = ship_loop(&mut stream, &source, db, opts, stop, &ended, progress, registry, start);
         let _ = stream.shutdown(std::net::Shutdown::Both);
         match r {
             // The copy said goodbye: a clean end, whatever the last write hit.
@@ -325,12 +388,18 @@ fn ship_loop(
     stop: &AtomicBool,
     ended: &AtomicBool,
     progress: &Mutex<CopyProgress>,
+    registry: &CopyRegistry,
     start: Lsn,
 ) -> Result<()> {
     let log = db.pager().log();
     let mut next = start;
     let mut last_sent = Instant::now();
     loop {
+        registry.enforce(db);
+        if progress.lock().needs_reseed {
+            let reason = "this copy fell past the retention cap; its log was released: reseed it".to_string();
+            return Err(refuse(stream, codes::NEEDS_RESEED, reason));
+        }
         if stop.load(Ordering::Relaxed) {
             let bye = Message::Refuse {
                 code: codes::SHUTDOWN,

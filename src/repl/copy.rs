@@ -25,6 +25,9 @@ pub enum CopyState {
     /// Has inspected and replayed everything the active had made durable
     /// at its last word.
     Healthy,
+    /// The active released the log this copy needed (it fell past the
+    /// retention cap, or was away too long): it must be seeded again.
+    NeedsReseed,
 }
 
 /// A copy's queues and positions.
@@ -42,6 +45,8 @@ pub struct CopyStatus {
     pub copy_queue_bytes: u64,
     /// Log bytes inspected and not yet replayed.
     pub replay_queue_bytes: u64,
+    /// Why the copy needs a reseed, if it does.
+    pub reason: Option<String>,
 }
 
 /// Replay checkpoints the copy after this much log.
@@ -60,6 +65,7 @@ pub struct Follower {
     seeding: bool,
     since_checkpoint: u64,
     generation_size: u64,
+    needs_reseed: Option<String>,
     /// The active's durable end at its last word.
     pub active_durable: Lsn,
     /// The database the copy belongs to, once known.
@@ -97,6 +103,7 @@ impl Follower {
             seeding: false,
             since_checkpoint: 0,
             generation_size,
+            needs_reseed: None,
             active_durable: Lsn::ZERO,
             database,
         })
@@ -124,7 +131,9 @@ impl Follower {
         };
         let copy_queue_bytes = distance(inspected, self.active_durable);
         let replay_queue_bytes = distance(replayed, inspected);
-        let state = if self.seeding || self.replayer.is_none() {
+        let state = if self.needs_reseed.is_some() {
+            CopyState::NeedsReseed
+        } else if self.seeding || self.replayer.is_none() {
             CopyState::Seeding
         } else if copy_queue_bytes == 0 && replay_queue_bytes == 0 {
             CopyState::Healthy
@@ -138,7 +147,32 @@ impl Follower {
             replayed,
             copy_queue_bytes,
             replay_queue_bytes,
+            reason: self.needs_reseed.clone(),
         }
+    }
+
+    /// Throws the copy's database and log away, so that the next session
+    /// seeds it again (a reseed).
+    pub fn reset(&mut self) -> Result<()> {
+        self.replayer = None;
+        let path = data_path(&self.dir);
+        for p in [path.clone(), crate::pager::dw_path(&self.dir)] {
+            if self.vfs.exists(&p)? {
+                self.vfs.remove(&p)?;
+            }
+        }
+        let ldir = log_dir(&self.dir);
+        if self.vfs.exists(&ldir)? {
+            for name in self.vfs.list(&ldir)? {
+                self.vfs.remove(&ldir.join(name))?;
+            }
+        }
+        self.vfs.sync_dir(&self.dir)?;
+        self.replica = LogReplica::open(self.vfs.clone(), &ldir)?;
+        self.database = [0; 16];
+        self.needs_reseed = None;
+        self.active_durable = Lsn::ZERO;
+        Ok(())
     }
 
     /// One session with the active at `addr`: seeds if the copy has no
@@ -172,7 +206,12 @@ impl Follower {
                     break;
                 }
                 Message::SeedBegin { header } => self.seed(&mut stream, &header)?,
-                Message::Refuse { code, reason } => return Err(ReplError::Refused { code, reason }),
+                Message::Refuse { code, reason } => {
+                    if code == codes::NEEDS_RESEED {
+                        self.needs_reseed = Some(reason.clone());
+                    }
+                    return Err(ReplError::Refused { code, reason });
+                }
                 other => return Err(ReplError::Protocol(format!("expected Accept, got {}", other.name()))),
             }
         }
@@ -211,7 +250,13 @@ impl Follower {
                     continue;
                 }
                 Message::Refuse { code, .. } if code == codes::SHUTDOWN => return self.pause(),
-                Message::Refuse { code, reason } => return Err(ReplError::Refused { code, reason }),
+                Message::Refuse { code, reason } => {
+                    if code == codes::NEEDS_RESEED {
+                        self.needs_reseed = Some(reason.clone());
+                    }
+                    self.pause()?;
+                    return Err(ReplError::Refused { code, reason });
+                }
                 other => {
                     return Err(ReplError::Protocol(format!(
                         "unexpected {} from the active",
