@@ -103,6 +103,39 @@ fn serve_follow_status_compare_check() {
         "the copy holds every acknowledged message: {}",
         text(&out)
     );
+    // A forced reseed of the same copy, from a second serving.
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut server = Command::new(env!("CARGO_BIN_EXE_mailvault"))
+        .args([
+            "serve",
+            &p("a"),
+            "--listen",
+            &addr,
+            "--key-file",
+            &p("key"),
+            "--linger",
+            "2",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let out = mailvault(
+        &[
+            "seed",
+            &p("b"),
+            "--source",
+            &addr,
+            "--key-file",
+            &p("key"),
+            "--retry-for",
+            "5",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(server.wait().unwrap().success());
     let out = mailvault(&["compare", &p("a"), &p("b")], None);
     assert!(text(&out).contains("identical"), "{}", text(&out));
 }

@@ -53,6 +53,8 @@ enum Command {
     Serve(repl_cmds::ServeArgs),
     /// Run a passive copy: seed it if empty, then receive and replay the log.
     Follow(repl_cmds::FollowArgs),
+    /// Throw a copy's database and log away and seed it again, then follow.
+    Seed(repl_cmds::SeedArgs),
     /// A passive copy's queues and positions (while `follow` runs).
     Status(repl_cmds::StatusArgs),
     /// Compare two stores page by page.
@@ -110,6 +112,7 @@ fn run(cli: Cli) -> error::Result<ExitCode> {
         Command::Check(args) => check::run(&args),
         Command::Serve(args) => repl_cmds::serve(&args).map(|()| ExitCode::SUCCESS),
         Command::Follow(args) => repl_cmds::follow(&args),
+        Command::Seed(args) => repl_cmds::seed(&args),
         Command::Status(args) => repl_cmds::status(&args).map(|()| ExitCode::SUCCESS),
         Command::Compare(args) => repl_cmds::run_compare(&args),
         Command::Init(args) => store_cmds::init(&args).map(|()| ExitCode::SUCCESS),

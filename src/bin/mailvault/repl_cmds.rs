@@ -33,6 +33,9 @@ pub struct ServeArgs {
     /// Stop after this long [default: serve until killed].
     #[arg(long, value_name = "SECS", value_parser = parse_duration)]
     linger: Option<Duration>,
+    /// Most MiB of log one copy may hold back; past it, it needs a reseed.
+    #[arg(long, value_name = "N", default_value_t = 4096)]
+    retention_mib: u64,
 }
 
 /// Accepts copies on `listener` until `stop`, one thread per copy.
@@ -46,6 +49,9 @@ pub fn serve_loop(
     listener.set_nonblocking(true).context(|| "listening")?;
     std::thread::scope(|s| {
         while !stop.load(Ordering::Relaxed) {
+            for copy in registry.enforce(store.database()) {
+                tracing::warn!(copy = ?&copy[..4], "a copy fell past the retention cap and needs a reseed");
+            }
             match listener.accept() {
                 Ok((stream, peer)) => {
                     let (store, key, stop, registry) = (store.clone(), key.clone(), stop.clone(), registry.clone());
@@ -82,7 +88,7 @@ pub fn serve(args: &ServeArgs) -> Result<()> {
         listener.local_addr().context(|| "listening")?
     );
     let stop = Arc::new(AtomicBool::new(false));
-    let registry = Arc::new(CopyRegistry::new());
+    let registry = Arc::new(CopyRegistry::with_retention_cap(args.retention_mib << 20));
     if let Some(linger) = args.linger {
         let stop = stop.clone();
         std::thread::spawn(move || {
@@ -114,6 +120,9 @@ pub struct FollowArgs {
     /// Print the final status as JSON.
     #[arg(long)]
     json: bool,
+    /// Throw the copy's database and log away first, and seed again.
+    #[arg(skip)]
+    reseed: bool,
 }
 
 /// The status file `follow` keeps up to date for `status`.
@@ -129,6 +138,8 @@ struct StatusJson {
     replayed: String,
     copy_queue_bytes: u64,
     replay_queue_bytes: u64,
+    /// Why the copy needs a reseed, if it does.
+    reason: Option<String>,
     /// Microseconds since the epoch when written.
     updated_us: u64,
 }
@@ -141,6 +152,7 @@ fn status_json(s: &CopyStatus) -> StatusJson {
         replayed: s.replayed.to_string(),
         copy_queue_bytes: s.copy_queue_bytes,
         replay_queue_bytes: s.replay_queue_bytes,
+        reason: s.reason.clone(),
         updated_us: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_micros() as u64),
@@ -161,6 +173,9 @@ pub fn follow(args: &FollowArgs) -> Result<ExitCode> {
     let key = ClusterKey::from_file(&args.key_file).map_err(|e| CliError::msg(e.to_string()))?;
     let vfs: SharedVfs = Arc::new(OsVfs);
     let mut copy = Follower::open(vfs, &args.dir, key, 32 << 20)?;
+    if args.reseed {
+        copy.reset()?;
+    }
     let mut failing_since: Option<Instant> = None;
     let mut backoff = Duration::from_millis(100);
     let mut last_write = Instant::now() - Duration::from_secs(1);
@@ -217,6 +232,25 @@ pub fn follow(args: &FollowArgs) -> Result<ExitCode> {
 }
 
 #[derive(Debug, Args)]
+pub struct SeedArgs {
+    #[command(flatten)]
+    follow: FollowArgs,
+}
+
+/// `seed`: a forced reseed, then following as `follow` does.
+pub fn seed(args: &SeedArgs) -> Result<ExitCode> {
+    let follow = FollowArgs {
+        dir: args.follow.dir.clone(),
+        source: args.follow.source.clone(),
+        key_file: args.follow.key_file.clone(),
+        retry_for: args.follow.retry_for,
+        json: args.follow.json,
+        reseed: true,
+    };
+    self::follow(&follow)
+}
+
+#[derive(Debug, Args)]
 pub struct StatusArgs {
     /// Directory of a copy that `follow` runs (or ran) in.
     dir: PathBuf,
@@ -238,6 +272,9 @@ pub fn status(args: &StatusArgs) -> Result<()> {
     output::row("replayed", &s.replayed);
     output::row("copy queue bytes", s.copy_queue_bytes);
     output::row("replay queue bytes", s.replay_queue_bytes);
+    if let Some(reason) = &s.reason {
+        output::row("needs a reseed because", reason);
+    }
     output::row("updated", output::format_unix_us(s.updated_us));
     Ok(())
 }
