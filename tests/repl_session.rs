@@ -265,3 +265,52 @@ fn a_copy_past_the_retention_cap_needs_a_reseed_and_the_active_disk_stays_bounde
     .unwrap();
     assert!(cmp.identical(), "{cmp:?}");
 }
+
+#[test]
+fn a_lagged_copy_holds_its_lag_and_play_down_catches_it_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = Arc::new(Database::create(Arc::new(OsVfs), tmp.path().join("active"), small_db()).unwrap());
+    {
+        let mut tx = db.begin_write();
+        tx.create_table("mail").unwrap();
+        tx.commit().unwrap();
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let stop = Arc::new(AtomicBool::new(false));
+    let server = serve(db.clone(), listener, stop.clone());
+    let mut copy = Follower::open(Arc::new(OsVfs), tmp.path().join("copy"), key(), 1 << 20).unwrap();
+    let seeded = |f: &Follower| f.replayed() > Lsn::ZERO;
+    copy.session(&addr, Duration::from_secs(5), Some(&seeded)).unwrap();
+    let lag = Duration::from_millis(600);
+    copy.set_replay_lag(lag);
+    commit_some(&db, 0, 100);
+    let target = db.pager().log().durable_lsn();
+    let seen: std::cell::Cell<Option<std::time::Instant>> = std::cell::Cell::new(None);
+    let held = std::cell::Cell::new(true);
+    let until = |f: &Follower| {
+        if f.replica().end() >= target && seen.get().is_none() {
+            seen.set(Some(std::time::Instant::now()));
+            let state = f.status().state;
+            held.set(f.replayed() < target && matches!(state, CopyState::Lagged | CopyState::CatchingUp));
+        }
+        f.replayed() >= target
+    };
+    copy.session(&addr, Duration::from_secs(5), Some(&until)).unwrap();
+    assert!(held.get(), "on arrival the log was not replayed yet");
+    let waited = seen.get().unwrap().elapsed();
+    assert!(
+        waited + Duration::from_millis(100) >= lag,
+        "replay waited {waited:?} of a {lag:?} lag"
+    );
+    // More log arrives; play-down replays it at once.
+    commit_some(&db, 1000, 50);
+    let target = db.pager().log().durable_lsn();
+    let inspected = move |f: &Follower| f.replica().end() >= target;
+    copy.session(&addr, Duration::from_secs(5), Some(&inspected)).unwrap();
+    assert!(copy.replayed() < target, "the lag still holds");
+    copy.play_down().unwrap();
+    assert!(copy.replayed() >= target, "play-down replays everything received");
+    stop.store(true, Ordering::Relaxed);
+    server.join().unwrap();
+}

@@ -115,6 +115,12 @@ impl Replayer {
     /// all arrived waits for the next call. Checkpoints by itself when the
     /// changed pages fill the budget.
     pub fn replay(&mut self) -> Result<ReplayProgress> {
+        self.replay_until(Lsn::MAX)
+    }
+
+    /// As [`Replayer::replay`], stopping before the first record that ends
+    /// after `limit` (a lagged copy's replay point).
+    pub fn replay_until(&mut self, limit: Lsn) -> Result<ReplayProgress> {
         let before = (self.pass.applied, self.pass.skipped);
         let mut progress = ReplayProgress {
             position: self.position,
@@ -129,6 +135,9 @@ impl Replayer {
             let record = record?;
             if record.end <= self.position {
                 continue;
+            }
+            if record.end > limit {
+                break;
             }
             if self.pass.pages.is_full() {
                 let (pages, redo) = self.pass.pages.spill(record.lsn);

@@ -349,12 +349,21 @@ fn ship_from(
         s.spawn(move || {
             while let Ok(msg) = wire::read_message(&mut acks) {
                 match msg {
-                    Message::Ack { inspected, replayed } => {
+                    Message::Ack {
+                        inspected,
+                        replayed,
+                        lagged,
+                    } => {
                         let mut p = progress.lock();
                         p.inspected = p.inspected.max(inspected);
                         p.replayed = p.replayed.max(replayed);
-                        // The log is held until the copy has replayed it.
-                        holder.hold(Lsn::new(p.replayed.min(p.inspected).generation(), 0));
+                        // Held until replayed; a lagged copy, until inspected.
+                        let held = if lagged {
+                            p.inspected
+                        } else {
+                            p.replayed.min(p.inspected)
+                        };
+                        holder.hold(Lsn::new(held.generation(), 0));
                     }
                     Message::Refuse { code, .. } if code == codes::LEAVING => {
                         left_reader.store(true, Ordering::Relaxed);

@@ -25,6 +25,9 @@ pub enum CopyState {
     /// Has inspected and replayed everything the active had made durable
     /// at its last word.
     Healthy,
+    /// A lagged copy that has inspected everything and replays behind by
+    /// its lag, as configured.
+    Lagged,
     /// The active released the log this copy needed (it fell past the
     /// retention cap, or was away too long): it must be seeded again.
     NeedsReseed,
@@ -66,6 +69,10 @@ pub struct Follower {
     since_checkpoint: u64,
     generation_size: u64,
     needs_reseed: Option<String>,
+    /// Replay waits this long after log arrives (a lagged copy).
+    replay_lag: Duration,
+    /// When each received stretch of log arrived: (time, end).
+    arrivals: std::collections::VecDeque<(std::time::Instant, Lsn)>,
     /// The active's durable end at its last word.
     pub active_durable: Lsn,
     /// The database the copy belongs to, once known.
@@ -104,6 +111,8 @@ impl Follower {
             since_checkpoint: 0,
             generation_size,
             needs_reseed: None,
+            replay_lag: Duration::ZERO,
+            arrivals: std::collections::VecDeque::new(),
             active_durable: Lsn::ZERO,
             database,
         })
@@ -137,6 +146,8 @@ impl Follower {
             CopyState::Seeding
         } else if copy_queue_bytes == 0 && replay_queue_bytes == 0 {
             CopyState::Healthy
+        } else if copy_queue_bytes == 0 && !self.replay_lag.is_zero() {
+            CopyState::Lagged
         } else {
             CopyState::CatchingUp
         };
@@ -149,6 +160,50 @@ impl Follower {
             replay_queue_bytes,
             reason: self.needs_reseed.clone(),
         }
+    }
+
+    /// Makes this a lagged copy: log is replayed only once it is `lag` old
+    /// here (a defence against a logical corruption: there is time to stop
+    /// the copy before it replays the damage). Its log is still received,
+    /// checked and synced at once, and it holds the active's log only until
+    /// it has inspected it.
+    pub fn set_replay_lag(&mut self, lag: Duration) {
+        self.replay_lag = lag;
+    }
+
+    /// Replays everything received now, whatever the lag (play-down), and
+    /// checkpoints.
+    pub fn play_down(&mut self) -> Result<crate::pager::ReplayProgress> {
+        let Some(r) = &mut self.replayer else {
+            return Ok(crate::pager::ReplayProgress::default());
+        };
+        let progress = r.replay()?;
+        r.checkpoint()?;
+        self.arrivals.clear();
+        Ok(progress)
+    }
+
+    /// The end of the log old enough to replay under the lag.
+    fn replay_limit(&mut self) -> Lsn {
+        if self.replay_lag.is_zero() {
+            return Lsn::MAX;
+        }
+        let Some(cutoff) = std::time::Instant::now().checked_sub(self.replay_lag) else {
+            return Lsn::ZERO;
+        };
+        let mut limit = Lsn::ZERO;
+        while let Some(&(at, end)) = self.arrivals.front() {
+            if at > cutoff {
+                break;
+            }
+            limit = end;
+            self.arrivals.pop_front();
+        }
+        // Everything up to the newest stretch old enough stays replayable.
+        if limit > Lsn::ZERO {
+            self.arrivals.push_front((cutoff, limit));
+        }
+        limit
     }
 
     /// Throws the copy's database and log away, so that the next session
@@ -247,6 +302,11 @@ impl Follower {
                 }
                 Message::Heartbeat { durable, .. } => {
                     self.active_durable = durable;
+                    // A lagged copy replays what has aged, even while idle.
+                    if !self.replay_lag.is_zero() {
+                        let before = self.replica.end();
+                        self.replay(before)?;
+                    }
                     continue;
                 }
                 Message::Refuse { code, .. } if code == codes::SHUTDOWN => return self.pause(),
@@ -271,9 +331,19 @@ impl Follower {
                 self.generation_size = g;
             }
             self.active_durable = self.active_durable.max(self.replica.end());
+            self.arrivals.push_back((std::time::Instant::now(), self.replica.end()));
             self.replay(before)?;
             let (inspected, replayed) = (self.replica.end(), self.replayed());
-            wire::write_message(&mut stream, &Message::Ack { inspected, replayed }, None)?;
+            let lagged = !self.replay_lag.is_zero();
+            wire::write_message(
+                &mut stream,
+                &Message::Ack {
+                    inspected,
+                    replayed,
+                    lagged,
+                },
+                None,
+            )?;
         }
     }
 
@@ -281,10 +351,11 @@ impl Follower {
     /// every `CHECKPOINT_EVERY` bytes of it.
     fn replay(&mut self, before: Lsn) -> Result<()> {
         let end = self.replica.end();
+        let limit = self.replay_limit();
         let Some(r) = &mut self.replayer else {
             return Ok(());
         };
-        r.replay()?;
+        r.replay_until(limit)?;
         if end.generation() != before.generation() {
             self.since_checkpoint += self.generation_size;
         } else {
@@ -302,8 +373,9 @@ impl Follower {
     /// and the copy checkpointed.
     fn pause(&mut self) -> Result<()> {
         self.replica.sync()?;
+        let limit = self.replay_limit();
         if let Some(r) = &mut self.replayer {
-            r.replay()?;
+            r.replay_until(limit)?;
             r.checkpoint()?;
         }
         Ok(())

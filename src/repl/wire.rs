@@ -96,8 +96,13 @@ pub enum Message {
     Tail { frame: Vec<u8> },
     /// Active → copy: nothing new; the active's durable end and clock.
     Heartbeat { durable: Lsn, time_us: u64 },
-    /// Copy → active: how far the copy has inspected and replayed.
-    Ack { inspected: Lsn, replayed: Lsn },
+    /// Copy → active: how far the copy has inspected and replayed; a
+    /// lagged copy holds the active's log only until it has inspected it.
+    Ack {
+        inspected: Lsn,
+        replayed: Lsn,
+        lagged: bool,
+    },
     /// Active → copy: a seed starts; the database header (page 0's image)
     /// of the checkpoint it starts from.
     SeedBegin { header: Vec<u8> },
@@ -173,9 +178,14 @@ impl Message {
                 p.extend_from_slice(&durable.0.to_le_bytes());
                 p.extend_from_slice(&time_us.to_le_bytes());
             }
-            Message::Ack { inspected, replayed } => {
+            Message::Ack {
+                inspected,
+                replayed,
+                lagged,
+            } => {
                 p.extend_from_slice(&inspected.0.to_le_bytes());
                 p.extend_from_slice(&replayed.0.to_le_bytes());
+                p.push(u8::from(*lagged));
             }
             Message::SeedBegin { header } => p.extend_from_slice(header),
             Message::SeedPages {
@@ -285,10 +295,15 @@ impl Message {
                 }
             }
             11 => {
-                exact(16)?;
+                exact(17)?;
                 Message::Ack {
                     inspected: Lsn(u64_at(p, 0)),
                     replayed: Lsn(u64_at(p, 8)),
+                    lagged: match p[16] {
+                        0 => false,
+                        1 => true,
+                        b => return Err(bad(format!("lagged byte {b}"))),
+                    },
                 }
             }
             12 => {
@@ -556,6 +571,7 @@ mod tests {
             Message::Ack {
                 inspected: Lsn(1),
                 replayed: Lsn(2),
+                lagged: true,
             },
             Message::SeedBegin { header: vec![5; 4096] },
             Message::SeedPages {
