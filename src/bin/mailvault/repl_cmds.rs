@@ -117,6 +117,9 @@ pub struct FollowArgs {
     /// Keep reconnecting, with back-off, for this long after a failure.
     #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_duration)]
     retry_for: Duration,
+    /// A lagged copy: replay log only once it is this old here.
+    #[arg(long, value_name = "SECS", value_parser = parse_duration)]
+    replay_lag: Option<Duration>,
     /// Print the final status as JSON.
     #[arg(long)]
     json: bool,
@@ -175,6 +178,9 @@ pub fn follow(args: &FollowArgs) -> Result<ExitCode> {
     let mut copy = Follower::open(vfs, &args.dir, key, 32 << 20)?;
     if args.reseed {
         copy.reset()?;
+    }
+    if let Some(lag) = args.replay_lag {
+        copy.set_replay_lag(lag);
     }
     let mut failing_since: Option<Instant> = None;
     let mut backoff = Duration::from_millis(100);
@@ -244,6 +250,7 @@ pub fn seed(args: &SeedArgs) -> Result<ExitCode> {
         source: args.follow.source.clone(),
         key_file: args.follow.key_file.clone(),
         retry_for: args.follow.retry_for,
+        replay_lag: args.follow.replay_lag,
         json: args.follow.json,
         reseed: true,
     };
