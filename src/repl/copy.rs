@@ -390,6 +390,7 @@ impl Follower {
         let path = data_path(&self.dir);
         let header = DbHeader::decode(header_page, 0, &path)?;
         let ps = header.page_size as usize;
+        let salt = crate::pager::header::salt_of(&header.signature);
         if self.vfs.exists(&path)? {
             self.vfs.remove(&path)?;
         }
@@ -414,6 +415,13 @@ impl Follower {
                         return Err(ReplError::Protocol(format!(
                             "seed pages from {first} of size {page_size}"
                         )));
+                    }
+                    // Every page is checked before it is written; a page of
+                    // zeros was never written on the active.
+                    for (i, page) in bytes.chunks(ps).enumerate() {
+                        if page.iter().any(|&b| b != 0) {
+                            crate::pager::page::verify(page, first + i as u32, salt, &path, ps)?;
+                        }
                     }
                     file.write_at(&bytes, u64::from(first) * ps as u64)?;
                 }
