@@ -12,6 +12,7 @@ mod acked;
 mod bench;
 mod bench_kv;
 mod bench_mail;
+mod bench_repl;
 mod bench_report;
 mod check;
 mod check_db;
@@ -79,6 +80,8 @@ enum BenchCommand {
     Ingest(bench_mail::BenchIngestArgs),
     /// The mailbox store: whole-body reads against raw preads, a 10,000-message folder listing, a partial fetch.
     Read(bench_mail::BenchReadArgs),
+    /// Replication on loopback: delivery with two copies against alone, catch-up, lag and seeding.
+    Replication(bench_repl::BenchReplicationArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -109,6 +112,7 @@ fn run(cli: Cli) -> error::Result<ExitCode> {
         Command::Bench(BenchCommand::Kv(args)) => bench_kv::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Bench(BenchCommand::Ingest(args)) => bench_mail::ingest(&args).map(|()| ExitCode::SUCCESS),
         Command::Bench(BenchCommand::Read(args)) => bench_mail::read(&args).map(|()| ExitCode::SUCCESS),
+        Command::Bench(BenchCommand::Replication(args)) => bench_repl::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Check(args) => check::run(&args),
         Command::Serve(args) => repl_cmds::serve(&args).map(|()| ExitCode::SUCCESS),
         Command::Follow(args) => repl_cmds::follow(&args),
