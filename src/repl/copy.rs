@@ -270,6 +270,8 @@ impl Follower {
                 other => return Err(ReplError::Protocol(format!("expected Accept, got {}", other.name()))),
             }
         }
+        let mut reader = std::io::BufReader::with_capacity(8 << 20, stream.try_clone()?);
+        let mut pending: Option<Lsn> = None;
         loop {
             if until.is_some_and(|f| f(self)) {
                 let bye = Message::Refuse {
@@ -279,7 +281,15 @@ impl Follower {
                 let _ = wire::write_message(&mut stream, &bye, None);
                 return self.pause();
             }
-            let msg = wire::read_message(&mut stream)?;
+            // Everything the socket already holds is applied before one
+            // sync, one replay and one acknowledgement.
+            if let Some(before) = pending
+                && reader.buffer().len() < wire::HEADER_LEN
+            {
+                self.flush(&mut stream, before)?;
+                pending = None;
+            }
+            let msg = wire::read_message(&mut reader)?;
             let mut chunk = ShipChunk {
                 first: self.replica.next(),
                 next: self.replica.next(),
@@ -287,11 +297,7 @@ impl Follower {
             };
             match msg {
                 Message::GenerationHeader { generation, bytes } => chunk.header = Some((generation, bytes)),
-                Message::Frames {
-                    first,
-                    frame_size,
-                    bytes,
-                } => {
+                Message::Frames { first, frame_size, bytes } => {
                     chunk.first = first;
                     chunk.frame_size = frame_size;
                     chunk.frames = bytes;
@@ -303,7 +309,7 @@ impl Follower {
                 Message::Heartbeat { durable, .. } => {
                     self.active_durable = durable;
                     // A lagged copy replays what has aged, even while idle.
-                    if !self.replay_lag.is_zero() {
+                    if !self.replay_lag.is_zero() && pending.is_none() {
                         let before = self.replica.end();
                         self.replay(before)?;
                     }
@@ -317,34 +323,26 @@ impl Follower {
                     self.pause()?;
                     return Err(ReplError::Refused { code, reason });
                 }
-                other => {
-                    return Err(ReplError::Protocol(format!(
-                        "unexpected {} from the active",
-                        other.name()
-                    )));
-                }
+                other => return Err(ReplError::Protocol(format!("unexpected {} from the active", other.name()))),
             }
-            let before = self.replica.end();
+            pending.get_or_insert(self.replica.end());
             self.replica.apply(&chunk)?;
-            self.replica.sync()?;
             if let Some(g) = self.replica.generation_size() {
                 self.generation_size = g;
             }
             self.active_durable = self.active_durable.max(self.replica.end());
-            self.arrivals.push_back((std::time::Instant::now(), self.replica.end()));
-            self.replay(before)?;
-            let (inspected, replayed) = (self.replica.end(), self.replayed());
-            let lagged = !self.replay_lag.is_zero();
-            wire::write_message(
-                &mut stream,
-                &Message::Ack {
-                    inspected,
-                    replayed,
-                    lagged,
-                },
-                None,
-            )?;
         }
+    }
+
+    /// Makes a batch of applied chunks durable, replays it and acknowledges.
+    fn flush(&mut self, stream: &mut TcpStream, before: Lsn) -> Result<()> {
+        self.replica.sync()?;
+        self.arrivals.push_back((std::time::Instant::now(), self.replica.end()));
+        self.replay(before)?;
+        let (inspected, replayed) = (self.replica.end(), self.replayed());
+        let lagged = !self.replay_lag.is_zero();
+        wire::write_message(stream, &Message::Ack { inspected, replayed, lagged }, None)?;
+        Ok(())
     }
 
     /// Replays what the replica holds; checkpoints and truncates the log
