@@ -30,9 +30,19 @@ pub struct LogReader {
     finished: Option<(u32, u64, u32, Option<u32>)>,
     out: VecDeque<Record>,
     done: bool,
+    /// Where the written log is known to end: frames beyond are not read
+    /// ahead (a copy's replay reads up to what it has received).
+    written_end: Option<Lsn>,
 }
 
 impl LogReader {
+    /// Tells the reader where the written frames end, so that it does not
+    /// read ahead past them; records are still read to the log's end.
+    pub fn written_up_to(mut self, end: Lsn) -> Self {
+        self.written_end = Some(end);
+        self
+    }
+
     /// Reads the log in `dir` from `from` (a record boundary, the start of a
     /// generation, or `Lsn::ZERO` for the oldest generation present) until the
     /// first record that ends after `limit`, or the end of the log.
@@ -64,6 +74,7 @@ impl LogReader {
             finished: None,
             out: VecDeque::new(),
             done: false,
+            written_end: None,
         })
     }
 
@@ -130,11 +141,11 @@ impl LogReader {
             }
         }
         let chain = (start == DATA_START).then_some(gfile.salt);
-        self.cursor = Some(Cursor {
-            walk: FrameWalk::new(gfile, start),
-            asm,
-            chain,
-        });
+        let mut walk = FrameWalk::new(gfile, start);
+        if let Some(end) = self.written_end.filter(|e| e.generation() == generation) {
+            walk.read_ahead_end = end.offset().div_ceil(fs) + 1;
+        }
+        self.cursor = Some(Cursor { walk, asm, chain });
         Ok(true)
     }
 

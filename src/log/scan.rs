@@ -39,6 +39,9 @@ pub(crate) struct FrameWalk {
     chunk_frames: u32,
     pub end: Option<WalkEnd>,
     pub max_shadow_seq: u32,
+    /// Frames past this index are not read ahead in bulk (they are known
+    /// not to be written yet, as at the end of a copy's shipped log).
+    pub read_ahead_end: u32,
 }
 
 impl FrameWalk {
@@ -51,6 +54,7 @@ impl FrameWalk {
             chunk_frames: 0,
             end: None,
             max_shadow_seq: 0,
+            read_ahead_end: u32::MAX,
         }
     }
 
@@ -72,7 +76,8 @@ impl FrameWalk {
             return Ok(None);
         }
         if self.index < self.chunk_first || self.index >= self.chunk_first + self.chunk_frames {
-            let count = ((CHUNK_BYTES / fs).max(1) as u32).min(frames - self.index);
+            let ahead = self.read_ahead_end.saturating_sub(self.index).max(1);
+            let count = ((CHUNK_BYTES / fs).max(1) as u32).min(frames - self.index).min(ahead);
             self.gfile.read_frames(self.index, count, &mut self.chunk)?;
             self.chunk_first = self.index;
             self.chunk_frames = count;

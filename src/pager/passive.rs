@@ -115,12 +115,13 @@ impl Replayer {
     /// all arrived waits for the next call. Checkpoints by itself when the
     /// changed pages fill the budget.
     pub fn replay(&mut self) -> Result<ReplayProgress> {
-        self.replay_until(Lsn::MAX)
+        self.replay_until(Lsn::MAX, None)
     }
 
     /// As [`Replayer::replay`], stopping before the first record that ends
-    /// after `limit` (a lagged copy's replay point).
-    pub fn replay_until(&mut self, limit: Lsn) -> Result<ReplayProgress> {
+    /// after `limit` (a lagged copy's replay point). `written`, if known, is
+    /// where the shipped frames end: nothing past it is read ahead.
+    pub fn replay_until(&mut self, limit: Lsn, written: Option<Lsn>) -> Result<ReplayProgress> {
         let before = (self.pass.applied, self.pass.skipped);
         let mut progress = ReplayProgress {
             position: self.position,
@@ -129,8 +130,11 @@ impl Replayer {
         let ldir = log_dir(&self.dir);
         // No limit: the shipped frames may end inside a record, which the
         // reader then leaves for later instead of calling the log short.
-        let reader =
+        let mut reader =
             LogReader::new(self.vfs.clone(), &ldir, self.resume, Lsn::MAX)?.expect_signature(self.header.log_signature);
+        if let Some(end) = written {
+            reader = reader.written_up_to(end);
+        }
         for record in reader {
             let record = record?;
             if record.end <= self.position {

@@ -297,7 +297,11 @@ impl Follower {
             };
             match msg {
                 Message::GenerationHeader { generation, bytes } => chunk.header = Some((generation, bytes)),
-                Message::Frames { first, frame_size, bytes } => {
+                Message::Frames {
+                    first,
+                    frame_size,
+                    bytes,
+                } => {
                     chunk.first = first;
                     chunk.frame_size = frame_size;
                     chunk.frames = bytes;
@@ -323,7 +327,12 @@ impl Follower {
                     self.pause()?;
                     return Err(ReplError::Refused { code, reason });
                 }
-                other => return Err(ReplError::Protocol(format!("unexpected {} from the active", other.name()))),
+                other => {
+                    return Err(ReplError::Protocol(format!(
+                        "unexpected {} from the active",
+                        other.name()
+                    )));
+                }
             }
             pending.get_or_insert(self.replica.end());
             self.replica.apply(&chunk)?;
@@ -341,7 +350,15 @@ impl Follower {
         self.replay(before)?;
         let (inspected, replayed) = (self.replica.end(), self.replayed());
         let lagged = !self.replay_lag.is_zero();
-        wire::write_message(stream, &Message::Ack { inspected, replayed, lagged }, None)?;
+        wire::write_message(
+            stream,
+            &Message::Ack {
+                inspected,
+                replayed,
+                lagged,
+            },
+            None,
+        )?;
         Ok(())
     }
 
@@ -353,7 +370,7 @@ impl Follower {
         let Some(r) = &mut self.replayer else {
             return Ok(());
         };
-        r.replay_until(limit)?;
+        r.replay_until(limit, Some(end))?;
         if end.generation() != before.generation() {
             self.since_checkpoint += self.generation_size;
         } else {
@@ -372,8 +389,9 @@ impl Follower {
     fn pause(&mut self) -> Result<()> {
         self.replica.sync()?;
         let limit = self.replay_limit();
+        let end = self.replica.end();
         if let Some(r) = &mut self.replayer {
-            r.replay_until(limit)?;
+            r.replay_until(limit, Some(end))?;
             r.checkpoint()?;
         }
         Ok(())
