@@ -401,25 +401,20 @@ impl Follower {
     /// file, then its header, written last so that an interrupted seed
     /// leaves no header (and the next session seeds again).
     fn seed(&mut self, stream: &mut TcpStream, header_page: &[u8]) -> Result<()> {
+        // The old database and log go first; the new file is written under
+        // a temporary name and renamed into place once whole and synced, so
+        // an interrupted seed never leaves a data file behind.
+        self.reset()?;
         self.seeding = true;
-        self.replayer = None;
         let path = data_path(&self.dir);
         let header = DbHeader::decode(header_page, 0, &path)?;
         let ps = header.page_size as usize;
         let salt = crate::pager::header::salt_of(&header.signature);
-        if self.vfs.exists(&path)? {
-            self.vfs.remove(&path)?;
+        let partial = seeding_path(&self.dir);
+        if self.vfs.exists(&partial)? {
+            self.vfs.remove(&partial)?;
         }
-        // A fresh log: the shipped log restarts at the seed's redo point.
-        let ldir = log_dir(&self.dir);
-        if self.vfs.exists(&ldir)? {
-            for name in self.vfs.list(&ldir)? {
-                self.vfs.remove(&ldir.join(name))?;
-            }
-        }
-        self.replica = LogReplica::open(self.vfs.clone(), &ldir)?;
-        let file = self.vfs.open(&path, OpenMode::CreateNew)?;
-        self.vfs.sync_dir(&self.dir)?;
+        let file = self.vfs.open(&partial, OpenMode::CreateNew)?;
         let pages = loop {
             match wire::read_message(stream)? {
                 Message::SeedPages {
@@ -461,8 +456,10 @@ impl Follower {
         file.sync_data()?;
         drop(file);
         // Checks what was written, as any open would.
-        let read = self.vfs.open(&path, OpenMode::Existing)?;
-        read_best(read.as_ref(), &path)?;
+        let read = self.vfs.open(&partial, OpenMode::Existing)?;
+        read_best(read.as_ref(), &partial)?;
+        self.vfs.rename(&partial, &path)?;
+        self.vfs.sync_dir(&self.dir)?;
         self.replayer = Some(Replayer::open(self.vfs.clone(), &self.dir, self.cache_bytes)?);
         self.database = header.signature.0;
         self.seeding = false;
@@ -470,6 +467,11 @@ impl Follower {
         tracing::info!(pages, redo = %header.redo_lsn, "replication: seed received");
         Ok(())
     }
+}
+
+/// Where a seed is written until it is whole.
+fn seeding_path(dir: &std::path::Path) -> PathBuf {
+    dir.join("data.mvdb.seeding")
 }
 
 /// Reads the copy's id from `dir/copy.id`, or makes one and syncs it.
