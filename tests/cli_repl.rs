@@ -139,3 +139,149 @@ fn serve_follow_status_compare_check() {
     let out = mailvault(&["compare", &p("a"), &p("b")], None);
     assert!(text(&out).contains("identical"), "{}", text(&out));
 }
+
+/// UIDs of a folder on a store, through `ls --json`.
+fn uids(dir: &str, mailbox: &str) -> Vec<u64> {
+    let out = mailvault(&["ls", dir, mailbox, "INBOX", "--json"], None);
+    assert!(out.status.success(), "{}", text(&out));
+    json(&out)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["uid"].as_u64().unwrap())
+        .collect()
+}
+
+#[test]
+fn load_serve_then_the_active_is_killed_and_the_copy_holds_a_prefix() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = |n: &str| tmp.path().join(n).to_str().unwrap().to_string();
+    std::fs::write(p("key"), "a cluster key for the cli test\n").unwrap();
+    // First a clean run: load --serve lingers until the copy has it all.
+    let addr = format!("127.0.0.1:{}", free_port());
+    let load = Command::new(env!("CARGO_BIN_EXE_mailvault"))
+        .args([
+            "load",
+            &p("a"),
+            "--messages",
+            "150",
+            "--threads",
+            "4",
+            "--mailboxes",
+            "3",
+        ])
+        .args(["--serve", &addr, "--key-file", &p("key"), "--linger", "20", "--json"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = mailvault(
+        &[
+            "follow",
+            &p("b"),
+            "--source",
+            &addr,
+            "--key-file",
+            &p("key"),
+            "--retry-for",
+            "10",
+        ],
+        None,
+    );
+    let mut load = load;
+    assert!(load.wait().unwrap().success());
+    assert!(out.status.success(), "{}", text(&out));
+    let out = mailvault(&["compare", &p("a"), &p("b")], None);
+    assert!(out.status.success(), "{}", text(&out));
+
+    // Then the active is killed with SIGKILL under load.
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut load = Command::new(env!("CARGO_BIN_EXE_mailvault"))
+        .args([
+            "load",
+            &p("k"),
+            "--messages",
+            "100000",
+            "--threads",
+            "8",
+            "--mailboxes",
+            "3",
+        ])
+        .args([
+            "--serve",
+            &addr,
+            "--key-file",
+            &p("key"),
+            "--acked",
+            &p("acked"),
+            "--json",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut follow = Command::new(env!("CARGO_BIN_EXE_mailvault"))
+        .args([
+            "follow",
+            &p("c"),
+            "--source",
+            &addr,
+            "--key-file",
+            &p("key"),
+            "--retry-for",
+            "2",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let s = mailvault(&["status", &p("c"), "--json"], None);
+        if s.status.success()
+            && json(&s)["state"] != "Seeding"
+            && json(&s)["replayed"].as_str().is_some_and(|r| r != "0:0x0")
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the copy never got going");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    load.kill().unwrap();
+    load.wait().unwrap();
+    assert!(
+        !follow.wait().unwrap().success(),
+        "follow gives up once the active is gone"
+    );
+    let status = json(&mailvault(&["status", &p("c"), "--json"], None));
+    assert!(status["replayed"].is_string(), "{status}");
+    // The copy is consistent, and each folder holds a prefix of the UIDs
+    // the active handed out: no holes.
+    let out = mailvault(&["check", &p("c")], None);
+    assert!(out.status.success(), "{}", text(&out));
+    let mut total = 0;
+    let mut have = std::collections::HashMap::new();
+    for m in ["user0000", "user0001", "user0002"] {
+        let u = uids(&p("c"), m);
+        assert_eq!(u, (1..=u.len() as u64).collect::<Vec<_>>(), "{m}: UIDs form a prefix");
+        total += u.len();
+        have.insert(m.to_string(), u.len() as u64);
+    }
+    assert!(total > 0, "the copy received some mail before the kill");
+    // Every acknowledged message the copy holds is byte-exact: write the
+    // acked lines that fall within the copy's UIDs, and check them.
+    let acked = std::fs::read_to_string(p("acked")).unwrap_or_default();
+    let held: Vec<&str> = acked
+        .lines()
+        .filter(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            let held = have.get(f[1]).copied().unwrap_or(0);
+            f[3].parse::<u64>().is_ok_and(|uid| uid <= held)
+        })
+        .collect();
+    assert!(!held.is_empty(), "some acknowledged mail reached the copy");
+    std::fs::write(p("held"), held.join("\n") + "\n").unwrap();
+    let out = mailvault(&["check", &p("c"), "--acked", &p("held")], None);
+    assert!(out.status.success(), "{}", text(&out));
+}

@@ -90,6 +90,16 @@ pub struct LoadArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
+    /// Act as the active meanwhile: serve passive copies on ADDR.
+    #[arg(long, value_name = "ADDR", requires = "key_file")]
+    serve: Option<String>,
+    /// The cluster key for `--serve`.
+    #[arg(long, value_name = "FILE")]
+    key_file: Option<PathBuf>,
+    /// After the load, keep serving until every copy has replayed
+    /// everything, or this long at most.
+    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+    linger: f64,
 }
 
 /// Throughput of a delivery run.
@@ -145,11 +155,11 @@ pub fn print_load(r: &LoadReport) {
 }
 
 pub fn load(args: &LoadArgs) -> Result<()> {
-    let store = if mailvault::pager::data_path(&args.dir).exists() {
+    let store = Arc::new(if mailvault::pager::data_path(&args.dir).exists() {
         open(&args.dir)?
     } else {
         Store::create(Arc::new(OsVfs), &args.dir, StoreOptions::default())?
-    };
+    });
     let validity = deliver::ensure_mailboxes(&store, args.mailboxes)?;
     let pool = deliver::pool(args.mix, args.seed, args.messages.min(1000) as usize);
     let acked = match &args.acked {
@@ -163,13 +173,22 @@ pub fn load(args: &LoadArgs) -> Result<()> {
         mailboxes: args.mailboxes,
         progress: !args.json,
     };
+    let serving = match (&args.serve, &args.key_file) {
+        (Some(addr), Some(key)) => Some(Serving::start(&store, addr, key)?),
+        _ => None,
+    };
     let before = store.database().pager().log().stats().bytes_written;
     let delivered = deliver::deliver(&store, &pool, &validity, &plan, acked.as_ref())?;
     let r = report(&store, &delivered, before);
     if let Some(w) = acked {
         w.into_inner().finish()?;
     }
-    store.close()?;
+    if let Some(s) = serving {
+        s.finish(&store, std::time::Duration::from_secs_f64(args.linger.max(0.0)))?;
+    }
+    Arc::try_unwrap(store)
+        .map_err(|_| CliError::msg("a replication session still holds the store"))?
+        .close()?;
     if args.json {
         output::print_json(&r)
     } else {
@@ -180,6 +199,43 @@ pub fn load(args: &LoadArgs) -> Result<()> {
             format!("{:.1}", deliver::dir_size(&args.dir) as f64 / 1e6),
         );
         Ok(())
+    }
+}
+
+/// `load --serve`: the replication listener beside the deliveries.
+struct Serving {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    registry: Arc<mailvault::repl::CopyRegistry>,
+    thread: std::thread::JoinHandle<Result<()>>,
+}
+
+impl Serving {
+    fn start(store: &Arc<Store>, addr: &str, key_file: &Path) -> Result<Serving> {
+        let key = mailvault::repl::ClusterKey::from_file(key_file)?;
+        let listener =
+            std::net::TcpListener::bind(addr).map_err(|e| CliError::msg(format!("listening on {addr}: {e}")))?;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let registry = Arc::new(mailvault::repl::CopyRegistry::with_retention_cap(4 << 30));
+        let (s, st, r) = (store.clone(), stop.clone(), registry.clone());
+        let thread = std::thread::spawn(move || crate::repl_cmds::serve_loop(&s, listener, &key, &st, &r));
+        Ok(Serving { stop, registry, thread })
+    }
+
+    /// Serves until every copy has replayed the whole log, or `linger`.
+    fn finish(self, store: &Store, linger: std::time::Duration) -> Result<()> {
+        let deadline = std::time::Instant::now() + linger;
+        let end = store.database().pager().log().durable_lsn();
+        while std::time::Instant::now() < deadline {
+            let copies = self.registry.all();
+            if copies.iter().all(|(_, p)| p.replayed >= end || p.needs_reseed) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread
+            .join()
+            .map_err(|_| CliError::msg("the replication listener panicked"))?
     }
 }
 
