@@ -430,8 +430,14 @@ impl Follower {
                     // Every page is checked before it is written; a page of
                     // zeros was never written on the active.
                     for (i, page) in bytes.chunks(ps).enumerate() {
+                        let no = u32::try_from(i)
+                            .ok()
+                            .and_then(|i| first.checked_add(i))
+                            .ok_or_else(|| {
+                                ReplError::Protocol(format!("seed pages from {first} run past the last page number"))
+                            })?;
                         if page.iter().any(|&b| b != 0) {
-                            crate::pager::page::verify(page, first + i as u32, salt, &path, ps)?;
+                            crate::pager::page::verify(page, no, salt, &path, ps)?;
                         }
                     }
                     file.write_at(&bytes, u64::from(first) * ps as u64)?;
