@@ -170,7 +170,17 @@ fn load_serve_then_the_active_is_killed_and_the_copy_holds_a_prefix() {
             "--mailboxes",
             "3",
         ])
-        .args(["--serve", &addr, "--key-file", &p("key"), "--linger", "20", "--json"])
+        .args([
+            "--serve",
+            &addr,
+            "--key-file",
+            &p("key"),
+            "--linger",
+            "20",
+            "--wait-copies",
+            "1",
+            "--json",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -220,6 +230,13 @@ fn load_serve_then_the_active_is_killed_and_the_copy_holds_a_prefix() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    // Start following once the active listens: `--retry-for` then only
+    // counts the time after the kill.
+    let listening = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(&addr).is_err() {
+        assert!(std::time::Instant::now() < listening, "the active never listened");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     let mut follow = Command::new(env!("CARGO_BIN_EXE_mailvault"))
         .args([
             "follow",
@@ -256,6 +273,11 @@ fn load_serve_then_the_active_is_killed_and_the_copy_holds_a_prefix() {
     );
     let status = json(&mailvault(&["status", &p("c"), "--json"], None));
     assert!(status["replayed"].is_string(), "{status}");
+    assert_eq!(status["state"], "Failed", "{status}");
+    assert!(
+        status["reason"].as_str().is_some_and(|r| r.contains("gave up")),
+        "{status}"
+    );
     // The copy is consistent, and each folder holds a prefix of the UIDs
     // the active handed out: no holes.
     let out = mailvault(&["check", &p("c")], None);

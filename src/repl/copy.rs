@@ -28,13 +28,16 @@ pub enum CopyState {
     /// A lagged copy that has inspected everything and replays behind by
     /// its lag, as configured.
     Lagged,
+    /// Replication stopped on an error it did not recover from (the reason
+    /// says which).
+    Failed,
     /// The active released the log this copy needed (it fell past the
     /// retention cap, or was away too long): it must be seeded again.
     NeedsReseed,
 }
 
 /// A copy's queues and positions.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CopyStatus {
     pub state: CopyState,
     /// The active's durable end, at its last word.
@@ -48,7 +51,14 @@ pub struct CopyStatus {
     pub copy_queue_bytes: u64,
     /// Log bytes inspected and not yet replayed.
     pub replay_queue_bytes: u64,
-    /// Why the copy needs a reseed, if it does.
+    /// Generations the copy queue and the replay queue span.
+    pub copy_queue_generations: u32,
+    pub replay_queue_generations: u32,
+    /// How long the oldest received, not yet replayed log has waited here.
+    pub replay_lag_secs: f64,
+    /// Seconds since the active was last heard from (none yet: `None`).
+    pub last_heard_secs: Option<f64>,
+    /// Why the copy needs a reseed, or why it failed, if it did.
     pub reason: Option<String>,
 }
 
@@ -69,6 +79,8 @@ pub struct Follower {
     since_checkpoint: u64,
     generation_size: u64,
     needs_reseed: Option<String>,
+    failed: Option<String>,
+    last_heard: Option<std::time::Instant>,
     /// Replay waits this long after log arrives (a lagged copy).
     replay_lag: Duration,
     /// When each received stretch of log arrived: (time, end).
@@ -111,6 +123,8 @@ impl Follower {
             since_checkpoint: 0,
             generation_size,
             needs_reseed: None,
+            failed: None,
+            last_heard: None,
             replay_lag: Duration::ZERO,
             arrivals: std::collections::VecDeque::new(),
             active_durable: Lsn::ZERO,
@@ -140,7 +154,9 @@ impl Follower {
         };
         let copy_queue_bytes = distance(inspected, self.active_durable);
         let replay_queue_bytes = distance(replayed, inspected);
-        let state = if self.needs_reseed.is_some() {
+        let state = if self.failed.is_some() {
+            CopyState::Failed
+        } else if self.needs_reseed.is_some() {
             CopyState::NeedsReseed
         } else if self.seeding || self.replayer.is_none() {
             CopyState::Seeding
@@ -158,8 +174,21 @@ impl Follower {
             replayed,
             copy_queue_bytes,
             replay_queue_bytes,
-            reason: self.needs_reseed.clone(),
+            copy_queue_generations: self.active_durable.generation().saturating_sub(inspected.generation()),
+            replay_queue_generations: inspected.generation().saturating_sub(replayed.generation()),
+            replay_lag_secs: self
+                .arrivals
+                .iter()
+                .find(|(_, end)| *end > replayed)
+                .map_or(0.0, |(at, _)| at.elapsed().as_secs_f64()),
+            last_heard_secs: self.last_heard.map(|t| t.elapsed().as_secs_f64()),
+            reason: self.failed.clone().or_else(|| self.needs_reseed.clone()),
         }
+    }
+
+    /// Records that replication stopped on an error (the status says so).
+    pub fn mark_failed(&mut self, reason: String) {
+        self.failed = Some(reason);
     }
 
     /// Makes this a lagged copy: log is replayed only once it is `lag` old
@@ -226,6 +255,7 @@ impl Follower {
         self.replica = LogReplica::open(self.vfs.clone(), &ldir)?;
         self.database = [0; 16];
         self.needs_reseed = None;
+        self.failed = None;
         self.active_durable = Lsn::ZERO;
         Ok(())
     }
@@ -290,6 +320,7 @@ impl Follower {
                 pending = None;
             }
             let msg = wire::read_message(&mut reader)?;
+            self.last_heard = Some(std::time::Instant::now());
             let mut chunk = ShipChunk {
                 first: self.replica.next(),
                 next: self.replica.next(),
@@ -371,6 +402,12 @@ impl Follower {
             return Ok(());
         };
         r.replay_until(limit, Some(end))?;
+        let replayed = r.position();
+        // Stretches replayed are forgotten: the list stays as long as the
+        // replay queue.
+        while self.arrivals.front().is_some_and(|(_, e)| *e <= replayed) {
+            self.arrivals.pop_front();
+        }
         if end.generation() != before.generation() {
             self.since_checkpoint += self.generation_size;
         } else {

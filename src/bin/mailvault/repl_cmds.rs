@@ -141,7 +141,13 @@ struct StatusJson {
     replayed: String,
     copy_queue_bytes: u64,
     replay_queue_bytes: u64,
-    /// Why the copy needs a reseed, if it does.
+    copy_queue_generations: u32,
+    replay_queue_generations: u32,
+    /// How long the oldest received, unreplayed log has waited.
+    replay_lag_secs: f64,
+    /// Seconds since the active was last heard from, when written.
+    last_heard_secs: Option<f64>,
+    /// Why the copy needs a reseed, or failed.
     reason: Option<String>,
     /// Microseconds since the epoch when written.
     updated_us: u64,
@@ -155,6 +161,10 @@ fn status_json(s: &CopyStatus) -> StatusJson {
         replayed: s.replayed.to_string(),
         copy_queue_bytes: s.copy_queue_bytes,
         replay_queue_bytes: s.replay_queue_bytes,
+        copy_queue_generations: s.copy_queue_generations,
+        replay_queue_generations: s.replay_queue_generations,
+        replay_lag_secs: s.replay_lag_secs,
+        last_heard_secs: s.last_heard_secs,
         reason: s.reason.clone(),
         updated_us: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -200,6 +210,9 @@ pub fn follow(args: &FollowArgs) -> Result<ExitCode> {
         match copy.session(&args.source, Duration::from_secs(10), Some(&until)) {
             Ok(()) => break,
             Err(ReplError::Refused { code, reason }) if code != mailvault::repl::auth::codes::SHUTDOWN => {
+                if code != mailvault::repl::auth::codes::NEEDS_RESEED {
+                    copy.mark_failed(format!("refused by the active (code {code}): {reason}"));
+                }
                 write_status(&args.dir, &copy.status());
                 return Err(CliError::msg(format!(
                     "the active refused this copy (code {code}): {reason}"
@@ -213,6 +226,7 @@ pub fn follow(args: &FollowArgs) -> Result<ExitCode> {
                 }
                 let since = *failing_since.get_or_insert_with(Instant::now);
                 if since.elapsed() >= args.retry_for {
+                    copy.mark_failed(format!("gave up after {:?}: {e}", args.retry_for));
                     write_status(&args.dir, &copy.status());
                     return Err(CliError::msg(format!("giving up after {:?}: {e}", args.retry_for)));
                 }
@@ -277,10 +291,20 @@ pub fn status(args: &StatusArgs) -> Result<()> {
     output::row("active's durable end (last heard)", &s.active_durable);
     output::row("inspected (written, checked, synced)", &s.inspected);
     output::row("replayed", &s.replayed);
-    output::row("copy queue bytes", s.copy_queue_bytes);
-    output::row("replay queue bytes", s.replay_queue_bytes);
+    output::row(
+        "copy queue (bytes, generations)",
+        format!("{}, {}", s.copy_queue_bytes, s.copy_queue_generations),
+    );
+    output::row(
+        "replay queue (bytes, generations)",
+        format!("{}, {}", s.replay_queue_bytes, s.replay_queue_generations),
+    );
+    output::row("replay lag (seconds)", format!("{:.3}", s.replay_lag_secs));
+    if let Some(heard) = s.last_heard_secs {
+        output::row("active last heard (seconds before update)", format!("{heard:.3}"));
+    }
     if let Some(reason) = &s.reason {
-        output::row("needs a reseed because", reason);
+        output::row("reason", reason);
     }
     output::row("updated", output::format_unix_us(s.updated_us));
     Ok(())

@@ -100,6 +100,10 @@ pub struct LoadArgs {
     /// everything, or this long at most.
     #[arg(long, value_name = "SECS", default_value_t = 30.0)]
     linger: f64,
+    /// With `--serve`: after the load, wait (up to `--linger`) until at
+    /// least this many copies have connected and replayed everything.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    wait_copies: usize,
 }
 
 /// Throughput of a delivery run.
@@ -184,7 +188,11 @@ pub fn load(args: &LoadArgs) -> Result<()> {
         w.into_inner().finish()?;
     }
     if let Some(s) = serving {
-        s.finish(&store, std::time::Duration::from_secs_f64(args.linger.max(0.0)))?;
+        s.finish(
+            &store,
+            std::time::Duration::from_secs_f64(args.linger.max(0.0)),
+            args.wait_copies,
+        )?;
     }
     Arc::try_unwrap(store)
         .map_err(|_| CliError::msg("a replication session still holds the store"))?
@@ -221,13 +229,16 @@ impl Serving {
         Ok(Serving { stop, registry, thread })
     }
 
-    /// Serves until every copy has replayed the whole log, or `linger`.
-    fn finish(self, store: &Store, linger: std::time::Duration) -> Result<()> {
+    /// Serves until every copy (and at least `copies`) has replayed the
+    /// whole log, or for `linger` at most.
+    fn finish(self, store: &Store, linger: std::time::Duration, copies: usize) -> Result<()> {
         let deadline = std::time::Instant::now() + linger;
         let end = store.database().pager().log().durable_lsn();
+        let copies_wanted = copies;
         while std::time::Instant::now() < deadline {
             let copies = self.registry.all();
-            if copies.iter().all(|(_, p)| p.replayed >= end || p.needs_reseed) {
+            let done = copies.iter().filter(|(_, p)| p.replayed >= end).count();
+            if done >= copies_wanted && copies.iter().all(|(_, p)| p.replayed >= end || p.needs_reseed) {
                 break;
             }
             std::thread::sleep(std::time::Duration::from_millis(20));
