@@ -27,6 +27,8 @@ pub struct ReplayProgress {
     /// Page changes applied and skipped (already in the file).
     pub applied: u64,
     pub skipped: u64,
+    /// Pages checked against a digest the active logged at a checkpoint.
+    pub verified: u64,
     /// The next record to replay.
     pub position: Lsn,
 }
@@ -122,7 +124,7 @@ impl Replayer {
     /// after `limit` (a lagged copy's replay point). `written`, if known, is
     /// where the shipped frames end: nothing past it is read ahead.
     pub fn replay_until(&mut self, limit: Lsn, written: Option<Lsn>) -> Result<ReplayProgress> {
-        let before = (self.pass.applied, self.pass.skipped);
+        let before = (self.pass.applied, self.pass.skipped, self.pass.verified);
         let mut progress = ReplayProgress {
             position: self.position,
             ..ReplayProgress::default()
@@ -154,6 +156,7 @@ impl Replayer {
         }
         progress.applied = self.pass.applied - before.0;
         progress.skipped = self.pass.skipped - before.1;
+        progress.verified = self.pass.verified - before.2;
         progress.position = self.position;
         Ok(progress)
     }

@@ -17,6 +17,8 @@ use crate::log::Lsn;
 pub const RECORD_COMMIT: u8 = 1;
 /// Record kind byte: a checkpoint starts here (recovery starts at one).
 pub const RECORD_CHECKPOINT: u8 = 2;
+/// Record kind: the digest of the pages a checkpoint wrote.
+pub const RECORD_DIGEST: u8 = 3;
 /// Page bytes before this offset are not logged: checksum, page number, LSN.
 pub const LOGGED_FROM: usize = 16;
 /// Equal bytes shorter than this between two changed ranges are sent along
@@ -47,6 +49,10 @@ pub enum DbRecord {
         /// Checkpoint number.
         number: u64,
     },
+    /// The pages a checkpoint wrote, each with its page LSN and checksum
+    /// (crc32c of bytes 4.. of the page): whoever replays the log checks
+    /// every listed page still at that LSN against it.
+    Digest { pages: Vec<(PageNo, Lsn, u32)> },
 }
 
 /// Computes the ranges that turn `old` into `new` (equal-length pages).
@@ -121,6 +127,15 @@ impl DbRecord {
                 out.push(RECORD_CHECKPOINT);
                 out.extend_from_slice(&number.to_le_bytes());
             }
+            DbRecord::Digest { pages } => {
+                out.push(RECORD_DIGEST);
+                out.extend_from_slice(&(pages.len() as u32).to_le_bytes());
+                for (no, lsn, crc) in pages {
+                    out.extend_from_slice(&no.to_le_bytes());
+                    out.extend_from_slice(&lsn.0.to_le_bytes());
+                    out.extend_from_slice(&crc.to_le_bytes());
+                }
+            }
         }
         out
     }
@@ -188,6 +203,17 @@ impl DbRecord {
                     return Err("trailing bytes after a checkpoint record".into());
                 }
                 Ok(DbRecord::Checkpoint { number })
+            }
+            RECORD_DIGEST => {
+                let n = r.u32()? as usize;
+                if n.checked_mul(16) != Some(r.left()) {
+                    return Err(format!("a digest of {n} pages in {} bytes", r.left()));
+                }
+                let mut pages = Vec::with_capacity(n);
+                for _ in 0..n {
+                    pages.push((r.u32()?, Lsn(r.u64()?), r.u32()?));
+                }
+                Ok(DbRecord::Digest { pages })
             }
             k => Err(format!("unknown record kind {k}")),
         }

@@ -233,6 +233,9 @@ pub fn run_checkpoint(args: &DumpDbArgs) -> Result<()> {
                             marker = Some(match DbRecord::decode(&r.data, h.page_size as usize) {
                                 Ok(DbRecord::Checkpoint { number }) => format!("checkpoint {number} at {}", r.lsn),
                                 Ok(DbRecord::Commit { seq, .. }) => format!("commit {seq} at {} (not a marker)", r.lsn),
+                                Ok(DbRecord::Digest { pages }) => {
+                                    format!("digest of {} pages at {} (not a marker)", pages.len(), r.lsn)
+                                }
                                 Err(e) => format!("undecodable record at {}: {e}", r.lsn),
                             });
                         } else {
