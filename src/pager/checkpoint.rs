@@ -9,7 +9,7 @@
 //! (or before the oldest pin, if older).
 
 use super::engine::Pager;
-use super::header::{DbHeader, DbState};
+use super::header::DbState;
 use super::page::{self, PageNo, PageRef};
 use super::redo::DbRecord;
 use super::{DbError, Result};
@@ -81,25 +81,9 @@ impl Pager {
         page_count: u32,
         state: DbState,
     ) -> Result<()> {
-        pages.sort_by_key(|(no, _)| *no);
-        let newest = pages.iter().map(|(_, p)| page::page_lsn(p)).max().unwrap_or(Lsn::ZERO);
-        let sequence = ck
-            .header
-            .sequence
-            .checked_add(1)
-            .ok_or_else(|| DbError::corrupt(&self.file.path, 0, "database header sequence at its maximum"))?;
-        self.file.write_pages_synced(&pages, sequence)?;
-        let header = DbHeader {
-            state,
-            sequence,
-            redo_lsn: redo,
-            required_lsn: ck.header.required_lsn.max(newest),
-            page_count: page_count.max(ck.header.page_count),
-            ..ck.header
-        };
-        let slot = 1 - ck.slot;
-        self.file.write_header(&header, slot)?;
-        self.file.sync()?;
+        let (header, slot) = self
+            .file
+            .write_checkpoint(&ck.header, ck.slot, &mut pages, redo, page_count, state)?;
         ck.header = header;
         ck.slot = slot;
         let mut st = self.state.lock();

@@ -147,6 +147,44 @@ impl DbFile {
             .map_err(|e| DbError::io(&self.path, current, "extend", e))
     }
 
+    /// Writes a checkpoint: its pages (sorted here, through the double-write
+    /// area), then the header after `current`, naming `redo` as the redo
+    /// point, into the other slot, and syncs. Returns the new header and its
+    /// slot.
+    pub fn write_checkpoint(
+        &self,
+        current: &DbHeader,
+        slot: u32,
+        pages: &mut [(PageNo, PageRef)],
+        redo: crate::log::Lsn,
+        page_count: u32,
+        state: super::header::DbState,
+    ) -> Result<(DbHeader, u32)> {
+        pages.sort_by_key(|(no, _)| *no);
+        let newest = pages
+            .iter()
+            .map(|(_, p)| page::page_lsn(p))
+            .max()
+            .unwrap_or(crate::log::Lsn::ZERO);
+        let sequence = current
+            .sequence
+            .checked_add(1)
+            .ok_or_else(|| DbError::corrupt(&self.path, 0, "database header sequence at its maximum"))?;
+        self.write_pages_synced(pages, sequence)?;
+        let header = DbHeader {
+            state,
+            sequence,
+            redo_lsn: redo,
+            required_lsn: current.required_lsn.max(newest),
+            page_count: page_count.max(current.page_count),
+            ..*current
+        };
+        let slot = 1 - slot;
+        self.write_header(&header, slot)?;
+        self.sync()?;
+        Ok((header, slot))
+    }
+
     /// Writes header copy `slot` (0 or 1). No sync.
     pub fn write_header(&self, header: &DbHeader, slot: u32) -> Result<()> {
         let bytes = header.encode(slot, self.page_size);

@@ -12,7 +12,7 @@ use super::apply::RedoPass;
 use super::doublewrite::{DoubleWrite, dw_path};
 use super::file::{DbFile, data_path, log_dir};
 use super::header::{DbHeader, DbState, read_best, salt_of};
-use super::page::{self, PageNo, PageRef};
+use super::page::{PageNo, PageRef};
 use super::{DbError, Result};
 use crate::log::{LogReader, Lsn};
 use crate::vfs::{OpenMode, SharedVfs};
@@ -176,25 +176,10 @@ impl Replayer {
     }
 
     fn write_checkpoint(&mut self, mut pages: Vec<(PageNo, PageRef)>, redo: Lsn) -> Result<()> {
-        pages.sort_by_key(|(no, _)| *no);
-        let newest = pages.iter().map(|(_, p)| page::page_lsn(p)).max().unwrap_or(Lsn::ZERO);
-        let sequence = self
-            .header
-            .sequence
-            .checked_add(1)
-            .ok_or_else(|| DbError::corrupt(&self.file.path, 0, "database header sequence at its maximum"))?;
-        self.file.write_pages_synced(&pages, sequence)?;
-        let header = DbHeader {
-            state: DbState::Dirty,
-            sequence,
-            redo_lsn: redo,
-            required_lsn: self.header.required_lsn.max(newest),
-            page_count: self.pass.page_count.max(self.header.page_count),
-            ..self.header
-        };
-        let slot = 1 - self.slot;
-        self.file.write_header(&header, slot)?;
-        self.file.sync()?;
+        let page_count = self.pass.page_count;
+        let (header, slot) =
+            self.file
+                .write_checkpoint(&self.header, self.slot, &mut pages, redo, page_count, DbState::Dirty)?;
         self.header = header;
         self.slot = slot;
         Ok(())
