@@ -9,6 +9,16 @@ mod cli_util;
 use cli_util::{json, mailvault, text};
 use std::process::{Command, Stdio};
 
+/// Starts `mailvault` with `args` in the background, output discarded.
+fn background(args: &[&str]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_mailvault"))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start mailvault")
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -39,21 +49,16 @@ fn serve_follow_status_compare_check() {
     );
     assert!(out.status.success(), "{}", text(&out));
     let addr = format!("127.0.0.1:{}", free_port());
-    let mut server = Command::new(env!("CARGO_BIN_EXE_mailvault"))
-        .args([
-            "serve",
-            &p("a"),
-            "--listen",
-            &addr,
-            "--key-file",
-            &p("key"),
-            "--linger",
-            "4",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut server = background(&[
+        "serve",
+        &p("a"),
+        "--listen",
+        &addr,
+        "--key-file",
+        &p("key"),
+        "--linger",
+        "4",
+    ]);
     std::thread::sleep(std::time::Duration::from_millis(300));
     let refused = mailvault(
         &[
@@ -105,21 +110,16 @@ fn serve_follow_status_compare_check() {
     );
     // A forced reseed of the same copy, from a second serving.
     let addr = format!("127.0.0.1:{}", free_port());
-    let mut server = Command::new(env!("CARGO_BIN_EXE_mailvault"))
-        .args([
-            "serve",
-            &p("a"),
-            "--listen",
-            &addr,
-            "--key-file",
-            &p("key"),
-            "--linger",
-            "2",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut server = background(&[
+        "serve",
+        &p("a"),
+        "--listen",
+        &addr,
+        "--key-file",
+        &p("key"),
+        "--linger",
+        "2",
+    ]);
     std::thread::sleep(std::time::Duration::from_millis(300));
     let out = mailvault(
         &[
@@ -159,32 +159,25 @@ fn load_serve_then_the_active_is_killed_and_the_copy_holds_a_prefix() {
     std::fs::write(p("key"), "a cluster key for the cli test\n").unwrap();
     // First a clean run: load --serve lingers until the copy has it all.
     let addr = format!("127.0.0.1:{}", free_port());
-    let load = Command::new(env!("CARGO_BIN_EXE_mailvault"))
-        .args([
-            "load",
-            &p("a"),
-            "--messages",
-            "150",
-            "--threads",
-            "4",
-            "--mailboxes",
-            "3",
-        ])
-        .args([
-            "--serve",
-            &addr,
-            "--key-file",
-            &p("key"),
-            "--linger",
-            "20",
-            "--wait-copies",
-            "1",
-            "--json",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let load = background(&[
+        "load",
+        &p("a"),
+        "--messages",
+        "150",
+        "--threads",
+        "4",
+        "--mailboxes",
+        "3",
+        "--serve",
+        &addr,
+        "--key-file",
+        &p("key"),
+        "--linger",
+        "20",
+        "--wait-copies",
+        "1",
+        "--json",
+    ]);
     let out = mailvault(
         &[
             "follow",
@@ -206,30 +199,23 @@ fn load_serve_then_the_active_is_killed_and_the_copy_holds_a_prefix() {
 
     // Then the active is killed with SIGKILL under load.
     let addr = format!("127.0.0.1:{}", free_port());
-    let mut load = Command::new(env!("CARGO_BIN_EXE_mailvault"))
-        .args([
-            "load",
-            &p("k"),
-            "--messages",
-            "100000",
-            "--threads",
-            "8",
-            "--mailboxes",
-            "3",
-        ])
-        .args([
-            "--serve",
-            &addr,
-            "--key-file",
-            &p("key"),
-            "--acked",
-            &p("acked"),
-            "--json",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut load = background(&[
+        "load",
+        &p("k"),
+        "--messages",
+        "100000",
+        "--threads",
+        "8",
+        "--mailboxes",
+        "3",
+        "--serve",
+        &addr,
+        "--key-file",
+        &p("key"),
+        "--acked",
+        &p("acked"),
+        "--json",
+    ]);
     // Start following once the active listens: `--retry-for` then only
     // counts the time after the kill.
     let listening = std::time::Instant::now() + std::time::Duration::from_secs(30);
@@ -237,21 +223,16 @@ fn load_serve_then_the_active_is_killed_and_the_copy_holds_a_prefix() {
         assert!(std::time::Instant::now() < listening, "the active never listened");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    let mut follow = Command::new(env!("CARGO_BIN_EXE_mailvault"))
-        .args([
-            "follow",
-            &p("c"),
-            "--source",
-            &addr,
-            "--key-file",
-            &p("key"),
-            "--retry-for",
-            "2",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut follow = background(&[
+        "follow",
+        &p("c"),
+        "--source",
+        &addr,
+        "--key-file",
+        &p("key"),
+        "--retry-for",
+        "2",
+    ]);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
         let s = mailvault(&["status", &p("c"), "--json"], None);
