@@ -6,10 +6,11 @@
 
 use mailvault::log::{FrameSource, LogReplica, Lsn};
 use mailvault::pager::{Replayer, data_path, log_dir};
-use mailvault::txn::{Database, DbOptions};
+use mailvault::txn::{Database, DbOptions, LogPin};
 use mailvault::vfs::sim::SimRng;
 use mailvault::vfs::{OpenMode, SimVfs, Vfs};
 use std::path::Path;
+use std::sync::Arc;
 
 fn opts() -> DbOptions {
     let mut o = DbOptions {
@@ -53,6 +54,22 @@ fn work(db: &Database, rng: &mut SimRng, round: u64) {
     tx.commit().unwrap();
 }
 
+/// Seeds `/copy` with `image` (the active's file at rest after a
+/// checkpoint) and starts its replica at the header's redo generation,
+/// pinned on the active.
+fn seed_copy(disk: &Arc<SimVfs>, db: &Database, image: &[u8]) -> (Replayer, FrameSource, LogReplica, LogPin) {
+    disk.create_dir_all(Path::new("/copy")).unwrap();
+    let copy = disk.open(&data_path(Path::new("/copy")), OpenMode::CreateNew).unwrap();
+    copy.write_at(image, 0).unwrap();
+    copy.sync_data().unwrap();
+    let replayer = Replayer::open(disk.clone(), "/copy", 32 * 4096).unwrap();
+    let start = Lsn::new(replayer.position().generation(), 0);
+    let source = FrameSource::new(disk.clone(), log_dir(Path::new("/active")));
+    let mut replica = LogReplica::open(disk.clone(), log_dir(Path::new("/copy"))).unwrap();
+    replica.start_at(start);
+    (replayer, source, replica, db.pin_log(start))
+}
+
 fn ship(source: &FrameSource, replica: &mut LogReplica, durable: Lsn) {
     loop {
         let chunk = source.read(replica.next(), durable, 64 << 10).unwrap();
@@ -84,17 +101,8 @@ fn a_replayed_copy_is_page_identical_to_the_active() {
         // Seed the copy from the file at rest after a checkpoint: the header
         // names the redo point the shipped log must start from.
         db.checkpoint().unwrap();
-        disk.create_dir_all(Path::new("/copy")).unwrap();
         let image = file_bytes(&disk, &data_path(Path::new("/active")));
-        let copy = disk.open(&data_path(Path::new("/copy")), OpenMode::CreateNew).unwrap();
-        copy.write_at(&image, 0).unwrap();
-        copy.sync_data().unwrap();
-        let mut replayer = Replayer::open(disk.clone(), "/copy", 32 * 4096).unwrap();
-        let start = Lsn::new(replayer.position().generation(), 0);
-        let source = FrameSource::new(disk.clone(), log_dir(Path::new("/active")));
-        let mut replica = LogReplica::open(disk.clone(), log_dir(Path::new("/copy"))).unwrap();
-        replica.start_at(start);
-        let pin = db.pin_log(start);
+        let (mut replayer, source, mut replica, pin) = seed_copy(&disk, &db, &image);
         let mut verified = 0;
         for round in 30..300 {
             work(&db, &mut rng, round);
@@ -162,7 +170,6 @@ fn a_copy_whose_pages_were_tampered_with_is_caught_by_the_digests() {
         work(&db, &mut rng, round);
     }
     db.checkpoint().unwrap();
-    disk.create_dir_all(Path::new("/copy")).unwrap();
     let mut image = file_bytes(&disk, &data_path(Path::new("/active")));
     // Damage every page of the copy in its middle, resealing each so that
     // it still passes its own checksum: only a comparison with the
@@ -177,15 +184,7 @@ fn a_copy_whose_pages_were_tampered_with_is_caught_by_the_digests() {
         let crc = crc32c::crc32c(&page[4..]);
         page[..4].copy_from_slice(&crc.to_le_bytes());
     }
-    let copy = disk.open(&data_path(Path::new("/copy")), OpenMode::CreateNew).unwrap();
-    copy.write_at(&image, 0).unwrap();
-    copy.sync_data().unwrap();
-    let mut replayer = Replayer::open(disk.clone(), "/copy", 32 * 4096).unwrap();
-    let start = Lsn::new(replayer.position().generation(), 0);
-    let source = FrameSource::new(disk.clone(), log_dir(Path::new("/active")));
-    let mut replica = LogReplica::open(disk.clone(), log_dir(Path::new("/copy"))).unwrap();
-    replica.start_at(start);
-    let _pin = db.pin_log(start);
+    let (mut replayer, source, mut replica, pin) = seed_copy(&disk, &db, &image);
     // Every key rewritten, then a checkpoint: its digest lists the pages.
     for round in 100..140 {
         work(&db, &mut rng, round);
@@ -194,6 +193,6 @@ fn a_copy_whose_pages_were_tampered_with_is_caught_by_the_digests() {
     ship(&source, &mut replica, db.pager().log().durable_lsn());
     let err = replayer.replay().unwrap_err();
     assert!(err.to_string().contains("diverged"), "{err}");
-    drop(_pin);
+    drop(pin);
     db.close().unwrap();
 }

@@ -5,7 +5,10 @@
 //! copy of another database are refused before any database or log byte is
 //! sent.
 
-use mailvault::log::{LogReader, Lsn};
+mod common;
+
+use common::read_records;
+use mailvault::log::Lsn;
 use mailvault::pager::data_path;
 use mailvault::repl::{ClusterKey, CopyRegistry, CopyState, Follower, ReplError, ShipOptions, serve_copy};
 use mailvault::txn::{Database, DbOptions};
@@ -75,16 +78,6 @@ fn commit_some(db: &Database, from: u32, n: u32) {
     }
 }
 
-fn records(dir: &std::path::Path, limit: Lsn) -> Vec<(Lsn, Vec<u8>)> {
-    LogReader::new(Arc::new(OsVfs), dir, Lsn::ZERO, limit)
-        .unwrap()
-        .map(|r| {
-            let r = r.unwrap();
-            (r.lsn, r.data)
-        })
-        .collect()
-}
-
 #[test]
 fn a_copy_is_seeded_live_follows_resumes_and_ends_page_identical() {
     let tmp = tempfile::tempdir().unwrap();
@@ -131,8 +124,8 @@ fn a_copy_is_seeded_live_follows_resumes_and_ends_page_identical() {
     // (The active's background checkpoint may have appended a marker since.)
     assert!(status.inspected >= target && status.replayed >= target, "{status:?}");
     // Records common to both logs are the same, at the same LSNs.
-    let active = records(&tmp.path().join("active/log"), target);
-    let shipped = records(&copy_dir.join("log"), target);
+    let active = read_records(Arc::new(OsVfs), tmp.path().join("active/log"), target);
+    let shipped = read_records(Arc::new(OsVfs), copy_dir.join("log"), target);
     let first = active[0].0.max(shipped[0].0);
     let a: Vec<_> = active.iter().filter(|r| r.0 >= first).collect();
     let c: Vec<_> = shipped.iter().filter(|r| r.0 >= first).collect();

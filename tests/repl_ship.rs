@@ -5,36 +5,18 @@
 //! the replica reopened at any point. Damaged or out-of-order chunks are
 //! refused before anything is written.
 
-use mailvault::log::{FrameSource, Log, LogOptions, LogReader, LogReplica, Lsn};
+mod common;
+
+use common::{read_records, small_opts as opts};
+use mailvault::log::{FrameSource, Log, LogReplica, Lsn};
 use mailvault::vfs::SimVfs;
 use mailvault::vfs::sim::SimRng;
-
-fn opts() -> LogOptions {
-    LogOptions {
-        frame_size: 512,
-        generation_size: 48 * 512,
-        buffer_size: 8 * 512,
-        max_record_size: 2048,
-        recycle_pool: 1,
-        ..LogOptions::default()
-    }
-}
 
 fn record(rng: &mut SimRng, n: u32) -> Vec<u8> {
     let mut v = vec![0u8; 1 + rng.below(1500) as usize];
     rng.fill(&mut v);
     v[0] = n as u8;
     v
-}
-
-fn records(disk: &std::sync::Arc<SimVfs>, dir: &str, limit: Lsn) -> Vec<(Lsn, Vec<u8>)> {
-    LogReader::new(disk.clone(), dir, Lsn::ZERO, limit)
-        .unwrap()
-        .map(|r| {
-            let r = r.unwrap();
-            (r.lsn, r.data)
-        })
-        .collect()
 }
 
 #[test]
@@ -87,7 +69,7 @@ fn shipped_frames_read_back_as_the_active_records() {
             log.durable_lsn(),
             "seed {seed}: the replica holds everything durable"
         );
-        let shipped = records(&disk, "/copy", replica.end());
+        let shipped = read_records(disk.clone(), "/copy", replica.end());
         assert_eq!(
             shipped, acked,
             "seed {seed}: the replica reads back as the active's records"

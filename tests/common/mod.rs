@@ -128,6 +128,18 @@ pub fn read_back(log: &Log) -> Vec<(Lsn, Vec<u8>)> {
         .collect()
 }
 
+/// Reads the records of the log in `dir` (an active's, or a copy's
+/// replica) up to `limit`.
+pub fn read_records(vfs: mailvault::vfs::SharedVfs, dir: impl AsRef<Path>, limit: Lsn) -> Vec<(Lsn, Vec<u8>)> {
+    mailvault::log::LogReader::new(vfs, dir.as_ref(), Lsn::ZERO, limit)
+        .expect("reader")
+        .map(|r| {
+            let r = r.expect("the log must read back cleanly");
+            (r.lsn, r.data)
+        })
+        .collect()
+}
+
 /// The model of what the log must hold: the records of earlier rounds that
 /// survived, plus this round's records by LSN.
 #[derive(Default, Clone)]
