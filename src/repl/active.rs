@@ -6,6 +6,7 @@
 
 use super::auth::{self, ClusterKey, codes};
 use super::error::{ReplError, Result};
+use super::seed;
 use super::wire::{self, Identity, Message};
 use crate::log::{FrameSource, Lsn, ShipChunk};
 use crate::txn::Database;
@@ -29,6 +30,8 @@ pub struct ShipOptions {
     pub compress: Option<i32>,
     /// Longest a handshake or a read may take.
     pub timeout: Duration,
+    /// Most seed bytes per second to one copy (`None`: as fast as it goes).
+    pub seed_rate: Option<u64>,
 }
 
 impl Default for ShipOptions {
@@ -39,6 +42,7 @@ impl Default for ShipOptions {
             poll: Duration::from_millis(1),
             compress: None,
             timeout: Duration::from_secs(10),
+            seed_rate: None,
         }
     }
 }
@@ -141,7 +145,7 @@ impl CopyRegistry {
         self.copies.lock().remove(copy).is_some()
     }
 
-    fn register(&self, db: &Database, copy: [u8; 16], start: Lsn) -> Arc<CopyEntry> {
+    pub(crate) fn register(&self, db: &Database, copy: [u8; 16], start: Lsn) -> Arc<CopyEntry> {
         self.copies
             .lock()
             .entry(copy)
@@ -169,7 +173,7 @@ fn log_distance(from: Lsn, to: Lsn, generation_size: u64) -> u64 {
     (generations * generation_size + u64::from(to.offset())).saturating_sub(u64::from(from.offset()))
 }
 
-fn refuse(stream: &mut TcpStream, code: u16, reason: String) -> ReplError {
+pub(crate) fn refuse(stream: &mut TcpStream, code: u16, reason: String) -> ReplError {
     tracing::warn!(code, %reason, "replication: refusing a copy");
     let _ = wire::write_message(
         stream,
@@ -201,8 +205,9 @@ pub fn serve_copy(
         tracing::warn!(peer = ?stream.peer_addr().ok(), error = %e, "replication: a copy failed authentication");
         return Err(e);
     }
-    let copy = match wire::read_message(&mut stream)? {
-        Message::Identify(id) => id,
+    let (copy, resume) = match wire::read_message(&mut stream)? {
+        Message::Identify(id) => (id, None),
+        Message::ResumeSeed { identity, next_page } => (identity, Some(next_page)),
         other => {
             return Err(refuse(
                 &mut stream,
@@ -237,9 +242,17 @@ pub fn serve_copy(
             "the copy's log belongs to another database".into(),
         ));
     }
+    if let Some(next_page) = resume {
+        // A seed cut off part way goes on if the log it needs is still here.
+        let start = match seed::resume_seed(db, &mut stream, registry, &copy, next_page, opts)? {
+            Some(start) => start,
+            None => seed::send_seed(db, &mut stream, registry, copy.copy, opts)?,
+        };
+        return ship_from(db, stream, opts, stop, registry, copy.copy, mine, start);
+    }
     if copy.database == [0; 16] || copy.position == Lsn::ZERO {
         // An empty copy: seed it, then ship from the seed's redo point.
-        let start = send_seed(db, &mut stream, registry, copy.copy, opts)?;
+        let start = seed::send_seed(db, &mut stream, registry, copy.copy, opts)?;
         return ship_from(db, stream, opts, stop, registry, copy.copy, mine, start);
     }
     if registry.get(&copy.copy).is_some_and(|e| e.progress().needs_reseed) {
@@ -259,62 +272,6 @@ pub fn serve_copy(
         ));
     }
     ship_from(db, stream, opts, stop, registry, copy.copy, mine, start)
-}
-
-/// Streams a seed: the header of the last completed checkpoint, then every
-/// page as the file holds it (torn pages read again), while writes go on.
-/// The log from the checkpoint's redo point is pinned first; replaying it
-/// over the pages brings them to one consistent state, since redo is
-/// idempotent by page LSN and every page already holds the checkpoint's
-/// state or newer. Returns where shipping starts.
-fn send_seed(
-    db: &Database,
-    stream: &mut TcpStream,
-    registry: &CopyRegistry,
-    copy: [u8; 16],
-    opts: &ShipOptions,
-) -> Result<Lsn> {
-    let pager = db.pager();
-    let header = pager.checkpoint_header();
-    let start = Lsn::new(header.redo_lsn.generation(), 0);
-    // An earlier registration is forgotten: the copy starts over.
-    registry.forget(&copy);
-    let entry = registry.register(db, copy, start);
-    entry.hold(start);
-    let ps = pager.page_size();
-    wire::write_message(
-        stream,
-        &Message::SeedBegin {
-            header: header.encode(0, ps),
-        },
-        None,
-    )?;
-    let per_message = (opts.max_chunk / ps).max(1) as u32;
-    let mut next: u32 = 2;
-    loop {
-        // The file may grow while it is copied: copy up to its end now.
-        let count = pager.page_count();
-        if next >= count {
-            break;
-        }
-        let n = per_message.min(count - next);
-        let mut bytes = vec![0u8; n as usize * ps];
-        for i in 0..n {
-            if let Some(page) = pager.read_file_page(next + i)? {
-                bytes[i as usize * ps..(i as usize + 1) * ps].copy_from_slice(&page);
-            }
-        }
-        let msg = Message::SeedPages {
-            first: next,
-            page_size: ps as u32,
-            bytes,
-        };
-        wire::write_message(stream, &msg, opts.compress)?;
-        next += n;
-    }
-    wire::write_message(stream, &Message::SeedEnd { pages: next }, None)?;
-    tracing::info!(pages = next, redo = %header.redo_lsn, "replication: seed sent");
-    Ok(start)
 }
 
 /// Ships the log from `start` until `stop`, the copy leaving, or an error.

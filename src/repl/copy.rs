@@ -8,12 +8,13 @@ use super::auth::{self, ClusterKey, codes};
 use super::error::{ReplError, Result};
 use super::wire::{self, Identity, Message};
 use crate::log::{LogReplica, Lsn, ShipChunk};
-use crate::pager::header::{DbHeader, read_best};
 use crate::pager::{Replayer, data_path, log_dir};
 use crate::vfs::{OpenMode, SharedVfs};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::time::Duration;
+
+mod seed;
 
 /// Where a copy stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,6 +90,8 @@ pub struct Follower {
     pub active_durable: Lsn,
     /// The database the copy belongs to, once known.
     pub database: [u8; 16],
+    /// A seed received in part, to resume.
+    partial_seed: Option<seed::PartialSeed>,
 }
 
 impl Follower {
@@ -108,6 +111,11 @@ impl Follower {
             replayer = Some(r);
         }
         let replica = LogReplica::open(vfs.clone(), log_dir(&dir))?;
+        let partial_seed = if replayer.is_none() {
+            seed::load_partial(&vfs, &dir)?
+        } else {
+            None
+        };
         if let Some(g) = replica.generation_size() {
             generation_size = g;
         }
@@ -129,6 +137,7 @@ impl Follower {
             arrivals: std::collections::VecDeque::new(),
             active_durable: Lsn::ZERO,
             database,
+            partial_seed,
         })
     }
 
@@ -239,8 +248,13 @@ impl Follower {
     /// seeds it again (a reseed).
     pub fn reset(&mut self) -> Result<()> {
         self.replayer = None;
-        let path = data_path(&self.dir);
-        for p in [path.clone(), crate::pager::dw_path(&self.dir)] {
+        self.partial_seed = None;
+        for p in [
+            data_path(&self.dir),
+            crate::pager::dw_path(&self.dir),
+            seed::seeding_path(&self.dir),
+            seed::state_path(&self.dir),
+        ] {
             if self.vfs.exists(&p)? {
                 self.vfs.remove(&p)?;
             }
@@ -281,7 +295,19 @@ impl Follower {
             epoch: 0,
             position,
         };
-        wire::write_message(&mut stream, &Message::Identify(me), None)?;
+        let hello = match &self.partial_seed {
+            Some(p) if self.replayer.is_none() => Message::ResumeSeed {
+                identity: Identity {
+                    database: p.header.signature.0,
+                    log: p.header.log_signature.0,
+                    position: p.header.redo_lsn,
+                    ..me
+                },
+                next_page: p.next,
+            },
+            _ => Message::Identify(me),
+        };
+        wire::write_message(&mut stream, &hello, None)?;
         loop {
             match wire::read_message(&mut stream)? {
                 Message::Accept { identity, start } => {
@@ -291,6 +317,7 @@ impl Follower {
                     break;
                 }
                 Message::SeedBegin { header } => self.seed(&mut stream, &header)?,
+                Message::SeedResumed { first } => self.resume_seed(&mut stream, first)?,
                 Message::Refuse { code, reason } => {
                     if code == codes::NEEDS_RESEED {
                         self.needs_reseed = Some(reason.clone());
@@ -433,88 +460,6 @@ impl Follower {
         }
         Ok(())
     }
-
-    /// Receives a seed: the pages of a consistent image of the active's
-    /// file, then its header, written last so that an interrupted seed
-    /// leaves no header (and the next session seeds again).
-    fn seed(&mut self, stream: &mut TcpStream, header_page: &[u8]) -> Result<()> {
-        // The old database and log go first; the new file is written under
-        // a temporary name and renamed into place once whole and synced, so
-        // an interrupted seed never leaves a data file behind.
-        self.reset()?;
-        self.seeding = true;
-        let path = data_path(&self.dir);
-        let header = DbHeader::decode(header_page, 0, &path)?;
-        let ps = header.page_size as usize;
-        let salt = crate::pager::header::salt_of(&header.signature);
-        let partial = seeding_path(&self.dir);
-        if self.vfs.exists(&partial)? {
-            self.vfs.remove(&partial)?;
-        }
-        let file = self.vfs.open(&partial, OpenMode::CreateNew)?;
-        let pages = loop {
-            match wire::read_message(stream)? {
-                Message::SeedPages {
-                    first,
-                    page_size,
-                    bytes,
-                } => {
-                    if page_size as usize != ps || first < 2 {
-                        return Err(ReplError::Protocol(format!(
-                            "seed pages from {first} of size {page_size}"
-                        )));
-                    }
-                    // Every page is checked before it is written; a page of
-                    // zeros was never written on the active.
-                    for (i, page) in bytes.chunks(ps).enumerate() {
-                        let no = u32::try_from(i)
-                            .ok()
-                            .and_then(|i| first.checked_add(i))
-                            .ok_or_else(|| {
-                                ReplError::Protocol(format!("seed pages from {first} run past the last page number"))
-                            })?;
-                        if page.iter().any(|&b| b != 0) {
-                            crate::pager::page::verify(page, no, salt, &path, ps)?;
-                        }
-                    }
-                    file.write_at(&bytes, u64::from(first) * ps as u64)?;
-                }
-                Message::SeedEnd { pages } => break pages,
-                Message::Refuse { code, reason } => return Err(ReplError::Refused { code, reason }),
-                other => {
-                    return Err(ReplError::Protocol(format!(
-                        "unexpected {} during a seed",
-                        other.name()
-                    )));
-                }
-            }
-        };
-        if (file.len()?) < u64::from(pages) * ps as u64 {
-            file.set_len(u64::from(pages) * ps as u64)?;
-        }
-        file.sync_data()?;
-        for slot in 0..2 {
-            file.write_at(&header.encode(slot, ps), u64::from(slot) * ps as u64)?;
-        }
-        file.sync_data()?;
-        drop(file);
-        // Checks what was written, as any open would.
-        let read = self.vfs.open(&partial, OpenMode::Existing)?;
-        read_best(read.as_ref(), &partial)?;
-        self.vfs.rename(&partial, &path)?;
-        self.vfs.sync_dir(&self.dir)?;
-        self.replayer = Some(Replayer::open(self.vfs.clone(), &self.dir, self.cache_bytes)?);
-        self.database = header.signature.0;
-        self.seeding = false;
-        self.since_checkpoint = 0;
-        tracing::info!(pages, redo = %header.redo_lsn, "replication: seed received");
-        Ok(())
-    }
-}
-
-/// Where a seed is written until it is whole.
-fn seeding_path(dir: &std::path::Path) -> PathBuf {
-    dir.join("data.mvdb.seeding")
 }
 
 /// Reads the copy's id from `dir/copy.id`, or makes one and syncs it.

@@ -8,6 +8,7 @@ pub mod auth;
 mod compare;
 mod copy;
 mod error;
+mod seed;
 pub mod wire;
 
 pub use active::{CopyEntry, CopyProgress, CopyRegistry, ShipOptions, serve_copy};

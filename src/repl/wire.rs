@@ -111,6 +111,13 @@ pub enum Message {
     SeedPages { first: u32, page_size: u32, bytes: Vec<u8> },
     /// Active → copy: the seed's pages are all sent; the file has `pages`.
     SeedEnd { pages: u32 },
+    /// Copy → active, instead of `Identify`: the copy holds part of a seed
+    /// (its identity's `position` is the seed's redo point) and asks for
+    /// the pages from `next_page` on.
+    ResumeSeed { identity: Identity, next_page: u32 },
+    /// Active → copy: the seed goes on from page `first`, against the
+    /// header the copy already holds (`SeedPages` and `SeedEnd` follow).
+    SeedResumed { first: u32 },
 }
 
 impl Message {
@@ -130,6 +137,8 @@ impl Message {
             Message::SeedBegin { .. } => 12,
             Message::SeedPages { .. } => 13,
             Message::SeedEnd { .. } => 14,
+            Message::ResumeSeed { .. } => 15,
+            Message::SeedResumed { .. } => 16,
         }
     }
 
@@ -198,6 +207,11 @@ impl Message {
                 p.extend_from_slice(bytes);
             }
             Message::SeedEnd { pages } => p.extend_from_slice(&pages.to_le_bytes()),
+            Message::ResumeSeed { identity, next_page } => {
+                put_identity(&mut p, identity);
+                p.extend_from_slice(&next_page.to_le_bytes());
+            }
+            Message::SeedResumed { first } => p.extend_from_slice(&first.to_le_bytes()),
         }
         p
     }
@@ -328,10 +342,23 @@ impl Message {
                     bytes: bytes.to_vec(),
                 }
             }
-            _ => {
+            14 => {
                 exact(4)?;
                 Message::SeedEnd {
                     pages: u32::from_le_bytes(arr(p)),
+                }
+            }
+            15 => {
+                exact(IDENTITY_LEN + 4)?;
+                Message::ResumeSeed {
+                    identity: get_identity(p),
+                    next_page: u32::from_le_bytes(arr(&p[IDENTITY_LEN..])),
+                }
+            }
+            _ => {
+                exact(4)?;
+                Message::SeedResumed {
+                    first: u32::from_le_bytes(arr(p)),
                 }
             }
         })
@@ -342,7 +369,7 @@ const MAX_REASON: usize = 1024;
 const IDENTITY_LEN: usize = 16 + 16 + 16 + 8 + 8;
 
 fn kind_name(kind: u8) -> Option<&'static str> {
-    const NAMES: [&str; 14] = [
+    const NAMES: [&str; 16] = [
         "Hello",
         "Challenge",
         "Proof",
@@ -357,6 +384,8 @@ fn kind_name(kind: u8) -> Option<&'static str> {
         "SeedBegin",
         "SeedPages",
         "SeedEnd",
+        "ResumeSeed",
+        "SeedResumed",
     ];
     NAMES.get(usize::from(kind).checked_sub(1)?).copied()
 }
@@ -580,6 +609,17 @@ mod tests {
                 bytes: vec![6; 8192],
             },
             Message::SeedEnd { pages: 99 },
+            Message::ResumeSeed {
+                identity: Identity {
+                    copy: [1; 16],
+                    database: [2; 16],
+                    log: [3; 16],
+                    epoch: 4,
+                    position: Lsn::new(5, 4096),
+                },
+                next_page: 77,
+            },
+            Message::SeedResumed { first: 77 },
         ]
     }
 

@@ -36,6 +36,29 @@ pub struct ServeArgs {
     /// Most MiB of log one copy may hold back; past it, it needs a reseed.
     #[arg(long, value_name = "N", default_value_t = 4096)]
     retention_mib: u64,
+    #[command(flatten)]
+    ship: ShipArgs,
+}
+
+/// How the active ships to copies.
+#[derive(Debug, Args, Clone)]
+pub struct ShipArgs {
+    /// Most MiB/s of seed to each copy [default: unlimited].
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    seed_rate_mib: Option<u64>,
+    /// Compress what is shipped with zstd at this level.
+    #[arg(long, value_name = "LEVEL", value_parser = clap::value_parser!(i32).range(1..=19))]
+    compress: Option<i32>,
+}
+
+impl ShipArgs {
+    pub fn options(&self) -> ShipOptions {
+        ShipOptions {
+            seed_rate: self.seed_rate_mib.map(|m| m << 20),
+            compress: self.compress,
+            ..ShipOptions::default()
+        }
+    }
 }
 
 /// Accepts copies on `listener` until `stop`, one thread per copy.
@@ -45,6 +68,7 @@ pub fn serve_loop(
     key: &ClusterKey,
     stop: &Arc<AtomicBool>,
     registry: &Arc<CopyRegistry>,
+    opts: &ShipOptions,
 ) -> Result<()> {
     listener.set_nonblocking(true).context(|| "listening")?;
     std::thread::scope(|s| {
@@ -54,17 +78,11 @@ pub fn serve_loop(
             }
             match listener.accept() {
                 Ok((stream, peer)) => {
-                    let (store, key, stop, registry) = (store.clone(), key.clone(), stop.clone(), registry.clone());
+                    let (store, key, stop, registry, opts) =
+                        (store.clone(), key.clone(), stop.clone(), registry.clone(), opts.clone());
                     s.spawn(move || {
                         let _ = stream.set_nonblocking(false);
-                        match serve_copy(
-                            store.database(),
-                            stream,
-                            &key,
-                            &ShipOptions::default(),
-                            &stop,
-                            &registry,
-                        ) {
+                        match serve_copy(store.database(), stream, &key, &opts, &stop, &registry) {
                             Ok(()) => tracing::info!(%peer, "a copy's session ended"),
                             Err(e) => tracing::warn!(%peer, error = %e, "a copy's session failed"),
                         }
@@ -96,7 +114,7 @@ pub fn serve(args: &ServeArgs) -> Result<()> {
             stop.store(true, Ordering::Relaxed);
         });
     }
-    serve_loop(&store, listener, &key, &stop, &registry)?;
+    serve_loop(&store, listener, &key, &stop, &registry, &args.ship.options())?;
     drop(registry);
     Arc::try_unwrap(store)
         .map_err(|_| CliError::msg("a session still holds the store"))?

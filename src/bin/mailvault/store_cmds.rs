@@ -96,6 +96,8 @@ pub struct LoadArgs {
     /// The cluster key for `--serve`.
     #[arg(long, value_name = "FILE")]
     key_file: Option<PathBuf>,
+    #[command(flatten)]
+    ship: crate::repl_cmds::ShipArgs,
     /// After the load, keep serving until every copy has replayed
     /// everything, or this long at most.
     #[arg(long, value_name = "SECS", default_value_t = 30.0)]
@@ -178,7 +180,7 @@ pub fn load(args: &LoadArgs) -> Result<()> {
         progress: !args.json,
     };
     let serving = match (&args.serve, &args.key_file) {
-        (Some(addr), Some(key)) => Some(Serving::start(&store, addr, key)?),
+        (Some(addr), Some(key)) => Some(Serving::start(&store, addr, key, args.ship.options())?),
         _ => None,
     };
     let before = store.database().pager().log().stats().bytes_written;
@@ -218,14 +220,14 @@ struct Serving {
 }
 
 impl Serving {
-    fn start(store: &Arc<Store>, addr: &str, key_file: &Path) -> Result<Serving> {
+    fn start(store: &Arc<Store>, addr: &str, key_file: &Path, opts: mailvault::repl::ShipOptions) -> Result<Serving> {
         let key = mailvault::repl::ClusterKey::from_file(key_file)?;
         let listener =
             std::net::TcpListener::bind(addr).map_err(|e| CliError::msg(format!("listening on {addr}: {e}")))?;
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let registry = Arc::new(mailvault::repl::CopyRegistry::with_retention_cap(4 << 30));
         let (s, st, r) = (store.clone(), stop.clone(), registry.clone());
-        let thread = std::thread::spawn(move || crate::repl_cmds::serve_loop(&s, listener, &key, &st, &r));
+        let thread = std::thread::spawn(move || crate::repl_cmds::serve_loop(&s, listener, &key, &st, &r, &opts));
         Ok(Serving { stop, registry, thread })
     }
 

@@ -1,0 +1,275 @@
+//! A copy's side of seeding: the pages arrive into `data.mvdb.seeding`,
+//! which is renamed into place once whole. Progress is saved as it goes
+//! (`seed.state`: the seed's header and the next page wanted), so a seed
+//! cut off part way resumes from there instead of from scratch.
+
+use super::Follower;
+use crate::pager::data_path;
+use crate::pager::header::{DbHeader, read_best, salt_of};
+use crate::repl::error::{ReplError, Result};
+use crate::repl::wire::{self, Message};
+use crate::vfs::{OpenMode, SharedVfs, VfsFile};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+
+/// Progress is saved after about this many bytes of pages, or this long.
+const SAVE_EVERY: u64 = 32 << 20;
+const SAVE_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+const STATE_MAGIC: [u8; 4] = *b"MVSS";
+const STATE_VERSION: u8 = 1;
+/// Largest header page a state file may hold (the largest page size).
+const MAX_HEADER: usize = 65536;
+
+/// A seed received in part: its header and the next page it wants.
+#[derive(Debug, Clone)]
+pub(crate) struct PartialSeed {
+    pub header_page: Vec<u8>,
+    pub header: DbHeader,
+    pub next: u32,
+}
+
+/// Where a seed is written until it is whole.
+pub(super) fn seeding_path(dir: &Path) -> PathBuf {
+    dir.join("data.mvdb.seeding")
+}
+
+pub(super) fn state_path(dir: &Path) -> PathBuf {
+    dir.join("seed.state")
+}
+
+/// `seed.state`: magic `MVSS` | version u8 | 3 zero bytes | next page u32 |
+/// header length u32 | header page | crc32c u32 of everything before.
+fn encode_state(header_page: &[u8], next: u32) -> Vec<u8> {
+    let mut b = Vec::with_capacity(20 + header_page.len());
+    b.extend_from_slice(&STATE_MAGIC);
+    b.extend_from_slice(&[STATE_VERSION, 0, 0, 0]);
+    b.extend_from_slice(&next.to_le_bytes());
+    b.extend_from_slice(&(header_page.len() as u32).to_le_bytes());
+    b.extend_from_slice(header_page);
+    let crc = crc32c::crc32c(&b);
+    b.extend_from_slice(&crc.to_le_bytes());
+    b
+}
+
+fn decode_state(b: &[u8], path: &Path) -> std::result::Result<PartialSeed, String> {
+    if b.len() < 20 || b[..4] != STATE_MAGIC {
+        return Err("not a seed state file".into());
+    }
+    if b[4] != STATE_VERSION {
+        return Err(format!("seed state version {}", b[4]));
+    }
+    let len = u32::from_le_bytes([b[12], b[13], b[14], b[15]]) as usize;
+    if len > MAX_HEADER || b.len() != 20 + len {
+        return Err(format!("{} bytes holding a header of {len}", b.len()));
+    }
+    let crc = u32::from_le_bytes([b[16 + len], b[17 + len], b[18 + len], b[19 + len]]);
+    if crc32c::crc32c(&b[..16 + len]) != crc {
+        return Err("checksum mismatch".into());
+    }
+    let header_page = b[16..16 + len].to_vec();
+    let header = DbHeader::decode(&header_page, 0, path).map_err(|e| e.to_string())?;
+    Ok(PartialSeed {
+        header_page,
+        header,
+        next: u32::from_le_bytes([b[8], b[9], b[10], b[11]]),
+    })
+}
+
+/// The seed `dir` holds in part, if any: a damaged state file, or one
+/// without its partial data file, counts as none (the next seed starts
+/// over and removes both).
+pub(super) fn load_partial(vfs: &SharedVfs, dir: &Path) -> Result<Option<PartialSeed>> {
+    let path = state_path(dir);
+    if !vfs.exists(&path)? || !vfs.exists(&seeding_path(dir))? {
+        return Ok(None);
+    }
+    let file = vfs.open(&path, OpenMode::Existing)?;
+    let len = file.len()?;
+    if len > (MAX_HEADER + 20) as u64 {
+        tracing::warn!(file = %path.display(), len, "replication: ignoring an oversize seed state file");
+        return Ok(None);
+    }
+    let mut b = vec![0u8; len as usize];
+    file.read_exact_at(&mut b, 0)?;
+    match decode_state(&b, &path) {
+        Ok(p) => Ok(Some(p)),
+        Err(reason) => {
+            tracing::warn!(file = %path.display(), offset = 0, %reason, "replication: ignoring a damaged seed state file");
+            Ok(None)
+        }
+    }
+}
+
+/// Saves progress: written aside, synced, renamed over the old state.
+fn save_partial(vfs: &SharedVfs, dir: &Path, header_page: &[u8], next: u32) -> Result<()> {
+    let tmp = dir.join("seed.state.tmp");
+    let file = vfs.open(&tmp, OpenMode::CreateOrOpen)?;
+    file.set_len(0)?;
+    file.write_at(&encode_state(header_page, next), 0)?;
+    file.sync_data()?;
+    drop(file);
+    vfs.rename(&tmp, &state_path(dir))?;
+    vfs.sync_dir(dir)?;
+    Ok(())
+}
+
+impl Follower {
+    /// Receives a fresh seed: the old database and log go first, then the
+    /// pages, then the header (written last).
+    pub(super) fn seed(&mut self, stream: &mut TcpStream, header_page: &[u8]) -> Result<()> {
+        self.reset()?;
+        self.seeding = true;
+        let header = DbHeader::decode(header_page, 0, &data_path(&self.dir))?;
+        let partial = seeding_path(&self.dir);
+        let file = self.vfs.open(&partial, OpenMode::CreateNew)?;
+        self.vfs.sync_dir(&self.dir)?;
+        let seed = PartialSeed {
+            header_page: header_page.to_vec(),
+            header,
+            next: 2,
+        };
+        save_partial(&self.vfs, &self.dir, header_page, 2)?;
+        self.partial_seed = Some(seed.clone());
+        self.receive_pages(stream, file.as_ref(), seed)
+    }
+
+    /// Goes on with the seed held in part, from page `first`.
+    pub(super) fn resume_seed(&mut self, stream: &mut TcpStream, first: u32) -> Result<()> {
+        let Some(seed) = self.partial_seed.clone() else {
+            return Err(ReplError::Protocol("SeedResumed, but this copy holds no seed".into()));
+        };
+        if first != seed.next {
+            return Err(ReplError::Protocol(format!(
+                "the seed resumes at page {first}; this copy asked for {}",
+                seed.next
+            )));
+        }
+        self.seeding = true;
+        let file = self.vfs.open(&seeding_path(&self.dir), OpenMode::Existing)?;
+        tracing::info!(from = first, "replication: resuming a seed");
+        self.receive_pages(stream, file.as_ref(), seed)
+    }
+
+    /// Receives pages in order from `seed.next` to `SeedEnd`, saving
+    /// progress as it goes, then writes the header and opens the replayer.
+    fn receive_pages(&mut self, stream: &mut TcpStream, file: &dyn VfsFile, mut seed: PartialSeed) -> Result<()> {
+        let path = data_path(&self.dir);
+        let ps = seed.header.page_size as usize;
+        let salt = salt_of(&seed.header.signature);
+        let mut unsaved = 0u64;
+        let mut saved_at = std::time::Instant::now();
+        let pages = loop {
+            match wire::read_message(stream)? {
+                Message::SeedPages {
+                    first,
+                    page_size,
+                    bytes,
+                } => {
+                    if page_size as usize != ps || first != seed.next {
+                        return Err(ReplError::Protocol(format!(
+                            "seed pages from {first} of size {page_size}; expected page {} of size {ps}",
+                            seed.next
+                        )));
+                    }
+                    // Every page is checked before it is written; a page of
+                    // zeros was never written on the active.
+                    for (i, page) in bytes.chunks(ps).enumerate() {
+                        let no = u32::try_from(i)
+                            .ok()
+                            .and_then(|i| first.checked_add(i))
+                            .ok_or_else(|| {
+                                ReplError::Protocol(format!("seed pages from {first} run past the last page number"))
+                            })?;
+                        if page.iter().any(|&b| b != 0) {
+                            crate::pager::page::verify(page, no, salt, &path, ps)?;
+                        }
+                    }
+                    file.write_at(&bytes, u64::from(first) * ps as u64)?;
+                    seed.next = first + (bytes.len() / ps) as u32;
+                    unsaved += bytes.len() as u64;
+                    if unsaved >= SAVE_EVERY || saved_at.elapsed() >= SAVE_AFTER {
+                        // The pages first: the state never runs ahead of them.
+                        file.sync_data()?;
+                        save_partial(&self.vfs, &self.dir, &seed.header_page, seed.next)?;
+                        self.partial_seed = Some(seed.clone());
+                        unsaved = 0;
+                        saved_at = std::time::Instant::now();
+                    }
+                }
+                Message::SeedEnd { pages } => break pages,
+                Message::Refuse { code, reason } => return Err(ReplError::Refused { code, reason }),
+                other => {
+                    return Err(ReplError::Protocol(format!(
+                        "unexpected {} during a seed",
+                        other.name()
+                    )));
+                }
+            }
+        };
+        if pages < seed.next {
+            return Err(ReplError::Protocol(format!(
+                "the seed ends at {pages} pages, after page {} arrived",
+                seed.next - 1
+            )));
+        }
+        self.finish_seed(file, &seed, pages)
+    }
+
+    fn finish_seed(&mut self, file: &dyn VfsFile, seed: &PartialSeed, pages: u32) -> Result<()> {
+        let ps = seed.header.page_size as usize;
+        if (file.len()?) < u64::from(pages) * ps as u64 {
+            file.set_len(u64::from(pages) * ps as u64)?;
+        }
+        file.sync_data()?;
+        for slot in 0..2 {
+            file.write_at(&seed.header.encode(slot, ps), u64::from(slot) * ps as u64)?;
+        }
+        file.sync_data()?;
+        let partial = seeding_path(&self.dir);
+        // Checks what was written, as any open would.
+        let read = self.vfs.open(&partial, OpenMode::Existing)?;
+        read_best(read.as_ref(), &partial)?;
+        drop(read);
+        let path = data_path(&self.dir);
+        self.vfs.rename(&partial, &path)?;
+        self.vfs.sync_dir(&self.dir)?;
+        // The state goes once the data file is in place; a crash between
+        // leaves a state without its partial file, which counts as none.
+        self.vfs.remove(&state_path(&self.dir))?;
+        self.partial_seed = None;
+        self.replayer = Some(crate::pager::Replayer::open(
+            self.vfs.clone(),
+            &self.dir,
+            self.cache_bytes,
+        )?);
+        self.database = seed.header.signature.0;
+        self.seeding = false;
+        self.since_checkpoint = 0;
+        tracing::info!(pages, redo = %seed.header.redo_lsn, "replication: seed received");
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn damaged_state_files_are_refused_with_reasons() {
+        let path = Path::new("seed.state");
+        let good = encode_state(&[0u8; 4096], 9);
+        // A header page of zeros does not decode as a header.
+        assert!(decode_state(&good, path).is_err());
+        let mut b = good.clone();
+        b[0] ^= 1;
+        assert_eq!(decode_state(&b, path).unwrap_err(), "not a seed state file");
+        let mut b = good.clone();
+        b[9] ^= 1;
+        assert_eq!(decode_state(&b, path).unwrap_err(), "checksum mismatch");
+        assert!(decode_state(&good[..good.len() - 1], path).is_err());
+        assert!(decode_state(&[], path).is_err());
+        let mut huge = good.clone();
+        huge[12..16].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(decode_state(&huge, path).unwrap_err().contains("header of"));
+    }
+}

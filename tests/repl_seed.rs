@@ -1,0 +1,223 @@
+//! Seeding over TCP on loopback: a seed paced to a byte rate takes at
+//! least as long as the rate says; a seed cut off part way (by a proxy
+//! that drops the connection) resumes from the page it had saved, sends
+//! only the rest, and the copy ends page-identical to the active.
+
+use mailvault::repl::wire::{self, Message};
+use mailvault::repl::{ClusterKey, CopyRegistry, CopyState, Follower, ShipOptions, compare, serve_copy};
+use mailvault::txn::{Database, DbOptions};
+use mailvault::vfs::{OsVfs, SharedVfs};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+const KEY: &[u8] = b"a cluster key for the tests, 32b";
+const RATE: u64 = 4 << 20;
+
+fn key() -> ClusterKey {
+    ClusterKey::new(KEY).unwrap()
+}
+
+fn options() -> DbOptions {
+    let mut o = DbOptions {
+        page_size: 4096,
+        cache_bytes: 4 << 20,
+        checkpoint_depth: 1 << 20,
+        ..DbOptions::default()
+    };
+    o.log.generation_size = 1 << 20;
+    o
+}
+
+fn fill(db: &Database, from: u32, n: u32) {
+    for i in from..from + n {
+        let mut tx = db.begin_write();
+        let t = tx.open_table("mail").unwrap();
+        tx.put(
+            &t,
+            format!("k{i:06}").as_bytes(),
+            &vec![(i % 251) as u8; 3000 + (i as usize * 37) % 5000],
+        )
+        .unwrap();
+        tx.commit().unwrap();
+    }
+}
+
+/// Serves copies, one at a time, with seeds paced to `RATE`.
+fn serve(db: Arc<Database>, listener: TcpListener, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+    listener.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        let registry = CopyRegistry::new();
+        let opts = ShipOptions {
+            heartbeat: Duration::from_millis(50),
+            seed_rate: Some(RATE),
+            ..ShipOptions::default()
+        };
+        while !stop.load(Ordering::Relaxed) {
+            match listener.accept() {
+                Ok((stream, _)) => {
+                    stream.set_nonblocking(false).unwrap();
+                    let _ = serve_copy(&db, stream, &key(), &opts, &stop, &registry);
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+    })
+}
+
+/// What a proxy saw the active send.
+#[derive(Default)]
+struct Seen {
+    passed: AtomicU64,
+    seed_page_bytes: AtomicU64,
+    seed_begun: AtomicBool,
+    resumed_from: AtomicU64,
+}
+
+/// Passes what it reads from the active on to the copy, counting, until
+/// `cut_after` bytes have passed.
+struct Tee {
+    from: TcpStream,
+    to: TcpStream,
+    cut_after: u64,
+    seen: Arc<Seen>,
+}
+
+impl Read for Tee {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.seen.passed.load(Ordering::Relaxed) >= self.cut_after {
+            return Err(std::io::Error::other("cut"));
+        }
+        let n = self.from.read(buf)?;
+        self.seen.passed.fetch_add(n as u64, Ordering::Relaxed);
+        self.to.write_all(&buf[..n])?;
+        Ok(n)
+    }
+}
+
+/// Forwards one connection to `target`, decoding what the active sends,
+/// and drops it once `cut_after` bytes from the active have passed.
+fn proxy_once(target: String, cut_after: u64, seen: Arc<Seen>) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        let (client, _) = listener.accept().unwrap();
+        let server = TcpStream::connect(&target).unwrap();
+        let (mut c_in, mut s_out) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 16 << 10];
+            while let Ok(n) = c_in.read(&mut buf) {
+                if n == 0 || s_out.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut tee = Tee {
+            from: server.try_clone().unwrap(),
+            to: client.try_clone().unwrap(),
+            cut_after,
+            seen: seen.clone(),
+        };
+        while let Ok(msg) = wire::read_message(&mut tee) {
+            match msg {
+                Message::SeedBegin { .. } => seen.seed_begun.store(true, Ordering::Relaxed),
+                Message::SeedResumed { first } => seen.resumed_from.store(u64::from(first), Ordering::Relaxed),
+                Message::SeedPages { bytes, .. } => {
+                    seen.seed_page_bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                }
+                _ => {}
+            }
+        }
+        let _ = client.shutdown(std::net::Shutdown::Both);
+        let _ = server.shutdown(std::net::Shutdown::Both);
+    });
+    addr
+}
+
+#[test]
+fn a_paced_seed_cut_part_way_resumes_from_its_saved_page_and_ends_identical() {
+    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+    let tmp = tempfile::tempdir().unwrap();
+    let vfs: SharedVfs = Arc::new(OsVfs);
+    let db = Arc::new(Database::create(vfs.clone(), tmp.path().join("active"), options()).unwrap());
+    {
+        let mut tx = db.begin_write();
+        tx.create_table("mail").unwrap();
+        tx.commit().unwrap();
+    }
+    fill(&db, 0, 2000);
+    db.checkpoint().unwrap();
+    let file_bytes = u64::from(db.pager().page_count()) * 4096;
+    assert!(file_bytes > 10 << 20, "{file_bytes} bytes");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let stop = Arc::new(AtomicBool::new(false));
+    let server = serve(db.clone(), listener, stop.clone());
+    // Writes go on during the seed.
+    let writer = {
+        let db = db.clone();
+        std::thread::spawn(move || fill(&db, 5000, 300))
+    };
+
+    // First session, through a proxy that cuts it after 60% of the file.
+    let copy_dir = tmp.path().join("copy");
+    let first = Arc::new(Seen::default());
+    let via = proxy_once(addr.clone(), file_bytes * 6 / 10, first.clone());
+    let mut copy = Follower::open(vfs.clone(), &copy_dir, key(), 1 << 20).unwrap();
+    let started = Instant::now();
+    let r = copy.session(&via, Duration::from_secs(5), None);
+    let first_secs = started.elapsed().as_secs_f64();
+    assert!(r.is_err(), "the cut session fails: {r:?}");
+    assert_eq!(copy.status().state, CopyState::Seeding);
+    let sent = first.passed.load(Ordering::Relaxed);
+    let first_pages = first.seed_page_bytes.load(Ordering::Relaxed);
+    assert!(first.seed_begun.load(Ordering::Relaxed));
+    assert!(first_pages > file_bytes / 2, "{first_pages} bytes of pages passed");
+    // Paced: the bytes that passed could not have passed faster.
+    assert!(
+        first_secs >= sent as f64 / RATE as f64 * 0.9,
+        "{sent} bytes in {first_secs:.2} s at {RATE} B/s"
+    );
+    drop(copy);
+    assert!(
+        !copy_dir.join("data.mvdb").exists(),
+        "no data file before the seed is whole"
+    );
+    let state = std::fs::read(copy_dir.join("seed.state")).unwrap();
+    let saved = u64::from(u32::from_le_bytes(state[8..12].try_into().unwrap()));
+    // Saved at least once a second: at most about a second of pages is lost.
+    assert!(
+        (saved - 2) * 4096 + 2 * RATE >= first_pages,
+        "saved page {saved}, {first_pages} bytes of pages passed"
+    );
+
+    // Second session, reopened: resumes from the saved page; nothing
+    // before it is sent again.
+    let second = Arc::new(Seen::default());
+    let via = proxy_once(addr.clone(), u64::MAX, second.clone());
+    let mut copy = Follower::open(vfs.clone(), &copy_dir, key(), 1 << 20).unwrap();
+    writer.join().unwrap();
+    let target = db.pager().log().durable_lsn();
+    let caught_up = move |f: &Follower| f.replayed() >= target;
+    copy.session(&via, Duration::from_secs(10), Some(&caught_up)).unwrap();
+    assert!(!second.seed_begun.load(Ordering::Relaxed), "no fresh seed");
+    assert_eq!(second.resumed_from.load(Ordering::Relaxed), saved);
+    let pages_now = u64::from(db.pager().page_count());
+    let resent = second.seed_page_bytes.load(Ordering::Relaxed);
+    assert!(
+        resent > 0 && resent <= (pages_now - saved) * 4096,
+        "{resent} bytes of pages after resuming at page {saved} of {pages_now}"
+    );
+    assert!(
+        !copy_dir.join("seed.state").exists(),
+        "the state goes once the seed is whole"
+    );
+    drop(copy);
+    stop.store(true, Ordering::Relaxed);
+    server.join().unwrap();
+    db.checkpoint().unwrap();
+    let cmp = compare(&vfs, &tmp.path().join("active"), &copy_dir).unwrap();
+    assert!(cmp.identical(), "pages differ: {:?}", cmp.differing);
+}
