@@ -102,6 +102,8 @@ fn a_copy_is_seeded_live_follows_resumes_and_ends_page_identical() {
     // First session: seeded while the writers run; stopped part way, as a
     // copy killed mid-stream would be.
     let mut copy = Follower::open(Arc::new(OsVfs), &copy_dir, key(), 1 << 20).unwrap();
+    // The copy keeps its replayed log, to be compared below.
+    copy.set_truncation_lag(Duration::from_secs(3600));
     assert_eq!(copy.status().state, CopyState::Seeding);
     let first_stop = |f: &Follower| f.replayed() > Lsn::ZERO && f.replica().end().generation() >= 2;
     copy.session(&addr, Duration::from_secs(5), Some(&first_stop)).unwrap();
@@ -112,6 +114,7 @@ fn a_copy_is_seeded_live_follows_resumes_and_ends_page_identical() {
     }
     // Second session, reopened: resumes from its position and catches up.
     let mut copy = Follower::open(Arc::new(OsVfs), &copy_dir, key(), 1 << 20).unwrap();
+    copy.set_truncation_lag(Duration::from_secs(3600));
     assert_eq!(
         copy.replica().next(),
         resumed_at,
@@ -304,6 +307,55 @@ fn a_lagged_copy_holds_its_lag_and_play_down_catches_it_up() {
     assert!(copy.replayed() < target, "the lag still holds");
     copy.play_down().unwrap();
     assert!(copy.replayed() >= target, "play-down replays everything received");
+    stop.store(true, Ordering::Relaxed);
+    server.join().unwrap();
+}
+
+fn generations(dir: &std::path::Path) -> Vec<u32> {
+    let mut g: Vec<u32> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| mailvault::log::parse_generation_name(e.unwrap().file_name().to_str()?))
+        .collect();
+    g.sort_unstable();
+    g
+}
+
+#[test]
+fn a_truncation_lag_keeps_replayed_log_on_the_copy_until_it_expires() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = Arc::new(Database::create(Arc::new(OsVfs), tmp.path().join("active"), small_db()).unwrap());
+    {
+        let mut tx = db.begin_write();
+        tx.create_table("mail").unwrap();
+        tx.commit().unwrap();
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let stop = Arc::new(AtomicBool::new(false));
+    let server = serve(db.clone(), listener, stop.clone());
+    let copy_dir = tmp.path().join("copy");
+    let mut copy = Follower::open(Arc::new(OsVfs), &copy_dir, key(), 1 << 20).unwrap();
+    copy.set_truncation_lag(Duration::from_secs(3600));
+    commit_some(&db, 0, 20);
+    let target = db.pager().log().durable_lsn();
+    let caught_up = move |f: &Follower| f.replayed() >= target;
+    copy.session(&addr, Duration::from_secs(5), Some(&caught_up)).unwrap();
+    let first = generations(&copy_dir.join("log"))[0];
+    commit_some(&db, 100, 400);
+    let target = db.pager().log().durable_lsn();
+    let caught_up = move |f: &Follower| f.replayed() >= target;
+    copy.session(&addr, Duration::from_secs(5), Some(&caught_up)).unwrap();
+    let held = generations(&copy_dir.join("log"));
+    assert!(target.generation() >= first + 3, "{target} from generation {first}");
+    assert_eq!(held[0], first, "the lag holds every replayed generation: {held:?}");
+    // With the lag gone, the next clean end of a session removes them.
+    copy.set_truncation_lag(Duration::ZERO);
+    commit_some(&db, 2000, 5);
+    let target = db.pager().log().durable_lsn();
+    let caught_up = move |f: &Follower| f.replayed() >= target;
+    copy.session(&addr, Duration::from_secs(5), Some(&caught_up)).unwrap();
+    let left = generations(&copy_dir.join("log"));
+    assert!(left[0] > first + 2, "{left:?} after replaying to {target}");
     stop.store(true, Ordering::Relaxed);
     server.join().unwrap();
 }

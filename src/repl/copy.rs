@@ -14,6 +14,7 @@ use std::net::TcpStream;
 use std::path::PathBuf;
 use std::time::Duration;
 
+mod retain;
 mod seed;
 
 /// Where a copy stands.
@@ -92,6 +93,8 @@ pub struct Follower {
     pub database: [u8; 16],
     /// A seed received in part, to resume.
     partial_seed: Option<seed::PartialSeed>,
+    /// How long replayed generations stay in the copy's log.
+    truncation_lag: retain::TruncationLag,
 }
 
 impl Follower {
@@ -119,6 +122,7 @@ impl Follower {
         if let Some(g) = replica.generation_size() {
             generation_size = g;
         }
+        let replayed = replayer.as_ref().map_or(Lsn::ZERO, Replayer::position);
         Ok(Follower {
             vfs,
             dir,
@@ -138,6 +142,7 @@ impl Follower {
             active_durable: Lsn::ZERO,
             database,
             partial_seed,
+            truncation_lag: retain::TruncationLag::new(Duration::ZERO, replayed, std::time::Instant::now()),
         })
     }
 
@@ -209,6 +214,13 @@ impl Follower {
         self.replay_lag = lag;
     }
 
+    /// Keeps replayed generations in the copy's log for `lag` after replay
+    /// passed them (a truncation lag); zero removes them at the next
+    /// checkpoint. It never holds the active's log.
+    pub fn set_truncation_lag(&mut self, lag: Duration) {
+        self.truncation_lag.set_lag(lag);
+    }
+
     /// Replays everything received now, whatever the lag (play-down), and
     /// checkpoints.
     pub fn play_down(&mut self) -> Result<crate::pager::ReplayProgress> {
@@ -271,6 +283,8 @@ impl Follower {
         self.needs_reseed = None;
         self.failed = None;
         self.active_durable = Lsn::ZERO;
+        let lag = self.truncation_lag.lag();
+        self.truncation_lag = retain::TruncationLag::new(lag, Lsn::ZERO, std::time::Instant::now());
         Ok(())
     }
 
@@ -430,6 +444,8 @@ impl Follower {
         };
         r.replay_until(limit, Some(end))?;
         let replayed = r.position();
+        let now = std::time::Instant::now();
+        self.truncation_lag.replayed(replayed, now);
         // Stretches replayed are forgotten: the list stays as long as the
         // replay queue.
         while self.arrivals.front().is_some_and(|(_, e)| *e <= replayed) {
@@ -442,14 +458,24 @@ impl Follower {
         }
         if self.since_checkpoint >= CHECKPOINT_EVERY {
             r.checkpoint()?;
-            r.truncate_log(Lsn::new(self.replica.next().generation(), 0))?;
             self.since_checkpoint = 0;
+            self.truncate(now)?;
+        }
+        Ok(())
+    }
+
+    /// Removes the generations the last checkpoint no longer needs and the
+    /// truncation lag no longer holds.
+    fn truncate(&mut self, now: std::time::Instant) -> Result<()> {
+        let keep = Lsn::new(self.replica.next().generation(), 0).min(self.truncation_lag.keep(now));
+        if let Some(r) = &self.replayer {
+            r.truncate_log(keep)?;
         }
         Ok(())
     }
 
     /// Ends a session cleanly: everything received is synced and replayed,
-    /// and the copy checkpointed.
+    /// the copy checkpointed and its log truncated.
     fn pause(&mut self) -> Result<()> {
         self.replica.sync()?;
         let limit = self.replay_limit();
@@ -457,6 +483,10 @@ impl Follower {
         if let Some(r) = &mut self.replayer {
             r.replay_until(limit, Some(end))?;
             r.checkpoint()?;
+            let now = std::time::Instant::now();
+            self.truncation_lag.replayed(r.position(), now);
+            self.since_checkpoint = 0;
+            self.truncate(now)?;
         }
         Ok(())
     }

@@ -138,6 +138,9 @@ pub struct FollowArgs {
     /// A lagged copy: replay log only once it is this old here.
     #[arg(long, value_name = "SECS", value_parser = parse_duration)]
     replay_lag: Option<Duration>,
+    /// Keep replayed log in the copy this long before removing it.
+    #[arg(long, value_name = "SECS", value_parser = parse_duration)]
+    truncation_lag: Option<Duration>,
     /// Print the final status as JSON.
     #[arg(long)]
     json: bool,
@@ -209,6 +212,9 @@ pub fn follow(args: &FollowArgs) -> Result<ExitCode> {
     }
     if let Some(lag) = args.replay_lag {
         copy.set_replay_lag(lag);
+    }
+    if let Some(lag) = args.truncation_lag {
+        copy.set_truncation_lag(lag);
     }
     let mut failing_since: Option<Instant> = None;
     let mut backoff = Duration::from_millis(100);
@@ -283,6 +289,7 @@ pub fn seed(args: &SeedArgs) -> Result<ExitCode> {
         key_file: args.follow.key_file.clone(),
         retry_for: args.follow.retry_for,
         replay_lag: args.follow.replay_lag,
+        truncation_lag: args.follow.truncation_lag,
         json: args.follow.json,
         reseed: true,
     };
