@@ -288,3 +288,76 @@ fn load_serve_then_the_active_is_killed_and_the_copy_holds_a_prefix() {
     let out = mailvault(&["check", &p("c"), "--acked", &p("held")], None);
     assert!(out.status.success(), "{}", text(&out));
 }
+
+#[test]
+fn a_following_copy_serves_another_copy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = |n: &str| tmp.path().join(n).to_str().unwrap().to_string();
+    std::fs::write(p("key"), "a cluster key for the cli test\n").unwrap();
+    let out = mailvault(
+        &[
+            "load",
+            &p("a"),
+            "--messages",
+            "60",
+            "--threads",
+            "2",
+            "--acked",
+            &p("acked"),
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let (active, relay) = (
+        format!("127.0.0.1:{}", free_port()),
+        format!("127.0.0.1:{}", free_port()),
+    );
+    let mut server = background(&[
+        "serve",
+        &p("a"),
+        "--listen",
+        &active,
+        "--key-file",
+        &p("key"),
+        "--linger",
+        "5",
+    ]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // B follows the active and serves C; C may ask before B has a database
+    // (it is told to try again) and then follows B until B stops.
+    let mut b = background(&[
+        "follow",
+        &p("b"),
+        "--source",
+        &active,
+        "--key-file",
+        &p("key"),
+        "--serve",
+        &relay,
+    ]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let out = mailvault(
+        &[
+            "follow",
+            &p("c"),
+            "--source",
+            &relay,
+            "--key-file",
+            &p("key"),
+            "--retry-for",
+            "10",
+            "--json",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(server.wait().unwrap().success());
+    assert!(b.wait().unwrap().success(), "B ends when the active does");
+    for copy in ["b", "c"] {
+        let out = mailvault(&["compare", &p("a"), &p(copy), "--json"], None);
+        assert!(out.status.success(), "{}", text(&out));
+        assert_eq!(json(&out)["identical"], true, "{copy}: {}", text(&out));
+    }
+    let out = mailvault(&["check", &p("c"), "--acked", &p("acked")], None);
+    assert!(out.status.success(), "{}", text(&out));
+}

@@ -144,7 +144,7 @@ fn damaged_streams_are_detected_and_the_copy_still_ends_identical() {
                         // must not hold up the next connection.
                         let registry = registry.clone();
                         std::thread::spawn(move || {
-                            let _ = serve_copy(&db, s, &key, &opts, &stop, &registry);
+                            let _ = serve_copy(&*db, s, &key, &opts, &stop, &registry);
                         });
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(2)),

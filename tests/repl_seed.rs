@@ -59,7 +59,7 @@ fn serve(db: Arc<Database>, listener: TcpListener, stop: Arc<AtomicBool>) -> std
             match listener.accept() {
                 Ok((stream, _)) => {
                     stream.set_nonblocking(false).unwrap();
-                    let _ = serve_copy(&db, stream, &key(), &opts, &stop, &registry);
+                    let _ = serve_copy(&*db, stream, &key(), &opts, &stop, &registry);
                 }
                 Err(_) => std::thread::sleep(Duration::from_millis(5)),
             }

@@ -53,7 +53,7 @@ fn serve(
             match listener.accept() {
                 Ok((stream, _)) => {
                     stream.set_nonblocking(false).unwrap();
-                    let r = serve_copy(&db, stream, &key(), &opts, &stop, &registry);
+                    let r = serve_copy(&*db, stream, &key(), &opts, &stop, &registry);
                     outcomes.push(r.map_err(|e| e.to_string()));
                 }
                 Err(_) => std::thread::sleep(Duration::from_millis(5)),
@@ -211,10 +211,10 @@ fn a_copy_past_the_retention_cap_needs_a_reseed_and_the_active_disk_stays_bounde
         listener.set_nonblocking(true).unwrap();
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
-                registry.enforce(&db);
+                registry.enforce(&*db);
                 if let Ok((stream, _)) = listener.accept() {
                     stream.set_nonblocking(false).unwrap();
-                    let _ = serve_copy(&db, stream, &key(), &ShipOptions::default(), &stop, &registry);
+                    let _ = serve_copy(&*db, stream, &key(), &ShipOptions::default(), &stop, &registry);
                 } else {
                     std::thread::sleep(Duration::from_millis(5));
                 }

@@ -161,23 +161,7 @@ impl Pager {
     /// page was never written (all zeros, or beyond the file's end): the
     /// log from the seed's redo point then holds a full image of it.
     pub fn read_file_page(&self, no: PageNo) -> Result<Option<super::page::PageBuf>> {
-        for _ in 0..1000 {
-            if let Some(page) = self.file.read_page_for_redo(no)? {
-                return Ok(Some(page));
-            }
-            let mut raw = vec![0u8; self.file.page_size];
-            let n = super::header::read_full(self.file.file.as_ref(), &mut raw, self.file.offset(no), &self.file.path)?;
-            if n < raw.len() || raw.iter().all(|&b| b == 0) {
-                return Ok(None);
-            }
-            std::thread::sleep(std::time::Duration::from_micros(200));
-        }
-        Err(DbError::corrupt_page(
-            &self.file.path,
-            no,
-            self.file.offset(no),
-            "the page stayed invalid while it was read for a seed",
-        ))
+        self.file.read_page_for_seed(no)
     }
 
     /// The database's signature (random, fixed at creation).

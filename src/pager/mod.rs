@@ -16,6 +16,7 @@ pub mod page;
 mod passive;
 pub mod redo;
 mod replay;
+mod seed_read;
 mod store;
 
 pub use doublewrite::dw_path;
@@ -25,6 +26,7 @@ pub use file::{data_path, lock_path, log_dir};
 pub use open::RecoveryStats;
 pub use page::{PageBuf, PageKind, PageNo, PageRef};
 pub use passive::{ReplayProgress, Replayer};
+pub use seed_read::SeedPages;
 pub use store::{PageRead, PageWrite};
 
 /// Default page size: see DESIGN.md for the measurement behind it.

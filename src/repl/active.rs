@@ -7,10 +7,9 @@
 use super::auth::{self, ClusterKey, codes};
 use super::error::{ReplError, Result};
 use super::seed;
+use super::source::{LogHold, ShipSource};
 use super::wire::{self, Identity, Message};
 use crate::log::{FrameSource, Lsn, ShipChunk};
-use crate::txn::Database;
-use crate::vfs::SharedVfs;
 use parking_lot::Mutex;
 use std::net::TcpStream;
 use std::sync::Arc;
@@ -74,7 +73,7 @@ pub struct CopyRegistry {
 /// One registered copy.
 pub struct CopyEntry {
     /// `None` once released by the retention cap.
-    pin: Mutex<Option<crate::txn::LogPin>>,
+    pin: Mutex<Option<Box<dyn LogHold>>>,
     progress: Mutex<CopyProgress>,
 }
 
@@ -109,12 +108,12 @@ impl CopyRegistry {
 
     /// Releases the log of every copy that holds more than the cap and
     /// marks it needs-reseed; returns those copies.
-    pub fn enforce(&self, db: &Database) -> Vec<[u8; 16]> {
+    pub fn enforce(&self, source: &dyn ShipSource) -> Vec<[u8; 16]> {
         let Some(cap) = self.cap else {
             return Vec::new();
         };
-        let durable = db.pager().log().durable_lsn();
-        let generation_size = db.pager().options().log.generation_size;
+        let durable = source.durable();
+        let generation_size = source.generation_size();
         let mut released = Vec::new();
         for (id, entry) in self.copies.lock().iter() {
             let mut p = entry.progress.lock();
@@ -145,13 +144,13 @@ impl CopyRegistry {
         self.copies.lock().remove(copy).is_some()
     }
 
-    pub(crate) fn register(&self, db: &Database, copy: [u8; 16], start: Lsn) -> Arc<CopyEntry> {
+    pub(crate) fn register(&self, source: &dyn ShipSource, copy: [u8; 16], start: Lsn) -> Arc<CopyEntry> {
         self.copies
             .lock()
             .entry(copy)
             .or_insert_with(|| {
                 Arc::new(CopyEntry {
-                    pin: Mutex::new(Some(db.pin_log(start))),
+                    pin: Mutex::new(Some(source.hold(start))),
                     progress: Mutex::new(CopyProgress {
                         shipped: start,
                         inspected: start,
@@ -192,7 +191,7 @@ pub(crate) fn refuse(stream: &mut TcpStream, code: u16, reason: String) -> ReplE
 /// durable (block mode), with heartbeats when idle. The copy's
 /// acknowledgements move a log pin, so truncation waits for it.
 pub fn serve_copy(
-    db: &Database,
+    source: &dyn ShipSource,
     mut stream: TcpStream,
     key: &ClusterKey,
     opts: &ShipOptions,
@@ -216,15 +215,14 @@ pub fn serve_copy(
             ));
         }
     };
-    let pager = db.pager();
-    let log = pager.log();
-    let mine = Identity {
-        copy: [0; 16],
-        database: pager.signature().0,
-        log: log.signature().0,
-        epoch: pager.epoch(),
-        position: log.durable_lsn(),
-    };
+    let mine = source.identity();
+    if mine.database == [0; 16] {
+        return Err(refuse(
+            &mut stream,
+            codes::NOT_READY,
+            "this source is a copy that holds no database yet".into(),
+        ));
+    }
     if copy.copy == [0; 16] {
         return Err(refuse(&mut stream, codes::PROTOCOL, "a copy must state its id".into()));
     }
@@ -244,16 +242,16 @@ pub fn serve_copy(
     }
     if let Some(next_page) = resume {
         // A seed cut off part way goes on if the log it needs is still here.
-        let start = match seed::resume_seed(db, &mut stream, registry, &copy, next_page, opts)? {
+        let start = match seed::resume_seed(source, &mut stream, registry, &copy, next_page, opts)? {
             Some(start) => start,
-            None => seed::send_seed(db, &mut stream, registry, copy.copy, opts)?,
+            None => seed::send_seed(source, &mut stream, registry, copy.copy, opts)?,
         };
-        return ship_from(db, stream, opts, stop, registry, copy.copy, mine, start);
+        return ship_from(source, stream, opts, stop, registry, copy.copy, mine, start);
     }
     if copy.database == [0; 16] || copy.position == Lsn::ZERO {
         // An empty copy: seed it, then ship from the seed's redo point.
-        let start = seed::send_seed(db, &mut stream, registry, copy.copy, opts)?;
-        return ship_from(db, stream, opts, stop, registry, copy.copy, mine, start);
+        let start = seed::send_seed(source, &mut stream, registry, copy.copy, opts)?;
+        return ship_from(source, stream, opts, stop, registry, copy.copy, mine, start);
     }
     if registry.get(&copy.copy).is_some_and(|e| e.progress().needs_reseed) {
         return Err(refuse(
@@ -262,7 +260,7 @@ pub fn serve_copy(
             "this copy fell past the retention cap; its log was released: reseed it".into(),
         ));
     }
-    let oldest = Lsn::new(log.first_generation(), 0);
+    let oldest = Lsn::new(source.first_generation(), 0);
     let start = copy.position;
     if start < oldest || start > mine.position {
         return Err(refuse(
@@ -271,13 +269,13 @@ pub fn serve_copy(
             format!("the copy is at {start}; this log holds {oldest} to {}", mine.position),
         ));
     }
-    ship_from(db, stream, opts, stop, registry, copy.copy, mine, start)
+    ship_from(source, stream, opts, stop, registry, copy.copy, mine, start)
 }
 
 /// Ships the log from `start` until `stop`, the copy leaving, or an error.
 #[allow(clippy::too_many_arguments)]
 fn ship_from(
-    db: &Database,
+    source: &dyn ShipSource,
     mut stream: TcpStream,
     opts: &ShipOptions,
     stop: &AtomicBool,
@@ -286,8 +284,7 @@ fn ship_from(
     mine: Identity,
     start: Lsn,
 ) -> Result<()> {
-    let log = db.pager().log();
-    let entry = registry.register(db, copy, start);
+    let entry = registry.register(source, copy, start);
     entry.hold(start.min(entry.progress().inspected));
     wire::write_message(&mut stream, &Message::Accept { identity: mine, start }, None)?;
     tracing::info!(peer = ?stream.peer_addr().ok(), %start, "replication: shipping to a copy");
@@ -299,7 +296,7 @@ fn ship_from(
     acks.set_read_timeout(None)?;
     let ended = Arc::new(AtomicBool::new(false));
     let left = Arc::new(AtomicBool::new(false));
-    let source = FrameSource::new(pager_vfs(db), log.dir());
+    let frames = FrameSource::new(source.vfs(), source.log_dir());
     std::thread::scope(|s| {
         let ended_reader = ended.clone();
         let left_reader = left.clone();
@@ -331,7 +328,17 @@ fn ship_from(
             }
             ended_reader.store(true, Ordering::Relaxed);
         });
-        let r = ship_loop(&mut stream, &source, db, opts, stop, &ended, progress, registry, start);
+        let r = ship_loop(
+            &mut stream,
+            &frames,
+            source,
+            opts,
+            stop,
+            &ended,
+            progress,
+            registry,
+            start,
+        );
         let _ = stream.shutdown(std::net::Shutdown::Both);
         match r {
             // The copy said goodbye: a clean end, whatever the last write hit.
@@ -341,15 +348,11 @@ fn ship_from(
     })
 }
 
-fn pager_vfs(db: &Database) -> SharedVfs {
-    db.pager().vfs().clone()
-}
-
 #[allow(clippy::too_many_arguments)]
 fn ship_loop(
     stream: &mut TcpStream,
-    source: &FrameSource,
-    db: &Database,
+    frames: &FrameSource,
+    source: &dyn ShipSource,
     opts: &ShipOptions,
     stop: &AtomicBool,
     ended: &AtomicBool,
@@ -357,11 +360,10 @@ fn ship_loop(
     registry: &CopyRegistry,
     start: Lsn,
 ) -> Result<()> {
-    let log = db.pager().log();
     let mut next = start;
     let mut last_sent = Instant::now();
     loop {
-        registry.enforce(db);
+        registry.enforce(source);
         if progress.lock().needs_reseed {
             let reason = "this copy fell past the retention cap; its log was released: reseed it".to_string();
             return Err(refuse(stream, codes::NEEDS_RESEED, reason));
@@ -387,8 +389,8 @@ fn ship_loop(
                 "the copy disconnected",
             )));
         }
-        let durable = log.durable_lsn();
-        let chunk = source.read(next, durable, opts.max_chunk)?;
+        let durable = source.durable();
+        let chunk = frames.read(next, durable, opts.max_chunk)?;
         if chunk.is_empty() {
             if last_sent.elapsed() >= opts.heartbeat {
                 let time_us = crate::log::now_us();

@@ -101,6 +101,8 @@ pub mod codes {
     pub const SHUTDOWN: u16 = 5;
     /// The copy ends the session (it has what it wanted).
     pub const LEAVING: u16 = 6;
+    /// The source is a copy with no database yet: try again later.
+    pub const NOT_READY: u16 = 7;
 }
 
 /// The copy's side of the handshake. Fails with `AuthFailed` if the active

@@ -6,12 +6,14 @@
 
 use super::auth::{self, ClusterKey, codes};
 use super::error::{ReplError, Result};
+use super::source::PassiveSource;
 use super::wire::{self, Identity, Message};
 use crate::log::{LogReplica, Lsn, ShipChunk};
 use crate::pager::{Replayer, data_path, log_dir};
 use crate::vfs::{OpenMode, SharedVfs};
 use std::net::TcpStream;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 mod retain;
@@ -95,6 +97,8 @@ pub struct Follower {
     partial_seed: Option<seed::PartialSeed>,
     /// How long replayed generations stay in the copy's log.
     truncation_lag: retain::TruncationLag,
+    /// This copy as a source for others.
+    source: Arc<PassiveSource>,
 }
 
 impl Follower {
@@ -123,6 +127,13 @@ impl Follower {
             generation_size = g;
         }
         let replayed = replayer.as_ref().map_or(Lsn::ZERO, Replayer::position);
+        let source = PassiveSource::new(vfs.clone(), dir.clone());
+        source.update(
+            replayer.as_ref().map(|r| *r.header()),
+            replica.end(),
+            first_generation(&vfs, &log_dir(&dir))?,
+            generation_size,
+        );
         Ok(Follower {
             vfs,
             dir,
@@ -143,7 +154,26 @@ impl Follower {
             database,
             partial_seed,
             truncation_lag: retain::TruncationLag::new(Duration::ZERO, replayed, std::time::Instant::now()),
+            source,
         })
+    }
+
+    /// This copy as a source other copies can be seeded from and follow
+    /// (serve it with `serve_copy`); what they still need is kept in this
+    /// copy's log.
+    pub fn source(&self) -> Arc<PassiveSource> {
+        self.source.clone()
+    }
+
+    /// Tells the source what is synced and checkpointed now.
+    fn publish(&self) -> Result<()> {
+        self.source.update(
+            self.replayer.as_ref().map(|r| *r.header()),
+            self.replica.end(),
+            first_generation(&self.vfs, &log_dir(&self.dir))?,
+            self.generation_size,
+        );
+        Ok(())
     }
 
     /// The replica's log.
@@ -285,7 +315,7 @@ impl Follower {
         self.active_durable = Lsn::ZERO;
         let lag = self.truncation_lag.lag();
         self.truncation_lag = retain::TruncationLag::new(lag, Lsn::ZERO, std::time::Instant::now());
-        Ok(())
+        self.publish()
     }
 
     /// One session with the active at `addr`: seeds if the copy has no
@@ -418,6 +448,7 @@ impl Follower {
     /// Makes a batch of applied chunks durable, replays it and acknowledges.
     fn flush(&mut self, stream: &mut TcpStream, before: Lsn) -> Result<()> {
         self.replica.sync()?;
+        self.source.update_durable(self.replica.end());
         self.arrivals.push_back((std::time::Instant::now(), self.replica.end()));
         self.replay(before)?;
         let (inspected, replayed) = (self.replica.end(), self.replayed());
@@ -467,11 +498,17 @@ impl Follower {
     /// Removes the generations the last checkpoint no longer needs and the
     /// truncation lag no longer holds.
     fn truncate(&mut self, now: std::time::Instant) -> Result<()> {
-        let keep = Lsn::new(self.replica.next().generation(), 0).min(self.truncation_lag.keep(now));
+        let mut keep = Lsn::new(self.replica.next().generation(), 0).min(self.truncation_lag.keep(now));
+        if let Some(held) = self.source.oldest_hold() {
+            // Copies served from this one.
+            keep = keep.min(held);
+        }
+        // The newest checkpoint goes out before the log it no longer needs.
+        self.publish()?;
         if let Some(r) = &self.replayer {
             r.truncate_log(keep)?;
         }
-        Ok(())
+        self.publish()
     }
 
     /// Ends a session cleanly: everything received is synced and replayed,
@@ -488,8 +525,21 @@ impl Follower {
             self.since_checkpoint = 0;
             self.truncate(now)?;
         }
-        Ok(())
+        self.publish()
     }
+}
+
+/// The oldest generation in a log directory (zero if it holds none).
+fn first_generation(vfs: &SharedVfs, ldir: &std::path::Path) -> Result<u32> {
+    if !vfs.exists(ldir)? {
+        return Ok(0);
+    }
+    Ok(vfs
+        .list(ldir)?
+        .iter()
+        .filter_map(|n| crate::log::parse_generation_name(n))
+        .min()
+        .unwrap_or(0))
 }
 
 /// Reads the copy's id from `dir/copy.id`, or makes one and syncs it.

@@ -9,6 +9,7 @@ mod compare;
 mod copy;
 mod error;
 mod seed;
+mod source;
 pub mod wire;
 
 pub use active::{CopyEntry, CopyProgress, CopyRegistry, ShipOptions, serve_copy};
@@ -16,3 +17,4 @@ pub use auth::ClusterKey;
 pub use compare::{Comparison, compare};
 pub use copy::{CopyState, CopyStatus, Follower};
 pub use error::{ReplError, Result};
+pub use source::{LogHold, PassiveSource, ShipSource};

@@ -6,9 +6,9 @@
 use super::active::{CopyRegistry, ShipOptions, refuse};
 use super::auth::codes;
 use super::error::Result;
+use super::source::ShipSource;
 use super::wire::{self, Identity, Message};
 use crate::log::Lsn;
-use crate::txn::Database;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
@@ -51,26 +51,27 @@ impl Pace {
 /// LSN and every page already holds the checkpoint's state or newer.
 /// Returns where shipping starts.
 pub(crate) fn send_seed(
-    db: &Database,
+    source: &dyn ShipSource,
     stream: &mut TcpStream,
     registry: &CopyRegistry,
     copy: [u8; 16],
     opts: &ShipOptions,
 ) -> Result<Lsn> {
-    let pager = db.pager();
-    let header = pager.checkpoint_header();
+    let Some(header) = source.seed_header() else {
+        return Err(refuse(stream, codes::NOT_READY, "no database to seed from yet".into()));
+    };
     let start = Lsn::new(header.redo_lsn.generation(), 0);
     // An earlier registration is forgotten: the copy starts over.
     registry.forget(&copy);
-    registry.register(db, copy, start);
+    registry.register(source, copy, start);
     wire::write_message(
         stream,
         &Message::SeedBegin {
-            header: header.encode(0, pager.page_size()),
+            header: header.encode(0, source.page_size()),
         },
         None,
     )?;
-    send_pages(db, stream, 2, opts)?;
+    send_pages(source, stream, 2, opts)?;
     tracing::info!(redo = %header.redo_lsn, "replication: seed sent");
     Ok(start)
 }
@@ -80,20 +81,18 @@ pub(crate) fn send_seed(
 /// here, so that it is pinned again before anything is sent. Returns where
 /// shipping starts, or `None` when the copy must be seeded from scratch.
 pub(crate) fn resume_seed(
-    db: &Database,
+    source: &dyn ShipSource,
     stream: &mut TcpStream,
     registry: &CopyRegistry,
     copy: &Identity,
     next_page: u32,
     opts: &ShipOptions,
 ) -> Result<Option<Lsn>> {
-    let pager = db.pager();
-    let log = pager.log();
     let redo = copy.position;
-    if copy.database != pager.signature().0 || redo == Lsn::ZERO || redo > log.durable_lsn() || next_page < 2 {
+    if copy.database != source.identity().database || redo == Lsn::ZERO || redo > source.durable() || next_page < 2 {
         return Ok(None);
     }
-    if next_page > pager.page_count() {
+    if next_page > source.page_count()? {
         return Err(refuse(
             stream,
             codes::PROTOCOL,
@@ -102,35 +101,34 @@ pub(crate) fn resume_seed(
     }
     let start = Lsn::new(redo.generation(), 0);
     registry.forget(&copy.copy);
-    registry.register(db, copy.copy, start);
+    registry.register(source, copy.copy, start);
     // Pinned first, checked after: a truncation racing the pin either left
     // the generation (and now cannot remove it) or is seen here.
-    if log.first_generation() > start.generation() {
+    if source.first_generation() > start.generation() {
         registry.forget(&copy.copy);
         return Ok(None);
     }
     wire::write_message(stream, &Message::SeedResumed { first: next_page }, None)?;
-    send_pages(db, stream, next_page, opts)?;
+    send_pages(source, stream, next_page, opts)?;
     tracing::info!(from = next_page, %redo, "replication: seed resumed and sent");
     Ok(Some(start))
 }
 
 /// Sends the file's pages from `next` to its end (it may grow meanwhile),
 /// then `SeedEnd`.
-fn send_pages(db: &Database, stream: &mut TcpStream, mut next: u32, opts: &ShipOptions) -> Result<()> {
-    let pager = db.pager();
-    let ps = pager.page_size();
+fn send_pages(source: &dyn ShipSource, stream: &mut TcpStream, mut next: u32, opts: &ShipOptions) -> Result<()> {
+    let ps = source.page_size();
     let per_message = (opts.max_chunk / ps).max(1) as u32;
     let mut pace = Pace::new(opts.seed_rate);
     loop {
-        let count = pager.page_count();
+        let count = source.page_count()?;
         if next >= count {
             break;
         }
         let n = per_message.min(count - next);
         let mut bytes = vec![0u8; n as usize * ps];
         for i in 0..n {
-            if let Some(page) = pager.read_file_page(next + i)? {
+            if let Some(page) = source.read_page(next + i)? {
                 bytes[i as usize * ps..(i as usize + 1) * ps].copy_from_slice(&page);
             }
         }

@@ -149,8 +149,9 @@ pub fn run(args: &BenchReplicationArgs) -> Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let registry = Arc::new(CopyRegistry::with_retention_cap(16 << 30));
     let server = {
-        let (store, key, stop, registry) = (store.clone(), key.clone(), stop.clone(), registry.clone());
-        std::thread::spawn(move || serve_loop(&store, listener, &key, &stop, &registry, &Default::default()))
+        let source: Arc<dyn mailvault::repl::ShipSource> = store.clone();
+        let (key, stop, registry) = (key.clone(), stop.clone(), registry.clone());
+        std::thread::spawn(move || serve_loop(&source, listener, &key, &stop, &registry, &Default::default()))
     };
     let seed_bytes = u64::from(store.database().pager().page_count()) * store.database().pager().page_size() as u64;
     let seed_start = Instant::now();

@@ -6,7 +6,9 @@ use crate::error::{CliError, Context, Result};
 use crate::output;
 use clap::Args;
 use mailvault::mailbox::{Store, StoreOptions};
-use mailvault::repl::{ClusterKey, CopyRegistry, CopyStatus, Follower, ReplError, ShipOptions, compare, serve_copy};
+use mailvault::repl::{
+    ClusterKey, CopyRegistry, CopyStatus, Follower, ReplError, ShipOptions, ShipSource, compare, serve_copy,
+};
 use mailvault::vfs::{OsVfs, SharedVfs};
 use serde::Serialize;
 use std::net::TcpListener;
@@ -63,7 +65,7 @@ impl ShipArgs {
 
 /// Accepts copies on `listener` until `stop`, one thread per copy.
 pub fn serve_loop(
-    store: &Arc<Store>,
+    source: &Arc<dyn ShipSource>,
     listener: TcpListener,
     key: &ClusterKey,
     stop: &Arc<AtomicBool>,
@@ -73,16 +75,21 @@ pub fn serve_loop(
     listener.set_nonblocking(true).context(|| "listening")?;
     std::thread::scope(|s| {
         while !stop.load(Ordering::Relaxed) {
-            for copy in registry.enforce(store.database()) {
+            for copy in registry.enforce(source.as_ref()) {
                 tracing::warn!(copy = ?&copy[..4], "a copy fell past the retention cap and needs a reseed");
             }
             match listener.accept() {
                 Ok((stream, peer)) => {
-                    let (store, key, stop, registry, opts) =
-                        (store.clone(), key.clone(), stop.clone(), registry.clone(), opts.clone());
+                    let (source, key, stop, registry, opts) = (
+                        source.clone(),
+                        key.clone(),
+                        stop.clone(),
+                        registry.clone(),
+                        opts.clone(),
+                    );
                     s.spawn(move || {
                         let _ = stream.set_nonblocking(false);
-                        match serve_copy(store.database(), stream, &key, &opts, &stop, &registry) {
+                        match serve_copy(source.as_ref(), stream, &key, &opts, &stop, &registry) {
                             Ok(()) => tracing::info!(%peer, "a copy's session ended"),
                             Err(e) => tracing::warn!(%peer, error = %e, "a copy's session failed"),
                         }
@@ -114,8 +121,9 @@ pub fn serve(args: &ServeArgs) -> Result<()> {
             stop.store(true, Ordering::Relaxed);
         });
     }
-    serve_loop(&store, listener, &key, &stop, &registry, &args.ship.options())?;
-    drop(registry);
+    let source: Arc<dyn ShipSource> = store.clone();
+    serve_loop(&source, listener, &key, &stop, &registry, &args.ship.options())?;
+    drop((registry, source));
     Arc::try_unwrap(store)
         .map_err(|_| CliError::msg("a session still holds the store"))?
         .close()?;
@@ -141,6 +149,10 @@ pub struct FollowArgs {
     /// Keep replayed log in the copy this long before removing it.
     #[arg(long, value_name = "SECS", value_parser = parse_duration)]
     truncation_lag: Option<Duration>,
+    /// Also serve other copies from this one on ADDR: they are seeded from
+    /// its data file and follow its log.
+    #[arg(long, value_name = "ADDR")]
+    serve: Option<String>,
     /// Print the final status as JSON.
     #[arg(long)]
     json: bool,
@@ -216,6 +228,10 @@ pub fn follow(args: &FollowArgs) -> Result<ExitCode> {
     if let Some(lag) = args.truncation_lag {
         copy.set_truncation_lag(lag);
     }
+    let _serving = match &args.serve {
+        Some(addr) => Some(ServingCopies::start(copy.source(), addr, &args.key_file)?),
+        None => None,
+    };
     let mut failing_since: Option<Instant> = None;
     let mut backoff = Duration::from_millis(100);
     let mut last_write = Instant::now() - Duration::from_secs(1);
@@ -233,7 +249,10 @@ pub fn follow(args: &FollowArgs) -> Result<ExitCode> {
         let before = (copy.replica().end(), copy.replayed());
         match copy.session(&args.source, Duration::from_secs(10), Some(&until)) {
             Ok(()) => break,
-            Err(ReplError::Refused { code, reason }) if code != mailvault::repl::auth::codes::SHUTDOWN => {
+            Err(ReplError::Refused { code, reason })
+                if code != mailvault::repl::auth::codes::SHUTDOWN
+                    && code != mailvault::repl::auth::codes::NOT_READY =>
+            {
                 if code != mailvault::repl::auth::codes::NEEDS_RESEED {
                     copy.mark_failed(format!("refused by the active (code {code}): {reason}"));
                 }
@@ -275,6 +294,43 @@ pub fn follow(args: &FollowArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `follow --serve`: this copy serving others until `follow` ends.
+struct ServingCopies {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<Result<()>>>,
+}
+
+impl ServingCopies {
+    fn start(source: Arc<mailvault::repl::PassiveSource>, addr: &str, key_file: &Path) -> Result<ServingCopies> {
+        let key = ClusterKey::from_file(key_file).map_err(|e| CliError::msg(e.to_string()))?;
+        let listener = TcpListener::bind(addr).context(|| format!("listening on {addr}"))?;
+        eprintln!("serving copies on {}", listener.local_addr().context(|| "listening")?);
+        let stop = Arc::new(AtomicBool::new(false));
+        let registry = Arc::new(CopyRegistry::with_retention_cap(4 << 30));
+        let source: Arc<dyn ShipSource> = source;
+        let st = stop.clone();
+        let thread =
+            std::thread::spawn(move || serve_loop(&source, listener, &key, &st, &registry, &ShipOptions::default()));
+        Ok(ServingCopies {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for ServingCopies {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            match t.join() {
+                Ok(Err(e)) => tracing::warn!(error = %e, "serving copies failed"),
+                Err(_) => tracing::warn!("the thread serving copies panicked"),
+                Ok(Ok(())) => {}
+            }
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct SeedArgs {
     #[command(flatten)]
@@ -290,6 +346,7 @@ pub fn seed(args: &SeedArgs) -> Result<ExitCode> {
         retry_for: args.follow.retry_for,
         replay_lag: args.follow.replay_lag,
         truncation_lag: args.follow.truncation_lag,
+        serve: args.follow.serve.clone(),
         json: args.follow.json,
         reseed: true,
     };

@@ -226,7 +226,8 @@ impl Serving {
             std::net::TcpListener::bind(addr).map_err(|e| CliError::msg(format!("listening on {addr}: {e}")))?;
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let registry = Arc::new(mailvault::repl::CopyRegistry::with_retention_cap(4 << 30));
-        let (s, st, r) = (store.clone(), stop.clone(), registry.clone());
+        let s: Arc<dyn mailvault::repl::ShipSource> = store.clone();
+        let (st, r) = (stop.clone(), registry.clone());
         let thread = std::thread::spawn(move || crate::repl_cmds::serve_loop(&s, listener, &key, &st, &r, &opts));
         Ok(Serving { stop, registry, thread })
     }

@@ -1,0 +1,148 @@
+//! A copy serving another: copy A follows the active; copy B is seeded
+//! from A (not from the active) while writes go on, then follows A's log.
+//! Both end page-identical to the active, and A keeps the log B still
+//! needs.
+
+use mailvault::repl::{ClusterKey, CopyRegistry, Follower, ShipOptions, ShipSource, compare, serve_copy};
+use mailvault::txn::{Database, DbOptions};
+use mailvault::vfs::{OsVfs, SharedVfs};
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+const KEY: &[u8] = b"a cluster key for the tests, 32b";
+
+fn key() -> ClusterKey {
+    ClusterKey::new(KEY).unwrap()
+}
+
+fn options() -> DbOptions {
+    let mut o = DbOptions {
+        page_size: 4096,
+        cache_bytes: 2 << 20,
+        checkpoint_depth: 512 << 10,
+        ..DbOptions::default()
+    };
+    o.log.generation_size = 512 << 10;
+    o
+}
+
+fn fill(db: &Database, from: u32, n: u32) {
+    for i in from..from + n {
+        let mut tx = db.begin_write();
+        let t = tx.open_table("mail").unwrap();
+        let key = format!("k{:05}", i % 900);
+        if i % 7 == 0 {
+            tx.delete(&t, key.as_bytes()).unwrap();
+        } else {
+            tx.put(
+                &t,
+                key.as_bytes(),
+                &vec![(i % 251) as u8; 200 + (i as usize * 53) % 7000],
+            )
+            .unwrap();
+        }
+        tx.commit().unwrap();
+    }
+}
+
+/// Serves copies from `source` until `stop`, one thread per connection.
+fn serve(source: Arc<dyn ShipSource>, stop: Arc<AtomicBool>) -> (String, std::thread::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    listener.set_nonblocking(true).unwrap();
+    let handle = std::thread::spawn(move || {
+        let registry = Arc::new(CopyRegistry::new());
+        let opts = ShipOptions {
+            heartbeat: Duration::from_millis(50),
+            ..ShipOptions::default()
+        };
+        std::thread::scope(|s| {
+            while !stop.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        stream.set_nonblocking(false).unwrap();
+                        let (source, stop, registry, opts) = (source.clone(), &stop, registry.clone(), &opts);
+                        s.spawn(move || {
+                            let _ = serve_copy(source.as_ref(), stream, &key(), opts, stop, &registry);
+                        });
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+    });
+    (addr, handle)
+}
+
+#[test]
+fn a_copy_seeded_from_another_copy_follows_it_and_ends_identical() {
+    let tmp = tempfile::tempdir().unwrap();
+    let vfs: SharedVfs = Arc::new(OsVfs);
+    let db = Arc::new(Database::create(vfs.clone(), tmp.path().join("active"), options()).unwrap());
+    {
+        let mut tx = db.begin_write();
+        tx.create_table("mail").unwrap();
+        tx.commit().unwrap();
+    }
+    fill(&db, 0, 400);
+    let stop_active = Arc::new(AtomicBool::new(false));
+    let (active_addr, active_server) = serve(db.clone(), stop_active.clone());
+
+    // Copy A: seeded from the active, caught up, then serving copies.
+    let a_dir = tmp.path().join("copy-a");
+    let mut a = Follower::open(vfs.clone(), &a_dir, key(), 1 << 20).unwrap();
+    let target = db.pager().log().durable_lsn();
+    let caught_up = move |f: &Follower| f.replayed() >= target;
+    a.session(&active_addr, Duration::from_secs(5), Some(&caught_up))
+        .unwrap();
+    let a_source = a.source();
+    assert!(a_source.ready());
+    let stop_a_server = Arc::new(AtomicBool::new(false));
+    let (a_addr, a_server) = serve(a_source.clone(), stop_a_server.clone());
+
+    // Copy B: seeded from A, and caught up with it.
+    let b_dir = tmp.path().join("copy-b");
+    let mut b = Follower::open(vfs.clone(), &b_dir, key(), 1 << 20).unwrap();
+    let a_end = a_source.durable();
+    let with_a = move |f: &Follower| f.replayed() >= a_end;
+    b.session(&a_addr, Duration::from_secs(5), Some(&with_a)).unwrap();
+    assert_eq!(b.database, db.pager().signature().0);
+    let b_needs = b.replica().next();
+
+    // B is away; the active takes more writes and A follows them, then
+    // checkpoints and truncates its log, which must keep what B needs.
+    fill(&db, 1000, 500);
+    let target = db.pager().log().durable_lsn();
+    let caught_up = move |f: &Follower| f.replayed() >= target;
+    a.session(&active_addr, Duration::from_secs(5), Some(&caught_up))
+        .unwrap();
+    let a_redo = a_source.seed_header().unwrap().redo_lsn;
+    assert!(
+        a_redo.generation() > b_needs.generation(),
+        "A's checkpoint ({a_redo}) moved past what B needs ({b_needs}), so only B's hold keeps it"
+    );
+    assert!(
+        a_source.first_generation() <= b_needs.generation(),
+        "A kept generation {} for B (its log starts at {})",
+        b_needs.generation(),
+        a_source.first_generation()
+    );
+
+    // B resumes from its own position, from A, and catches up.
+    let caught_up = move |f: &Follower| f.replayed() >= target;
+    b.session(&a_addr, Duration::from_secs(10), Some(&caught_up)).unwrap();
+    assert!(b.replayed() >= target);
+    drop(b);
+    stop_a_server.store(true, Ordering::Relaxed);
+    a_server.join().unwrap();
+    drop(a);
+    stop_active.store(true, Ordering::Relaxed);
+    active_server.join().unwrap();
+    db.checkpoint().unwrap();
+    for dir in [&a_dir, &b_dir] {
+        let cmp = compare(&vfs, &tmp.path().join("active"), dir).unwrap();
+        assert!(cmp.identical(), "{}: pages differ: {:?}", dir.display(), cmp.differing);
+    }
+}
