@@ -43,6 +43,9 @@ impl ShipChunk {
 pub struct FrameSource {
     vfs: SharedVfs,
     dir: PathBuf,
+    /// The generation read last, kept open: in block mode every call reads
+    /// the same one, and opening it each time cost more than the reading.
+    open: parking_lot::Mutex<Option<GenFile>>,
 }
 
 /// The data end of a frame: its LSN plus header and used payload.
@@ -53,7 +56,23 @@ fn data_end(h: &FrameHeader) -> u64 {
 impl FrameSource {
     /// Frames of the log in `dir`.
     pub fn new(vfs: SharedVfs, dir: impl Into<PathBuf>) -> FrameSource {
-        FrameSource { vfs, dir: dir.into() }
+        FrameSource {
+            vfs,
+            dir: dir.into(),
+            open: parking_lot::Mutex::new(None),
+        }
+    }
+
+    fn generation(&self, generation: u32) -> Result<GenFile> {
+        let mut open = self.open.lock();
+        if let Some(g) = &*open
+            && g.header.generation == generation
+        {
+            return Ok(g.clone());
+        }
+        let g = GenFile::open(self.vfs.as_ref(), &self.dir, generation)?;
+        *open = Some(g.clone());
+        Ok(g)
     }
 
     /// The chunk starting at `from` (a frame boundary, or the start of a
@@ -69,7 +88,7 @@ impl FrameSource {
             return Ok(chunk);
         }
         let generation = from.generation();
-        let gfile = GenFile::open(self.vfs.as_ref(), &self.dir, generation)?;
+        let gfile = self.generation(generation)?;
         let fs = gfile.frame_size();
         chunk.frame_size = fs;
         let mut index = from.offset() / fs;

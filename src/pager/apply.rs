@@ -94,8 +94,14 @@ impl RedoPass {
                 self.page_count = self.page_count.max(page_count);
                 for (no, change) in changes {
                     if !self.pages.contains(no) {
-                        // Beyond the file's end it reads as unreadable too.
-                        let from_file = file.read_page_for_redo(no)?;
+                        // A full image needs nothing from the file: whatever
+                        // the file holds, the chain of changes after the image
+                        // starts from it (and new pages are most images).
+                        // Beyond the file's end a page reads as unreadable too.
+                        let from_file = match change {
+                            redo::PageChange::Image(_) => None,
+                            redo::PageChange::Ranges { .. } => file.read_page_for_redo(no)?,
+                        };
                         let unreadable = from_file.is_none();
                         self.pages
                             .insert(no, from_file.unwrap_or_else(|| PageBuf::zeroed(ps)), unreadable);

@@ -400,37 +400,27 @@ fn ship_loop(
             std::thread::sleep(opts.poll);
             continue;
         }
-        send_chunk(stream, &chunk, opts.compress)?;
-        last_sent = Instant::now();
         next = chunk.next;
+        send_chunk(stream, chunk, opts.compress)?;
+        last_sent = Instant::now();
         progress.lock().shipped = next;
     }
 }
 
-fn send_chunk(stream: &mut TcpStream, chunk: &ShipChunk, compress: Option<i32>) -> Result<()> {
-    if let Some((generation, bytes)) = &chunk.header {
-        wire::write_message(
-            stream,
-            &Message::GenerationHeader {
-                generation: *generation,
-                bytes: bytes.clone(),
-            },
-            compress,
-        )?;
+fn send_chunk(stream: &mut TcpStream, chunk: ShipChunk, compress: Option<i32>) -> Result<()> {
+    if let Some((generation, bytes)) = chunk.header {
+        wire::write_message(stream, &Message::GenerationHeader { generation, bytes }, compress)?;
     }
     if !chunk.frames.is_empty() {
-        wire::write_message(
-            stream,
-            &Message::Frames {
-                first: chunk.first,
-                frame_size: chunk.frame_size,
-                bytes: chunk.frames.clone(),
-            },
-            compress,
-        )?;
+        let frames = Message::Frames {
+            first: chunk.first,
+            frame_size: chunk.frame_size,
+            bytes: chunk.frames,
+        };
+        wire::write_message(stream, &frames, compress)?;
     }
-    if let Some(tail) = &chunk.tail {
-        wire::write_message(stream, &Message::Tail { frame: tail.clone() }, compress)?;
+    if let Some(frame) = chunk.tail {
+        wire::write_message(stream, &Message::Tail { frame }, compress)?;
     }
     Ok(())
 }

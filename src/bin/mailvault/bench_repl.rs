@@ -75,13 +75,16 @@ struct RunningCopy {
     seeded_at: Arc<Mutex<Option<Instant>>>,
 }
 
-fn start_copy(vfs: &SharedVfs, dir: PathBuf, key: &ClusterKey, addr: &str) -> RunningCopy {
+fn start_copy(vfs: &SharedVfs, dir: PathBuf, key: &ClusterKey, addr: &str) -> Result<RunningCopy> {
     let (pause, replayed) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));
     let seen: Arc<Mutex<Vec<(Instant, Lsn)>>> = Arc::default();
     let seeded_at: Arc<Mutex<Option<Instant>>> = Arc::default();
     let (vfs, key, addr) = (vfs.clone(), key.clone(), addr.to_string());
     let (p, r, s, sa) = (pause.clone(), replayed.clone(), seen.clone(), seeded_at.clone());
-    let handle = std::thread::spawn(move || {
+    let name = dir
+        .file_name()
+        .map_or("copy".into(), |n| n.to_string_lossy().into_owned());
+    let handle = std::thread::Builder::new().name(name).spawn(move || {
         let mut copy = Follower::open(vfs, &dir, key, 32 << 20)?;
         let until = |f: &Follower| {
             let now = Instant::now();
@@ -96,13 +99,14 @@ fn start_copy(vfs: &SharedVfs, dir: PathBuf, key: &ClusterKey, addr: &str) -> Ru
         copy.session(&addr, Duration::from_secs(30), Some(&until))?;
         Ok(copy)
     });
-    RunningCopy {
+    let handle = handle.map_err(|e| CliError::msg(format!("starting a copy's thread: {e}")))?;
+    Ok(RunningCopy {
         handle,
         pause,
         replayed,
         seen,
         seeded_at,
-    }
+    })
 }
 
 fn finish(copy: RunningCopy) -> Result<Follower> {
@@ -155,7 +159,7 @@ pub fn run(args: &BenchReplicationArgs) -> Result<()> {
     };
     let seed_bytes = u64::from(store.database().pager().page_count()) * store.database().pager().page_size() as u64;
     let seed_start = Instant::now();
-    let first = start_copy(&vfs, dir.join("copy-0"), &key, &addr);
+    let first = start_copy(&vfs, dir.join("copy-0"), &key, &addr)?;
     while first.seeded_at.lock().is_none() && !first.handle.is_finished() {
         std::thread::sleep(Duration::from_millis(2));
     }
@@ -163,7 +167,7 @@ pub fn run(args: &BenchReplicationArgs) -> Result<()> {
         .seeded_at
         .lock()
         .map_or(f64::NAN, |t| (t - seed_start).as_secs_f64());
-    let second = start_copy(&vfs, dir.join("copy-1"), &key, &addr);
+    let second = start_copy(&vfs, dir.join("copy-1"), &key, &addr)?;
     let target = store.database().pager().log().durable_lsn();
     while (first.replayed.load(Ordering::Relaxed) < target.0 || second.replayed.load(Ordering::Relaxed) < target.0)
         && !first.handle.is_finished()
@@ -216,7 +220,7 @@ pub fn run(args: &BenchReplicationArgs) -> Result<()> {
     let backlog_mb = log_mb(&store) - behind_from;
     let target = store.database().pager().log().durable_lsn();
     let catch_start = Instant::now();
-    let back = start_copy(&vfs, dir.join("copy-1"), &key, &addr);
+    let back = start_copy(&vfs, dir.join("copy-1"), &key, &addr)?;
     while back.replayed.load(Ordering::Relaxed) < target.0 && !back.handle.is_finished() {
         std::thread::sleep(Duration::from_millis(1));
     }

@@ -87,13 +87,17 @@ pub fn serve_loop(
                         registry.clone(),
                         opts.clone(),
                     );
-                    s.spawn(move || {
+                    let ship = std::thread::Builder::new().name("mailvault-ship".into());
+                    let spawned = ship.spawn_scoped(s, move || {
                         let _ = stream.set_nonblocking(false);
                         match serve_copy(source.as_ref(), stream, &key, &opts, &stop, &registry) {
                             Ok(()) => tracing::info!(%peer, "a copy's session ended"),
                             Err(e) => tracing::warn!(%peer, error = %e, "a copy's session failed"),
                         }
                     });
+                    if let Err(e) = spawned {
+                        tracing::warn!(%peer, error = %e, "no thread for a copy's session");
+                    }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(20)),
                 Err(e) => return Err(CliError::msg(format!("accepting a copy: {e}"))),
