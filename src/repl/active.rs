@@ -164,7 +164,7 @@ impl CopyRegistry {
 }
 
 /// Bytes of log from `from` to `to`, counting whole generations between.
-fn log_distance(from: Lsn, to: Lsn, generation_size: u64) -> u64 {
+pub(crate) fn log_distance(from: Lsn, to: Lsn, generation_size: u64) -> u64 {
     if to <= from {
         return 0;
     }

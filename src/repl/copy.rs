@@ -8,7 +8,7 @@ use super::auth::{self, ClusterKey, codes};
 use super::error::{ReplError, Result};
 use super::source::PassiveSource;
 use super::wire::{self, Identity, Message};
-use crate::log::{LogReplica, Lsn, ShipChunk};
+use crate::log::{LogReplica, Lsn};
 use crate::pager::{Replayer, data_path, log_dir};
 use crate::vfs::{OpenMode, SharedVfs};
 use std::net::TcpStream;
@@ -18,6 +18,8 @@ use std::time::Duration;
 
 mod retain;
 mod seed;
+mod stage;
+mod stream;
 
 /// Where a copy stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,7 +69,7 @@ pub struct CopyStatus {
 }
 
 /// Replay checkpoints the copy after this much log.
-const CHECKPOINT_EVERY: u64 = 32 << 20;
+pub(super) const CHECKPOINT_EVERY: u64 = 32 << 20;
 
 /// A copy: its log replica, its database once seeded, and what it knows of
 /// the active.
@@ -80,7 +82,8 @@ pub struct Follower {
     key: ClusterKey,
     cache_bytes: usize,
     seeding: bool,
-    since_checkpoint: u64,
+    /// Replay's position while a session's replay thread runs.
+    live_replayed: Option<Lsn>,
     generation_size: u64,
     needs_reseed: Option<String>,
     failed: Option<String>,
@@ -143,7 +146,7 @@ impl Follower {
             key,
             cache_bytes,
             seeding: false,
-            since_checkpoint: 0,
+            live_replayed: None,
             generation_size,
             needs_reseed: None,
             failed: None,
@@ -183,26 +186,23 @@ impl Follower {
 
     /// Where replay stands (zero before a seed).
     pub fn replayed(&self) -> Lsn {
-        self.replayer.as_ref().map_or(Lsn::ZERO, Replayer::position)
+        match (self.live_replayed, &self.replayer) {
+            (Some(lsn), _) => lsn,
+            (None, r) => r.as_ref().map_or(Lsn::ZERO, Replayer::position),
+        }
     }
 
     /// Positions and queues.
     pub fn status(&self) -> CopyStatus {
         let (inspected, replayed) = (self.replica.end(), self.replayed());
-        let distance = |from: Lsn, to: Lsn| -> u64 {
-            if to <= from {
-                return 0;
-            }
-            let generations = u64::from(to.generation() - from.generation());
-            (generations * self.generation_size + u64::from(to.offset())).saturating_sub(u64::from(from.offset()))
-        };
+        let distance = |from: Lsn, to: Lsn| super::active::log_distance(from, to, self.generation_size);
         let copy_queue_bytes = distance(inspected, self.active_durable);
         let replay_queue_bytes = distance(replayed, inspected);
         let state = if self.failed.is_some() {
             CopyState::Failed
         } else if self.needs_reseed.is_some() {
             CopyState::NeedsReseed
-        } else if self.seeding || self.replayer.is_none() {
+        } else if self.seeding || (self.replayer.is_none() && self.live_replayed.is_none()) {
             CopyState::Seeding
         } else if copy_queue_bytes == 0 && replay_queue_bytes == 0 {
             CopyState::Healthy
@@ -371,128 +371,7 @@ impl Follower {
                 other => return Err(ReplError::Protocol(format!("expected Accept, got {}", other.name()))),
             }
         }
-        let mut reader = std::io::BufReader::with_capacity(8 << 20, stream.try_clone()?);
-        let mut pending: Option<Lsn> = None;
-        loop {
-            if until.is_some_and(|f| f(self)) {
-                let bye = Message::Refuse {
-                    code: codes::LEAVING,
-                    reason: "the copy ends the session".into(),
-                };
-                let _ = wire::write_message(&mut stream, &bye, None);
-                return self.pause();
-            }
-            // Everything the socket already holds is applied before one
-            // sync, one replay and one acknowledgement.
-            if let Some(before) = pending
-                && reader.buffer().len() < wire::HEADER_LEN
-            {
-                self.flush(&mut stream, before)?;
-                pending = None;
-            }
-            let msg = wire::read_message(&mut reader)?;
-            self.last_heard = Some(std::time::Instant::now());
-            let mut chunk = ShipChunk {
-                first: self.replica.next(),
-                next: self.replica.next(),
-                ..ShipChunk::default()
-            };
-            match msg {
-                Message::GenerationHeader { generation, bytes } => chunk.header = Some((generation, bytes)),
-                Message::Frames {
-                    first,
-                    frame_size,
-                    bytes,
-                } => {
-                    chunk.first = first;
-                    chunk.frame_size = frame_size;
-                    chunk.frames = bytes;
-                }
-                Message::Tail { frame } => {
-                    chunk.frame_size = frame.len() as u32;
-                    chunk.tail = Some(frame);
-                }
-                Message::Heartbeat { durable, .. } => {
-                    self.active_durable = durable;
-                    // A lagged copy replays what has aged, even while idle.
-                    if !self.replay_lag.is_zero() && pending.is_none() {
-                        let before = self.replica.end();
-                        self.replay(before)?;
-                    }
-                    continue;
-                }
-                Message::Refuse { code, .. } if code == codes::SHUTDOWN => return self.pause(),
-                Message::Refuse { code, reason } => {
-                    if code == codes::NEEDS_RESEED {
-                        self.needs_reseed = Some(reason.clone());
-                    }
-                    self.pause()?;
-                    return Err(ReplError::Refused { code, reason });
-                }
-                other => {
-                    return Err(ReplError::Protocol(format!(
-                        "unexpected {} from the active",
-                        other.name()
-                    )));
-                }
-            }
-            pending.get_or_insert(self.replica.end());
-            self.replica.apply(&chunk)?;
-            if let Some(g) = self.replica.generation_size() {
-                self.generation_size = g;
-            }
-            self.active_durable = self.active_durable.max(self.replica.end());
-        }
-    }
-
-    /// Makes a batch of applied chunks durable, replays it and acknowledges.
-    fn flush(&mut self, stream: &mut TcpStream, before: Lsn) -> Result<()> {
-        self.replica.sync()?;
-        self.source.update_durable(self.replica.end());
-        self.arrivals.push_back((std::time::Instant::now(), self.replica.end()));
-        self.replay(before)?;
-        let (inspected, replayed) = (self.replica.end(), self.replayed());
-        let lagged = !self.replay_lag.is_zero();
-        wire::write_message(
-            stream,
-            &Message::Ack {
-                inspected,
-                replayed,
-                lagged,
-            },
-            None,
-        )?;
-        Ok(())
-    }
-
-    /// Replays what the replica holds; checkpoints and truncates the log
-    /// every `CHECKPOINT_EVERY` bytes of it.
-    fn replay(&mut self, before: Lsn) -> Result<()> {
-        let end = self.replica.end();
-        let limit = self.replay_limit();
-        let Some(r) = &mut self.replayer else {
-            return Ok(());
-        };
-        r.replay_until(limit, Some(end))?;
-        let replayed = r.position();
-        let now = std::time::Instant::now();
-        self.truncation_lag.replayed(replayed, now);
-        // Stretches replayed are forgotten: the list stays as long as the
-        // replay queue.
-        while self.arrivals.front().is_some_and(|(_, e)| *e <= replayed) {
-            self.arrivals.pop_front();
-        }
-        if end.generation() != before.generation() {
-            self.since_checkpoint += self.generation_size;
-        } else {
-            self.since_checkpoint += u64::from(end.offset().saturating_sub(before.offset()));
-        }
-        if self.since_checkpoint >= CHECKPOINT_EVERY {
-            r.checkpoint()?;
-            self.since_checkpoint = 0;
-            self.truncate(now)?;
-        }
-        Ok(())
+        self.stream(&mut stream, until)
     }
 
     /// Removes the generations the last checkpoint no longer needs and the
@@ -522,7 +401,6 @@ impl Follower {
             r.checkpoint()?;
             let now = std::time::Instant::now();
             self.truncation_lag.replayed(r.position(), now);
-            self.since_checkpoint = 0;
             self.truncate(now)?;
         }
         self.publish()
@@ -530,7 +408,7 @@ impl Follower {
 }
 
 /// The oldest generation in a log directory (zero if it holds none).
-fn first_generation(vfs: &SharedVfs, ldir: &std::path::Path) -> Result<u32> {
+pub(super) fn first_generation(vfs: &SharedVfs, ldir: &std::path::Path) -> Result<u32> {
     if !vfs.exists(ldir)? {
         return Ok(0);
     }

@@ -165,6 +165,13 @@ impl PassiveSource {
         st.generation_size = generation_size;
     }
 
+    /// The copy's last checkpoint, and where its log starts now.
+    pub(crate) fn update_header(&self, header: Option<DbHeader>, first_generation: u32) {
+        let mut st = self.state.lock();
+        st.header = header;
+        st.first_generation = first_generation;
+    }
+
     /// The copy's log is synced to `durable`.
     pub(crate) fn update_durable(&self, durable: Lsn) {
         self.state.lock().durable = durable;

@@ -244,7 +244,6 @@ impl Follower {
         )?);
         self.database = seed.header.signature.0;
         self.seeding = false;
-        self.since_checkpoint = 0;
         self.publish()?;
         tracing::info!(pages, redo = %seed.header.redo_lsn, "replication: seed received");
         Ok(())

@@ -1,0 +1,153 @@
+//! Replay on its own thread while a session receives: the receiving thread
+//! writes, checks and syncs the log (the copy queue) and hands the synced
+//! end over; this thread replays it, checkpoints every `CHECKPOINT_EVERY`
+//! bytes of log and truncates (the replay queue). Receiving never waits
+//! for replay, so a copy takes in log while it replays what came before.
+
+use super::{CHECKPOINT_EVERY, first_generation};
+use crate::log::Lsn;
+use crate::pager::{Replayer, log_dir};
+use crate::repl::active::log_distance;
+use crate::repl::error::{ReplError, Result};
+use crate::repl::source::PassiveSource;
+use crate::vfs::SharedVfs;
+use parking_lot::{Condvar, Mutex};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// What replay may do now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct ReplayRequest {
+    /// The end of the synced log.
+    pub end: Lsn,
+    /// Replay no record ending past this (a lagged copy's limit).
+    pub limit: Lsn,
+    /// Truncation keeps the log from here on (what the receiver and the
+    /// truncation lag still need).
+    pub keep: Lsn,
+    pub generation_size: u64,
+}
+
+#[derive(Default)]
+struct StageState {
+    request: Option<ReplayRequest>,
+    stop: bool,
+    error: Option<ReplError>,
+}
+
+struct Shared {
+    state: Mutex<StageState>,
+    wake: Condvar,
+    replayed: AtomicU64,
+}
+
+/// The replay thread of one session.
+pub(super) struct ReplayStage {
+    shared: Arc<Shared>,
+    thread: std::thread::JoinHandle<Replayer>,
+}
+
+impl ReplayStage {
+    /// Moves `replayer` onto a new thread.
+    pub(super) fn start(
+        replayer: Replayer,
+        vfs: SharedVfs,
+        dir: PathBuf,
+        source: Arc<PassiveSource>,
+    ) -> Result<ReplayStage> {
+        let shared = Arc::new(Shared {
+            state: Mutex::default(),
+            wake: Condvar::new(),
+            replayed: AtomicU64::new(replayer.position().0),
+        });
+        let inner = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("mailvault-replay".into())
+            .spawn(move || run(replayer, &inner, &vfs, &dir, &source))?;
+        Ok(ReplayStage { shared, thread })
+    }
+
+    /// Asks for replay up to `request` (replacing an older request).
+    pub(super) fn request(&self, request: ReplayRequest) {
+        self.shared.state.lock().request = Some(request);
+        self.shared.wake.notify_one();
+    }
+
+    /// The end of the last record replayed.
+    pub(super) fn replayed(&self) -> Lsn {
+        Lsn(self.shared.replayed.load(Ordering::Acquire))
+    }
+
+    /// Replay's error, if it stopped on one.
+    pub(super) fn failed(&self) -> bool {
+        self.shared.state.lock().error.is_some()
+    }
+
+    /// Finishes the last request, stops, and hands the replayer back with
+    /// replay's error, if any.
+    pub(super) fn finish(self) -> Result<(Replayer, Option<ReplError>)> {
+        self.shared.state.lock().stop = true;
+        self.shared.wake.notify_one();
+        let replayer = self
+            .thread
+            .join()
+            .map_err(|_| ReplError::Protocol("the replay thread panicked".into()))?;
+        let error = self.shared.state.lock().error.take();
+        Ok((replayer, error))
+    }
+}
+
+fn run(
+    mut replayer: Replayer,
+    shared: &Shared,
+    vfs: &SharedVfs,
+    dir: &std::path::Path,
+    source: &PassiveSource,
+) -> Replayer {
+    let mut done: Option<ReplayRequest> = None;
+    let mut since_checkpoint = 0u64;
+    loop {
+        let request = {
+            let mut st = shared.state.lock();
+            loop {
+                if st.request.is_some() && st.request != done {
+                    break st.request;
+                }
+                if st.stop {
+                    return replayer;
+                }
+                shared.wake.wait(&mut st);
+            }
+        };
+        let Some(request) = request else {
+            continue;
+        };
+        let before = replayer.position();
+        let mut step = || -> Result<()> {
+            replayer.replay_until(request.limit, Some(request.end))?;
+            shared.replayed.store(replayer.position().0, Ordering::Release);
+            since_checkpoint += log_distance(before, replayer.position(), request.generation_size);
+            if since_checkpoint >= CHECKPOINT_EVERY {
+                replayer.checkpoint()?;
+                since_checkpoint = 0;
+                let mut keep = request.keep;
+                if let Some(held) = source.oldest_hold() {
+                    keep = keep.min(held);
+                }
+                // The newest checkpoint goes out before the log it no longer needs.
+                let ldir = log_dir(dir);
+                source.update_header(Some(*replayer.header()), first_generation(vfs, &ldir)?);
+                replayer.truncate_log(keep)?;
+                source.update_header(Some(*replayer.header()), first_generation(vfs, &ldir)?);
+            }
+            Ok(())
+        };
+        if let Err(e) = step() {
+            let mut st = shared.state.lock();
+            st.error = Some(e);
+            return replayer;
+        }
+        done = Some(request);
+    }
+}
