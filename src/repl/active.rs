@@ -11,6 +11,7 @@ use super::source::{LogHold, ShipSource};
 use super::wire::{self, Identity, Message};
 use crate::log::{FrameSource, Lsn, ShipChunk};
 use parking_lot::Mutex;
+use std::io::Write;
 use std::net::TcpStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -407,9 +408,11 @@ fn ship_loop(
     }
 }
 
+/// Sends a chunk's messages in one write (one packet for a small batch).
 fn send_chunk(stream: &mut TcpStream, chunk: ShipChunk, compress: Option<i32>) -> Result<()> {
+    let mut out = Vec::with_capacity(chunk.frames.len() + 3 * wire::HEADER_LEN + 64);
     if let Some((generation, bytes)) = chunk.header {
-        wire::write_message(stream, &Message::GenerationHeader { generation, bytes }, compress)?;
+        wire::encode_into(&Message::GenerationHeader { generation, bytes }, compress, &mut out);
     }
     if !chunk.frames.is_empty() {
         let frames = Message::Frames {
@@ -417,10 +420,11 @@ fn send_chunk(stream: &mut TcpStream, chunk: ShipChunk, compress: Option<i32>) -
             frame_size: chunk.frame_size,
             bytes: chunk.frames,
         };
-        wire::write_message(stream, &frames, compress)?;
+        wire::encode_into(&frames, compress, &mut out);
     }
     if let Some(frame) = chunk.tail {
-        wire::write_message(stream, &Message::Tail { frame }, compress)?;
+        wire::encode_into(&Message::Tail { frame }, compress, &mut out);
     }
+    stream.write_all(&out)?;
     Ok(())
 }

@@ -147,8 +147,8 @@ impl Message {
         kind_name(self.kind()).unwrap_or("?")
     }
 
-    fn encode_payload(&self) -> Vec<u8> {
-        let mut p = Vec::new();
+    /// Appends the payload to `p`.
+    fn encode_payload_into(&self, p: &mut Vec<u8>) {
         match self {
             Message::Hello { nonce } => p.extend_from_slice(nonce),
             Message::Challenge { nonce, proof } => {
@@ -156,7 +156,7 @@ impl Message {
                 p.extend_from_slice(proof);
             }
             Message::Proof { proof } => p.extend_from_slice(proof),
-            Message::Identify(id) => put_identity(&mut p, id),
+            Message::Identify(id) => put_identity(p, id),
             Message::Refuse { code, reason } => {
                 p.extend_from_slice(&code.to_le_bytes());
                 let mut cut = reason.len().min(MAX_REASON);
@@ -166,7 +166,7 @@ impl Message {
                 p.extend_from_slice(&reason.as_bytes()[..cut]);
             }
             Message::Accept { identity, start } => {
-                put_identity(&mut p, identity);
+                put_identity(p, identity);
                 p.extend_from_slice(&start.0.to_le_bytes());
             }
             Message::GenerationHeader { generation, bytes } => {
@@ -208,12 +208,11 @@ impl Message {
             }
             Message::SeedEnd { pages } => p.extend_from_slice(&pages.to_le_bytes()),
             Message::ResumeSeed { identity, next_page } => {
-                put_identity(&mut p, identity);
+                put_identity(p, identity);
                 p.extend_from_slice(&next_page.to_le_bytes());
             }
             Message::SeedResumed { first } => p.extend_from_slice(&first.to_le_bytes()),
         }
-        p
     }
 
     /// Decodes a payload of message type `kind`.
@@ -421,20 +420,35 @@ fn get_identity(p: &[u8]) -> Identity {
 /// Encodes `msg` as one frame, compressing its payload with zstd at
 /// `level` when given and worth it.
 pub fn encode(msg: &Message, compress: Option<i32>) -> Vec<u8> {
-    let payload = msg.encode_payload();
-    let (flags, body) = match compress.and_then(|level| zstd::bulk::compress(&payload, level).ok()) {
-        Some(packed) if packed.len() < payload.len() => (COMPRESSED, packed),
-        _ => (0, payload.clone()),
-    };
-    let mut frame = Vec::with_capacity(HEADER_LEN + body.len());
-    frame.extend_from_slice(&MAGIC);
-    frame.extend_from_slice(&[VERSION, msg.kind(), flags, 0]);
-    frame.extend_from_slice(&(body.len() as u32).to_le_bytes());
-    frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    let crc = crc32c::crc32c_append(crc32c::crc32c(&frame[..16]), &body);
-    frame.extend_from_slice(&crc.to_le_bytes());
-    frame.extend_from_slice(&body);
+    let mut frame = Vec::new();
+    encode_into(msg, compress, &mut frame);
     frame
+}
+
+/// Appends one frame holding `msg` to `out`. The payload is written in
+/// place behind the header: shipped log is not copied again here.
+pub fn encode_into(msg: &Message, compress: Option<i32>, out: &mut Vec<u8>) {
+    let start = out.len();
+    out.resize(start + HEADER_LEN, 0);
+    msg.encode_payload_into(out);
+    let plain_len = out.len() - start - HEADER_LEN;
+    let mut flags = 0;
+    if let Some(level) = compress
+        && let Ok(packed) = zstd::bulk::compress(&out[start + HEADER_LEN..], level)
+        && packed.len() < plain_len
+    {
+        out.truncate(start + HEADER_LEN);
+        out.extend_from_slice(&packed);
+        flags = COMPRESSED;
+    }
+    let wire_len = out.len() - start - HEADER_LEN;
+    let head = &mut out[start..start + HEADER_LEN];
+    head[..4].copy_from_slice(&MAGIC);
+    head[4..8].copy_from_slice(&[VERSION, msg.kind(), flags, 0]);
+    head[8..12].copy_from_slice(&(wire_len as u32).to_le_bytes());
+    head[12..16].copy_from_slice(&(plain_len as u32).to_le_bytes());
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&out[start..start + 16]), &out[start + HEADER_LEN..]);
+    out[start + 16..start + HEADER_LEN].copy_from_slice(&crc.to_le_bytes());
 }
 
 /// A frame header, checked.
