@@ -484,4 +484,78 @@ mod tests {
         huge.extend_from_slice(&u32::MAX.to_le_bytes());
         assert!(DbRecord::decode(&huge, 4096).is_err());
     }
+
+    #[test]
+    fn checkpoint_markers_carry_the_whole_digest_flag_in_one_optional_byte() {
+        for whole_digest in [false, true] {
+            let rec = DbRecord::Checkpoint {
+                number: 16,
+                whole_digest,
+            };
+            let bytes = rec.encode();
+            assert_eq!(bytes.len(), if whole_digest { 10 } else { 9 });
+            assert_eq!(DbRecord::decode(&bytes, 4096), Ok(rec));
+        }
+        let mut bytes = DbRecord::Checkpoint {
+            number: 16,
+            whole_digest: false,
+        }
+        .encode();
+        for bad in [0u8, 2, 3, 0x81] {
+            bytes.push(bad);
+            assert!(DbRecord::decode(&bytes, 4096).is_err(), "flag byte {bad}");
+            bytes.pop();
+        }
+        bytes.extend_from_slice(&[1, 0]);
+        assert!(DbRecord::decode(&bytes, 4096).is_err(), "bytes after the flag");
+    }
+
+    fn whole(page_count: u32, first_group: u32, n: usize) -> WholeDigest {
+        WholeDigest {
+            marker: Lsn::new(7, 4096),
+            page_count,
+            group_pages: 64,
+            root: [0xab; 32],
+            first_group,
+            groups: (0..n).map(|i| [i as u8; GROUP_HASH_LEN]).collect(),
+        }
+    }
+
+    #[test]
+    fn whole_digests_round_trip_and_hostile_ones_are_typed_errors() {
+        // 2 + 64 * 3 + 1 pages: 4 groups, the last of one page.
+        let rec = DbRecord::WholeDigest(whole(195, 1, 3));
+        let bytes = rec.encode();
+        assert_eq!(bytes.len(), WHOLE_DIGEST_HEADER + 3 * GROUP_HASH_LEN);
+        assert_eq!(bytes[0], RECORD_WHOLE_DIGEST);
+        assert_eq!(DbRecord::decode(&bytes, 4096), Ok(rec.clone()));
+        for cut in 0..bytes.len() {
+            assert!(DbRecord::decode(&bytes[..cut], 4096).is_err(), "truncated at {cut}");
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(DbRecord::decode(&longer, 4096).is_err(), "a trailing byte");
+        // Field offsets after the kind: marker 1, page count 9, group pages
+        // 13, root 17, first group 49, count 53, hashes 57.
+        let set = |at: usize, v: u32| {
+            let mut b = bytes.clone();
+            b[at..at + 4].copy_from_slice(&v.to_le_bytes());
+            DbRecord::decode(&b, 4096)
+        };
+        assert!(set(53, u32::MAX).is_err(), "a count no bytes back");
+        assert!(set(53, 4).is_err(), "a count one more than the bytes");
+        assert!(set(13, 0).is_err(), "groups of 0 pages");
+        assert!(set(49, 2).is_err(), "groups 2..5 of 4");
+        assert!(set(49, u32::MAX).is_err(), "first group at the end of the range");
+        assert!(set(9, 194).is_err(), "groups 1..4, but 194 pages make 3");
+        assert!(set(9, 260).is_ok(), "260 pages make 5 groups");
+        // Degenerate but well formed: no pages, no groups.
+        let empty = DbRecord::WholeDigest(whole(2, 0, 0));
+        assert_eq!(DbRecord::decode(&empty.encode(), 4096), Ok(empty));
+        assert!(DbRecord::decode(&DbRecord::WholeDigest(whole(2, 0, 1)).encode(), 4096).is_err());
+        assert_eq!(group_count(0, 64), 0);
+        assert_eq!(group_count(66, 64), 1);
+        assert_eq!(group_count(67, 64), 2);
+        assert_eq!(group_count(u32::MAX, 1), u32::MAX - 2);
+    }
 }
