@@ -175,9 +175,19 @@ fn the_active_logs_a_whole_digest_every_nth_checkpoint_of_the_file_it_checkpoint
     let recs: Vec<_> = records(&disk).into_iter().filter(|(lsn, _)| *lsn >= first).collect();
     let mut flagged = Vec::new();
     let mut unflagged = 0;
-    for (lsn, r) in &recs {
+    let markers: Vec<_> = recs
+        .iter()
+        .filter(|(_, r)| matches!(r, DbRecord::Checkpoint { .. }))
+        .collect();
+    for (i, (lsn, r)) in markers.iter().enumerate() {
         if let DbRecord::Checkpoint { number, whole_digest } = r {
-            assert_eq!(*whole_digest, number % 3 == 0, "checkpoint {number} at {lsn}");
+            // The last is the closing checkpoint's, which never scans.
+            let closing = i + 1 == markers.len();
+            assert_eq!(
+                *whole_digest,
+                number % 3 == 0 && !closing,
+                "checkpoint {number} at {lsn}"
+            );
             if *whole_digest {
                 flagged.push(*lsn);
             } else {
@@ -216,8 +226,9 @@ fn the_active_logs_a_whole_digest_every_nth_checkpoint_of_the_file_it_checkpoint
         None => panic!("no whole digest logged"),
     };
     assert_eq!(Some(&last.marker), flagged.last());
+    // A marker appended right after the last write starts where it ended.
     assert!(
-        last.marker > last_write,
+        last.marker >= last_write,
         "the digest at {} follows the last write",
         last.marker
     );

@@ -37,7 +37,8 @@ impl Pager {
         // Informational only: a hostile log may carry any number.
         let number = ck.number.wrapping_add(1);
         let every = self.opts.whole_digest_every;
-        let whole_digest = every != 0 && number % every == 0;
+        // Not at close: a shutdown does not wait for a scan of the file.
+        let whole_digest = every != 0 && number % every == 0 && state != DbState::Clean;
         let marker = DbRecord::Checkpoint { number, whole_digest }.encode();
         let (redo, end, pages, page_count) = {
             let mut st = self.state.lock();
