@@ -97,8 +97,27 @@ fn main() {
         input.extend_from_slice(&record.encode());
         write(&records, &format!("commit-{page_size}"), &input);
     }
+    for (name, whole_digest) in [("checkpoint", false), ("checkpoint-whole", true)] {
+        let mut input = vec![0u8];
+        input.extend_from_slice(
+            &DbRecord::Checkpoint {
+                number: 4,
+                whole_digest,
+            }
+            .encode(),
+        );
+        write(&records, name, &input);
+    }
     let mut input = vec![0u8];
-    input.extend_from_slice(&DbRecord::Checkpoint { number: 4 }.encode());
-    write(&records, "checkpoint", &input);
+    let whole = redo::WholeDigest {
+        marker: Lsn::new(3, 4096),
+        page_count: 200,
+        group_pages: 64,
+        root: [7; 32],
+        first_group: 1,
+        groups: vec![[1; 16], [2; 16]],
+    };
+    input.extend_from_slice(&DbRecord::WholeDigest(whole).encode());
+    write(&records, "whole-digest", &input);
     println!("seeds written under {}", root.display());
 }

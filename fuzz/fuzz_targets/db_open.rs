@@ -411,7 +411,12 @@ fn inject(sim: &Arc<SimVfs>, specs: &[RecordSpec]) {
     for spec in specs.iter().take(MAX_RECORDS) {
         let bytes = match spec {
             RecordSpec::Raw(b) => clip(b).to_vec(),
-            RecordSpec::Checkpoint(n) => DbRecord::Checkpoint { number: *n }.encode(),
+            // Odd numbers announce a whole digest (recovery must pass it by).
+            RecordSpec::Checkpoint(n) => DbRecord::Checkpoint {
+                number: *n,
+                whole_digest: n % 2 == 1,
+            }
+            .encode(),
             RecordSpec::Commit { seq, grow, changes } => {
                 let count = page_count + u32::from(*grow % 8);
                 let mut out = Vec::new();

@@ -11,6 +11,8 @@
 //!   skipped, a range change finding another LSN than its `before` is refused
 //!   (lost flush), and an applied change writes exactly its bytes and the LSN.
 //! - `diff` of two pages applied to the first gives the second.
+//! - A decoded whole-database digest (kind 4) has groups of at least one
+//!   page and no group past the count its page count makes.
 //!
 //! Input: one control byte, then the body.
 //! - bit 0 clear: the body is the record's bytes;
@@ -26,7 +28,9 @@ use libfuzzer_sys::arbitrary::{self, Arbitrary, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use mailvault::log::Lsn;
 use mailvault::pager::page;
-use mailvault::pager::redo::{self, Applied, DbRecord, LOGGED_FROM, PageChange};
+use mailvault::pager::redo::{
+    self, Applied, DbRecord, GROUP_HASH_LEN, LOGGED_FROM, PageChange, WholeDigest, group_count,
+};
 
 const PAGE_SIZES: [usize; 3] = [4096, 8192, 16384];
 const MAX_CHANGES: usize = 6;
@@ -34,13 +38,29 @@ const MAX_RANGES: usize = 8;
 
 #[derive(Arbitrary, Debug)]
 struct Spec {
-    checkpoint: Option<u64>,
+    /// A checkpoint marker (number, whole-digest flag) instead of a commit.
+    checkpoint: Option<(u64, bool)>,
+    /// A page digest (kind 3) instead.
+    digest: Option<Vec<(u32, u64, u32)>>,
+    /// A whole-database digest part (kind 4) instead.
+    whole: Option<WholeSpec>,
     seq: u64,
     page_count: u32,
     /// Page size the record is built for (index into `PAGE_SIZES`).
     size: u8,
     changes: Vec<ChangeSpec>,
     edits: Vec<Edit>,
+}
+
+#[derive(Arbitrary, Debug)]
+struct WholeSpec {
+    marker: u64,
+    page_count: u32,
+    /// 0 stands for the real group size (64).
+    group_pages: u8,
+    root: u8,
+    first_group: u32,
+    groups: u8,
 }
 
 #[derive(Arbitrary, Debug)]
@@ -84,9 +104,39 @@ enum Edit {
 
 fn build(spec: &Spec) -> Vec<u8> {
     let ps = PAGE_SIZES[usize::from(spec.size) % PAGE_SIZES.len()];
-    let record = match spec.checkpoint {
-        Some(number) => DbRecord::Checkpoint { number },
-        None => {
+    let record = match (&spec.checkpoint, &spec.digest, &spec.whole) {
+        (Some((number, whole_digest)), _, _) => DbRecord::Checkpoint {
+            number: *number,
+            whole_digest: *whole_digest,
+        },
+        (None, Some(pages), _) => DbRecord::Digest {
+            pages: pages
+                .iter()
+                .take(64)
+                .map(|(no, lsn, crc)| (*no, Lsn(*lsn), *crc))
+                .collect(),
+        },
+        (None, None, Some(w)) => {
+            // Mostly consistent (groups inside the count) so that the
+            // edits below probe the checks one at a time.
+            let group_pages = if w.group_pages == 0 {
+                64
+            } else {
+                u32::from(w.group_pages)
+            };
+            let total = group_count(w.page_count, group_pages);
+            let first_group = w.first_group % total.saturating_add(1).max(1);
+            let n = u32::from(w.groups).min(total - first_group);
+            DbRecord::WholeDigest(WholeDigest {
+                marker: Lsn(w.marker),
+                page_count: w.page_count,
+                group_pages,
+                root: [w.root; 32],
+                first_group,
+                groups: (0..n).map(|i| [i as u8 ^ w.root; GROUP_HASH_LEN]).collect(),
+            })
+        }
+        (None, None, None) => {
             let changes = spec
                 .changes
                 .iter()
@@ -240,6 +290,17 @@ fn check_record(bytes: &[u8], lsn: Lsn) {
             continue;
         };
         assert!(record.encode() == bytes, "re-encoding a decoded record changed it");
+        if let DbRecord::WholeDigest(d) = &record {
+            assert!(d.group_pages >= 1, "decode accepted groups of 0 pages");
+            assert!(
+                u64::from(d.first_group) + d.groups.len() as u64 <= u64::from(group_count(d.page_count, d.group_pages)),
+                "decode accepted groups {}+{} past the {} groups of {} pages",
+                d.first_group,
+                d.groups.len(),
+                group_count(d.page_count, d.group_pages),
+                d.page_count
+            );
+        }
         if let DbRecord::Commit {
             page_count, changes, ..
         } = &record

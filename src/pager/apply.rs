@@ -2,6 +2,7 @@
 //! and by a passive copy's continuous replay, so that both produce the same
 //! pages from the same log.
 
+use super::digest::Verifier;
 use super::file::DbFile;
 use super::page::{self, PageBuf, PageNo};
 use super::redo::{self, DbRecord};
@@ -26,6 +27,9 @@ pub(crate) struct RedoPass {
     pub verified: u64,
     /// Where the pass started (named in errors).
     pub from: Lsn,
+    /// Checks whole-database digests (a passive copy); `None` in crash
+    /// recovery, whose state at a marker may hold later pages.
+    pub whole: Option<Verifier>,
 }
 
 impl RedoPass {
@@ -39,6 +43,7 @@ impl RedoPass {
             skipped: 0,
             verified: 0,
             from,
+            whole: None,
         }
     }
 
@@ -53,7 +58,17 @@ impl RedoPass {
             reason,
         };
         match DbRecord::decode(&record.data, ps).map_err(bad)? {
-            DbRecord::Checkpoint { number } => self.checkpoints = self.checkpoints.max(number),
+            DbRecord::Checkpoint { number, whole_digest } => {
+                self.checkpoints = self.checkpoints.max(number);
+                if whole_digest && let Some(v) = &mut self.whole {
+                    v.at_marker(file, &self.pages, self.page_count, record.lsn)?;
+                }
+            }
+            DbRecord::WholeDigest(d) => {
+                if let Some(v) = &mut self.whole {
+                    v.check(&file.path, &d, record.lsn)?;
+                }
+            }
             DbRecord::Digest { pages } => {
                 for (no, lsn, crc) in pages {
                     // A page changed since (or freed) is not comparable.

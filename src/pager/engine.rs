@@ -44,6 +44,9 @@ pub struct PagerOptions {
     pub max_transaction_bytes: usize,
     /// Longest a lazy commit stays in memory before a background flush.
     pub lazy_flush_interval: Duration,
+    /// Every this many checkpoints (by checkpoint number) the active logs a
+    /// digest of the whole database, which passive copies check; 0: never.
+    pub whole_digest_every: u64,
     /// Options of the write-ahead log.
     pub log: LogOptions,
 }
@@ -57,6 +60,7 @@ impl Default for PagerOptions {
             checkpoint_depth: 32 << 20,
             max_transaction_bytes: crate::log::DEFAULT_MAX_RECORD_SIZE,
             lazy_flush_interval: Duration::from_millis(10),
+            whole_digest_every: 8,
             log: LogOptions::default(),
         }
     }

@@ -76,6 +76,21 @@ pub enum DbError {
         /// What is wrong.
         reason: String,
     },
+    /// A passive copy's pages differ from the active's at the same LSN, as
+    /// the whole-database digest the active logged shows.
+    #[error("this copy diverged from the active: {} of {} at the checkpoint marker {marker} (whole digest logged at {digest}): {reason}", super::digest::fmt_ranges(pages), file.display())]
+    Diverged {
+        /// The copy's database file.
+        file: PathBuf,
+        /// The marker whose state was compared.
+        marker: Lsn,
+        /// Where the digest record is in the log.
+        digest: Lsn,
+        /// Page ranges `start..end` whose group hashes differ.
+        pages: Vec<(u32, u32)>,
+        /// What differs.
+        reason: String,
+    },
     /// The log does not fit the database: missing generations, another
     /// database's log, or a log that ends before the database needs.
     #[error("the log in {} does not match the database: {reason}", dir.display())]

@@ -5,6 +5,7 @@
 mod apply;
 mod cache;
 mod checkpoint;
+pub mod digest;
 mod doublewrite;
 mod engine;
 mod error;

@@ -95,7 +95,13 @@ impl Pager {
         let signature = LogSignature::random().map_err(|e| DbError::io(dir, 0, "getrandom", e))?;
         let salt = salt_of(&signature);
         let ps = opts.page_size;
-        let marker = log.append(&DbRecord::Checkpoint { number: 1 }.encode())?;
+        let marker = log.append(
+            &DbRecord::Checkpoint {
+                number: 1,
+                whole_digest: false,
+            }
+            .encode(),
+        )?;
         log.wait_durable(marker.end)?;
         let header = DbHeader {
             state: DbState::Dirty,

@@ -9,6 +9,7 @@
 //! copy (or its promotion) then replays from there.
 
 use super::apply::RedoPass;
+use super::digest::Verifier;
 use super::doublewrite::{DoubleWrite, dw_path};
 use super::file::{DbFile, data_path, log_dir};
 use super::header::{DbHeader, DbState, read_best, salt_of};
@@ -29,6 +30,10 @@ pub struct ReplayProgress {
     pub skipped: u64,
     /// Pages checked against a digest the active logged at a checkpoint.
     pub verified: u64,
+    /// Whole-database digests that matched, and that could not be compared
+    /// (this copy's state was ahead of the marker, as after a live seed).
+    pub digests_verified: u64,
+    pub digests_skipped: u64,
     /// The next record to replay.
     pub position: Lsn,
 }
@@ -83,10 +88,12 @@ impl Replayer {
         };
         file.restore_torn_pages()?;
         let budget = (cache_bytes / ps).max(16);
+        let mut pass = RedoPass::new(budget, header.page_count, header.redo_lsn);
+        pass.whole = Some(Verifier::default());
         Ok(Replayer {
             vfs,
             dir: dir.to_path_buf(),
-            pass: RedoPass::new(budget, header.page_count, header.redo_lsn),
+            pass,
             resume: header.redo_lsn,
             position: header.redo_lsn,
             budget,
@@ -107,6 +114,11 @@ impl Replayer {
         &self.header
     }
 
+    /// Whole-database digests verified and skipped since the copy opened.
+    pub fn digests(&self) -> (u64, u64) {
+        self.pass.whole.as_ref().map_or((0, 0), |v| (v.verified, v.skipped))
+    }
+
     /// The data file's path.
     pub fn file_path(&self) -> &Path {
         &self.file.path
@@ -125,6 +137,7 @@ impl Replayer {
     /// where the shipped frames end: nothing past it is read ahead.
     pub fn replay_until(&mut self, limit: Lsn, written: Option<Lsn>) -> Result<ReplayProgress> {
         let before = (self.pass.applied, self.pass.skipped, self.pass.verified);
+        let digests_before = self.digests();
         let mut progress = ReplayProgress {
             position: self.position,
             ..ReplayProgress::default()
@@ -157,6 +170,9 @@ impl Replayer {
         progress.applied = self.pass.applied - before.0;
         progress.skipped = self.pass.skipped - before.1;
         progress.verified = self.pass.verified - before.2;
+        let digests = self.digests();
+        progress.digests_verified = digests.0 - digests_before.0;
+        progress.digests_skipped = digests.1 - digests_before.1;
         progress.position = self.position;
         Ok(progress)
     }
@@ -168,6 +184,8 @@ impl Replayer {
         let fresh = RedoPass::new(self.budget, self.pass.page_count, self.resume);
         let pass = std::mem::replace(&mut self.pass, fresh);
         let (seq, checkpoints, page_count) = (pass.seq, pass.checkpoints, pass.page_count);
+        // A whole digest announced before the checkpoint may arrive after it.
+        self.pass.whole = pass.whole;
         let changed: Vec<(PageNo, PageRef)> = pass.pages.into_changed().map(|(no, p)| (no, Arc::new(p))).collect();
         self.pass.seq = seq;
         self.pass.checkpoints = checkpoints;

@@ -19,6 +19,15 @@ pub const RECORD_COMMIT: u8 = 1;
 pub const RECORD_CHECKPOINT: u8 = 2;
 /// Record kind: the digest of the pages a checkpoint wrote.
 pub const RECORD_DIGEST: u8 = 3;
+/// Record kind: (part of) the digest of the whole database as of a
+/// checkpoint marker that announced it.
+pub const RECORD_WHOLE_DIGEST: u8 = 4;
+/// Checkpoint flag: a whole-database digest of the state at this marker follows.
+pub const CHECKPOINT_WHOLE_DIGEST: u8 = 1;
+/// Bytes of a whole-digest record before its group hashes.
+pub const WHOLE_DIGEST_HEADER: usize = 1 + 8 + 4 + 4 + 32 + 4 + 4;
+/// Bytes kept of each group's SHA-256.
+pub const GROUP_HASH_LEN: usize = 16;
 /// Page bytes before this offset are not logged: checksum, page number, LSN.
 pub const LOGGED_FROM: usize = 16;
 /// Equal bytes shorter than this between two changed ranges are sent along
@@ -48,11 +57,38 @@ pub enum DbRecord {
     Checkpoint {
         /// Checkpoint number.
         number: u64,
+        /// A whole-database digest of the state at this marker follows.
+        whole_digest: bool,
     },
     /// The pages a checkpoint wrote, each with its page LSN and checksum
     /// (crc32c of bytes 4.. of the page): whoever replays the log checks
     /// every listed page still at that LSN against it.
     Digest { pages: Vec<(PageNo, Lsn, u32)> },
+    /// Part of the digest of the whole database as of a flagged marker.
+    WholeDigest(WholeDigest),
+}
+
+/// Part of a whole-database digest (`pager::digest`): pages 2..page count
+/// in groups of `group_pages`, one truncated SHA-256 per group, and the
+/// root over all groups. Parts carry consecutive groups.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WholeDigest {
+    /// The checkpoint marker whose state this digests.
+    pub marker: Lsn,
+    /// Pages in the database at the marker.
+    pub page_count: u32,
+    /// Pages per group (at least 1).
+    pub group_pages: u32,
+    /// SHA-256 over the page count, the group size and every group hash.
+    pub root: [u8; 32],
+    /// Index of the first group in this part.
+    pub first_group: u32,
+    pub groups: Vec<[u8; GROUP_HASH_LEN]>,
+}
+
+/// Groups of `group_pages` (at least 1) that pages 2..`page_count` make.
+pub fn group_count(page_count: u32, group_pages: u32) -> u32 {
+    page_count.saturating_sub(2).div_ceil(group_pages.max(1))
 }
 
 /// Computes the ranges that turn `old` into `new` (equal-length pages).
@@ -123,9 +159,26 @@ impl DbRecord {
                     }
                 }
             }
-            DbRecord::Checkpoint { number } => {
+            DbRecord::Checkpoint { number, whole_digest } => {
                 out.push(RECORD_CHECKPOINT);
                 out.extend_from_slice(&number.to_le_bytes());
+                // Unflagged markers keep their original 9 bytes.
+                if *whole_digest {
+                    out.push(CHECKPOINT_WHOLE_DIGEST);
+                }
+            }
+            DbRecord::WholeDigest(d) => {
+                out.reserve(WHOLE_DIGEST_HEADER + d.groups.len() * GROUP_HASH_LEN);
+                out.push(RECORD_WHOLE_DIGEST);
+                out.extend_from_slice(&d.marker.0.to_le_bytes());
+                out.extend_from_slice(&d.page_count.to_le_bytes());
+                out.extend_from_slice(&d.group_pages.to_le_bytes());
+                out.extend_from_slice(&d.root);
+                out.extend_from_slice(&d.first_group.to_le_bytes());
+                out.extend_from_slice(&(d.groups.len() as u32).to_le_bytes());
+                for g in &d.groups {
+                    out.extend_from_slice(g);
+                }
             }
             DbRecord::Digest { pages } => {
                 out.push(RECORD_DIGEST);
@@ -199,10 +252,13 @@ impl DbRecord {
             }
             RECORD_CHECKPOINT => {
                 let number = r.u64()?;
-                if r.left() != 0 {
-                    return Err("trailing bytes after a checkpoint record".into());
-                }
-                Ok(DbRecord::Checkpoint { number })
+                // Only the one flag is defined, and a zero flag byte is never written.
+                let whole_digest = match r.take(r.left())? {
+                    [] => false,
+                    [CHECKPOINT_WHOLE_DIGEST] => true,
+                    _ => return Err("unknown flags or trailing bytes after a checkpoint record".into()),
+                };
+                Ok(DbRecord::Checkpoint { number, whole_digest })
             }
             RECORD_DIGEST => {
                 let n = r.u32()? as usize;
@@ -214,6 +270,42 @@ impl DbRecord {
                     pages.push((r.u32()?, Lsn(r.u64()?), r.u32()?));
                 }
                 Ok(DbRecord::Digest { pages })
+            }
+            RECORD_WHOLE_DIGEST => {
+                let marker = Lsn(r.u64()?);
+                let page_count = r.u32()?;
+                let group_pages = r.u32()?;
+                if group_pages == 0 {
+                    return Err("a whole digest with groups of 0 pages".into());
+                }
+                let mut root = [0u8; 32];
+                root.copy_from_slice(r.take(32)?);
+                let first_group = r.u32()?;
+                let n = r.u32()? as usize;
+                // The count is checked against the bytes left before anything is allocated.
+                if n.checked_mul(GROUP_HASH_LEN) != Some(r.left()) {
+                    return Err(format!("a whole digest of {n} groups in {} bytes", r.left()));
+                }
+                let total = group_count(page_count, group_pages);
+                if u64::from(first_group) + n as u64 > u64::from(total) {
+                    return Err(format!(
+                        "groups {first_group}+{n} beyond the {total} groups of {page_count} pages"
+                    ));
+                }
+                let mut groups = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let mut g = [0u8; GROUP_HASH_LEN];
+                    g.copy_from_slice(r.take(GROUP_HASH_LEN)?);
+                    groups.push(g);
+                }
+                Ok(DbRecord::WholeDigest(WholeDigest {
+                    marker,
+                    page_count,
+                    group_pages,
+                    root,
+                    first_group,
+                    groups,
+                }))
             }
             k => Err(format!("unknown record kind {k}")),
         }
@@ -391,5 +483,79 @@ mod tests {
         huge.extend_from_slice(&5u32.to_le_bytes());
         huge.extend_from_slice(&u32::MAX.to_le_bytes());
         assert!(DbRecord::decode(&huge, 4096).is_err());
+    }
+
+    #[test]
+    fn checkpoint_markers_carry_the_whole_digest_flag_in_one_optional_byte() {
+        for whole_digest in [false, true] {
+            let rec = DbRecord::Checkpoint {
+                number: 16,
+                whole_digest,
+            };
+            let bytes = rec.encode();
+            assert_eq!(bytes.len(), if whole_digest { 10 } else { 9 });
+            assert_eq!(DbRecord::decode(&bytes, 4096), Ok(rec));
+        }
+        let mut bytes = DbRecord::Checkpoint {
+            number: 16,
+            whole_digest: false,
+        }
+        .encode();
+        for bad in [0u8, 2, 3, 0x81] {
+            bytes.push(bad);
+            assert!(DbRecord::decode(&bytes, 4096).is_err(), "flag byte {bad}");
+            bytes.pop();
+        }
+        bytes.extend_from_slice(&[1, 0]);
+        assert!(DbRecord::decode(&bytes, 4096).is_err(), "bytes after the flag");
+    }
+
+    fn whole(page_count: u32, first_group: u32, n: usize) -> WholeDigest {
+        WholeDigest {
+            marker: Lsn::new(7, 4096),
+            page_count,
+            group_pages: 64,
+            root: [0xab; 32],
+            first_group,
+            groups: (0..n).map(|i| [i as u8; GROUP_HASH_LEN]).collect(),
+        }
+    }
+
+    #[test]
+    fn whole_digests_round_trip_and_hostile_ones_are_typed_errors() {
+        // 2 + 64 * 3 + 1 pages: 4 groups, the last of one page.
+        let rec = DbRecord::WholeDigest(whole(195, 1, 3));
+        let bytes = rec.encode();
+        assert_eq!(bytes.len(), WHOLE_DIGEST_HEADER + 3 * GROUP_HASH_LEN);
+        assert_eq!(bytes[0], RECORD_WHOLE_DIGEST);
+        assert_eq!(DbRecord::decode(&bytes, 4096), Ok(rec.clone()));
+        for cut in 0..bytes.len() {
+            assert!(DbRecord::decode(&bytes[..cut], 4096).is_err(), "truncated at {cut}");
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(DbRecord::decode(&longer, 4096).is_err(), "a trailing byte");
+        // Field offsets after the kind: marker 1, page count 9, group pages
+        // 13, root 17, first group 49, count 53, hashes 57.
+        let set = |at: usize, v: u32| {
+            let mut b = bytes.clone();
+            b[at..at + 4].copy_from_slice(&v.to_le_bytes());
+            DbRecord::decode(&b, 4096)
+        };
+        assert!(set(53, u32::MAX).is_err(), "a count no bytes back");
+        assert!(set(53, 4).is_err(), "a count one more than the bytes");
+        assert!(set(13, 0).is_err(), "groups of 0 pages");
+        assert!(set(49, 2).is_err(), "groups 2..5 of 4");
+        assert!(set(49, u32::MAX).is_err(), "first group at the end of the range");
+        assert!(set(9, 194).is_err(), "groups 1..4, but 194 pages make 3");
+        assert!(set(9, 260).is_ok(), "260 pages make 5 groups");
+        // Degenerate but well formed: no pages, no groups.
+        let empty = DbRecord::WholeDigest(whole(2, 0, 0));
+        assert_eq!(DbRecord::decode(&empty.encode(), 4096), Ok(empty));
+        assert!(DbRecord::decode(&DbRecord::WholeDigest(whole(2, 0, 1)).encode(), 4096).is_err());
+        assert_eq!(group_count(0, 64), 0);
+        assert_eq!(group_count(66, 64), 1);
+        assert_eq!(group_count(67, 64), 2);
+        assert_eq!(group_count(u32::MAX, 1), u32::MAX - 2);
     }
 }

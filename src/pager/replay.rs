@@ -65,6 +65,11 @@ impl RedoSet {
         self.pages.get_mut(&no)
     }
 
+    /// Page `no` if the set holds it whole (not awaiting an image).
+    pub fn whole_page(&self, no: PageNo) -> Option<&[u8]> {
+        self.pages.get(&no).filter(|p| !p.unreadable).map(|p| &p.buf[..])
+    }
+
     /// Notes that the record at `lsn` changed page `no`.
     pub fn changed(&mut self, no: PageNo, lsn: Lsn) {
         self.clock += 1;

@@ -9,7 +9,7 @@ use mailvault::btree::{CellSummary, inspect_node};
 use mailvault::log::{LogReader, Lsn};
 use mailvault::pager::header::{DbHeader, DbState, read_best, salt_of};
 use mailvault::pager::page::{self, PageKind};
-use mailvault::pager::redo::DbRecord;
+use mailvault::pager::redo::{DbRecord, WholeDigest, group_count};
 use mailvault::pager::{data_path, freemap, log_dir};
 use mailvault::vfs::{OpenMode, OsVfs, Vfs, VfsFile};
 use serde::Serialize;
@@ -206,6 +206,8 @@ struct CheckpointDump {
     marker: Option<String>,
     /// What the log holds after the redo LSN: what recovery would replay.
     records_after: u64,
+    /// The whole-database digest records after the redo LSN.
+    whole_digests: Vec<String>,
     log_bytes_after: u64,
     log_end: Option<String>,
     log_error: Option<String>,
@@ -221,6 +223,7 @@ pub fn run_checkpoint(args: &DumpDbArgs) -> Result<()> {
     };
     let mut marker = None;
     let mut records_after = 0;
+    let mut whole_digests = Vec::new();
     let mut log_bytes_after = 0;
     let mut log_end = None;
     let mut log_error = None;
@@ -229,16 +232,31 @@ pub fn run_checkpoint(args: &DumpDbArgs) -> Result<()> {
             for record in reader.expect_signature(h.log_signature) {
                 match record {
                     Ok(r) => {
+                        let decoded = DbRecord::decode(&r.data, h.page_size as usize);
                         if marker.is_none() {
-                            marker = Some(match DbRecord::decode(&r.data, h.page_size as usize) {
-                                Ok(DbRecord::Checkpoint { number }) => format!("checkpoint {number} at {}", r.lsn),
+                            marker = Some(match decoded {
+                                Ok(DbRecord::Checkpoint { number, whole_digest }) => format!(
+                                    "checkpoint {number} at {}{}",
+                                    r.lsn,
+                                    if whole_digest {
+                                        ", a whole-database digest follows"
+                                    } else {
+                                        ""
+                                    }
+                                ),
                                 Ok(DbRecord::Commit { seq, .. }) => format!("commit {seq} at {} (not a marker)", r.lsn),
                                 Ok(DbRecord::Digest { pages }) => {
                                     format!("digest of {} pages at {} (not a marker)", pages.len(), r.lsn)
                                 }
+                                Ok(DbRecord::WholeDigest(d)) => {
+                                    format!("{} (not a marker)", describe_whole(&d, r.lsn))
+                                }
                                 Err(e) => format!("undecodable record at {}: {e}", r.lsn),
                             });
                         } else {
+                            if let Ok(DbRecord::WholeDigest(d)) = decoded {
+                                whole_digests.push(describe_whole(&d, r.lsn));
+                            }
                             records_after += 1;
                             log_bytes_after += r.data.len() as u64;
                         }
@@ -262,6 +280,7 @@ pub fn run_checkpoint(args: &DumpDbArgs) -> Result<()> {
         page_count: h.page_count,
         marker,
         records_after,
+        whole_digests,
         log_bytes_after,
         log_end,
         log_error,
@@ -285,10 +304,27 @@ pub fn run_checkpoint(args: &DumpDbArgs) -> Result<()> {
         out.log_bytes_after,
         out.log_end.as_deref().unwrap_or("?")
     );
+    for d in &out.whole_digests {
+        println!("  {d}");
+    }
     if let Some(e) = &out.log_error {
         println!("  log: {e}");
     }
     Ok(())
+}
+
+/// One line for a whole-database digest record (kind 4) logged at `at`.
+fn describe_whole(d: &WholeDigest, at: Lsn) -> String {
+    let root: String = d.root[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let end = u64::from(d.first_group) + d.groups.len() as u64;
+    format!(
+        "whole-database digest at {at} of the state at {}: {} pages, groups {}..{end} of {} ({} pages each), root {root}…",
+        d.marker,
+        d.page_count,
+        d.first_group,
+        group_count(d.page_count, d.group_pages),
+        d.group_pages,
+    )
 }
 
 #[derive(Debug, Serialize)]
