@@ -126,6 +126,8 @@ fn a_copy_is_seeded_live_follows_resumes_and_ends_page_identical() {
     let status = copy.status();
     // (The active's background checkpoint may have appended a marker since.)
     assert!(status.inspected >= target && status.replayed >= target, "{status:?}");
+    // The active's whole-database digests reached the copy and were checked.
+    assert!(status.digests_verified + status.digests_skipped >= 1, "{status:?}");
     // Records common to both logs are the same, at the same LSNs.
     let active = read_records(Arc::new(OsVfs), tmp.path().join("active/log"), target);
     let shipped = read_records(Arc::new(OsVfs), copy_dir.join("log"), target);

@@ -66,6 +66,11 @@ pub struct CopyStatus {
     pub last_heard_secs: Option<f64>,
     /// Why the copy needs a reseed, or why it failed, if it did.
     pub reason: Option<String>,
+    /// Whole-database digests of the active checked here since the copy
+    /// opened: equal, and not comparable (pages newer than the digest).
+    /// A digest that differs stops replay with the pages named.
+    pub digests_verified: u64,
+    pub digests_skipped: u64,
 }
 
 /// Replay checkpoints the copy after this much log.
@@ -84,6 +89,8 @@ pub struct Follower {
     seeding: bool,
     /// Replay's position while a session's replay thread runs.
     live_replayed: Option<Lsn>,
+    /// Whole-database digests verified and skipped since the copy opened.
+    digests: (u64, u64),
     generation_size: u64,
     needs_reseed: Option<String>,
     failed: Option<String>,
@@ -147,6 +154,7 @@ impl Follower {
             cache_bytes,
             seeding: false,
             live_replayed: None,
+            digests: (0, 0),
             generation_size,
             needs_reseed: None,
             failed: None,
@@ -227,6 +235,8 @@ impl Follower {
                 .map_or(0.0, |(at, _)| at.elapsed().as_secs_f64()),
             last_heard_secs: self.last_heard.map(|t| t.elapsed().as_secs_f64()),
             reason: self.failed.clone().or_else(|| self.needs_reseed.clone()),
+            digests_verified: self.digests.0,
+            digests_skipped: self.digests.1,
         }
     }
 

@@ -186,6 +186,9 @@ struct StatusJson {
     last_heard_secs: Option<f64>,
     /// Why the copy needs a reseed, or failed.
     reason: Option<String>,
+    /// Whole-database digests of the active checked, and skipped.
+    digests_verified: u64,
+    digests_skipped: u64,
     /// Microseconds since the epoch when written.
     updated_us: u64,
 }
@@ -203,6 +206,8 @@ fn status_json(s: &CopyStatus) -> StatusJson {
         replay_lag_secs: s.replay_lag_secs,
         last_heard_secs: s.last_heard_secs,
         reason: s.reason.clone(),
+        digests_verified: s.digests_verified,
+        digests_skipped: s.digests_skipped,
         updated_us: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_micros() as u64),
@@ -264,6 +269,12 @@ pub fn follow(args: &FollowArgs) -> Result<ExitCode> {
                 return Err(CliError::msg(format!(
                     "the active refused this copy (code {code}): {reason}"
                 )));
+            }
+            Err(e @ ReplError::Db(mailvault::pager::DbError::Diverged { .. })) => {
+                // Replaying again would meet the same digest: stop now.
+                copy.mark_failed(format!("diverged from the active: {e}"));
+                write_status(&args.dir, &copy.status());
+                return Err(CliError::msg(format!("this copy diverged from the active: {e}")));
             }
             Err(e) => {
                 // A session that moved the copy forward resets the back-off.
@@ -386,6 +397,10 @@ pub fn status(args: &StatusArgs) -> Result<()> {
         format!("{}, {}", s.replay_queue_bytes, s.replay_queue_generations),
     );
     output::row("replay lag (seconds)", format!("{:.3}", s.replay_lag_secs));
+    output::row(
+        "whole-database digests (verified, skipped)",
+        format!("{}, {}", s.digests_verified, s.digests_skipped),
+    );
     if let Some(heard) = s.last_heard_secs {
         output::row("active last heard (seconds before update)", format!("{heard:.3}"));
     }

@@ -40,6 +40,8 @@ struct Shared {
     state: Mutex<StageState>,
     wake: Condvar,
     replayed: AtomicU64,
+    /// Whole-database digests verified and skipped.
+    digests: [AtomicU64; 2],
 }
 
 /// The replay thread of one session.
@@ -60,6 +62,10 @@ impl ReplayStage {
             state: Mutex::default(),
             wake: Condvar::new(),
             replayed: AtomicU64::new(replayer.position().0),
+            digests: [
+                AtomicU64::new(replayer.digests().0),
+                AtomicU64::new(replayer.digests().1),
+            ],
         });
         let inner = shared.clone();
         let thread = std::thread::Builder::new()
@@ -77,6 +83,12 @@ impl ReplayStage {
     /// The end of the last record replayed.
     pub(super) fn replayed(&self) -> Lsn {
         Lsn(self.shared.replayed.load(Ordering::Acquire))
+    }
+
+    /// Whole-database digests verified and skipped so far.
+    pub(super) fn digests(&self) -> (u64, u64) {
+        let [v, s] = &self.shared.digests;
+        (v.load(Ordering::Relaxed), s.load(Ordering::Relaxed))
     }
 
     /// Replay's error, if it stopped on one.
@@ -127,6 +139,9 @@ fn run(
         let mut step = || -> Result<()> {
             replayer.replay_until(request.limit, Some(request.end))?;
             shared.replayed.store(replayer.position().0, Ordering::Release);
+            let (verified, skipped) = replayer.digests();
+            shared.digests[0].store(verified, Ordering::Relaxed);
+            shared.digests[1].store(skipped, Ordering::Relaxed);
             since_checkpoint += log_distance(before, replayer.position(), request.generation_size);
             if since_checkpoint >= CHECKPOINT_EVERY {
                 replayer.checkpoint()?;

@@ -44,6 +44,7 @@ impl Follower {
         self.live_replayed = None;
         if let Some(stage) = stage {
             let (replayer, error) = stage.finish()?;
+            self.digests = replayer.digests();
             self.replayer = Some(replayer);
             if let Some(e) = error {
                 return Err(e);
@@ -70,6 +71,7 @@ impl Follower {
                     return Ok(Ended::ReplayFailed);
                 }
                 self.live_replayed = Some(stage.replayed());
+                self.digests = stage.digests();
             }
             if until.is_some_and(|f| f(self)) {
                 let bye = Message::Refuse {
