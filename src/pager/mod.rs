@@ -14,6 +14,7 @@ pub mod header;
 mod open;
 pub mod page;
 mod passive;
+mod passive_read;
 pub mod redo;
 mod replay;
 mod store;
@@ -25,6 +26,7 @@ pub use file::{data_path, lock_path, log_dir};
 pub use open::RecoveryStats;
 pub use page::{PageBuf, PageKind, PageNo, PageRef};
 pub use passive::{ReplayProgress, Replayer};
+pub use passive_read::{PassiveSnapshot, SnapshotLimits, SnapshotSource};
 pub use store::{PageRead, PageWrite};
 
 /// Default page size: see DESIGN.md for the measurement behind it.
