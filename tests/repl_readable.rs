@@ -20,11 +20,14 @@ const PS: usize = 4096;
 /// The copy's replay budget: 32 pages, so replay spills on its own too.
 const COPY_CACHE: usize = 32 * PS;
 
+/// The active checkpoints only when told: a background checkpoint's
+/// records, appended between a commit and a ship, would leave the log's
+/// open frame not yet shippable and the copy short of the last commit.
 fn opts() -> DbOptions {
     let mut o = DbOptions {
         page_size: PS,
-        cache_bytes: 64 * PS,
-        checkpoint_depth: 64 << 10,
+        cache_bytes: 1024 * PS,
+        checkpoint_depth: 1 << 30,
         ..DbOptions::default()
     };
     o.log.frame_size = 512;
@@ -60,20 +63,17 @@ fn seed_copy(disk: &Arc<SimVfs>, db: &Database) -> (Replayer, FrameSource, LogRe
     (replayer, source, replica, db.pin_log(start))
 }
 
-/// Ships everything durable on the active into the copy's replica.
-fn ship(db: &Database, source: &FrameSource, replica: &mut LogReplica) {
+/// Ships everything durable on the active into the copy's replica; returns
+/// the durable end shipped to (at or past the last commit's end).
+fn ship(db: &Database, source: &FrameSource, replica: &mut LogReplica) -> Lsn {
     let durable = db.pager().log().durable_lsn();
-    loop {
+    while replica.end() < durable {
         let chunk = source.read(replica.next(), durable, 64 << 10).unwrap();
-        if chunk.is_empty() {
-            break;
-        }
+        assert!(!chunk.is_empty(), "the active serves up to its durable end {durable}");
         replica.apply(&chunk).unwrap();
-        if chunk.tail.is_some() {
-            break;
-        }
     }
     replica.sync().unwrap();
+    durable
 }
 
 /// One transaction: puts (some long, over several pages) and deletes.
@@ -147,10 +147,14 @@ fn a_snapshot_reads_the_state_the_active_committed_at_its_position_past_checkpoi
         for round in 30..330 {
             work(&db, &mut rng, round);
             if rng.below(4) == 0 {
-                ship(&db, &source, &mut replica);
+                let shipped = ship(&db, &source, &mut replica);
                 pin.advance(Lsn::new(replica.next().generation(), 0).min(replayer.position()));
                 replayer.replay().unwrap();
-                assert_eq!(replayer.position(), db.pager().log().durable_lsn());
+                assert_eq!(
+                    replayer.position(),
+                    shipped,
+                    "seed {seed}: replay applied all it was shipped"
+                );
                 if round >= 60 * (held.len() as u64 + 1) {
                     held.push((PassiveRead::new(replayer.snapshot().unwrap()), active_rows(&db)));
                 }
@@ -160,7 +164,12 @@ fn a_snapshot_reads_the_state_the_active_committed_at_its_position_past_checkpoi
             }
             if round % 50 == 0 {
                 for (rx, rows) in &held {
-                    assert_eq!(&copy_rows(rx).unwrap(), rows, "seed {seed}: snapshot at {}", rx.position());
+                    assert_eq!(
+                        &copy_rows(rx).unwrap(),
+                        rows,
+                        "seed {seed}: snapshot at {}",
+                        rx.position()
+                    );
                 }
             }
         }
@@ -171,7 +180,12 @@ fn a_snapshot_reads_the_state_the_active_committed_at_its_position_past_checkpoi
         assert!(held.len() >= 4, "seed {seed}: snapshots were taken");
         let now = active_rows(&db);
         for (rx, rows) in &held {
-            assert_eq!(&copy_rows(rx).unwrap(), rows, "seed {seed}: snapshot at {}", rx.position());
+            assert_eq!(
+                &copy_rows(rx).unwrap(),
+                rows,
+                "seed {seed}: snapshot at {}",
+                rx.position()
+            );
             assert_ne!(rows, &now, "seed {seed}: the workload moved on since the snapshot");
             assert!(!rx.pages().is_expired());
         }
@@ -184,12 +198,18 @@ fn a_snapshot_reads_the_state_the_active_committed_at_its_position_past_checkpoi
     }
 }
 
+/// A key's value in a round: the round's number, 38 times (40 of them
+/// fill several leaves).
+fn stamped(round: u64) -> Vec<u8> {
+    round.to_le_bytes().repeat(38)
+}
+
 /// A round writes every key with its number; a whole state has one number.
 fn stamp(db: &Database, round: u64) {
     let mut tx = db.begin_write();
     let t = tx.open_table("t").unwrap();
     for k in 0..40 {
-        tx.put(&t, format!("a{k:02}").as_bytes(), &round.to_le_bytes()).unwrap();
+        tx.put(&t, format!("a{k:02}").as_bytes(), &stamped(round)).unwrap();
     }
     // A long value over two pages, every byte the round's.
     tx.put(&t, b"big", &vec![round as u8; 6000 + (round % 7) as usize * 1000])
@@ -198,15 +218,23 @@ fn stamp(db: &Database, round: u64) {
     tx.commit().unwrap();
 }
 
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
 /// The round of a whole state; panics on a mixed one.
 fn read_round(rx: &PassiveRead) -> mailvault::pager::Result<u64> {
     let t = rx.open_table("t")?;
     let round = rx.get(&t, b"round")?.expect("the round key exists");
+    let round = u64::from_le_bytes(round.try_into().expect("8 bytes"));
     for k in 0..40 {
         let v = rx.get(&t, format!("a{k:02}").as_bytes())?;
-        assert_eq!(v.as_ref(), Some(&round), "key a{k:02} at {}", rx.position());
+        assert_eq!(v, Some(stamped(round)), "key a{k:02} at {}", rx.position());
     }
-    let round = u64::from_le_bytes(round.try_into().expect("8 bytes"));
     let big = rx.get(&t, b"big")?.expect("the long value exists");
     assert_eq!(big.len(), 6000 + (round % 7) as usize * 1000);
     assert!(big.iter().all(|&b| b == round as u8), "long value of round {round}");
@@ -220,6 +248,8 @@ fn a_reader_thread_sees_only_whole_states_while_replay_and_checkpoints_run() {
     stamp(&db, 0);
     let (mut replayer, source, mut replica, pin) = seed_copy(&disk, &db);
     let snapshots = replayer.snapshot_source();
+    // The round the active had committed at each position replay stops at.
+    let expected = std::sync::Mutex::new(BTreeMap::from([(replayer.position(), 0u64)]));
     let stop = AtomicBool::new(false);
     let rounds = 400u64;
     let (reads, positions, rereads) = std::thread::scope(|s| {
@@ -232,6 +262,16 @@ fn a_reader_thread_sees_only_whole_states_while_replay_and_checkpoints_run() {
             while !stop.load(Ordering::Acquire) {
                 let rx = PassiveRead::new(snapshots.latest().expect("no error unless expired"));
                 let round = read_round(&rx).expect("no error unless expired");
+                // Replay publishes before the main thread notes its position.
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+                let want = loop {
+                    let want = expected.lock().unwrap().get(&rx.position()).copied();
+                    if want.is_some() || std::time::Instant::now() > deadline {
+                        break want;
+                    }
+                    std::thread::yield_now();
+                };
+                assert_eq!(Some(round), want, "the round committed at {}", rx.position());
                 assert!(
                     (rx.position(), round) >= last,
                     "snapshots go forward: {round} at {} after {last:?}",
@@ -250,12 +290,18 @@ fn a_reader_thread_sees_only_whole_states_while_replay_and_checkpoints_run() {
             }
             (reads, positions.len(), rereads)
         });
+        // Stops the reader however this thread leaves (a failed assertion
+        // here would otherwise leave the scope waiting for it).
+        let _stop = StopOnDrop(&stop);
         for round in 1..=rounds {
             stamp(&db, round);
             if round % 3 == 0 {
-                ship(&db, &source, &mut replica);
+                let shipped = ship(&db, &source, &mut replica);
                 pin.advance(Lsn::new(replica.next().generation(), 0).min(replayer.position()));
                 replayer.replay().unwrap();
+                assert_eq!(replayer.position(), shipped, "replay applied all it was shipped");
+                // This thread alone commits: the state there is this round's.
+                expected.lock().unwrap().insert(replayer.position(), round);
             }
             if round % 20 == 0 {
                 replayer.checkpoint().unwrap();
@@ -265,14 +311,18 @@ fn a_reader_thread_sees_only_whole_states_while_replay_and_checkpoints_run() {
                 std::thread::sleep(std::time::Duration::from_millis(5));
             }
         }
-        stop.store(true, Ordering::Release);
+        drop(_stop);
         reader.join().unwrap()
     });
     assert!(reads >= 20, "the reader read while replay ran ({reads} snapshots)");
     assert!(positions >= 3, "the reader saw replay move ({positions} positions)");
     assert!(rereads > 0, "old snapshots were read again");
     let rx = PassiveRead::new(replayer.snapshot().unwrap());
-    assert_eq!(read_round(&rx).unwrap(), rounds - rounds % 3, "the copy reached the last shipped round");
+    assert_eq!(
+        read_round(&rx).unwrap(),
+        rounds - rounds % 3,
+        "the copy reached the last shipped round"
+    );
     drop(pin);
     db.close().unwrap();
 }
@@ -349,10 +399,7 @@ fn a_snapshot_past_its_limits_or_its_replayer_is_too_old() {
     // Closing the replayer expires what is open: another may write next.
     let source_handle = replayer.snapshot_source();
     drop(replayer);
-    assert!(matches!(
-        taken[2].open_table("t"),
-        Err(DbError::SnapshotTooOld { .. })
-    ));
+    assert!(matches!(taken[2].open_table("t"), Err(DbError::SnapshotTooOld { .. })));
     assert!(matches!(source_handle.latest(), Err(DbError::SnapshotTooOld { .. })));
     drop(pin);
     db.close().unwrap();
@@ -451,7 +498,9 @@ fn mailbox_reads_work_on_a_copy_snapshot() {
     store.create_mailbox("alice", Quota::default()).unwrap();
     let body = |i: u32| format!("Subject: m{i}\r\n\r\n{}", "x".repeat(200 + i as usize * 300)).into_bytes();
     for i in 0..10 {
-        store.append("alice", "INBOX", &AppendOptions::default(), &body(i)).unwrap();
+        store
+            .append("alice", "INBOX", &AppendOptions::default(), &body(i))
+            .unwrap();
     }
     let db = store.database();
     let (mut replayer, source, mut replica, pin) = seed_copy(&disk, db);
@@ -459,7 +508,9 @@ fn mailbox_reads_work_on_a_copy_snapshot() {
     replayer.replay().unwrap();
     let view = PassiveMailRead::open(replayer.snapshot().unwrap(), &sopts).unwrap();
     for i in 10..40 {
-        store.append("alice", "INBOX", &AppendOptions::default(), &body(i)).unwrap();
+        store
+            .append("alice", "INBOX", &AppendOptions::default(), &body(i))
+            .unwrap();
         ship(db, &source, &mut replica);
         replayer.replay().unwrap();
         if i % 5 == 0 {
@@ -468,7 +519,11 @@ fn mailbox_reads_work_on_a_copy_snapshot() {
     }
     let names: Vec<String> = view.list_mailboxes().unwrap().into_iter().map(|m| m.name).collect();
     assert_eq!(names, vec!["alice".to_string()]);
-    assert_eq!(view.folder_info("alice", "INBOX").unwrap().messages, 10, "as of the snapshot");
+    assert_eq!(
+        view.folder_info("alice", "INBOX").unwrap().messages,
+        10,
+        "as of the snapshot"
+    );
     let uids = view.uids("alice", "INBOX").unwrap();
     assert_eq!(uids.len(), 10);
     for (i, uid) in uids.iter().enumerate() {
@@ -479,8 +534,12 @@ fn mailbox_reads_work_on_a_copy_snapshot() {
     let last = *now.uids("alice", "INBOX").unwrap().last().unwrap();
     assert_eq!(now.read_body("alice", "INBOX", last).unwrap(), body(39));
     assert_eq!(
-        now.fetch("alice", "INBOX", &mailvault::mailbox::UidSet::single(last)).unwrap(),
-        store.read().fetch("alice", "INBOX", &mailvault::mailbox::UidSet::single(last)).unwrap()
+        now.fetch("alice", "INBOX", &mailvault::mailbox::UidSet::single(last))
+            .unwrap(),
+        store
+            .read()
+            .fetch("alice", "INBOX", &mailvault::mailbox::UidSet::single(last))
+            .unwrap()
     );
     drop(pin);
     drop(replayer);
