@@ -137,6 +137,17 @@ impl Follower {
         &self.replica
     }
 
+    /// A snapshot of the copy at its replay point (None before a seed).
+    pub fn snapshot(&mut self) -> Option<crate::pager::Result<crate::pager::PassiveSnapshot>> {
+        self.replayer.as_mut().map(Replayer::snapshot)
+    }
+
+    /// Snapshots for other threads while a session replays (None before a
+    /// seed; a reseed ends the source: ask again).
+    pub fn snapshot_source(&self) -> Option<crate::pager::SnapshotSource> {
+        self.replayer.as_ref().map(Replayer::snapshot_source)
+    }
+
     /// Where replay stands (zero before a seed).
     pub fn replayed(&self) -> Lsn {
         self.replayer.as_ref().map_or(Lsn::ZERO, Replayer::position)
@@ -452,6 +463,9 @@ impl Follower {
             self.vfs.remove(&partial)?;
         }
         let file = self.vfs.open(&partial, OpenMode::CreateNew)?;
+        // Pages are read live, newer than the header: the file holds changes
+        // up to the newest page's LSN (no snapshot or promotion before it).
+        let mut required = header.required_lsn;
         let pages = loop {
             match wire::read_message(stream)? {
                 Message::SeedPages {
@@ -475,6 +489,7 @@ impl Follower {
                             })?;
                         if page.iter().any(|&b| b != 0) {
                             crate::pager::page::verify(page, no, salt, &path, ps)?;
+                            required = required.max(crate::pager::page::page_lsn(page));
                         }
                     }
                     file.write_at(&bytes, u64::from(first) * ps as u64)?;
@@ -493,6 +508,10 @@ impl Follower {
             file.set_len(u64::from(pages) * ps as u64)?;
         }
         file.sync_data()?;
+        let header = DbHeader {
+            required_lsn: required,
+            ..header
+        };
         for slot in 0..2 {
             file.write_at(&header.encode(slot, ps), u64::from(slot) * ps as u64)?;
         }
