@@ -92,8 +92,8 @@ impl Schema {
             key: String::from_utf8_lossy(key).into_owned(),
             reason,
         };
-        let format = btree::get_bytes(pages, meta.root(), KEY_FORMAT)?
-            .ok_or_else(|| corrupt(KEY_FORMAT, "missing".into()))?;
+        let format =
+            btree::get_bytes(pages, meta.root(), KEY_FORMAT)?.ok_or_else(|| corrupt(KEY_FORMAT, "missing".into()))?;
         let format = Decoder::new(&format).u32().map_err(|e| corrupt(KEY_FORMAT, e))?;
         if format != FORMAT {
             return Err(corrupt(
