@@ -27,6 +27,7 @@ mod body;
 mod codec;
 mod error;
 mod messages;
+mod passive;
 mod props;
 mod query;
 mod schema;
@@ -39,6 +40,7 @@ pub mod workload;
 
 pub use body::{CHUNK_RAW, PreparedBody};
 pub use error::{MailError, QuotaKind, Result};
+pub use passive::PassiveMailRead;
 pub use schema::{
     MAX_FOLDER_NAME, MAX_KEYWORD_LEN, MAX_KEYWORDS, MAX_MAILBOX_NAME, MAX_PROP_NAME, MAX_PROP_VALUE, Schema,
 };
@@ -196,7 +198,7 @@ impl Store {
         let schema = {
             let rx = db.begin_read();
             Schema::open(
-                &rx,
+                rx.pages(),
                 max_body,
                 opts.compression_level,
                 db.pager().file_path().to_path_buf(),

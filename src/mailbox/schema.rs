@@ -2,7 +2,9 @@
 
 use super::codec::Decoder;
 use super::error::{MailError, Result};
-use crate::txn::{ReadTxn, Table, WriteTxn};
+use crate::btree;
+use crate::pager::PageRead;
+use crate::txn::{Table, WriteTxn};
 use std::path::PathBuf;
 
 pub(crate) const META: &str = "mail.meta";
@@ -69,10 +71,11 @@ impl Schema {
         Ok(())
     }
 
-    /// Opens the tables of an existing store.
-    pub fn open(rx: &ReadTxn<'_>, max_body_bytes: u64, level: i32, file: PathBuf) -> Result<Schema> {
+    /// Opens the tables of an existing store, read through `pages` (a
+    /// read transaction's snapshot, or a passive copy's).
+    pub fn open<S: PageRead + ?Sized>(pages: &S, max_body_bytes: u64, level: i32, file: PathBuf) -> Result<Schema> {
         let table = |name: &str| -> Result<Table> {
-            rx.open_table(name).map_err(|e| match e {
+            crate::txn::lookup_table(pages, name).map_err(|e| match e {
                 crate::pager::DbError::NoSuchTable { .. } => MailError::Corrupt {
                     file: file.clone(),
                     table: META,
@@ -89,9 +92,8 @@ impl Schema {
             key: String::from_utf8_lossy(key).into_owned(),
             reason,
         };
-        let format = rx
-            .get(&meta, KEY_FORMAT)?
-            .ok_or_else(|| corrupt(KEY_FORMAT, "missing".into()))?;
+        let format =
+            btree::get_bytes(pages, meta.root(), KEY_FORMAT)?.ok_or_else(|| corrupt(KEY_FORMAT, "missing".into()))?;
         let format = Decoder::new(&format).u32().map_err(|e| corrupt(KEY_FORMAT, e))?;
         if format != FORMAT {
             return Err(corrupt(
@@ -99,8 +101,7 @@ impl Schema {
                 format!("store format {format}, this build reads {FORMAT}"),
             ));
         }
-        let delimiter = rx
-            .get(&meta, KEY_DELIMITER)?
+        let delimiter = btree::get_bytes(pages, meta.root(), KEY_DELIMITER)?
             .ok_or_else(|| corrupt(KEY_DELIMITER, "missing".into()))?;
         let delimiter = std::str::from_utf8(&delimiter)
             .ok()

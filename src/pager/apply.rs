@@ -10,6 +10,7 @@ use super::replay::RedoSet;
 use super::{DbError, Result};
 use crate::log::{Lsn, Record, generation_name};
 use std::path::Path;
+use std::sync::Arc;
 
 /// The state of a redo pass: pages changed in memory and what the records
 /// said about the database.
@@ -125,13 +126,15 @@ impl RedoPass {
                         continue;
                     };
                     let current = (!page.unreadable).then(|| page::page_lsn(&page.buf));
-                    match redo::apply(&mut page.buf, current, &change, record.lsn) {
+                    // Copies the page first if a snapshot holds it.
+                    let buf = Arc::make_mut(&mut page.buf);
+                    match redo::apply(buf, current, &change, record.lsn) {
                         Ok(redo::Applied::Applied) => {
                             self.applied += 1;
                             if page.unreadable {
                                 // A full image: the page is whole again, at its own position.
                                 page.unreadable = false;
-                                page.buf[4..8].copy_from_slice(&no.to_le_bytes());
+                                buf[4..8].copy_from_slice(&no.to_le_bytes());
                             }
                             self.pages.changed(no, record.lsn);
                         }

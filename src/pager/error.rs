@@ -163,6 +163,30 @@ pub enum DbError {
         /// What is wrong.
         reason: String,
     },
+    /// A snapshot of a passive copy can no longer be read: replay's
+    /// checkpoints overwrote pages it reads past its budget for keeping
+    /// their old images, or the copy's replay closed. Open a newer one.
+    #[error("the snapshot of {} at {position} is too old: {reason}; open a newer one", file.display())]
+    SnapshotTooOld {
+        /// The copy's database file.
+        file: PathBuf,
+        /// The replay position the snapshot reads at.
+        position: Lsn,
+        /// Why it expired.
+        reason: String,
+    },
+    /// A passive copy cannot be read yet: its file holds pages changed by
+    /// records replay has not reached (after a seed, or a reopen after a
+    /// checkpoint that spilled), so no state is whole yet.
+    #[error("the copy {} has replayed to {position}, but its file holds changes up to {required}: readable once replay passes it", file.display())]
+    NotYetConsistent {
+        /// The copy's database file.
+        file: PathBuf,
+        /// The end of the last record replayed.
+        position: Lsn,
+        /// The newest change the file holds.
+        required: Lsn,
+    },
     /// The cache cannot hold the pages an operation needs (every page pinned
     /// by old snapshots or dirty and not yet checkpointed).
     #[error("the page cache is full: {reason}")]

@@ -15,6 +15,7 @@ pub mod header;
 mod open;
 pub mod page;
 mod passive;
+mod passive_read;
 pub mod redo;
 mod replay;
 mod seed_read;
@@ -27,6 +28,7 @@ pub use file::{data_path, lock_path, log_dir};
 pub use open::RecoveryStats;
 pub use page::{PageBuf, PageKind, PageNo, PageRef};
 pub use passive::{ReplayProgress, Replayer};
+pub use passive_read::{PassiveSnapshot, SnapshotLimits, SnapshotSource};
 pub use seed_read::SeedPages;
 pub use store::{PageRead, PageWrite};
 

@@ -335,7 +335,7 @@ impl Pager {
             st.visible = seq;
             st.page_count = page_count;
             for (no, p) in pass.pages.into_pages() {
-                st.cache.publish(no, 0, Arc::new(p));
+                st.cache.publish(no, 0, p);
             }
         }
         self.checkpointer.lock().number = checkpoints;

@@ -14,11 +14,11 @@ use super::doublewrite::{DoubleWrite, dw_path};
 use super::file::{DbFile, data_path, log_dir};
 use super::header::{DbHeader, DbState, read_best, salt_of};
 use super::page::{PageNo, PageRef};
+use super::passive_read::{PassiveSnapshot, SnapshotLimits, SnapshotSource, Snapshots};
 use super::{DbError, Result};
 use crate::log::{LogReader, Lsn};
 use crate::vfs::{OpenMode, SharedVfs};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 /// What a replay call did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -52,6 +52,8 @@ pub struct Replayer {
     resume: Lsn,
     /// The end of the last record applied.
     position: Lsn,
+    /// Open snapshots; dropped (expiring them) before the lock is released.
+    snapshots: Snapshots,
     _lock: crate::vfs::StoreLock,
 }
 
@@ -90,7 +92,8 @@ impl Replayer {
         let budget = (cache_bytes / ps).max(16);
         let mut pass = RedoPass::new(budget, header.page_count, header.redo_lsn);
         pass.whole = Some(Verifier::default());
-        Ok(Replayer {
+        let snapshots = Snapshots::new(file.path.clone());
+        let mut replayer = Replayer {
             vfs,
             dir: dir.to_path_buf(),
             pass,
@@ -100,8 +103,11 @@ impl Replayer {
             file,
             header,
             slot,
+            snapshots,
             _lock: lock,
-        })
+        };
+        replayer.publish_if_wanted();
+        Ok(replayer)
     }
 
     /// The end of the last record replayed.
@@ -167,6 +173,7 @@ impl Replayer {
             self.position = record.end;
             progress.records += 1;
         }
+        self.publish_if_wanted();
         progress.applied = self.pass.applied - before.0;
         progress.skipped = self.pass.skipped - before.1;
         progress.verified = self.pass.verified - before.2;
@@ -186,7 +193,7 @@ impl Replayer {
         let (seq, checkpoints, page_count) = (pass.seq, pass.checkpoints, pass.page_count);
         // A whole digest announced before the checkpoint may arrive after it.
         self.pass.whole = pass.whole;
-        let changed: Vec<(PageNo, PageRef)> = pass.pages.into_changed().map(|(no, p)| (no, Arc::new(p))).collect();
+        let changed: Vec<(PageNo, PageRef)> = pass.pages.into_changed().collect();
         self.pass.seq = seq;
         self.pass.checkpoints = checkpoints;
         self.pass.page_count = page_count;
@@ -194,6 +201,7 @@ impl Replayer {
     }
 
     fn write_checkpoint(&mut self, mut pages: Vec<(PageNo, PageRef)>, redo: Lsn) -> Result<()> {
+        self.snapshots.before_write(&self.file, &pages);
         let page_count = self.pass.page_count;
         let (header, slot) =
             self.file
@@ -201,6 +209,47 @@ impl Replayer {
         self.header = header;
         self.slot = slot;
         Ok(())
+    }
+
+    /// A read-only snapshot of the committed state at [`Replayer::position`]
+    /// (see `PassiveSnapshot`); replay goes on. `NotYetConsistent` while
+    /// the file holds changes replay has not reached yet.
+    pub fn snapshot(&mut self) -> Result<PassiveSnapshot> {
+        let required = self.header.required_lsn;
+        // Page LSNs are record starts and the position a record end: the
+        // file is whole at the position once it is past every page's LSN.
+        if required != Lsn::ZERO && self.position <= required {
+            self.snapshots.set_pending(self.position, required);
+            return Err(DbError::NotYetConsistent {
+                file: self.file.path.clone(),
+                position: self.position,
+                required,
+            });
+        }
+        let pages = &self.pass.pages;
+        Ok(self
+            .snapshots
+            .capture(&self.file, &self.header, self.position, self.pass.page_count, || {
+                pages.capture()
+            }))
+    }
+
+    /// A handle other threads take snapshots from while replay runs: each
+    /// replay call publishes a new one when a reader asked since the last.
+    pub fn snapshot_source(&self) -> SnapshotSource {
+        self.snapshots.source()
+    }
+
+    /// Bounds the memory open snapshots hold (default `SnapshotLimits::default()`).
+    pub fn set_snapshot_limits(&mut self, limits: SnapshotLimits) {
+        self.snapshots.set_limits(limits);
+    }
+
+    fn publish_if_wanted(&mut self) {
+        if self.snapshots.wanted(self.position) {
+            // Not consistent yet: noted for the source, which says so.
+            let _ = self.snapshot();
+        }
     }
 
     /// Removes shipped generations wholly before the checkpoint's redo

@@ -3,6 +3,9 @@
 //! cache budget. A spill writes the least recently changed pages only, so
 //! the pages a workload keeps changing (the growing end of each mailbox)
 //! stay in memory and are written once, at the end.
+//!
+//! Pages are shared (`PageRef`) and copied on write (`Arc::make_mut`), so a
+//! readable copy's snapshot captures them as pointers (`passive_read`).
 
 use super::page::{PageBuf, PageNo, PageRef};
 use crate::log::Lsn;
@@ -11,7 +14,9 @@ use std::sync::Arc;
 
 /// A page under redo.
 pub(super) struct RedoPage {
-    pub buf: PageBuf,
+    /// Shared with the snapshots that captured it: change it through
+    /// `Arc::make_mut`, which copies it first while one holds it.
+    pub buf: PageRef,
     /// Its file copy is torn, never written or beyond the end: only a full
     /// image in the log can make it whole.
     pub unreadable: bool,
@@ -53,7 +58,7 @@ impl RedoSet {
         self.pages.insert(
             no,
             RedoPage {
-                buf,
+                buf: Arc::new(buf),
                 unreadable,
                 first_change: None,
                 last_change: 0,
@@ -101,7 +106,7 @@ impl RedoSet {
             if let Some(p) = self.pages.remove(no)
                 && p.first_change.is_some()
             {
-                out.push((*no, Arc::new(p.buf)));
+                out.push((*no, p.buf));
             }
         }
         let redo = self
@@ -113,16 +118,26 @@ impl RedoSet {
         (out, redo)
     }
 
-    /// Every page left, for the cache (changed or not: they are loaded).
+    /// Every readable page, shared: what a snapshot of the pass reads
+    /// before the file (O(pages) pointer copies).
+    pub fn capture(&self) -> HashMap<PageNo, PageRef> {
+        self.pages
+            .iter()
+            .filter(|(_, p)| !p.unreadable)
+            .map(|(no, p)| (*no, p.buf.clone()))
+            .collect()
+    }
+
     /// The pages changed since they were read, for a checkpoint.
-    pub fn into_changed(self) -> impl Iterator<Item = (PageNo, PageBuf)> {
+    pub fn into_changed(self) -> impl Iterator<Item = (PageNo, PageRef)> {
         self.pages
             .into_iter()
             .filter(|(_, p)| p.first_change.is_some())
             .map(|(no, p)| (no, p.buf))
     }
 
-    pub fn into_pages(self) -> impl Iterator<Item = (PageNo, PageBuf)> {
+    /// Every page left, for the cache (changed or not: they are loaded).
+    pub fn into_pages(self) -> impl Iterator<Item = (PageNo, PageRef)> {
         self.pages.into_iter().map(|(no, p)| (no, p.buf))
     }
 }

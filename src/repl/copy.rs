@@ -87,8 +87,10 @@ pub struct Follower {
     key: ClusterKey,
     cache_bytes: usize,
     seeding: bool,
-    /// Replay's position while a session's replay thread runs.
+    /// Replay's position, and its snapshots, while a session's replay
+    /// thread runs.
     live_replayed: Option<Lsn>,
+    live_snapshots: Option<crate::pager::SnapshotSource>,
     /// Whole-database digests verified and skipped since the copy opened.
     digests: (u64, u64),
     generation_size: u64,
@@ -154,6 +156,7 @@ impl Follower {
             cache_bytes,
             seeding: false,
             live_replayed: None,
+            live_snapshots: None,
             digests: (0, 0),
             generation_size,
             needs_reseed: None,
@@ -190,6 +193,20 @@ impl Follower {
     /// The replica's log.
     pub fn replica(&self) -> &LogReplica {
         &self.replica
+    }
+
+    /// A snapshot of the copy at its replay point (None before a seed).
+    pub fn snapshot(&mut self) -> Option<crate::pager::Result<crate::pager::PassiveSnapshot>> {
+        self.replayer.as_mut().map(Replayer::snapshot)
+    }
+
+    /// Snapshots for other threads while a session replays (None before a
+    /// seed; a reseed ends the source: ask again).
+    pub fn snapshot_source(&self) -> Option<crate::pager::SnapshotSource> {
+        match &self.replayer {
+            Some(r) => Some(r.snapshot_source()),
+            None => self.live_snapshots.clone(),
+        }
     }
 
     /// Where replay stands (zero before a seed).

@@ -60,6 +60,13 @@ pub(crate) fn send_seed(
     let Some(header) = source.seed_header() else {
         return Err(refuse(stream, codes::NOT_READY, "no database to seed from yet".into()));
     };
+    // The file read live is whole only once replay has passed the log that
+    // existed when the seed began (pages the active never wrote yet are
+    // rebuilt from it); the copy raises this to its newest page.
+    let header = crate::pager::header::DbHeader {
+        required_lsn: header.required_lsn.max(source.durable()),
+        ..header
+    };
     let start = Lsn::new(header.redo_lsn.generation(), 0);
     // An earlier registration is forgotten: the copy starts over.
     registry.forget(&copy);

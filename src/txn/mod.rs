@@ -19,12 +19,15 @@
 //! ```
 
 mod combine;
+mod passive;
 mod read;
 mod table;
 mod verify;
 mod write;
 
+pub use passive::PassiveRead;
 pub use read::{ReadTxn, SnapshotPages};
+pub(crate) use table::lookup as lookup_table;
 pub use table::{Table, WriteTxn};
 pub use verify::{DbVerifyReport, PageProblem};
 pub use write::TxnPages;

@@ -4,6 +4,7 @@
 //! cut off part way resumes from there instead of from scratch.
 
 use super::Follower;
+use crate::log::Lsn;
 use crate::pager::data_path;
 use crate::pager::header::{DbHeader, read_best, salt_of};
 use crate::repl::error::{ReplError, Result};
@@ -19,6 +20,8 @@ const STATE_MAGIC: [u8; 4] = *b"MVSS";
 const STATE_VERSION: u8 = 1;
 /// Largest header page a state file may hold (the largest page size).
 const MAX_HEADER: usize = 65536;
+/// Bytes of a state file besides the header page.
+const STATE_FIXED: usize = 28;
 
 /// A seed received in part: its header and the next page it wants.
 #[derive(Debug, Clone)]
@@ -26,6 +29,9 @@ pub(crate) struct PartialSeed {
     pub header_page: Vec<u8>,
     pub header: DbHeader,
     pub next: u32,
+    /// The newest page LSN received so far: pages are read live, newer than
+    /// the header, and the copy is consistent only once replay passes it.
+    pub required: Lsn,
 }
 
 /// Where a seed is written until it is whole.
@@ -38,12 +44,14 @@ pub(super) fn state_path(dir: &Path) -> PathBuf {
 }
 
 /// `seed.state`: magic `MVSS` | version u8 | 3 zero bytes | next page u32 |
-/// header length u32 | header page | crc32c u32 of everything before.
-fn encode_state(header_page: &[u8], next: u32) -> Vec<u8> {
-    let mut b = Vec::with_capacity(20 + header_page.len());
+/// newest page LSN u64 | header length u32 | header page | crc32c u32 of
+/// everything before.
+fn encode_state(header_page: &[u8], next: u32, required: Lsn) -> Vec<u8> {
+    let mut b = Vec::with_capacity(STATE_FIXED + header_page.len());
     b.extend_from_slice(&STATE_MAGIC);
     b.extend_from_slice(&[STATE_VERSION, 0, 0, 0]);
     b.extend_from_slice(&next.to_le_bytes());
+    b.extend_from_slice(&required.0.to_le_bytes());
     b.extend_from_slice(&(header_page.len() as u32).to_le_bytes());
     b.extend_from_slice(header_page);
     let crc = crc32c::crc32c(&b);
@@ -52,26 +60,28 @@ fn encode_state(header_page: &[u8], next: u32) -> Vec<u8> {
 }
 
 fn decode_state(b: &[u8], path: &Path) -> std::result::Result<PartialSeed, String> {
-    if b.len() < 20 || b[..4] != STATE_MAGIC {
+    if b.len() < STATE_FIXED || b[..4] != STATE_MAGIC {
         return Err("not a seed state file".into());
     }
     if b[4] != STATE_VERSION {
         return Err(format!("seed state version {}", b[4]));
     }
-    let len = u32::from_le_bytes([b[12], b[13], b[14], b[15]]) as usize;
-    if len > MAX_HEADER || b.len() != 20 + len {
+    let word = |at: usize| u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+    let len = word(20) as usize;
+    if len > MAX_HEADER || b.len() != STATE_FIXED + len {
         return Err(format!("{} bytes holding a header of {len}", b.len()));
     }
-    let crc = u32::from_le_bytes([b[16 + len], b[17 + len], b[18 + len], b[19 + len]]);
-    if crc32c::crc32c(&b[..16 + len]) != crc {
+    let body = 24 + len;
+    if crc32c::crc32c(&b[..body]) != word(body) {
         return Err("checksum mismatch".into());
     }
-    let header_page = b[16..16 + len].to_vec();
+    let header_page = b[24..body].to_vec();
     let header = DbHeader::decode(&header_page, 0, path).map_err(|e| e.to_string())?;
     Ok(PartialSeed {
         header_page,
         header,
-        next: u32::from_le_bytes([b[8], b[9], b[10], b[11]]),
+        next: word(8),
+        required: Lsn(u64::from(word(12)) | (u64::from(word(16)) << 32)),
     })
 }
 
@@ -85,7 +95,7 @@ pub(super) fn load_partial(vfs: &SharedVfs, dir: &Path) -> Result<Option<Partial
     }
     let file = vfs.open(&path, OpenMode::Existing)?;
     let len = file.len()?;
-    if len > (MAX_HEADER + 20) as u64 {
+    if len > (MAX_HEADER + STATE_FIXED) as u64 {
         tracing::warn!(file = %path.display(), len, "replication: ignoring an oversize seed state file");
         return Ok(None);
     }
@@ -101,11 +111,11 @@ pub(super) fn load_partial(vfs: &SharedVfs, dir: &Path) -> Result<Option<Partial
 }
 
 /// Saves progress: written aside, synced, renamed over the old state.
-fn save_partial(vfs: &SharedVfs, dir: &Path, header_page: &[u8], next: u32) -> Result<()> {
+fn save_partial(vfs: &SharedVfs, dir: &Path, seed: &PartialSeed) -> Result<()> {
     let tmp = dir.join("seed.state.tmp");
     let file = vfs.open(&tmp, OpenMode::CreateOrOpen)?;
     file.set_len(0)?;
-    file.write_at(&encode_state(header_page, next), 0)?;
+    file.write_at(&encode_state(&seed.header_page, seed.next, seed.required), 0)?;
     file.sync_data()?;
     drop(file);
     vfs.rename(&tmp, &state_path(dir))?;
@@ -127,8 +137,9 @@ impl Follower {
             header_page: header_page.to_vec(),
             header,
             next: 2,
+            required: header.required_lsn,
         };
-        save_partial(&self.vfs, &self.dir, header_page, 2)?;
+        save_partial(&self.vfs, &self.dir, &seed)?;
         self.partial_seed = Some(seed.clone());
         self.receive_pages(stream, file.as_ref(), seed)
     }
@@ -182,6 +193,7 @@ impl Follower {
                             })?;
                         if page.iter().any(|&b| b != 0) {
                             crate::pager::page::verify(page, no, salt, &path, ps)?;
+                            seed.required = seed.required.max(crate::pager::page::page_lsn(page));
                         }
                     }
                     file.write_at(&bytes, u64::from(first) * ps as u64)?;
@@ -190,7 +202,7 @@ impl Follower {
                     if unsaved >= SAVE_EVERY || saved_at.elapsed() >= SAVE_AFTER {
                         // The pages first: the state never runs ahead of them.
                         file.sync_data()?;
-                        save_partial(&self.vfs, &self.dir, &seed.header_page, seed.next)?;
+                        save_partial(&self.vfs, &self.dir, &seed)?;
                         self.partial_seed = Some(seed.clone());
                         unsaved = 0;
                         saved_at = std::time::Instant::now();
@@ -221,8 +233,13 @@ impl Follower {
             file.set_len(u64::from(pages) * ps as u64)?;
         }
         file.sync_data()?;
+        // No snapshot or promotion before replay passes the newest page.
+        let header = DbHeader {
+            required_lsn: seed.required,
+            ..seed.header
+        };
         for slot in 0..2 {
-            file.write_at(&seed.header.encode(slot, ps), u64::from(slot) * ps as u64)?;
+            file.write_at(&header.encode(slot, ps), u64::from(slot) * ps as u64)?;
         }
         file.sync_data()?;
         let partial = seeding_path(&self.dir);
@@ -257,7 +274,7 @@ mod tests {
     #[test]
     fn damaged_state_files_are_refused_with_reasons() {
         let path = Path::new("seed.state");
-        let good = encode_state(&[0u8; 4096], 9);
+        let good = encode_state(&[0u8; 4096], 9, Lsn::new(3, 4096));
         // A header page of zeros does not decode as a header.
         assert!(decode_state(&good, path).is_err());
         let mut b = good.clone();
@@ -269,7 +286,7 @@ mod tests {
         assert!(decode_state(&good[..good.len() - 1], path).is_err());
         assert!(decode_state(&[], path).is_err());
         let mut huge = good.clone();
-        huge[12..16].copy_from_slice(&u32::MAX.to_le_bytes());
+        huge[20..24].copy_from_slice(&u32::MAX.to_le_bytes());
         assert!(decode_state(&huge, path).unwrap_err().contains("header of"));
     }
 }

@@ -29,6 +29,7 @@ impl Follower {
     /// on its own thread; then replays what is left, checkpoints and
     /// truncates.
     pub(super) fn stream(&mut self, stream: &mut TcpStream, until: Until<'_>) -> Result<()> {
+        self.live_snapshots = self.replayer.as_ref().map(Replayer::snapshot_source);
         let stage = match self.replayer.take() {
             Some(r) => match ReplayStage::start(r, self.vfs.clone(), self.dir.clone(), self.source.clone()) {
                 Ok(stage) => Some(stage),
@@ -42,6 +43,7 @@ impl Follower {
         };
         let ended = self.receive(stream, stage.as_ref(), until);
         self.live_replayed = None;
+        self.live_snapshots = None;
         if let Some(stage) = stage {
             let (replayer, error) = stage.finish()?;
             self.digests = replayer.digests();
