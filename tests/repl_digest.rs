@@ -27,6 +27,8 @@ fn opts(every: u64) -> DbOptions {
         cache_bytes: 64 * 4096,
         checkpoint_depth: 64 << 10,
         whole_digest_every: every,
+        // These tests count checkpoints; the size rule has its own test.
+        whole_digest_log_factor: 0,
         ..DbOptions::default()
     };
     o.log.frame_size = 512;
@@ -351,6 +353,7 @@ fn a_page_that_differs_at_a_valid_checksum_is_reported_with_its_range() {
     let p = replayer.replay().unwrap();
     assert!(p.digests_verified >= 1, "the copy agrees before it is damaged");
     replayer.checkpoint().unwrap();
+    let replayed_before = replayer.position();
     // Change the last page in use in the copy's file and reseal it: it
     // passes its own checksum, and only the comparison can tell.
     let path = data_path(Path::new("/copy"));
@@ -369,7 +372,6 @@ fn a_page_that_differs_at_a_valid_checksum_is_reported_with_its_range() {
     file.write_at(page, u64::from(victim) * PS as u64).unwrap();
     file.sync_data().unwrap();
     // A checkpoint with no writes before it: the page stays as damaged.
-    let marker = db.pager().log().end_lsn();
     db.checkpoint().unwrap();
     ship(&db, &source, &mut replica);
     let err = replayer.replay().unwrap_err();
@@ -385,7 +387,12 @@ fn a_page_that_differs_at_a_valid_checksum_is_reported_with_its_range() {
         } => {
             assert_eq!(pages, &[want], "page {victim}'s group");
             assert_eq!(file, &path);
-            assert!(*at >= marker, "the new checkpoint's marker, {at}, not an earlier one");
+            // A marker replayed after the damage: this checkpoint's, or a
+            // background one's whose marker had not shipped yet.
+            assert!(
+                *at >= replayed_before,
+                "a marker replayed after the damage, {at}, not one before {replayed_before}"
+            );
         }
         other => panic!("not a divergence: {other}"),
     }
@@ -486,4 +493,50 @@ fn rows(db: &Database) -> Vec<(Vec<u8>, Vec<u8>)> {
             (k, v)
         })
         .collect()
+}
+
+#[test]
+fn a_whole_digest_waits_for_log_worth_its_scan() {
+    // Every 2nd checkpoint, but only once 4 × the file's size of log has
+    // been written since the last whole digest.
+    let disk = SimVfs::new(91);
+    let mut o = opts(2);
+    o.whole_digest_log_factor = 4;
+    let db = Database::create(disk.clone(), "/active", o).unwrap();
+    {
+        let mut tx = db.begin_write();
+        tx.create_table("t").unwrap();
+        tx.commit().unwrap();
+    }
+    let pin = db.pin_log(Lsn::ZERO);
+    let mut rng = SimRng::new(92);
+    let mut checkpoints = 0;
+    for round in 0..40 {
+        work(&db, &mut rng, round);
+        db.checkpoint().unwrap();
+        checkpoints += 1;
+    }
+    db.close().unwrap();
+    drop(pin);
+    let recs = records(&disk);
+    let mut whole = Vec::new();
+    let mut last_whole = Lsn::ZERO;
+    for (lsn, r) in &recs {
+        if let DbRecord::Checkpoint {
+            number,
+            whole_digest: true,
+        } = r
+        {
+            assert_eq!(number % 2, 0, "checkpoint {number}");
+            whole.push(*lsn);
+            last_whole = *lsn;
+        }
+    }
+    let _ = last_whole;
+    assert!(!whole.is_empty(), "some checkpoint logged a whole digest");
+    assert!(
+        whole.len() < checkpoints / 2 - 1,
+        "{} whole digests in {checkpoints} checkpoints: the size rule held some back",
+        whole.len()
+    );
 }

@@ -38,7 +38,13 @@ impl Pager {
         let number = ck.number.wrapping_add(1);
         let every = self.opts.whole_digest_every;
         // Not at close: a shutdown does not wait for a scan of the file.
-        let whole_digest = every != 0 && number % every == 0 && state != DbState::Clean;
+        let factor = self.opts.whole_digest_log_factor;
+        let file_bytes = u64::from(self.page_count()) * self.page_size() as u64;
+        let written = self.log_distance(ck.last_whole, self.log.end_lsn());
+        let whole_digest = every != 0
+            && number % every == 0
+            && state != DbState::Clean
+            && (factor == 0 || written >= factor.saturating_mul(file_bytes));
         let marker = DbRecord::Checkpoint { number, whole_digest }.encode();
         let (redo, end, pages, page_count) = {
             let mut st = self.state.lock();
@@ -73,6 +79,7 @@ impl Pager {
             }
         }
         if whole_digest {
+            ck.last_whole = redo;
             self.log_whole_digest(redo, page_count)?;
         }
         self.truncate_log(redo)

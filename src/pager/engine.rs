@@ -47,6 +47,10 @@ pub struct PagerOptions {
     /// Every this many checkpoints (by checkpoint number) the active logs a
     /// digest of the whole database, which passive copies check; 0: never.
     pub whole_digest_every: u64,
+    /// And only once this many times the data file's size in log has been
+    /// written since the last one (0: no such bound), so that scanning the
+    /// file costs at most 1/factor of the log's own I/O.
+    pub whole_digest_log_factor: u64,
     /// Options of the write-ahead log.
     pub log: LogOptions,
 }
@@ -61,6 +65,7 @@ impl Default for PagerOptions {
             max_transaction_bytes: crate::log::DEFAULT_MAX_RECORD_SIZE,
             lazy_flush_interval: Duration::from_millis(10),
             whole_digest_every: 8,
+            whole_digest_log_factor: 16,
             log: LogOptions::default(),
         }
     }
@@ -106,6 +111,8 @@ pub(crate) struct CheckpointState {
     pub header: DbHeader,
     pub slot: u32,
     pub number: u64,
+    /// The redo point of the last checkpoint that logged a whole digest.
+    pub last_whole: Lsn,
 }
 
 /// The pager: database file, cache, log.

@@ -261,6 +261,7 @@ impl Pager {
                 header,
                 slot,
                 number: 0,
+                last_whole: Lsn::ZERO,
             }),
             shutdown: AtomicBool::new(false),
             checkpoint_wanted: AtomicBool::new(false),

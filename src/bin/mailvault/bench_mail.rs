@@ -106,6 +106,7 @@ pub fn ingest(args: &BenchIngestArgs) -> Result<()> {
             threads: args.threads,
             mailboxes: args.mailboxes,
             progress: !args.json,
+            rate: None,
         };
         let d = deliver::deliver(&store, &pool, &validity, &plan, None)?;
         let logical = d.raw_bytes as f64 / d.elapsed.as_secs_f64() / 1e6;
@@ -226,6 +227,7 @@ pub fn read(args: &BenchReadArgs) -> Result<()> {
         threads: 1,
         mailboxes: 1,
         progress: !args.json,
+        rate: None,
     };
     deliver::deliver(&store, &pool, &validity, &plan, None)?;
     // The listing folder, filled in large transactions.

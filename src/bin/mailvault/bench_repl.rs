@@ -35,9 +35,20 @@ pub struct BenchReplicationArgs {
     /// Seconds of each delivery phase.
     #[arg(long, value_name = "S", default_value_t = 6.0, value_parser = bench::parse_seconds)]
     seconds: f64,
+    /// The steady load the lag is measured under, as a fraction of the
+    /// delivery rate alone.
+    #[arg(long, value_name = "F", default_value_t = 0.25, value_parser = parse_fraction)]
+    steady: f64,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
+}
+
+fn parse_fraction(s: &str) -> std::result::Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(f) if f > 0.0 && f <= 1.0 => Ok(f),
+        _ => Err(format!("{s}: a fraction in (0, 1]")),
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -54,6 +65,8 @@ struct Report {
     catch_up_mb_per_sec: f64,
     /// A copy catching up over the active making log (target ≥ 3).
     ratio_catch_up: f64,
+    /// Under the steady load.
+    steady_messages_per_sec: f64,
     commit_p99_ms: f64,
     lag_p50_ms: f64,
     lag_p99_ms: f64,
@@ -137,6 +150,7 @@ pub fn run(args: &BenchReplicationArgs) -> Result<()> {
         threads: args.threads,
         mailboxes: 16,
         progress: false,
+        rate: None,
     };
     let mut raw = RawDisk::new(&dir, 4096)?;
     let raw_floor = raw.round(Duration::from_secs(1))?;
@@ -181,8 +195,18 @@ pub fn run(args: &BenchReplicationArgs) -> Result<()> {
         std::thread::sleep(Duration::from_millis(5));
     }
 
-    // With two copies in block mode; the active's durable end is sampled
-    // to time the lag of the first copy.
+    // With two copies at full load: the throughput.
+    let log_before = log_mb(&store);
+    let with = deliver::deliver(&store, &pool, &validity, &plan(phase), None)?;
+    let with_rate = with.messages as f64 / with.elapsed.as_secs_f64();
+    let active_log_rate = (log_mb(&store) - log_before) / with.elapsed.as_secs_f64();
+    let end = store.database().pager().log().durable_lsn();
+    while first.replayed.load(Ordering::Relaxed) < end.0 && !first.handle.is_finished() {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+
+    // With two copies under a steady load (a fraction of the rate alone):
+    // the active's durable end is sampled to time the first copy's lag.
     let sampling = Arc::new(AtomicBool::new(true));
     let samples: Arc<Mutex<Vec<(Instant, Lsn)>>> = Arc::default();
     let sampler = {
@@ -197,10 +221,11 @@ pub fn run(args: &BenchReplicationArgs) -> Result<()> {
         })
     };
     first.seen.lock().clear();
-    let log_before = log_mb(&store);
-    let with = deliver::deliver(&store, &pool, &validity, &plan(phase), None)?;
-    let with_rate = with.messages as f64 / with.elapsed.as_secs_f64();
-    let active_log_rate = (log_mb(&store) - log_before) / with.elapsed.as_secs_f64();
+    let steady_plan = Plan {
+        rate: Some(alone_rate * args.steady),
+        ..plan(phase)
+    };
+    let steady = deliver::deliver(&store, &pool, &validity, &steady_plan, None)?;
     sampling.store(false, Ordering::Relaxed);
     sampler.join().map_err(|_| CliError::msg("the sampler panicked"))?;
     let end = store.database().pager().log().durable_lsn();
@@ -245,7 +270,7 @@ pub fn run(args: &BenchReplicationArgs) -> Result<()> {
         .iter()
         .all(|&x| x);
     let catch_up = backlog_mb / catch_secs.max(1e-9);
-    let commit_p99 = with.latency_us.quantile(0.99) / 1000.0;
+    let commit_p99 = steady.latency_us.quantile(0.99) / 1000.0;
     let report = Report {
         dir: dir.display().to_string(),
         threads: args.threads,
@@ -256,6 +281,7 @@ pub fn run(args: &BenchReplicationArgs) -> Result<()> {
         active_log_mb_per_sec_with_copies: active_log_rate,
         catch_up_mb_per_sec: catch_up,
         ratio_catch_up: catch_up / alone_log_rate.max(1e-9),
+        steady_messages_per_sec: steady.messages as f64 / steady.elapsed.as_secs_f64(),
         commit_p99_ms: commit_p99,
         lag_p50_ms: lag.quantile(0.5) / 1000.0,
         lag_p99_ms: lag.quantile(0.99) / 1000.0,
@@ -296,10 +322,10 @@ pub fn run(args: &BenchReplicationArgs) -> Result<()> {
         format!("{:.2}", report.ratio_catch_up),
     );
     output::row(
-        "commit p99 ms / lag p50, p99 ms",
+        "steady load: messages/s, commit p99 ms / lag p50, p99 ms",
         format!(
-            "{:.2} / {:.2}, {:.2}",
-            report.commit_p99_ms, report.lag_p50_ms, report.lag_p99_ms
+            "{:.0}: {:.2} / {:.2}, {:.2}",
+            report.steady_messages_per_sec, report.commit_p99_ms, report.lag_p50_ms, report.lag_p99_ms
         ),
     );
     output::row(

@@ -73,6 +73,8 @@ pub struct Plan {
     pub threads: u32,
     pub mailboxes: u32,
     pub progress: bool,
+    /// Deliveries per second in all, paced (`None`: as fast as they go).
+    pub rate: Option<f64>,
 }
 
 /// What a delivery run did.
@@ -129,6 +131,13 @@ pub fn deliver(
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         if plan.messages.is_some_and(|n| i >= n) {
                             break;
+                        }
+                        if let Some(rate) = plan.rate.filter(|r| *r > 0.0) {
+                            // Message i is due at i / rate: a steady offered load.
+                            let due = start + Duration::from_secs_f64(i as f64 / rate);
+                            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                                std::thread::sleep(wait);
+                            }
                         }
                         let m = &pool[(i % pool.len() as u64) as usize];
                         let mailbox = mailbox_name(i, plan.mailboxes);

@@ -178,6 +178,7 @@ pub fn load(args: &LoadArgs) -> Result<()> {
         threads: args.threads,
         mailboxes: args.mailboxes,
         progress: !args.json,
+        rate: None,
     };
     let serving = match (&args.serve, &args.key_file) {
         (Some(addr), Some(key)) => Some(Serving::start(&store, addr, key, args.ship.options())?),

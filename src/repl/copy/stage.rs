@@ -16,6 +16,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// The shortest time between two replay calls.
+const MIN_INTERVAL: std::time::Duration = std::time::Duration::from_millis(5);
+
 /// What replay may do now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct ReplayRequest {
@@ -119,12 +122,20 @@ fn run(
 ) -> Replayer {
     let mut done: Option<ReplayRequest> = None;
     let mut since_checkpoint = 0u64;
+    let mut last_call = std::time::Instant::now() - MIN_INTERVAL;
     loop {
         let request = {
             let mut st = shared.state.lock();
             loop {
                 if st.request.is_some() && st.request != done {
-                    break st.request;
+                    // Requests that come close together are served by one
+                    // call: each call reads the last record applied again.
+                    let wait = MIN_INTERVAL.saturating_sub(last_call.elapsed());
+                    if wait.is_zero() || st.stop {
+                        break st.request;
+                    }
+                    shared.wake.wait_for(&mut st, wait);
+                    continue;
                 }
                 if st.stop {
                     return replayer;
@@ -132,6 +143,7 @@ fn run(
                 shared.wake.wait(&mut st);
             }
         };
+        last_call = std::time::Instant::now();
         let Some(request) = request else {
             continue;
         };
