@@ -25,6 +25,9 @@ fn small_db() -> DbOptions {
         page_size: 4096,
         cache_bytes: 1 << 20,
         checkpoint_depth: 256 << 10,
+        // Whole-database digests by checkpoint count alone, so that this
+        // small database logs some.
+        whole_digest_log_factor: 0,
         ..DbOptions::default()
     };
     o.log.generation_size = 512 << 10;

@@ -10,6 +10,7 @@ use crate::pager::header::{DbHeader, read_best, salt_of};
 use crate::repl::error::{ReplError, Result};
 use crate::repl::wire::{self, Message};
 use crate::vfs::{OpenMode, SharedVfs, VfsFile};
+use parking_lot::Mutex;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 
@@ -123,6 +124,80 @@ fn save_partial(vfs: &SharedVfs, dir: &Path, seed: &PartialSeed) -> Result<()> {
     Ok(())
 }
 
+/// Pages from `seed.next` to `SeedEnd`; asks for progress to be saved
+/// every `SAVE_EVERY` bytes or `SAVE_AFTER`. Returns the seed as received
+/// and its page count.
+fn receive_loop(
+    stream: &mut TcpStream,
+    file: &dyn VfsFile,
+    mut seed: PartialSeed,
+    save: &std::sync::mpsc::SyncSender<PartialSeed>,
+    failed: &Mutex<Option<ReplError>>,
+    path: &Path,
+) -> Result<(PartialSeed, u32)> {
+    let ps = seed.header.page_size as usize;
+    let salt = salt_of(&seed.header.signature);
+    let mut unsaved = 0u64;
+    let mut saved_at = std::time::Instant::now();
+    let pages = loop {
+        if failed.lock().is_some() {
+            // The saver's error is returned by the caller.
+            return Err(ReplError::Protocol("saving the seed's progress failed".into()));
+        }
+        match wire::read_message(stream)? {
+            Message::SeedPages {
+                first,
+                page_size,
+                bytes,
+            } => {
+                if page_size as usize != ps || first != seed.next {
+                    return Err(ReplError::Protocol(format!(
+                        "seed pages from {first} of size {page_size}; expected page {} of size {ps}",
+                        seed.next
+                    )));
+                }
+                // Every page is checked before it is written; a page of
+                // zeros was never written on the active.
+                for (i, page) in bytes.chunks(ps).enumerate() {
+                    let no = u32::try_from(i)
+                        .ok()
+                        .and_then(|i| first.checked_add(i))
+                        .ok_or_else(|| {
+                            ReplError::Protocol(format!("seed pages from {first} run past the last page number"))
+                        })?;
+                    if page.iter().any(|&b| b != 0) {
+                        crate::pager::page::verify(page, no, salt, path, ps)?;
+                        seed.required = seed.required.max(crate::pager::page::page_lsn(page));
+                    }
+                }
+                file.write_at(&bytes, u64::from(first) * ps as u64)?;
+                seed.next = first + (bytes.len() / ps) as u32;
+                unsaved += bytes.len() as u64;
+                // A saver still busy takes the next one instead.
+                if (unsaved >= SAVE_EVERY || saved_at.elapsed() >= SAVE_AFTER) && save.try_send(seed.clone()).is_ok() {
+                    unsaved = 0;
+                    saved_at = std::time::Instant::now();
+                }
+            }
+            Message::SeedEnd { pages } => break pages,
+            Message::Refuse { code, reason } => return Err(ReplError::Refused { code, reason }),
+            other => {
+                return Err(ReplError::Protocol(format!(
+                    "unexpected {} during a seed",
+                    other.name()
+                )));
+            }
+        }
+    };
+    if pages < seed.next {
+        return Err(ReplError::Protocol(format!(
+            "the seed ends at {pages} pages, after page {} arrived",
+            seed.next - 1
+        )));
+    }
+    Ok((seed, pages))
+}
+
 impl Follower {
     /// Receives a fresh seed: the old database and log go first, then the
     /// pages, then the header (written last).
@@ -163,67 +238,39 @@ impl Follower {
 
     /// Receives pages in order from `seed.next` to `SeedEnd`, saving
     /// progress as it goes, then writes the header and opens the replayer.
-    fn receive_pages(&mut self, stream: &mut TcpStream, file: &dyn VfsFile, mut seed: PartialSeed) -> Result<()> {
-        let path = data_path(&self.dir);
-        let ps = seed.header.page_size as usize;
-        let salt = salt_of(&seed.header.signature);
-        let mut unsaved = 0u64;
-        let mut saved_at = std::time::Instant::now();
-        let pages = loop {
-            match wire::read_message(stream)? {
-                Message::SeedPages {
-                    first,
-                    page_size,
-                    bytes,
-                } => {
-                    if page_size as usize != ps || first != seed.next {
-                        return Err(ReplError::Protocol(format!(
-                            "seed pages from {first} of size {page_size}; expected page {} of size {ps}",
-                            seed.next
-                        )));
-                    }
-                    // Every page is checked before it is written; a page of
-                    // zeros was never written on the active.
-                    for (i, page) in bytes.chunks(ps).enumerate() {
-                        let no = u32::try_from(i)
-                            .ok()
-                            .and_then(|i| first.checked_add(i))
-                            .ok_or_else(|| {
-                                ReplError::Protocol(format!("seed pages from {first} run past the last page number"))
-                            })?;
-                        if page.iter().any(|&b| b != 0) {
-                            crate::pager::page::verify(page, no, salt, &path, ps)?;
-                            seed.required = seed.required.max(crate::pager::page::page_lsn(page));
+    fn receive_pages(&mut self, stream: &mut TcpStream, file: &dyn VfsFile, seed: PartialSeed) -> Result<()> {
+        // Progress is saved on a thread of its own (sync the pages, then
+        // write the state), so that receiving never waits for the disk.
+        let saved: Mutex<Option<PartialSeed>> = Mutex::new(None);
+        let failed: Mutex<Option<ReplError>> = Mutex::new(None);
+        let (vfs, dir) = (self.vfs.clone(), self.dir.clone());
+        let received = std::thread::scope(|s| {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<PartialSeed>(1);
+            s.spawn(|| {
+                for seed in rx {
+                    // The pages first: the state never runs ahead of them.
+                    let r = file
+                        .sync_data()
+                        .map_err(ReplError::from)
+                        .and_then(|()| save_partial(&vfs, &dir, &seed));
+                    match r {
+                        Ok(()) => *saved.lock() = Some(seed),
+                        Err(e) => {
+                            *failed.lock() = Some(e);
+                            break;
                         }
                     }
-                    file.write_at(&bytes, u64::from(first) * ps as u64)?;
-                    seed.next = first + (bytes.len() / ps) as u32;
-                    unsaved += bytes.len() as u64;
-                    if unsaved >= SAVE_EVERY || saved_at.elapsed() >= SAVE_AFTER {
-                        // The pages first: the state never runs ahead of them.
-                        file.sync_data()?;
-                        save_partial(&self.vfs, &self.dir, &seed)?;
-                        self.partial_seed = Some(seed.clone());
-                        unsaved = 0;
-                        saved_at = std::time::Instant::now();
-                    }
                 }
-                Message::SeedEnd { pages } => break pages,
-                Message::Refuse { code, reason } => return Err(ReplError::Refused { code, reason }),
-                other => {
-                    return Err(ReplError::Protocol(format!(
-                        "unexpected {} during a seed",
-                        other.name()
-                    )));
-                }
-            }
-        };
-        if pages < seed.next {
-            return Err(ReplError::Protocol(format!(
-                "the seed ends at {pages} pages, after page {} arrived",
-                seed.next - 1
-            )));
+            });
+            receive_loop(stream, file, seed, &tx, &failed, &data_path(&dir))
+        });
+        if let Some(p) = saved.into_inner() {
+            self.partial_seed = Some(p);
         }
+        if let Some(e) = failed.into_inner() {
+            return Err(e);
+        }
+        let (seed, pages) = received?;
         self.finish_seed(file, &seed, pages)
     }
 
