@@ -132,9 +132,11 @@ impl RedoPass {
                         Ok(redo::Applied::Applied) => {
                             self.applied += 1;
                             if page.unreadable {
-                                // A full image: the page is whole again, at its own position.
+                                // A full image: the page is whole again, at its own
+                                // position, and nothing of it came from the file.
                                 page.unreadable = false;
                                 buf[4..8].copy_from_slice(&no.to_le_bytes());
+                                page.rebuilt_from = Some(record.lsn);
                             }
                             self.pages.changed(no, record.lsn);
                         }

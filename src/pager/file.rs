@@ -8,6 +8,9 @@ use crate::vfs::VfsFile;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+/// A page and the version of it to write.
+type PageVersion = (PageNo, PageRef);
+
 /// Smallest growth of the file.
 const MIN_EXTENT: u64 = 4 << 20;
 /// Largest growth of the file.
@@ -160,9 +163,26 @@ impl DbFile {
         page_count: u32,
         state: super::header::DbState,
     ) -> Result<(DbHeader, u32)> {
+        self.write_checkpoint_with(current, slot, (pages, &mut []), redo, page_count, state)
+    }
+
+    /// As [`DbFile::write_checkpoint`], with a second set of pages written
+    /// in place without the double-write area (the log from `redo` rebuilds
+    /// them whole if a write tears), synced before the header.
+    pub fn write_checkpoint_with(
+        &self,
+        current: &DbHeader,
+        slot: u32,
+        (pages, direct): (&mut [PageVersion], &mut [PageVersion]),
+        redo: crate::log::Lsn,
+        page_count: u32,
+        state: super::header::DbState,
+    ) -> Result<(DbHeader, u32)> {
         pages.sort_by_key(|(no, _)| *no);
+        direct.sort_by_key(|(no, _)| *no);
         let newest = pages
             .iter()
+            .chain(direct.iter())
             .map(|(_, p)| page::page_lsn(p))
             .max()
             .unwrap_or(crate::log::Lsn::ZERO);
@@ -171,6 +191,10 @@ impl DbFile {
             .checked_add(1)
             .ok_or_else(|| DbError::corrupt(&self.path, 0, "database header sequence at its maximum"))?;
         self.write_pages_synced(pages, sequence)?;
+        if !direct.is_empty() {
+            self.write_pages(direct)?;
+            self.sync()?;
+        }
         let header = DbHeader {
             state,
             sequence,

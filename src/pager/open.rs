@@ -308,7 +308,7 @@ impl Pager {
                 // redo starts at the oldest change still only in memory.
                 let (list, redo_from) = pass.pages.spill(record.lsn);
                 let mut ck = self.checkpointer.lock();
-                self.write_checkpoint(&mut ck, redo_from, list, pass.page_count, DbState::Dirty)?;
+                self.write_checkpoint(&mut ck, redo_from, list.all(), pass.page_count, DbState::Dirty)?;
                 stats.flushes += 1;
             }
             stats.records += 1;

@@ -13,8 +13,8 @@ use super::digest::Verifier;
 use super::doublewrite::{DoubleWrite, dw_path};
 use super::file::{DbFile, data_path, log_dir};
 use super::header::{DbHeader, DbState, read_best, salt_of};
-use super::page::{PageNo, PageRef};
 use super::passive_read::{PassiveSnapshot, SnapshotLimits, SnapshotSource, Snapshots};
+use super::replay::Changed;
 use super::{DbError, Result};
 use crate::log::{LogReader, Lsn};
 use crate::vfs::{OpenMode, SharedVfs};
@@ -193,19 +193,34 @@ impl Replayer {
         let (seq, checkpoints, page_count) = (pass.seq, pass.checkpoints, pass.page_count);
         // A whole digest announced before the checkpoint may arrive after it.
         self.pass.whole = pass.whole;
-        let changed: Vec<(PageNo, PageRef)> = pass.pages.into_changed().collect();
+        let changed = pass.pages.into_changed();
         self.pass.seq = seq;
         self.pass.checkpoints = checkpoints;
         self.pass.page_count = page_count;
         self.write_checkpoint(changed, self.resume)
     }
 
-    fn write_checkpoint(&mut self, mut pages: Vec<(PageNo, PageRef)>, redo: Lsn) -> Result<()> {
-        self.snapshots.before_write(&self.file, &pages);
+    /// Pages the log rebuilds from an image skip the double-write area. A
+    /// torn write of one can only happen before the new header is written
+    /// (they are synced first), and the header then in place has a redo
+    /// point at or before the image, which replay applies whatever the file
+    /// holds.
+    fn write_checkpoint(&mut self, changed: Changed, redo: Lsn) -> Result<()> {
+        let Changed {
+            mut protected,
+            mut rebuilt,
+        } = changed;
+        self.snapshots.before_write(&self.file, &protected);
+        self.snapshots.before_write(&self.file, &rebuilt);
         let page_count = self.pass.page_count;
-        let (header, slot) =
-            self.file
-                .write_checkpoint(&self.header, self.slot, &mut pages, redo, page_count, DbState::Dirty)?;
+        let (header, slot) = self.file.write_checkpoint_with(
+            &self.header,
+            self.slot,
+            (&mut protected, &mut rebuilt),
+            redo,
+            page_count,
+            DbState::Dirty,
+        )?;
         self.header = header;
         self.slot = slot;
         Ok(())

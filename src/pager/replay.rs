@@ -25,6 +25,35 @@ pub(super) struct RedoPage {
     pub first_change: Option<Lsn>,
     /// When it was last changed (a record counter), for choosing what to spill.
     last_change: u64,
+    /// The LSN of the full image this version was built from, when nothing
+    /// of it came from the file: replaying the log from there rebuilds it
+    /// whatever the file holds, so a copy writes it without double-write.
+    pub rebuilt_from: Option<Lsn>,
+}
+
+/// Changed pages for a checkpoint: those whose file copy must survive a torn
+/// write (through the double-write area), and those the log rebuilds from
+/// an image after the last checkpoint's redo point.
+#[derive(Default)]
+pub(crate) struct Changed {
+    pub protected: Vec<(PageNo, PageRef)>,
+    pub rebuilt: Vec<(PageNo, PageRef)>,
+}
+
+impl Changed {
+    fn push(&mut self, no: PageNo, p: RedoPage) {
+        match p.rebuilt_from {
+            Some(_) => self.rebuilt.push((no, p.buf)),
+            None => self.protected.push((no, p.buf)),
+        }
+    }
+
+    /// Every page, for a writer that protects them all alike.
+    pub fn all(self) -> Vec<(PageNo, PageRef)> {
+        let mut all = self.protected;
+        all.extend(self.rebuilt);
+        all
+    }
 }
 
 /// The pages under redo, bounded by a page budget.
@@ -62,6 +91,7 @@ impl RedoSet {
                 unreadable,
                 first_change: None,
                 last_change: 0,
+                rebuilt_from: None,
             },
         );
     }
@@ -93,7 +123,7 @@ impl RedoSet {
     /// the changed ones to write, and the LSN redo must start from once they
     /// are written (the first change of any changed page left, or `next`,
     /// the record about to be applied). Pages awaiting an image stay.
-    pub fn spill(&mut self, next: Lsn) -> (Vec<(PageNo, PageRef)>, Lsn) {
+    pub fn spill(&mut self, next: Lsn) -> (Changed, Lsn) {
         let mut order: Vec<(u64, PageNo)> = self
             .pages
             .iter()
@@ -101,12 +131,12 @@ impl RedoSet {
             .map(|(no, p)| (p.last_change, *no))
             .collect();
         order.sort_unstable();
-        let mut out = Vec::new();
+        let mut out = Changed::default();
         for (_, no) in order.iter().take(order.len().div_ceil(2)) {
             if let Some(p) = self.pages.remove(no)
                 && p.first_change.is_some()
             {
-                out.push((*no, p.buf));
+                out.push(*no, p);
             }
         }
         let redo = self
@@ -129,11 +159,12 @@ impl RedoSet {
     }
 
     /// The pages changed since they were read, for a checkpoint.
-    pub fn into_changed(self) -> impl Iterator<Item = (PageNo, PageRef)> {
-        self.pages
-            .into_iter()
-            .filter(|(_, p)| p.first_change.is_some())
-            .map(|(no, p)| (no, p.buf))
+    pub fn into_changed(self) -> Changed {
+        let mut out = Changed::default();
+        for (no, p) in self.pages.into_iter().filter(|(_, p)| p.first_change.is_some()) {
+            out.push(no, p);
+        }
+        out
     }
 
     /// Every page left, for the cache (changed or not: they are loaded).
@@ -167,6 +198,7 @@ mod tests {
         set.changed(12, Lsn(40));
         assert!(set.is_full());
         let (out, redo) = set.spill(Lsn(50));
+        let out = out.all();
         let mut spilled: Vec<PageNo> = out.iter().map(|(no, _)| *no).collect();
         spilled.sort_unstable();
         assert_eq!(spilled, vec![10, 11]);
@@ -183,7 +215,10 @@ mod tests {
         set.insert(3, page(3), false);
         set.changed(3, Lsn(9));
         let (out, redo) = set.spill(Lsn(20));
-        assert!(out.is_empty(), "page 1 was never changed; page 2 awaits its image");
+        assert!(
+            out.all().is_empty(),
+            "page 1 was never changed; page 2 awaits its image"
+        );
         assert!(set.contains(2) && set.contains(3) && !set.contains(1));
         assert_eq!(redo, Lsn(9));
         assert_eq!(set.first_unreadable(), Some(2));
