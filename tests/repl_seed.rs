@@ -221,3 +221,69 @@ fn a_paced_seed_cut_part_way_resumes_from_its_saved_page_and_ends_identical() {
     let cmp = compare(&vfs, &tmp.path().join("active"), &copy_dir).unwrap();
     assert!(cmp.identical(), "pages differ: {:?}", cmp.differing);
 }
+
+#[test]
+fn a_disk_error_while_seeding_names_the_copy_file_and_a_retry_completes_the_seed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let vfs: SharedVfs = Arc::new(OsVfs);
+    let db = Arc::new(Database::create(vfs.clone(), tmp.path().join("active"), options()).unwrap());
+    {
+        let mut tx = db.begin_write();
+        tx.create_table("mail").unwrap();
+        tx.commit().unwrap();
+    }
+    fill(&db, 0, 300);
+    db.checkpoint().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let stop = Arc::new(AtomicBool::new(false));
+    let server = serve(db.clone(), listener, stop.clone());
+    let mut copies = Vec::new();
+    // Each copy lives on a simulated disk that fails one call with EIO
+    // somewhere in the seed; the next session completes it.
+    for (i, after) in [5u64, 40, 90, 200].into_iter().enumerate() {
+        let sim = mailvault::vfs::SimVfs::new(3 + i as u64);
+        let copy_vfs: SharedVfs = sim.clone();
+        let mut copy = Follower::open(copy_vfs.clone(), "/copy", key(), 1 << 20).unwrap();
+        sim.inject_at_op(sim.op_count() + after, mailvault::vfs::FaultKind::Eio);
+        let err = copy
+            .session(&addr, Duration::from_secs(10), None)
+            .expect_err("the injected error ends the session");
+        // A typed error of the copy's own files (database or log), naming
+        // the file: not a connection error.
+        let typed = matches!(
+            &err,
+            mailvault::repl::ReplError::Db(mailvault::pager::DbError::Io { .. })
+                | mailvault::repl::ReplError::Log(mailvault::log::LogError::Io { .. })
+        );
+        assert!(typed && err.to_string().contains("/copy"), "call {after}: {err}");
+        let target = db.pager().log().durable_lsn();
+        let caught_up = move |f: &Follower| f.replayed() >= target;
+        copy.session(&addr, Duration::from_secs(10), Some(&caught_up)).unwrap();
+        drop(copy);
+        copies.push(sim);
+    }
+    stop.store(true, Ordering::Relaxed);
+    server.join().unwrap();
+    let rows = {
+        let rx = db.begin_read();
+        let t = rx.open_table("mail").unwrap();
+        rx.range(&t, std::ops::Bound::Unbounded, std::ops::Bound::Unbounded)
+            .unwrap()
+            .count()
+    };
+    assert_eq!(rows, 300);
+    db.checkpoint().unwrap();
+    let active_file = std::fs::read(mailvault::pager::data_path(&tmp.path().join("active"))).unwrap();
+    for sim in copies {
+        let copy_file = sim
+            .written_image(&mailvault::pager::data_path(std::path::Path::new("/copy")))
+            .unwrap();
+        let ps = 4096;
+        let pages = active_file.len().min(copy_file.len()) / ps;
+        let differing: Vec<usize> = (2..pages)
+            .filter(|&n| active_file[n * ps..(n + 1) * ps] != copy_file[n * ps..(n + 1) * ps])
+            .collect();
+        assert!(differing.is_empty(), "pages differ: {differing:?}");
+    }
+}

@@ -119,12 +119,13 @@ impl Follower {
     /// Replay holds up to `cache_bytes` of changed pages between checkpoints.
     pub fn open(vfs: SharedVfs, dir: impl Into<PathBuf>, key: ClusterKey, cache_bytes: usize) -> Result<Follower> {
         let dir: PathBuf = dir.into();
-        vfs.create_dir_all(&dir)?;
+        vfs.create_dir_all(&dir)
+            .map_err(seed::disk(&dir, 0, "create directory"))?;
         let id = copy_id(&vfs, &dir)?;
         let mut database = [0; 16];
         let mut replayer = None;
         let mut generation_size = 0;
-        if vfs.exists(&data_path(&dir))? {
+        if vfs.exists(&data_path(&dir)).map_err(seed::disk(&dir, 0, "stat"))? {
             let r = Replayer::open(vfs.clone(), &dir, cache_bytes)?;
             database = r.header().signature.0;
             replayer = Some(r);
@@ -324,17 +325,20 @@ impl Follower {
             seed::seeding_path(&self.dir),
             seed::state_path(&self.dir),
         ] {
-            if self.vfs.exists(&p)? {
-                self.vfs.remove(&p)?;
+            if self.vfs.exists(&p).map_err(seed::disk(&p, 0, "stat"))? {
+                self.vfs.remove(&p).map_err(seed::disk(&p, 0, "remove"))?;
             }
         }
         let ldir = log_dir(&self.dir);
-        if self.vfs.exists(&ldir)? {
-            for name in self.vfs.list(&ldir)? {
-                self.vfs.remove(&ldir.join(name))?;
+        if self.vfs.exists(&ldir).map_err(seed::disk(&ldir, 0, "stat"))? {
+            for name in self.vfs.list(&ldir).map_err(seed::disk(&ldir, 0, "list"))? {
+                let path = ldir.join(name);
+                self.vfs.remove(&path).map_err(seed::disk(&path, 0, "remove"))?;
             }
         }
-        self.vfs.sync_dir(&self.dir)?;
+        self.vfs
+            .sync_dir(&self.dir)
+            .map_err(seed::disk(&self.dir, 0, "sync directory"))?;
         self.replica = LogReplica::open(self.vfs.clone(), &ldir)?;
         self.database = [0; 16];
         self.needs_reseed = None;
@@ -436,11 +440,12 @@ impl Follower {
 
 /// The oldest generation in a log directory (zero if it holds none).
 pub(super) fn first_generation(vfs: &SharedVfs, ldir: &std::path::Path) -> Result<u32> {
-    if !vfs.exists(ldir)? {
+    if !vfs.exists(ldir).map_err(seed::disk(ldir, 0, "stat"))? {
         return Ok(0);
     }
     Ok(vfs
-        .list(ldir)?
+        .list(ldir)
+        .map_err(seed::disk(ldir, 0, "list"))?
         .iter()
         .filter_map(|n| crate::log::parse_generation_name(n))
         .min()
@@ -450,19 +455,23 @@ pub(super) fn first_generation(vfs: &SharedVfs, ldir: &std::path::Path) -> Resul
 /// Reads the copy's id from `dir/copy.id`, or makes one and syncs it.
 fn copy_id(vfs: &SharedVfs, dir: &std::path::Path) -> Result<[u8; 16]> {
     let path = dir.join("copy.id");
-    if vfs.exists(&path)? {
-        let file = vfs.open(&path, OpenMode::Existing)?;
+    if vfs.exists(&path).map_err(seed::disk(&path, 0, "stat"))? {
+        let file = vfs
+            .open(&path, OpenMode::Existing)
+            .map_err(seed::disk(&path, 0, "open"))?;
         let mut id = [0u8; 16];
-        file.read_exact_at(&mut id, 0)?;
+        file.read_exact_at(&mut id, 0).map_err(seed::disk(&path, 0, "read"))?;
         if id != [0; 16] {
             return Ok(id);
         }
     }
     let mut id = [0u8; 16];
     getrandom::fill(&mut id).map_err(|e| ReplError::Io(std::io::Error::other(format!("getrandom: {e}"))))?;
-    let file = vfs.open(&path, OpenMode::CreateOrOpen)?;
-    file.write_at(&id, 0)?;
-    file.sync_data()?;
-    vfs.sync_dir(dir)?;
+    let file = vfs
+        .open(&path, OpenMode::CreateOrOpen)
+        .map_err(seed::disk(&path, 0, "create"))?;
+    file.write_at(&id, 0).map_err(seed::disk(&path, 0, "write"))?;
+    file.sync_data().map_err(seed::disk(&path, 0, "sync"))?;
+    vfs.sync_dir(dir).map_err(seed::disk(dir, 0, "sync directory"))?;
     Ok(id)
 }

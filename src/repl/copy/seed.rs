@@ -35,6 +35,13 @@ pub(crate) struct PartialSeed {
     pub required: Lsn,
 }
 
+/// A disk error of the copy's own files, named with the file and offset
+/// (not a connection error).
+pub(super) fn disk(file: &Path, offset: u64, op: &'static str) -> impl FnOnce(std::io::Error) -> ReplError {
+    let file = file.to_path_buf();
+    move |e| ReplError::Db(crate::pager::DbError::io(file, offset, op, e))
+}
+
 /// Where a seed is written until it is whole.
 pub(super) fn seeding_path(dir: &Path) -> PathBuf {
     dir.join("data.mvdb.seeding")
@@ -94,14 +101,14 @@ pub(super) fn load_partial(vfs: &SharedVfs, dir: &Path) -> Result<Option<Partial
     if !vfs.exists(&path)? || !vfs.exists(&seeding_path(dir))? {
         return Ok(None);
     }
-    let file = vfs.open(&path, OpenMode::Existing)?;
-    let len = file.len()?;
+    let file = vfs.open(&path, OpenMode::Existing).map_err(disk(&path, 0, "open"))?;
+    let len = file.len().map_err(disk(&path, 0, "stat"))?;
     if len > (MAX_HEADER + STATE_FIXED) as u64 {
         tracing::warn!(file = %path.display(), len, "replication: ignoring an oversize seed state file");
         return Ok(None);
     }
     let mut b = vec![0u8; len as usize];
-    file.read_exact_at(&mut b, 0)?;
+    file.read_exact_at(&mut b, 0).map_err(disk(&path, 0, "read"))?;
     match decode_state(&b, &path) {
         Ok(p) => Ok(Some(p)),
         Err(reason) => {
@@ -114,13 +121,16 @@ pub(super) fn load_partial(vfs: &SharedVfs, dir: &Path) -> Result<Option<Partial
 /// Saves progress: written aside, synced, renamed over the old state.
 fn save_partial(vfs: &SharedVfs, dir: &Path, seed: &PartialSeed) -> Result<()> {
     let tmp = dir.join("seed.state.tmp");
-    let file = vfs.open(&tmp, OpenMode::CreateOrOpen)?;
-    file.set_len(0)?;
-    file.write_at(&encode_state(&seed.header_page, seed.next, seed.required), 0)?;
-    file.sync_data()?;
+    let file = vfs
+        .open(&tmp, OpenMode::CreateOrOpen)
+        .map_err(disk(&tmp, 0, "create"))?;
+    file.set_len(0).map_err(disk(&tmp, 0, "truncate"))?;
+    file.write_at(&encode_state(&seed.header_page, seed.next, seed.required), 0)
+        .map_err(disk(&tmp, 0, "write"))?;
+    file.sync_data().map_err(disk(&tmp, 0, "sync"))?;
     drop(file);
-    vfs.rename(&tmp, &state_path(dir))?;
-    vfs.sync_dir(dir)?;
+    vfs.rename(&tmp, &state_path(dir)).map_err(disk(&tmp, 0, "rename"))?;
+    vfs.sync_dir(dir).map_err(disk(dir, 0, "sync directory"))?;
     Ok(())
 }
 
@@ -170,7 +180,8 @@ fn receive_loop(
                         seed.required = seed.required.max(crate::pager::page::page_lsn(page));
                     }
                 }
-                file.write_at(&bytes, u64::from(first) * ps as u64)?;
+                let at = u64::from(first) * ps as u64;
+                file.write_at(&bytes, at).map_err(disk(path, at, "write"))?;
                 seed.next = first + (bytes.len() / ps) as u32;
                 unsaved += bytes.len() as u64;
                 // A saver still busy takes the next one instead.
@@ -206,8 +217,13 @@ impl Follower {
         self.seeding = true;
         let header = DbHeader::decode(header_page, 0, &data_path(&self.dir))?;
         let partial = seeding_path(&self.dir);
-        let file = self.vfs.open(&partial, OpenMode::CreateNew)?;
-        self.vfs.sync_dir(&self.dir)?;
+        let file = self
+            .vfs
+            .open(&partial, OpenMode::CreateNew)
+            .map_err(disk(&partial, 0, "create"))?;
+        self.vfs
+            .sync_dir(&self.dir)
+            .map_err(disk(&self.dir, 0, "sync directory"))?;
         let seed = PartialSeed {
             header_page: header_page.to_vec(),
             header,
@@ -231,7 +247,11 @@ impl Follower {
             )));
         }
         self.seeding = true;
-        let file = self.vfs.open(&seeding_path(&self.dir), OpenMode::Existing)?;
+        let partial = seeding_path(&self.dir);
+        let file = self
+            .vfs
+            .open(&partial, OpenMode::Existing)
+            .map_err(disk(&partial, 0, "open"))?;
         tracing::info!(from = first, "replication: resuming a seed");
         self.receive_pages(stream, file.as_ref(), seed)
     }
@@ -251,7 +271,7 @@ impl Follower {
                     // The pages first: the state never runs ahead of them.
                     let r = file
                         .sync_data()
-                        .map_err(ReplError::from)
+                        .map_err(disk(&seeding_path(&dir), 0, "sync"))
                         .and_then(|()| save_partial(&vfs, &dir, &seed));
                     match r {
                         Ok(()) => *saved.lock() = Some(seed),
@@ -262,7 +282,7 @@ impl Follower {
                     }
                 }
             });
-            receive_loop(stream, file, seed, &tx, &failed, &data_path(&dir))
+            receive_loop(stream, file, seed, &tx, &failed, &seeding_path(&dir))
         });
         if let Some(p) = saved.into_inner() {
             self.partial_seed = Some(p);
@@ -276,30 +296,39 @@ impl Follower {
 
     fn finish_seed(&mut self, file: &dyn VfsFile, seed: &PartialSeed, pages: u32) -> Result<()> {
         let ps = seed.header.page_size as usize;
-        if (file.len()?) < u64::from(pages) * ps as u64 {
-            file.set_len(u64::from(pages) * ps as u64)?;
+        let partial = seeding_path(&self.dir);
+        let len = u64::from(pages) * ps as u64;
+        if file.len().map_err(disk(&partial, 0, "stat"))? < len {
+            file.set_len(len).map_err(disk(&partial, len, "extend"))?;
         }
-        file.sync_data()?;
+        file.sync_data().map_err(disk(&partial, 0, "sync"))?;
         // No snapshot or promotion before replay passes the newest page.
         let header = DbHeader {
             required_lsn: seed.required,
             ..seed.header
         };
         for slot in 0..2 {
-            file.write_at(&header.encode(slot, ps), u64::from(slot) * ps as u64)?;
+            let at = u64::from(slot) * ps as u64;
+            file.write_at(&header.encode(slot, ps), at)
+                .map_err(disk(&partial, at, "write"))?;
         }
-        file.sync_data()?;
-        let partial = seeding_path(&self.dir);
+        file.sync_data().map_err(disk(&partial, 0, "sync"))?;
         // Checks what was written, as any open would.
-        let read = self.vfs.open(&partial, OpenMode::Existing)?;
+        let read = self
+            .vfs
+            .open(&partial, OpenMode::Existing)
+            .map_err(disk(&partial, 0, "open"))?;
         read_best(read.as_ref(), &partial)?;
         drop(read);
         let path = data_path(&self.dir);
-        self.vfs.rename(&partial, &path)?;
-        self.vfs.sync_dir(&self.dir)?;
+        self.vfs.rename(&partial, &path).map_err(disk(&partial, 0, "rename"))?;
+        self.vfs
+            .sync_dir(&self.dir)
+            .map_err(disk(&self.dir, 0, "sync directory"))?;
         // The state goes once the data file is in place; a crash between
         // leaves a state without its partial file, which counts as none.
-        self.vfs.remove(&state_path(&self.dir))?;
+        let state = state_path(&self.dir);
+        self.vfs.remove(&state).map_err(disk(&state, 0, "remove"))?;
         self.partial_seed = None;
         self.replayer = Some(crate::pager::Replayer::open(
             self.vfs.clone(),
