@@ -24,6 +24,10 @@ enum Ended {
 
 type Until<'a> = Option<&'a dyn Fn(&Follower) -> bool>;
 
+/// How long a quiet socket is watched after replay last moved (longer
+/// than a copy's checkpoint, during which replay stands still).
+const WATCH_STILL: Duration = Duration::from_secs(2);
+
 impl Follower {
     /// Receives the log after `Accept` until the session ends, with replay
     /// on its own thread; then replays what is left, checkpoints and
@@ -67,6 +71,8 @@ impl Follower {
         let mut reader = std::io::BufReader::with_capacity(8 << 20, stream.try_clone()?);
         let mut pending = false;
         let mut acked = self.replayed();
+        // When replay last moved, or was handed more.
+        let mut moved = Instant::now();
         loop {
             if let Some(stage) = stage {
                 if stage.failed() {
@@ -89,20 +95,24 @@ impl Follower {
                 self.flush(stream, stage)?;
                 acked = self.replayed();
                 pending = false;
+                moved = Instant::now();
             }
             // While replay runs behind what arrived, a quiet socket is
             // watched rather than waited on, so that `until` and the active
-            // hear of replay's progress as it happens.
+            // hear of replay's progress as it happens. Replay that stands
+            // still (the last record not whole yet) is not watched.
             if reader.buffer().is_empty()
                 && self.replay_lag.is_zero()
                 && let Some(stage) = stage
                 && stage.replayed() < self.replica.end()
+                && moved.elapsed() < WATCH_STILL
                 && !socket_has_data(stream)?
             {
                 let replayed = stage.replayed();
                 if replayed > acked {
                     self.acknowledge(stream, replayed)?;
                     acked = replayed;
+                    moved = Instant::now();
                 }
                 std::thread::sleep(Duration::from_micros(500));
                 continue;
