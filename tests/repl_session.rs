@@ -364,3 +364,85 @@ fn a_truncation_lag_keeps_replayed_log_on_the_copy_until_it_expires() {
     stop.store(true, Ordering::Relaxed);
     server.join().unwrap();
 }
+
+/// Serves copies one connection at a time with `registry` until `stop`.
+fn serve_with(
+    db: Arc<Database>,
+    listener: TcpListener,
+    stop: Arc<AtomicBool>,
+    registry: Arc<CopyRegistry>,
+) -> std::thread::JoinHandle<()> {
+    listener.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        let opts = ShipOptions {
+            heartbeat: Duration::from_millis(50),
+            ..ShipOptions::default()
+        };
+        while !stop.load(Ordering::Relaxed) {
+            match listener.accept() {
+                Ok((stream, _)) => {
+                    stream.set_nonblocking(false).unwrap();
+                    let _ = serve_copy(&*db, stream, &key(), &opts, &stop, &registry);
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+    })
+}
+
+#[test]
+fn a_kept_registry_holds_a_copys_log_across_a_restart_of_the_active() {
+    let tmp = tempfile::tempdir().unwrap();
+    let vfs: mailvault::vfs::SharedVfs = Arc::new(OsVfs);
+    let db = Arc::new(Database::create(vfs.clone(), tmp.path().join("active"), small_db()).unwrap());
+    {
+        let mut tx = db.begin_write();
+        tx.create_table("mail").unwrap();
+        tx.commit().unwrap();
+    }
+    commit_some(&db, 0, 100);
+    let state = tmp.path().join("active/copies.state");
+    let registry = Arc::new(CopyRegistry::persistent(vfs.clone(), state.clone(), None));
+    assert_eq!(registry.restore(&*db), 0, "nothing saved yet");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let stop = Arc::new(AtomicBool::new(false));
+    let server = serve_with(db.clone(), listener, stop.clone(), registry.clone());
+    let mut copy = Follower::open(vfs.clone(), tmp.path().join("copy"), key(), 1 << 20).unwrap();
+    let target = db.pager().log().durable_lsn();
+    let caught_up = move |f: &Follower| f.replayed() >= target;
+    copy.session(&addr, Duration::from_secs(5), Some(&caught_up)).unwrap();
+    let needs = copy.replica().next();
+    // The active's serving stops and its registry goes, as in a restart.
+    stop.store(true, Ordering::Relaxed);
+    server.join().unwrap();
+    drop(registry);
+    // Restarted: the saved registry holds the copy's log again, so the
+    // checkpoints below recycle nothing it needs.
+    let registry = Arc::new(CopyRegistry::persistent(vfs.clone(), state, None));
+    assert_eq!(registry.restore(&*db), 1, "the copy is known again");
+    commit_some(&db, 1000, 400);
+    db.checkpoint().unwrap();
+    let redo = db.pager().checkpoint_header().redo_lsn;
+    assert!(
+        redo.generation() > needs.generation() + 1,
+        "the checkpoint ({redo}) moved past what the copy needs ({needs})"
+    );
+    assert!(
+        db.pager().log().first_generation() <= needs.generation(),
+        "generation {} kept for the copy (the log starts at {})",
+        needs.generation(),
+        db.pager().log().first_generation()
+    );
+    // The copy resumes from its own position: no reseed.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let stop = Arc::new(AtomicBool::new(false));
+    let server = serve_with(db.clone(), listener, stop.clone(), registry.clone());
+    let target = db.pager().log().durable_lsn();
+    let caught_up = move |f: &Follower| f.replayed() >= target;
+    copy.session(&addr, Duration::from_secs(5), Some(&caught_up)).unwrap();
+    assert_eq!(copy.status().state, CopyState::Healthy);
+    stop.store(true, Ordering::Relaxed);
+    server.join().unwrap();
+}

@@ -69,20 +69,29 @@ pub struct CopyRegistry {
     /// Most log bytes a copy may hold back; past it the copy is marked
     /// needs-reseed and its pin released, so the disk cannot fill.
     cap: Option<u64>,
+    /// Where the registry is kept across restarts of the active, if it is.
+    file: Option<super::registry_file::RegistryFile>,
 }
 
 /// One registered copy.
 pub struct CopyEntry {
     /// `None` once released by the retention cap.
     pin: Mutex<Option<Box<dyn LogHold>>>,
+    /// Where the pin holds from.
+    held: Mutex<Lsn>,
     progress: Mutex<CopyProgress>,
 }
 
 impl CopyEntry {
-    fn hold(&self, lsn: Lsn) {
+    /// Moves the pin; whether it moved to another generation.
+    fn hold(&self, lsn: Lsn) -> bool {
         if let Some(pin) = &*self.pin.lock() {
             pin.advance(lsn);
         }
+        let mut held = self.held.lock();
+        let moved = held.generation() != lsn.generation();
+        *held = lsn;
+        moved
     }
 }
 
@@ -107,6 +116,53 @@ impl CopyRegistry {
         }
     }
 
+    /// A registry kept in `path` (a store's `copies.state`): call
+    /// [`CopyRegistry::restore`] when serving starts.
+    pub fn persistent(vfs: crate::vfs::SharedVfs, path: std::path::PathBuf, cap: Option<u64>) -> CopyRegistry {
+        CopyRegistry {
+            cap,
+            file: Some(super::registry_file::RegistryFile { vfs, path }),
+            ..CopyRegistry::default()
+        }
+    }
+
+    /// Registers the copies the saved registry names, each holding the log
+    /// from where it held before, if this log still has it; returns how
+    /// many. A copy whose log is gone is told to reseed when it comes.
+    pub fn restore(&self, source: &dyn ShipSource) -> usize {
+        let Some(file) = &self.file else {
+            return 0;
+        };
+        let first = Lsn::new(source.first_generation(), 0);
+        let mut restored = 0;
+        for (id, held) in file.load() {
+            if held >= first && held <= source.durable() {
+                self.register(source, id, held);
+                restored += 1;
+            }
+        }
+        self.save();
+        restored
+    }
+
+    /// Writes the registry, if it is kept; a failure is logged (the copies
+    /// then resume only if their log is still here after a restart).
+    fn save(&self) {
+        let Some(file) = &self.file else {
+            return;
+        };
+        let copies: Vec<([u8; 16], Lsn)> = self
+            .copies
+            .lock()
+            .iter()
+            .filter(|(_, e)| e.pin.lock().is_some())
+            .map(|(id, e)| (*id, *e.held.lock()))
+            .collect();
+        if let Err(e) = file.save(&copies) {
+            tracing::warn!(file = %file.path.display(), error = %e, "replication: the copy registry could not be saved");
+        }
+    }
+
     /// Releases the log of every copy that holds more than the cap and
     /// marks it needs-reseed; returns those copies.
     pub fn enforce(&self, source: &dyn ShipSource) -> Vec<[u8; 16]> {
@@ -127,6 +183,9 @@ impl CopyRegistry {
                 released.push(*id);
             }
         }
+        if !released.is_empty() {
+            self.save();
+        }
         released
     }
 
@@ -142,16 +201,24 @@ impl CopyRegistry {
 
     /// Forgets a copy and releases the log it held.
     pub fn forget(&self, copy: &[u8; 16]) -> bool {
-        self.copies.lock().remove(copy).is_some()
+        let forgotten = self.copies.lock().remove(copy).is_some();
+        if forgotten {
+            self.save();
+        }
+        forgotten
     }
 
     pub(crate) fn register(&self, source: &dyn ShipSource, copy: [u8; 16], start: Lsn) -> Arc<CopyEntry> {
-        self.copies
+        let mut added = false;
+        let entry = self
+            .copies
             .lock()
             .entry(copy)
             .or_insert_with(|| {
+                added = true;
                 Arc::new(CopyEntry {
                     pin: Mutex::new(Some(source.hold(start))),
+                    held: Mutex::new(start),
                     progress: Mutex::new(CopyProgress {
                         shipped: start,
                         inspected: start,
@@ -160,7 +227,19 @@ impl CopyRegistry {
                     }),
                 })
             })
-            .clone()
+            .clone();
+        if added {
+            self.save();
+        }
+        entry
+    }
+
+    /// Moves a copy's hold; the registry is saved when it moved to another
+    /// generation (holds are by generation).
+    fn hold(&self, entry: &CopyEntry, lsn: Lsn) {
+        if entry.hold(lsn) {
+            self.save();
+        }
     }
 }
 
@@ -318,7 +397,8 @@ fn ship_from(
                         } else {
                             p.replayed.min(p.inspected)
                         };
-                        holder.hold(Lsn::new(held.generation(), 0));
+                        drop(p);
+                        registry.hold(holder, Lsn::new(held.generation(), 0));
                     }
                     Message::Refuse { code, .. } if code == codes::LEAVING => {
                         left_reader.store(true, Ordering::Relaxed);

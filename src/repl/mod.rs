@@ -8,6 +8,7 @@ pub mod auth;
 mod compare;
 mod copy;
 mod error;
+mod registry_file;
 mod seed;
 mod source;
 pub mod wire;

@@ -117,7 +117,16 @@ pub fn serve(args: &ServeArgs) -> Result<()> {
         listener.local_addr().context(|| "listening")?
     );
     let stop = Arc::new(AtomicBool::new(false));
-    let registry = Arc::new(CopyRegistry::with_retention_cap(args.retention_mib << 20));
+    // Kept in the store, so that a restarted active still holds its copies' log.
+    let registry = Arc::new(CopyRegistry::persistent(
+        Arc::new(OsVfs),
+        args.dir.join("copies.state"),
+        Some(args.retention_mib << 20),
+    ));
+    let restored = registry.restore(store.as_ref());
+    if restored > 0 {
+        eprintln!("holding the log of {restored} known copies");
+    }
     if let Some(linger) = args.linger {
         let stop = stop.clone();
         std::thread::spawn(move || {

@@ -181,7 +181,7 @@ pub fn load(args: &LoadArgs) -> Result<()> {
         rate: None,
     };
     let serving = match (&args.serve, &args.key_file) {
-        (Some(addr), Some(key)) => Some(Serving::start(&store, addr, key, args.ship.options())?),
+        (Some(addr), Some(key)) => Some(Serving::start(&store, &args.dir, addr, key, args.ship.options())?),
         _ => None,
     };
     let before = store.database().pager().log().stats().bytes_written;
@@ -221,12 +221,23 @@ struct Serving {
 }
 
 impl Serving {
-    fn start(store: &Arc<Store>, addr: &str, key_file: &Path, opts: mailvault::repl::ShipOptions) -> Result<Serving> {
+    fn start(
+        store: &Arc<Store>,
+        dir: &Path,
+        addr: &str,
+        key_file: &Path,
+        opts: mailvault::repl::ShipOptions,
+    ) -> Result<Serving> {
         let key = mailvault::repl::ClusterKey::from_file(key_file)?;
         let listener =
             std::net::TcpListener::bind(addr).map_err(|e| CliError::msg(format!("listening on {addr}: {e}")))?;
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let registry = Arc::new(mailvault::repl::CopyRegistry::with_retention_cap(4 << 30));
+        let registry = Arc::new(mailvault::repl::CopyRegistry::persistent(
+            Arc::new(mailvault::vfs::OsVfs),
+            dir.join("copies.state"),
+            Some(4 << 30),
+        ));
+        registry.restore(store.as_ref());
         let s: Arc<dyn mailvault::repl::ShipSource> = store.clone();
         let (st, r) = (stop.clone(), registry.clone());
         let thread = std::thread::spawn(move || crate::repl_cmds::serve_loop(&s, listener, &key, &st, &r, &opts));
