@@ -38,32 +38,14 @@ fn key() -> ClusterKey {
     ClusterKey::new(KEY).unwrap()
 }
 
-/// Serves copies one connection at a time until `stop`.
+/// Serves copies one connection at a time until `stop`, with a registry
+/// of its own; returns each session's outcome.
 fn serve(
     db: Arc<Database>,
     listener: TcpListener,
     stop: Arc<AtomicBool>,
 ) -> std::thread::JoinHandle<Vec<Result<(), String>>> {
-    listener.set_nonblocking(true).unwrap();
-    std::thread::spawn(move || {
-        let mut outcomes = Vec::new();
-        let registry = CopyRegistry::new();
-        let opts = ShipOptions {
-            heartbeat: Duration::from_millis(50),
-            ..ShipOptions::default()
-        };
-        while !stop.load(Ordering::Relaxed) {
-            match listener.accept() {
-                Ok((stream, _)) => {
-                    stream.set_nonblocking(false).unwrap();
-                    let r = serve_copy(&*db, stream, &key(), &opts, &stop, &registry);
-                    outcomes.push(r.map_err(|e| e.to_string()));
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(5)),
-            }
-        }
-        outcomes
-    })
+    serve_with(db, listener, stop, Arc::new(CopyRegistry::new()))
 }
 
 fn commit_some(db: &Database, from: u32, n: u32) {
@@ -365,15 +347,17 @@ fn a_truncation_lag_keeps_replayed_log_on_the_copy_until_it_expires() {
     server.join().unwrap();
 }
 
-/// Serves copies one connection at a time with `registry` until `stop`.
+/// Serves copies one connection at a time with `registry` until `stop`;
+/// returns each session's outcome.
 fn serve_with(
     db: Arc<Database>,
     listener: TcpListener,
     stop: Arc<AtomicBool>,
     registry: Arc<CopyRegistry>,
-) -> std::thread::JoinHandle<()> {
+) -> std::thread::JoinHandle<Vec<Result<(), String>>> {
     listener.set_nonblocking(true).unwrap();
     std::thread::spawn(move || {
+        let mut outcomes = Vec::new();
         let opts = ShipOptions {
             heartbeat: Duration::from_millis(50),
             ..ShipOptions::default()
@@ -382,11 +366,13 @@ fn serve_with(
             match listener.accept() {
                 Ok((stream, _)) => {
                     stream.set_nonblocking(false).unwrap();
-                    let _ = serve_copy(&*db, stream, &key(), &opts, &stop, &registry);
+                    let r = serve_copy(&*db, stream, &key(), &opts, &stop, &registry);
+                    outcomes.push(r.map_err(|e| e.to_string()));
                 }
                 Err(_) => std::thread::sleep(Duration::from_millis(5)),
             }
         }
+        outcomes
     })
 }
 
