@@ -19,6 +19,14 @@ pub(crate) struct WalkedFrame {
     pub slot: u32,
 }
 
+/// Where a walked frame came from, without its bytes.
+pub(crate) struct FrameMeta {
+    pub index: u32,
+    pub header: FrameHeader,
+    pub from_shadow: bool,
+    pub slot: u32,
+}
+
 /// Why a walk ended.
 pub(crate) enum WalkEnd {
     /// The generation's sealed frame was the last one returned.
@@ -58,11 +66,37 @@ impl FrameWalk {
         }
     }
 
+    /// A walk that reads into `buffer` (its capacity is reused).
+    pub fn with_buffer(gfile: GenFile, index: u32, buffer: Vec<u8>) -> Self {
+        FrameWalk {
+            chunk: buffer,
+            ..FrameWalk::new(gfile, index)
+        }
+    }
+
+    /// The read buffer, for the next walk.
+    pub fn into_buffer(self) -> Vec<u8> {
+        self.chunk
+    }
+
     pub fn gfile(&self) -> &GenFile {
         &self.gfile
     }
 
     pub fn next_frame(&mut self) -> Result<Option<WalkedFrame>> {
+        let mut bytes = Vec::new();
+        Ok(self.next_frame_into(&mut bytes)?.map(|meta| WalkedFrame {
+            index: meta.index,
+            header: meta.header,
+            bytes,
+            from_shadow: meta.from_shadow,
+            slot: meta.slot,
+        }))
+    }
+
+    /// Like `next_frame`, but appends the frame's bytes to `out` instead of
+    /// allocating them: shipping walks every frame of the log.
+    pub fn next_frame_into(&mut self, out: &mut Vec<u8>) -> Result<Option<FrameMeta>> {
         if self.end.is_some() {
             return Ok(None);
         }
@@ -91,10 +125,10 @@ impl FrameWalk {
                 if header.is_sealed() {
                     self.end = Some(WalkEnd::Sealed);
                 }
-                Ok(Some(WalkedFrame {
+                out.extend_from_slice(frame);
+                Ok(Some(FrameMeta {
                     index,
                     header,
-                    bytes: frame.to_vec(),
                     from_shadow: false,
                     slot: index,
                 }))
@@ -105,10 +139,10 @@ impl FrameWalk {
                 match shadow {
                     Some((slot, header, bytes)) => {
                         self.end = Some(WalkEnd::AfterShadow { index });
-                        Ok(Some(WalkedFrame {
+                        out.extend_from_slice(&bytes);
+                        Ok(Some(FrameMeta {
                             index,
                             header,
-                            bytes,
                             from_shadow: true,
                             slot,
                         }))

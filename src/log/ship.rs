@@ -46,6 +46,8 @@ pub struct FrameSource {
     /// The generation read last, kept open: in block mode every call reads
     /// the same one, and opening it each time cost more than the reading.
     open: parking_lot::Mutex<Option<GenFile>>,
+    /// The walk's read buffer, kept between calls.
+    scratch: parking_lot::Mutex<Vec<u8>>,
 }
 
 /// The data end of a frame: its LSN plus header and used payload.
@@ -60,6 +62,7 @@ impl FrameSource {
             vfs,
             dir: dir.into(),
             open: parking_lot::Mutex::new(None),
+            scratch: parking_lot::Mutex::new(Vec::new()),
         }
     }
 
@@ -79,13 +82,21 @@ impl FrameSource {
     /// generation), holding at most about `max_bytes` of frames and nothing
     /// beyond `durable`.
     pub fn read(&self, from: Lsn, durable: Lsn, max_bytes: usize) -> Result<ShipChunk> {
-        let mut chunk = ShipChunk {
-            first: from,
-            next: from,
-            ..ShipChunk::default()
-        };
+        let mut chunk = ShipChunk::default();
+        self.read_into(from, durable, max_bytes, &mut chunk)?;
+        Ok(chunk)
+    }
+
+    /// Like `read`, into `chunk`, whose buffers are reused: a ship loop
+    /// calls this for every batch the active commits.
+    pub fn read_into(&self, from: Lsn, durable: Lsn, max_bytes: usize, chunk: &mut ShipChunk) -> Result<()> {
+        chunk.header = None;
+        chunk.frames.clear();
+        chunk.tail = None;
+        chunk.first = from;
+        chunk.next = from;
         if from >= durable {
-            return Ok(chunk);
+            return Ok(());
         }
         let generation = from.generation();
         let gfile = self.generation(generation)?;
@@ -107,7 +118,7 @@ impl FrameSource {
         }
         chunk.first = gfile.frame_lsn(index);
         chunk.next = chunk.first;
-        let mut walk = FrameWalk::new(gfile, index);
+        let mut walk = FrameWalk::with_buffer(gfile, index, std::mem::take(&mut *self.scratch.lock()));
         // Read no further than the chunk can hold, nor past the durable end:
         // reading a whole read-ahead chunk of unwritten frames for every
         // small batch cost the active a fifth of its CPU with two copies.
@@ -117,19 +128,27 @@ impl FrameSource {
         } else {
             wanted
         };
+        let result = Self::walk_into(&mut walk, durable, max_bytes, chunk);
+        *self.scratch.lock() = walk.into_buffer();
+        result
+    }
+
+    fn walk_into(walk: &mut FrameWalk, durable: Lsn, max_bytes: usize, chunk: &mut ShipChunk) -> Result<()> {
+        let (generation, fs) = (chunk.first.generation(), chunk.frame_size);
         while chunk.frames.len() < max_bytes {
-            let Some(frame) = walk.next_frame()? else {
+            let at = chunk.frames.len();
+            let Some(frame) = walk.next_frame_into(&mut chunk.frames)? else {
                 break;
             };
             if data_end(&frame.header) > durable.0 && frame.header.lsn.generation() == durable.generation() {
                 // Written but not yet durable: it ships next time.
+                chunk.frames.truncate(at);
                 break;
             }
             if frame.from_shadow {
-                chunk.tail = Some(frame.bytes);
+                chunk.tail = Some(chunk.frames.split_off(at));
                 break;
             }
-            chunk.frames.extend_from_slice(&frame.bytes);
             chunk.next = Lsn(frame.header.lsn.0 + u64::from(fs));
             if frame.header.is_sealed() {
                 chunk.next = Lsn::new(generation + 1, 0);
@@ -141,7 +160,7 @@ impl FrameSource {
                 break;
             }
         }
-        Ok(chunk)
+        Ok(())
     }
 }
 
