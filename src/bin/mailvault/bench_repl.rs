@@ -11,6 +11,7 @@ use crate::histogram::Histogram;
 use crate::output;
 use crate::raw::RawDisk;
 use crate::repl_cmds::serve_loop;
+use crate::thread_cpu;
 use clap::Args;
 use mailvault::log::Lsn;
 use mailvault::mailbox::{Store, StoreOptions};
@@ -29,6 +30,12 @@ pub struct BenchReplicationArgs {
     /// Directory for the stores; must be empty or absent, and is kept.
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
+    /// Where the copies' stores go [default: beside the active, in DIR].
+    /// Another file system (another disk, or tmpfs) stands in for the
+    /// copies' own servers: their writes then no longer share the active's
+    /// disk, only its CPU.
+    #[arg(long, value_name = "DIR")]
+    copies_dir: Option<PathBuf>,
     /// Concurrent durable deliveries.
     #[arg(long, value_name = "T", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
     threads: u32,
@@ -78,6 +85,55 @@ struct Report {
     /// Seeding over raw sequential writes (target ≥ 0.8).
     ratio_seed: f64,
     identical: bool,
+    /// Where the CPU went (seconds of CPU per message, over both cores).
+    cpu: CpuSplit,
+}
+
+/// CPU per delivered message: alone, and with two copies split into the
+/// active's own work, its shipping threads, and the copies (receive and
+/// replay threads). On one machine the copies' share is taken from the
+/// active's two cores; on separate servers it would not be.
+#[derive(Debug, Serialize)]
+struct CpuSplit {
+    alone_ms_per_message: f64,
+    with_copies_active_ms_per_message: f64,
+    with_copies_ship_ms_per_message: f64,
+    with_copies_copies_ms_per_message: f64,
+    /// CPU seconds per second of the phase (2.0 = both cores busy).
+    alone_cores_busy: f64,
+    with_copies_cores_busy: f64,
+}
+
+/// Thread names of the copies' work in this process (`copy-N` receive
+/// loops; replay threads, whose name the kernel cuts to 15 bytes).
+const COPY_THREADS: [&str; 2] = ["copy-", "mailvault-repla"];
+const SHIP_THREADS: [&str; 1] = ["mailvault-ship"];
+
+/// Process CPU and per-thread CPU at one moment.
+struct CpuMark {
+    process: Duration,
+    threads: std::collections::BTreeMap<String, Duration>,
+    at: Instant,
+}
+
+fn cpu_mark() -> CpuMark {
+    CpuMark {
+        process: output::process_cpu_time(),
+        threads: thread_cpu::by_name(),
+        at: Instant::now(),
+    }
+}
+
+/// (process, ship, copies) CPU seconds, and wall seconds, from `before` to now.
+fn cpu_since(before: &CpuMark) -> (f64, f64, f64, f64) {
+    let now = cpu_mark();
+    let per_thread = thread_cpu::delta(&before.threads, &now.threads);
+    (
+        now.process.saturating_sub(before.process).as_secs_f64(),
+        thread_cpu::sum_prefixed(&per_thread, &SHIP_THREADS),
+        thread_cpu::sum_prefixed(&per_thread, &COPY_THREADS),
+        (now.at - before.at).as_secs_f64(),
+    )
 }
 
 /// A copy running on its own thread; `pause` makes it end its session.
@@ -138,6 +194,11 @@ fn log_mb(store: &Store) -> f64 {
 
 pub fn run(args: &BenchReplicationArgs) -> Result<()> {
     let (dir, _temp) = bench::bench_dir(args.dir.as_deref())?;
+    // Kept afterwards, like --dir.
+    let copies = match &args.copies_dir {
+        Some(d) => bench::bench_dir(Some(d))?.0,
+        None => dir.clone(),
+    };
     let vfs: SharedVfs = Arc::new(OsVfs);
     let key = ClusterKey::new(b"bench replication cluster key, 32b")?;
     let store = Arc::new(Store::create(vfs.clone(), dir.join("active"), StoreOptions::default())?);
@@ -158,7 +219,10 @@ pub fn run(args: &BenchReplicationArgs) -> Result<()> {
 
     // Alone.
     let alone_from = log_mb(&store);
+    tracing::info!("phase: full load alone");
+    let alone_mark = cpu_mark();
     let alone = deliver::deliver(&store, &pool, &validity, &plan(phase), None)?;
+    let (alone_cpu, _, _, alone_wall) = cpu_since(&alone_mark);
     let alone_rate = alone.messages as f64 / alone.elapsed.as_secs_f64();
     // How fast the active makes log at full load, with nothing else running.
     let alone_log_rate = (log_mb(&store) - alone_from) / alone.elapsed.as_secs_f64();
@@ -178,7 +242,7 @@ pub fn run(args: &BenchReplicationArgs) -> Result<()> {
     };
     let seed_bytes = u64::from(store.database().pager().page_count()) * store.database().pager().page_size() as u64;
     let seed_start = Instant::now();
-    let first = start_copy(&vfs, dir.join("copy-0"), &key, &addr)?;
+    let first = start_copy(&vfs, copies.join("copy-0"), &key, &addr)?;
     while first.seeded_at.lock().is_none() && !first.handle.is_finished() {
         std::thread::sleep(Duration::from_millis(2));
     }
@@ -186,7 +250,7 @@ pub fn run(args: &BenchReplicationArgs) -> Result<()> {
         .seeded_at
         .lock()
         .map_or(f64::NAN, |t| (t - seed_start).as_secs_f64());
-    let second = start_copy(&vfs, dir.join("copy-1"), &key, &addr)?;
+    let second = start_copy(&vfs, copies.join("copy-1"), &key, &addr)?;
     let target = store.database().pager().log().durable_lsn();
     while (first.replayed.load(Ordering::Relaxed) < target.0 || second.replayed.load(Ordering::Relaxed) < target.0)
         && !first.handle.is_finished()
@@ -197,7 +261,11 @@ pub fn run(args: &BenchReplicationArgs) -> Result<()> {
 
     // With two copies at full load: the throughput.
     let log_before = log_mb(&store);
+    tracing::info!("phase: full load with two copies");
+    let with_mark = cpu_mark();
     let with = deliver::deliver(&store, &pool, &validity, &plan(phase), None)?;
+    let (with_cpu, ship_cpu, copies_cpu, with_wall) = cpu_since(&with_mark);
+    tracing::info!("phase: steady load with two copies");
     let with_rate = with.messages as f64 / with.elapsed.as_secs_f64();
     let active_log_rate = (log_mb(&store) - log_before) / with.elapsed.as_secs_f64();
     let end = store.database().pager().log().durable_lsn();
@@ -249,8 +317,9 @@ pub fn run(args: &BenchReplicationArgs) -> Result<()> {
     let gone = deliver::deliver(&store, &pool, &validity, &plan(phase / 2), None)?;
     let backlog_mb = log_mb(&store) - behind_from;
     let target = store.database().pager().log().durable_lsn();
+    tracing::info!("phase: catch-up");
     let catch_start = Instant::now();
-    let back = start_copy(&vfs, dir.join("copy-1"), &key, &addr)?;
+    let back = start_copy(&vfs, copies.join("copy-1"), &key, &addr)?;
     while back.replayed.load(Ordering::Relaxed) < target.0 && !back.handle.is_finished() {
         std::thread::sleep(Duration::from_millis(1));
     }
@@ -265,7 +334,7 @@ pub fn run(args: &BenchReplicationArgs) -> Result<()> {
     store.database().checkpoint()?;
     let identical = ["copy-0", "copy-1"]
         .iter()
-        .map(|c| mailvault::repl::compare(&vfs, &dir.join("active"), &dir.join(c)).map(|r| r.identical()))
+        .map(|c| mailvault::repl::compare(&vfs, &dir.join("active"), &copies.join(c)).map(|r| r.identical()))
         .collect::<std::result::Result<Vec<_>, _>>()?
         .iter()
         .all(|&x| x);
@@ -291,6 +360,17 @@ pub fn run(args: &BenchReplicationArgs) -> Result<()> {
         raw_seq_mb_per_sec: raw_floor.seq_mb_per_sec,
         ratio_seed: seed_bytes as f64 / seed_secs / 1e6 / raw_floor.seq_mb_per_sec.max(1e-9),
         identical,
+        cpu: {
+            let per = |cpu: f64, n: u64| 1e3 * cpu / (n.max(1) as f64);
+            CpuSplit {
+                alone_ms_per_message: per(alone_cpu, alone.messages),
+                with_copies_active_ms_per_message: per(with_cpu - ship_cpu - copies_cpu, with.messages),
+                with_copies_ship_ms_per_message: per(ship_cpu, with.messages),
+                with_copies_copies_ms_per_message: per(copies_cpu, with.messages),
+                alone_cores_busy: alone_cpu / alone_wall.max(1e-9),
+                with_copies_cores_busy: with_cpu / with_wall.max(1e-9),
+            }
+        },
     };
     if args.json {
         return output::print_json(&report);
@@ -309,6 +389,21 @@ pub fn run(args: &BenchReplicationArgs) -> Result<()> {
     output::row(
         "ratio with / alone (target >= 0.9)",
         format!("{:.3}", report.ratio_throughput),
+    );
+    let c = &report.cpu;
+    output::row(
+        "CPU ms/message alone / with: active + ship + copies",
+        format!(
+            "{:.2} / {:.2} + {:.2} + {:.2}",
+            c.alone_ms_per_message,
+            c.with_copies_active_ms_per_message,
+            c.with_copies_ship_ms_per_message,
+            c.with_copies_copies_ms_per_message
+        ),
+    );
+    output::row(
+        "cores busy alone / with copies",
+        format!("{:.2} / {:.2}", c.alone_cores_busy, c.with_copies_cores_busy),
     );
     output::row(
         "active log MB/s alone / copy catch-up MB/s",

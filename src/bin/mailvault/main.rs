@@ -30,6 +30,7 @@ mod output;
 mod raw;
 mod repl_cmds;
 mod store_cmds;
+mod thread_cpu;
 mod workers;
 
 /// A paged mailbox store with a write-ahead log: operator tools.
