@@ -166,6 +166,8 @@ struct Workload<'a> {
     log: &'a Log,
     record_size: usize,
     acked: Option<&'a Mutex<AckedWriter>>,
+    /// The thread number of worker 0 (record ids carry it).
+    thread_base: u32,
 }
 
 struct ThreadResult {
@@ -175,6 +177,9 @@ struct ThreadResult {
 
 /// What one round of commits measured.
 pub struct LogRound {
+    /// The log's counters where the measured commits began, when that was
+    /// not where the round began.
+    pub counters_from: Option<LogStats>,
     pub commits: u64,
     pub elapsed: Duration,
     /// Commit latency in nanoseconds.
@@ -192,23 +197,49 @@ fn run_rounds(
 ) -> Result<(LogResult, Vec<RoundFigures>)> {
     // Each thread's next record id, so that ids stay unique across rounds.
     let mut next_seq = vec![0u64; args.threads as usize];
-    let (total, each) = alternate_rounds(log, args.seconds, rounds, raw, |slice| {
-        run_log_round(log, args, slice, &mut next_seq, acked)
+    // The one-thread reference commits as thread number `threads`, after
+    // the workers, so its record ids are its own.
+    let mut reference_seq = [0u64];
+    let mut references = Vec::new();
+    let (total, each) = alternate_rounds(log, args.seconds, rounds, raw, |slice, raw_phase| {
+        if args.threads == 1 {
+            return run_log_round(log, args, slice, &mut next_seq, acked, 0);
+        }
+        let before = log.stats();
+        let one = run_log_round(log, args, raw_phase, &mut reference_seq, acked, args.threads)?;
+        let counters_from = log.stats();
+        references.push(LogResult::new(
+            one.commits,
+            one.elapsed,
+            &delta(&before, &counters_from),
+            &one.latency,
+        ));
+        let round = run_log_round(log, args, slice, &mut next_seq, acked, 0)?;
+        Ok(LogRound {
+            counters_from: Some(counters_from),
+            ..round
+        })
     })?;
-    let figures = each.iter().map(|(raw, log)| RoundFigures::new(raw, log)).collect();
+    let figures = each
+        .iter()
+        .enumerate()
+        .map(|(i, (raw, log))| RoundFigures::new(raw, log, references.get(i)))
+        .collect();
     Ok((total, figures))
 }
 
 /// Runs `rounds` rounds of the raw phases then `round` (the measured phase,
 /// which commits to `log`): `seconds` of `round` in all, and min(`seconds`,
-/// 3) of each raw phase (at least 0.2 s per round). Returns the totals of
-/// `round` with the log's counters, and each round's figures.
+/// 3) of each raw phase (at least 0.2 s per round). `round` is given its
+/// slice and the raw phase's length (for a reference phase of its own,
+/// whose counters it must take itself: they are not the round's). Returns
+/// the totals of `round` with the log's counters, and each round's figures.
 pub fn alternate_rounds(
     log: &Log,
     seconds: f64,
     rounds: u32,
     raw: &mut raw::RawDisk,
-    mut round: impl FnMut(Duration) -> Result<LogRound>,
+    mut round: impl FnMut(Duration, Duration) -> Result<LogRound>,
 ) -> Result<(LogResult, Vec<(RawFloor, LogResult)>)> {
     let slice = Duration::from_secs_f64(seconds / f64::from(rounds));
     let raw_phase = Duration::from_secs_f64((seconds.min(3.0) / f64::from(rounds)).max(0.2));
@@ -222,8 +253,9 @@ pub fn alternate_rounds(
         let raw_round = raw.round(raw_phase)?;
         tracing::info!(round = number, "measured phase");
         let before = log.stats();
-        let result = round(slice)?;
-        let stats = delta(&before, &log.stats());
+        let result = round(slice, raw_phase)?;
+        // After a reference phase inside `round`, the round's counters start later.
+        let stats = delta(result.counters_from.as_ref().unwrap_or(&before), &log.stats());
         let log_round = LogResult::new(result.commits, result.elapsed, &stats, &result.latency);
         figures.push((raw_round, log_round));
         latency.merge(&result.latency);
@@ -243,11 +275,13 @@ fn run_log_round(
     slice: Duration,
     next_seq: &mut [u64],
     acked: Option<&Mutex<AckedWriter>>,
+    thread_base: u32,
 ) -> Result<LogRound> {
     let work = Workload {
         log,
         record_size: args.record_size as usize,
         acked,
+        thread_base,
     };
     let seqs: &[u64] = next_seq;
     let (results, (), start) = workers::run_timed(
@@ -274,6 +308,7 @@ fn run_log_round(
         *seq += r.commits;
     }
     Ok(LogRound {
+        counters_from: None,
         commits,
         elapsed,
         latency,
@@ -281,7 +316,7 @@ fn run_log_round(
 }
 
 fn commit_loop(work: &Workload<'_>, worker: &Worker<'_>, first_seq: u64) -> Result<ThreadResult> {
-    let thread = worker.index as u32;
+    let thread = work.thread_base + worker.index as u32;
     let mut record = vec![0u8; work.record_size];
     fill_body(&mut record, thread);
     let mut latency = Histogram::default();

@@ -115,7 +115,7 @@ pub fn run(args: &BenchKvArgs) -> Result<()> {
         acked: acked.as_ref(),
     };
     let mut next_seq = vec![0u64; args.threads as usize];
-    let (log_result, each) = bench::alternate_rounds(db.pager().log(), args.seconds, rounds, &mut raw, |slice| {
+    let (log_result, each) = bench::alternate_rounds(db.pager().log(), args.seconds, rounds, &mut raw, |slice, _| {
         insert_round(&work, slice, &mut next_seq)
     })?;
     let raw_total = raw.total();
@@ -222,6 +222,7 @@ fn insert_round(work: &InsertWork<'_>, slice: Duration, next_seq: &mut [u64]) ->
         *seq += n;
     }
     Ok(LogRound {
+        counters_from: None,
         commits,
         elapsed,
         latency,

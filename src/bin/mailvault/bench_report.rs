@@ -15,6 +15,9 @@ pub struct BenchReport {
     pub raw: RawFloor,
     pub log: LogResult,
     pub ratio: Ratio,
+    /// One committing thread, same records, same log, in every round just
+    /// before the measured phase (with more than one thread only).
+    pub one_thread: Option<OneThread>,
     /// Each round's raw phases and log phase, in order.
     pub rounds: Vec<RoundFigures>,
     pub memory: Memory,
@@ -80,11 +83,21 @@ pub struct Latency {
 }
 
 #[derive(Debug, Serialize)]
+pub struct OneThread {
+    pub commits: u64,
+    pub elapsed_sec: f64,
+    pub commits_per_sec: f64,
+    pub fsyncs_per_sec: f64,
+}
+
+#[derive(Debug, Serialize)]
 pub struct Ratio {
     /// Log commits/s ÷ raw fsyncs/s.
     pub commits_vs_raw_fsyncs: Option<f64>,
     /// Log MB/s ÷ raw sequential MB/s.
     pub mb_vs_raw_seq: Option<f64>,
+    /// Log commits/s ÷ the one-thread reference's commits/s.
+    pub commits_vs_one_thread: Option<f64>,
 }
 
 /// One round: the raw phases and the log phase that followed them.
@@ -96,11 +109,19 @@ pub struct RoundFigures {
     pub log_mb_per_sec: f64,
     pub commits_vs_raw_fsyncs: Option<f64>,
     pub mb_vs_raw_seq: Option<f64>,
+    pub one_thread_commits: Option<u64>,
+    pub one_thread_elapsed_sec: Option<f64>,
+    pub one_thread_fsyncs: Option<u64>,
+    pub commits_vs_one_thread: Option<f64>,
 }
 
 impl RoundFigures {
-    pub fn new(raw: &RawFloor, log: &LogResult) -> Self {
+    pub fn new(raw: &RawFloor, log: &LogResult, one_thread: Option<&LogResult>) -> Self {
         RoundFigures {
+            one_thread_commits: one_thread.map(|o| o.commits),
+            one_thread_elapsed_sec: one_thread.map(|o| o.elapsed_sec),
+            one_thread_fsyncs: one_thread.map(|o| o.fsyncs),
+            commits_vs_one_thread: one_thread.and_then(|o| ratio(log.commits_per_sec, o.commits_per_sec)),
             raw_fsyncs_per_sec: raw.fsyncs_per_sec,
             raw_seq_mb_per_sec: raw.seq_mb_per_sec,
             log_commits_per_sec: log.commits_per_sec,
@@ -133,6 +154,24 @@ pub fn show_ratio(v: Option<f64>) -> String {
 /// A size in KiB for a table, or "n/a".
 pub fn show_kib(v: Option<u64>) -> String {
     v.map_or_else(|| "n/a".to_string(), |v| format!("{v} KiB"))
+}
+
+impl OneThread {
+    /// The reference phases of all rounds together; None if there were none.
+    fn total(rounds: &[RoundFigures]) -> Option<OneThread> {
+        let (mut commits, mut elapsed, mut fsyncs) = (0u64, 0.0f64, 0u64);
+        for r in rounds {
+            commits += r.one_thread_commits?;
+            elapsed += r.one_thread_elapsed_sec?;
+            fsyncs += r.one_thread_fsyncs?;
+        }
+        (!rounds.is_empty()).then(|| OneThread {
+            commits,
+            elapsed_sec: elapsed,
+            commits_per_sec: per_sec(commits as f64, elapsed),
+            fsyncs_per_sec: per_sec(fsyncs as f64, elapsed),
+        })
+    }
 }
 
 impl LogResult {
@@ -201,9 +240,13 @@ impl BenchReport {
         peak_rss_kib: Option<u64>,
         rss_kib: Option<u64>,
     ) -> Self {
+        let one_thread = OneThread::total(&rounds);
         let ratio = Ratio {
             commits_vs_raw_fsyncs: ratio(log.commits_per_sec, raw.fsyncs_per_sec),
             mb_vs_raw_seq: ratio(log.mb_per_sec, raw.seq_mb_per_sec),
+            commits_vs_one_thread: one_thread
+                .as_ref()
+                .and_then(|o| ratio(log.commits_per_sec, o.commits_per_sec)),
         };
         BenchReport {
             units: Units {
@@ -215,6 +258,7 @@ impl BenchReport {
             raw,
             log,
             ratio,
+            one_thread,
             rounds,
             memory: Memory { peak_rss_kib, rss_kib },
         }
@@ -258,17 +302,32 @@ impl BenchReport {
         row("generation switches", l.generation_switches);
         row("preparation stalls", l.preparation_stalls);
         row("interior frames written by committers", l.interior_frames);
+        if let Some(o) = &self.one_thread {
+            println!();
+            println!("one-thread reference (same record size, same log, before each round's log phase)");
+            row("commits/s", format!("{:.0}", o.commits_per_sec));
+            row("fsyncs/s", format!("{:.0}", o.fsyncs_per_sec));
+        }
         println!();
         println!("ratios");
         let show = show_ratio;
         row("commits/s ÷ raw fsyncs/s", show(self.ratio.commits_vs_raw_fsyncs));
         row("MB/s ÷ raw sequential MB/s", show(self.ratio.mb_vs_raw_seq));
+        if self.one_thread.is_some() {
+            row(
+                "commits/s ÷ one-thread commits/s",
+                show(self.ratio.commits_vs_one_thread),
+            );
+        }
         if self.rounds.len() > 1 {
             let each = |f: fn(&RoundFigures) -> Option<f64>| {
                 self.rounds.iter().map(|r| show(f(r))).collect::<Vec<_>>().join(" ")
             };
             row("  per round: commits ÷ fsyncs", each(|r| r.commits_vs_raw_fsyncs));
             row("  per round: MB/s ÷ sequential", each(|r| r.mb_vs_raw_seq));
+            if self.one_thread.is_some() {
+                row("  per round: commits ÷ one thread", each(|r| r.commits_vs_one_thread));
+            }
         }
         println!();
         println!("memory");
