@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod retain;
-mod seed;
+pub(super) mod seed;
 mod stage;
 mod stream;
 

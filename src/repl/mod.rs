@@ -11,6 +11,8 @@ mod error;
 mod registry_file;
 mod seed;
 mod source;
+#[doc(hidden)]
+pub mod state_files;
 pub mod wire;
 
 pub use active::{CopyEntry, CopyProgress, CopyRegistry, ShipOptions, serve_copy};

@@ -45,6 +45,9 @@ pub(crate) fn decode(b: &[u8]) -> Result<Vec<([u8; 16], Lsn)>, String> {
     if b[4] != VERSION {
         return Err(format!("registry version {}", b[4]));
     }
+    if b[5..8] != [0, 0, 0] {
+        return Err("reserved bytes 5..8 are not zero".into());
+    }
     let n = u32::from_le_bytes([b[8], b[9], b[10], b[11]]) as usize;
     if n > MAX_COPIES || b.len() != 12 + n * ENTRY + 4 {
         return Err(format!("{} bytes holding {n} copies", b.len()));

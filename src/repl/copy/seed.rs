@@ -54,7 +54,7 @@ pub(super) fn state_path(dir: &Path) -> PathBuf {
 /// `seed.state`: magic `MVSS` | version u8 | 3 zero bytes | next page u32 |
 /// newest page LSN u64 | header length u32 | header page | crc32c u32 of
 /// everything before.
-fn encode_state(header_page: &[u8], next: u32, required: Lsn) -> Vec<u8> {
+pub(crate) fn encode_state(header_page: &[u8], next: u32, required: Lsn) -> Vec<u8> {
     let mut b = Vec::with_capacity(STATE_FIXED + header_page.len());
     b.extend_from_slice(&STATE_MAGIC);
     b.extend_from_slice(&[STATE_VERSION, 0, 0, 0]);
@@ -67,12 +67,15 @@ fn encode_state(header_page: &[u8], next: u32, required: Lsn) -> Vec<u8> {
     b
 }
 
-fn decode_state(b: &[u8], path: &Path) -> std::result::Result<PartialSeed, String> {
+pub(crate) fn decode_state(b: &[u8], path: &Path) -> std::result::Result<PartialSeed, String> {
     if b.len() < STATE_FIXED || b[..4] != STATE_MAGIC {
         return Err("not a seed state file".into());
     }
     if b[4] != STATE_VERSION {
         return Err(format!("seed state version {}", b[4]));
+    }
+    if b[5..8] != [0, 0, 0] {
+        return Err("reserved bytes 5..8 are not zero".into());
     }
     let word = |at: usize| u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
     let len = word(20) as usize;
