@@ -239,9 +239,23 @@ fn a_disk_error_while_seeding_names_the_copy_file_and_a_retry_completes_the_seed
     let stop = Arc::new(AtomicBool::new(false));
     let server = serve(db.clone(), listener, stop.clone());
     let mut copies = Vec::new();
+    // How many disk calls a whole seed takes: a probe copy stops at the
+    // first moment it could (the seed done, streaming not begun).
+    let seed_calls = {
+        let sim = mailvault::vfs::SimVfs::new(2);
+        let mut probe = Follower::open(sim.clone(), "/copy", key(), 1 << 20).unwrap();
+        let from = sim.op_count();
+        probe
+            .session(&addr, Duration::from_secs(10), Some(&|_: &Follower| true))
+            .unwrap();
+        sim.op_count() - from
+    };
+    assert!(seed_calls > 20, "a seed of 300 rows takes {seed_calls} disk calls");
     // Each copy lives on a simulated disk that fails one call with EIO
-    // somewhere in the seed; the next session completes it.
-    for (i, after) in [5u64, 40, 90, 200].into_iter().enumerate() {
+    // somewhere in the seed (early, a quarter, half way, near the end);
+    // the next session completes it.
+    let points = [5, seed_calls / 4, seed_calls / 2, seed_calls * 9 / 10];
+    for (i, after) in points.into_iter().enumerate() {
         let sim = mailvault::vfs::SimVfs::new(3 + i as u64);
         let copy_vfs: SharedVfs = sim.clone();
         let mut copy = Follower::open(copy_vfs.clone(), "/copy", key(), 1 << 20).unwrap();

@@ -432,3 +432,53 @@ fn a_kept_registry_holds_a_copys_log_across_a_restart_of_the_active() {
     stop.store(true, Ordering::Relaxed);
     server.join().unwrap();
 }
+
+/// An idle active whose log ends inside a partly filled frame (kept in a
+/// shadow slot) sends that frame once, not over and over: this loop used
+/// to keep a core busy on both sides whenever the active paused.
+#[test]
+fn an_idle_active_sends_its_open_tail_frame_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = Arc::new(Database::create(Arc::new(OsVfs), tmp.path().join("active"), small_db()).unwrap());
+    {
+        let mut tx = db.begin_write();
+        tx.create_table("mail").unwrap();
+        tx.commit().unwrap();
+    }
+    // Small commits: the log's end lies inside a frame.
+    for i in 0..5u32 {
+        let mut tx = db.begin_write();
+        let t = tx.open_table("mail").unwrap();
+        tx.put(&t, &i.to_be_bytes(), b"short").unwrap();
+        tx.commit().unwrap();
+    }
+    let durable = db.pager().log().durable_lsn();
+    assert_ne!(durable.offset() % 4096, 0, "the log ends inside a frame");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let stop = Arc::new(AtomicBool::new(false));
+    let registry = Arc::new(CopyRegistry::new());
+    let server = serve_with(db.clone(), listener, stop.clone(), registry.clone());
+    let mut copy = Follower::open(Arc::new(OsVfs), tmp.path().join("copy"), key(), 1 << 20).unwrap();
+    let sent = || registry.all().iter().map(|(_, p)| p.sent_bytes).sum::<u64>();
+    let caught_up: std::cell::Cell<Option<(std::time::Instant, u64)>> = std::cell::Cell::new(None);
+    let idle = Duration::from_millis(600);
+    let until = |f: &Follower| {
+        if f.replica().end() >= durable && caught_up.get().is_none() {
+            caught_up.set(Some((std::time::Instant::now(), sent())));
+        }
+        caught_up.get().is_some_and(|(at, _)| at.elapsed() >= idle)
+    };
+    copy.session(&addr, Duration::from_secs(5), Some(&until)).unwrap();
+    let (_, sent_at_catch_up) = caught_up.get().unwrap();
+    let sent_while_idle = sent() - sent_at_catch_up;
+    // Nothing new was committed: at most the open frame again (one message
+    // of one frame), never a stream of them.
+    assert!(
+        sent_while_idle <= 2 * (4096 + 64),
+        "{sent_while_idle} bytes sent to a copy in {idle:?} of an idle active"
+    );
+    assert!(sent_at_catch_up > 0);
+    stop.store(true, Ordering::Relaxed);
+    server.join().unwrap();
+}

@@ -59,6 +59,9 @@ pub struct CopyProgress {
     /// It fell past the retention cap: its log was released, and it must
     /// be seeded again.
     pub needs_reseed: bool,
+    /// Bytes of log messages (frames, tails, generation headers) sent to it
+    /// since this active started, as framed on the wire.
+    pub sent_bytes: u64,
 }
 
 /// The copies an active knows, by id. A registered copy keeps its log pin
@@ -224,6 +227,7 @@ impl CopyRegistry {
                         inspected: start,
                         replayed: start,
                         needs_reseed: false,
+                        sent_bytes: 0,
                     }),
                 })
             })
@@ -446,6 +450,10 @@ fn ship_loop(
     // Reused for every batch: allocating them per batch cost the ship
     // threads a fifth of their CPU.
     let (mut chunk, mut out) = (ShipChunk::default(), Vec::new());
+    // The durable end the last chunk shipped reached with a tail (the open
+    // frame, partly filled): until the durable end moves, reading again
+    // would find the same tail and send it again, and again.
+    let mut tail_shipped_at: Option<Lsn> = None;
     loop {
         registry.enforce(source);
         if progress.lock().needs_reseed {
@@ -474,7 +482,13 @@ fn ship_loop(
             )));
         }
         let durable = source.durable();
-        frames.read_into(next, durable, opts.max_chunk, &mut chunk)?;
+        if tail_shipped_at == Some(durable) {
+            chunk.header = None;
+            chunk.frames.clear();
+            chunk.tail = None;
+        } else {
+            frames.read_into(next, durable, opts.max_chunk, &mut chunk)?;
+        }
         if chunk.is_empty() {
             if last_sent.elapsed() >= opts.heartbeat {
                 let time_us = crate::log::now_us();
@@ -485,9 +499,12 @@ fn ship_loop(
             continue;
         }
         next = chunk.next;
+        tail_shipped_at = chunk.tail.is_some().then_some(durable);
         send_chunk(stream, &mut chunk, opts.compress, &mut out)?;
         last_sent = Instant::now();
-        progress.lock().shipped = next;
+        let mut progress = progress.lock();
+        progress.shipped = next;
+        progress.sent_bytes += out.len() as u64;
     }
 }
 
