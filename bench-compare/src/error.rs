@@ -12,8 +12,6 @@ pub enum BenchError {
     Check(String),
     /// The engine does not implement this workload (the raw floor has no folders).
     Unsupported { engine: &'static str, workload: String },
-    /// A child run failed or printed something that is not a report.
-    Child(String),
     /// File system errors of the harness itself.
     Io(std::io::Error),
     /// Reading or writing the results file.
@@ -28,7 +26,6 @@ impl fmt::Display for BenchError {
             BenchError::Engine { engine, message } => write!(f, "{engine}: {message}"),
             BenchError::Check(what) => write!(f, "result check failed: {what}"),
             BenchError::Unsupported { engine, workload } => write!(f, "{engine} does not run workload {workload}"),
-            BenchError::Child(what) => write!(f, "child run: {what}"),
             BenchError::Io(e) => write!(f, "I/O: {e}"),
             BenchError::Json(e) => write!(f, "JSON: {e}"),
             BenchError::Plot(what) => write!(f, "plot: {what}"),
