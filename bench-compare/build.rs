@@ -3,7 +3,15 @@
 
 use std::path::Path;
 
-const PACKAGES: [&str; 7] = ["mailvault", "rusqlite", "libsqlite3-sys", "redb", "fjall", "rocksdb", "librocksdb-sys"];
+const PACKAGES: [&str; 7] = [
+    "mailvault",
+    "rusqlite",
+    "libsqlite3-sys",
+    "redb",
+    "fjall",
+    "rocksdb",
+    "librocksdb-sys",
+];
 
 fn main() {
     let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default();

@@ -48,13 +48,15 @@ fn checksum(c: &mut Criterion) {
 
 fn compression(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("a temporary directory for the store");
-    let store = Store::create(Arc::new(OsVfs), dir.path().join("store"), StoreOptions::default())
-        .expect("a new store");
+    let store = Store::create(Arc::new(OsVfs), dir.path().join("store"), StoreOptions::default()).expect("a new store");
     let mut generator = MailGenerator::new(6);
     let bodies = [
         ("plain_chunk", generator.message_of(MessageKind::Plain, CHUNK_RAW).bytes),
         ("html_chunk", generator.message_of(MessageKind::Html, CHUNK_RAW).bytes),
-        ("attachment_256k", generator.message_of(MessageKind::Attachment, 256 << 10).bytes),
+        (
+            "attachment_256k",
+            generator.message_of(MessageKind::Attachment, 256 << 10).bytes,
+        ),
     ];
     let mut group = c.benchmark_group("body_compression");
     for (name, body) in &bodies {

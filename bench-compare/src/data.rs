@@ -65,7 +65,9 @@ pub fn check_value(index: u64, value: &[u8], len: usize) -> BenchResult<u64> {
     }
     let version = u64::from_be_bytes(value[8..16].try_into().unwrap_or_default());
     if value != record_value(index, version, len).as_slice() {
-        return Err(check_failed(format!("record {index}: the bytes read are not what was written")));
+        return Err(check_failed(format!(
+            "record {index}: the bytes read are not what was written"
+        )));
     }
     Ok(version)
 }

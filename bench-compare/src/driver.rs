@@ -48,7 +48,11 @@ fn params_args(params: &Params) -> Vec<String> {
 
 /// The command line that reproduces this campaign.
 fn reproducing_command() -> String {
-    let features = if cfg!(feature = "rocksdb") { " --features rocksdb" } else { "" };
+    let features = if cfg!(feature = "rocksdb") {
+        " --features rocksdb"
+    } else {
+        ""
+    };
     let args: Vec<String> = std::env::args().skip(1).collect();
     format!(
         "cargo run --release -p mailvault-bench-compare{features} -- {}",
@@ -69,14 +73,22 @@ fn git_commit() -> String {
 /// Runs the campaign and writes the results file.
 pub fn run(args: RunArgs) -> BenchResult<Campaign> {
     let available = EngineKind::available();
-    let engines = if args.engines.is_empty() { available.clone() } else { args.engines.clone() };
+    let engines = if args.engines.is_empty() {
+        available.clone()
+    } else {
+        args.engines.clone()
+    };
     if let Some(missing) = engines.iter().find(|e| !available.contains(e)) {
         return Err(BenchError::Engine {
             engine: missing.name(),
             message: "not built into this binary (RocksDB needs `--features rocksdb`)".into(),
         });
     }
-    let workloads = if args.workloads.is_empty() { Workload::all() } else { args.workloads.clone() };
+    let workloads = if args.workloads.is_empty() {
+        Workload::all()
+    } else {
+        args.workloads.clone()
+    };
     std::fs::create_dir_all(&args.dir)?;
     if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)?;
@@ -129,7 +141,13 @@ fn progress_line(record: &RunRecord, rounds: u32) -> String {
 }
 
 /// Runs one (engine, workload) in a child process of this binary.
-fn run_child(engine: EngineKind, workload: Workload, round: u32, dir: &Path, params: &Params) -> BenchResult<RunRecord> {
+fn run_child(
+    engine: EngineKind,
+    workload: Workload,
+    round: u32,
+    dir: &Path,
+    params: &Params,
+) -> BenchResult<RunRecord> {
     let child_dir = dir.join(format!("{}-{}-r{}", engine.name(), workload.name(), round + 1));
     if child_dir.exists() {
         std::fs::remove_dir_all(&child_dir)?;
@@ -153,10 +171,7 @@ fn run_child(engine: EngineKind, workload: Workload, round: u32, dir: &Path, par
         Ok(report) => report,
         Err(_) => ChildReport {
             metrics: None,
-            error: Some(format!(
-                "the child exited with {} and printed no report",
-                output.status
-            )),
+            error: Some(format!("the child exited with {} and printed no report", output.status)),
             peak_rss_bytes: 0,
         },
     };

@@ -18,7 +18,9 @@ struct Fjall {
 
 impl Fjall {
     fn create(dir: &Path, keyspace: &str) -> BenchResult<Fjall> {
-        let db = Database::builder(dir.join("fjall")).open().map_err(engine_error(NAME))?;
+        let db = Database::builder(dir.join("fjall"))
+            .open()
+            .map_err(engine_error(NAME))?;
         let keyspace = db
             .keyspace(keyspace, KeyspaceCreateOptions::default)
             .map_err(engine_error(NAME))?;
@@ -61,9 +63,8 @@ impl KvStore for FjallKv {
     }
 
     fn put_batch(&self, first: u64, count: u64, value_len: usize) -> BenchResult<()> {
-        self.inner.commit(
-            (first..first + count).map(|index| (record_key(index).to_vec(), record_value(index, 0, value_len))),
-        )
+        self.inner
+            .commit((first..first + count).map(|index| (record_key(index).to_vec(), record_value(index, 0, value_len))))
     }
 
     fn get(&self, key: &[u8]) -> BenchResult<Option<Vec<u8>>> {

@@ -101,7 +101,13 @@ impl MailStore for MailvaultMail {
                 .store
                 .prepare_body(&mut &delivery.body[..])
                 .map_err(engine_error(NAME))?;
-            prepared.push((append_options(&delivery), delivery.mailbox, delivery.folder, delivery.uid, body));
+            prepared.push((
+                append_options(&delivery),
+                delivery.mailbox,
+                delivery.folder,
+                delivery.uid,
+                body,
+            ));
         }
         let uids_wrong = self
             .store

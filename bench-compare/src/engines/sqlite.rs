@@ -170,7 +170,14 @@ impl SqliteMail {
 
 fn insert_delivery(tx: &rusqlite::Transaction<'_>, d: &Delivery) -> rusqlite::Result<()> {
     tx.prepare_cached("INSERT INTO messages VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?
-        .execute(params![d.mailbox, d.folder, d.uid, d.internal_date, d.body.len() as i64, d.flags])?;
+        .execute(params![
+            d.mailbox,
+            d.folder,
+            d.uid,
+            d.internal_date,
+            d.body.len() as i64,
+            d.flags
+        ])?;
     tx.prepare_cached("INSERT INTO bodies VALUES (?1, ?2, ?3, ?4)")?
         .execute(params![d.mailbox, d.folder, d.uid, d.body])?;
     Ok(())

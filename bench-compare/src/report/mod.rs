@@ -112,7 +112,10 @@ fn relative_to_out(args: &ReportArgs, plot: &std::path::Path) -> String {
 fn render(campaign: &Campaign, args: &ReportArgs, plot_files: &[PathBuf], analysis: Option<&str>) -> String {
     let mut md = String::new();
     let p = &campaign.params;
-    let _ = writeln!(md, "# Benchmarks: mailvault and the engines a user would pick instead\n");
+    let _ = writeln!(
+        md,
+        "# Benchmarks: mailvault and the engines a user would pick instead\n"
+    );
     let _ = writeln!(
         md,
         "Generated from `{}` by `cargo run --release -p mailvault-bench-compare -- report`; \
@@ -122,7 +125,11 @@ fn render(campaign: &Campaign, args: &ReportArgs, plot_files: &[PathBuf], analys
     );
     let _ = writeln!(md, "## Setting\n");
     let m = &campaign.machine;
-    let _ = writeln!(md, "- Date: {} (mailvault commit `{}`)", campaign.date, campaign.mailvault_commit);
+    let _ = writeln!(
+        md,
+        "- Date: {} (mailvault commit `{}`)",
+        campaign.date, campaign.mailvault_commit
+    );
     let _ = writeln!(
         md,
         "- Machine: {} × {}, {:.1} GiB RAM, Linux {}, {}",

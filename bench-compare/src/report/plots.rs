@@ -30,7 +30,11 @@ fn colour(engine: EngineKind) -> RGBColor {
 /// Draws every plot the results allow; returns their paths.
 pub fn draw(campaign: &Campaign, dir: &Path) -> BenchResult<Vec<PathBuf>> {
     let mut files = Vec::new();
-    let commit_workloads = [(1.0, Workload::Commits1), (8.0, Workload::Commits8), (64.0, Workload::Commits64)];
+    let commit_workloads = [
+        (1.0, Workload::Commits1),
+        (8.0, Workload::Commits8),
+        (64.0, Workload::Commits64),
+    ];
     if commit_workloads.iter().any(|(_, w)| campaign.workloads.contains(w)) {
         let path = dir.join("commits.svg");
         commits(campaign, &commit_workloads, &path)?;

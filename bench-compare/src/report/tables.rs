@@ -9,7 +9,9 @@ use std::fmt::Write as _;
 /// A figure with thousands separators and `decimals` decimals.
 pub fn grouped(value: f64, decimals: usize) -> String {
     let text = format!("{value:.decimals$}");
-    let (int, frac) = text.split_once('.').map_or((text.as_str(), None), |(i, f)| (i, Some(f)));
+    let (int, frac) = text
+        .split_once('.')
+        .map_or((text.as_str(), None), |(i, f)| (i, Some(f)));
     let (sign, digits) = int.strip_prefix('-').map_or(("", int), |d| ("-", d));
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
@@ -206,15 +208,43 @@ pub fn targets(md: &mut String, campaign: &Campaign) {
         ("1: commits, 64 threads", Commits64, "commits_per_sec", Higher, 2.0, 1.0),
         ("2: ingest MB/s", Ingest, "mb_per_sec", Higher, 2.0, 1.0),
         ("1: commits, 1 thread", Commits1, "commits_per_sec", Higher, within, 1.0),
-        ("1: commits, 8 threads", Commits8, "commits_per_sec", Higher, within, 1.0),
-        ("3: bulk load records/s", BulkLoad, "records_per_sec", Higher, within, 1.0),
+        (
+            "1: commits, 8 threads",
+            Commits8,
+            "commits_per_sec",
+            Higher,
+            within,
+            1.0,
+        ),
+        (
+            "3: bulk load records/s",
+            BulkLoad,
+            "records_per_sec",
+            Higher,
+            within,
+            1.0,
+        ),
         ("4: reads/s, 1 thread", Reads1, "reads_per_sec", Higher, within, 1.0),
         ("4: reads/s, 8 threads", Reads8, "reads_per_sec", Higher, within, 1.0),
         ("5: folder listing ms", Folder, "list_ms", Lower, within, 1.0),
         ("5: bodies fetched/s", Folder, "bodies_per_sec", Higher, within, 1.0),
         ("6: mixed operations/s", Mixed, "ops_per_sec", Higher, within, 1.0),
-        ("7: MB on disk after 2", Ingest, "disk_allocated_bytes", Lower, within, MB),
-        ("8: peak RSS during 2, MiB", Ingest, "peak_rss_bytes", Lower, within, MIB),
+        (
+            "7: MB on disk after 2",
+            Ingest,
+            "disk_allocated_bytes",
+            Lower,
+            within,
+            MB,
+        ),
+        (
+            "8: peak RSS during 2, MiB",
+            Ingest,
+            "peak_rss_bytes",
+            Lower,
+            within,
+            MIB,
+        ),
     ];
     let _ = writeln!(md, "## Targets\n");
     let _ = writeln!(
@@ -222,7 +252,10 @@ pub fn targets(md: &mut String, campaign: &Campaign) {
         "Workload 1 at 64 threads and workload 2: mailvault at least 2 × the best durable peer; every \
          other figure within 1.2 × of it or better (an advantage of at least 0.83).\n"
     );
-    let _ = writeln!(md, "| figure | mailvault | best durable peer | advantage | needed | met |");
+    let _ = writeln!(
+        md,
+        "| figure | mailvault | best durable peer | advantage | needed | met |"
+    );
     let _ = writeln!(md, "|---|---:|---|---:|---:|---|");
     for (label, workload, metric, better, needed, scale) in rows {
         if !campaign.workloads.contains(&workload) {

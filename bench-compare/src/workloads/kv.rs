@@ -62,7 +62,11 @@ pub fn commits(engine: EngineKind, dir: &Path, threads: usize, params: &Params) 
         Ok((written, latencies))
     })?;
     for (thread, (written, _)) in per_thread.iter().enumerate() {
-        let first_checked = if engine == EngineKind::Raw { written.saturating_sub(1) } else { 0 };
+        let first_checked = if engine == EngineKind::Raw {
+            written.saturating_sub(1)
+        } else {
+            0
+        };
         for n in first_checked..*written {
             expect_record(|k| store.get(k), n * threads as u64 + thread as u64, COMMIT_VALUE)?;
         }

@@ -41,12 +41,24 @@ fn check_folder(store: &dyn MailStore, mailbox: &str, folder: &str, expected: &[
     }
     for (row, (want, body_digest)) in rows.iter().zip(expected) {
         if row != want {
-            return Err(check_failed(format!("{mailbox}/{folder}: listed {row:?}, delivered {want:?}")));
+            return Err(check_failed(format!(
+                "{mailbox}/{folder}: listed {row:?}, delivered {want:?}"
+            )));
         }
         match store.body(mailbox, folder, row.uid)? {
             Some(body) if digest(&body) == *body_digest => {}
-            Some(_) => return Err(check_failed(format!("{mailbox}/{folder} UID {}: body differs", row.uid))),
-            None => return Err(check_failed(format!("{mailbox}/{folder} UID {}: body missing", row.uid))),
+            Some(_) => {
+                return Err(check_failed(format!(
+                    "{mailbox}/{folder} UID {}: body differs",
+                    row.uid
+                )));
+            }
+            None => {
+                return Err(check_failed(format!(
+                    "{mailbox}/{folder} UID {}: body missing",
+                    row.uid
+                )));
+            }
         }
     }
     Ok(())
@@ -154,7 +166,9 @@ pub fn folder(engine: EngineKind, dir: &Path, params: &Params) -> BenchResult<Me
         let mut state = params.seed;
         let (mut fetched, mut bytes) = (0u64, 0u64);
         while !stop.load(Ordering::Relaxed) {
-            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
             let uid = (state >> 33) as u32 % count + 1;
             let body = store
                 .body(MAILBOX, "INBOX", uid)?

@@ -12,7 +12,6 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-
 /// Named figures of one run (`commits_per_sec`, `p99_us`, ...).
 pub type Metrics = BTreeMap<String, f64>;
 

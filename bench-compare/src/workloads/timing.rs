@@ -48,10 +48,7 @@ pub fn for_seconds<T: Send>(
 
 /// Runs `work(thread)` once on each of `threads` threads, started together,
 /// and returns the results and the wall time until the last one finished.
-pub fn all_done<T: Send>(
-    threads: usize,
-    work: impl Fn(usize) -> BenchResult<T> + Sync,
-) -> BenchResult<(Vec<T>, f64)> {
+pub fn all_done<T: Send>(threads: usize, work: impl Fn(usize) -> BenchResult<T> + Sync) -> BenchResult<(Vec<T>, f64)> {
     let start_line = Barrier::new(threads + 1);
     let (results, elapsed) = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
