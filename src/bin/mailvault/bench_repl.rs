@@ -14,6 +14,7 @@ use crate::repl_cmds::serve_loop;
 use crate::thread_cpu;
 use clap::Args;
 use mailvault::log::Lsn;
+use mailvault::mailbox::workload::GeneratedMessage;
 use mailvault::mailbox::{Store, StoreOptions};
 use mailvault::repl::{ClusterKey, CopyRegistry, Follower};
 use mailvault::vfs::{OsVfs, SharedVfs};
@@ -42,6 +43,10 @@ pub struct BenchReplicationArgs {
     /// Seconds of each delivery phase.
     #[arg(long, value_name = "S", default_value_t = 6.0, value_parser = bench::parse_seconds)]
     seconds: f64,
+    /// Rounds of full load: the twin store alone, then the active with two
+    /// copies, each a phase of --seconds.
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=20))]
+    rounds: u32,
     /// The steady load the lag is measured under, as a fraction of the
     /// delivery rate alone.
     #[arg(long, value_name = "F", default_value_t = 0.25, value_parser = parse_fraction)]
@@ -84,7 +89,15 @@ struct Report {
     raw_seq_mb_per_sec: f64,
     /// Seeding over raw sequential writes (target ≥ 0.8).
     ratio_seed: f64,
+    /// A new file of the seed's size written just before it (1 MiB
+    /// writes, one fdatasync at the end), then removed.
+    fresh_file_mb_per_sec: f64,
+    /// Seeding over writing that new file.
+    ratio_seed_vs_fresh_file: f64,
     identical: bool,
+    rounds: u32,
+    /// With over alone, round by round.
+    ratio_throughput_per_round: Vec<f64>,
     /// Where the CPU went (seconds of CPU per message, over both cores).
     cpu: CpuSplit,
 }
@@ -192,6 +205,100 @@ fn log_mb(store: &Store) -> f64 {
     store.database().pager().log().stats().bytes_written as f64 / 1e6
 }
 
+/// One full-load phase: what was delivered, the log it made, and where the
+/// CPU went (process, ship threads, copies' threads; seconds) over its wall time.
+struct LoadPhase {
+    delivered: deliver::Delivered,
+    log_mb: f64,
+    cpu: f64,
+    ship_cpu: f64,
+    copies_cpu: f64,
+    wall: f64,
+}
+
+fn full_load(store: &Store, pool: &[GeneratedMessage], validity: &[u32], plan: &Plan) -> Result<LoadPhase> {
+    let from = log_mb(store);
+    let mark = cpu_mark();
+    let delivered = deliver::deliver(store, pool, validity, plan, None)?;
+    let (cpu, ship_cpu, copies_cpu, wall) = cpu_since(&mark);
+    Ok(LoadPhase {
+        delivered,
+        log_mb: log_mb(store) - from,
+        cpu,
+        ship_cpu,
+        copies_cpu,
+        wall,
+    })
+}
+
+/// Totals of several phases: (messages, seconds, log MB, cpu, ship, copies, wall).
+fn totals(phases: &[LoadPhase]) -> (u64, f64, f64, f64, f64, f64, f64) {
+    phases.iter().fold((0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0), |t, p| {
+        (
+            t.0 + p.delivered.messages,
+            t.1 + p.delivered.elapsed.as_secs_f64(),
+            t.2 + p.log_mb,
+            t.3 + p.cpu,
+            t.4 + p.ship_cpu,
+            t.5 + p.copies_cpu,
+            t.6 + p.wall,
+        )
+    })
+}
+
+/// Waits until every copy has replayed `store`'s durable end (or one ended).
+fn wait_caught_up(store: &Store, copies: &[&RunningCopy]) {
+    let target = store.database().pager().log().durable_lsn();
+    while copies
+        .iter()
+        .any(|c| c.replayed.load(Ordering::Relaxed) < target.0 && !c.handle.is_finished())
+    {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Writes a new file of `bytes` in `dir` (1 MiB writes, one fdatasync at the
+/// end), removes it, and returns its MB/s; run after the seed it compares
+/// with, whose file stays, so both touch new memory. Unlike the raw floor, which
+/// overwrites a small preallocated file whose pages stay cached, this
+/// touches as much new page cache as a seed does: on this kind of virtual
+/// machine, memory touched for the first time costs several times more.
+fn fresh_file_floor(dir: &std::path::Path, bytes: u64) -> Result<f64> {
+    use std::io::Write;
+    let path = dir.join("fresh-file-floor.tmp");
+    let io = |e: std::io::Error| CliError::msg(format!("{}: {e}", path.display()));
+    let block = vec![0x5au8; 1 << 20];
+    let start = Instant::now();
+    let mut file = std::fs::File::create(&path).map_err(io)?;
+    let mut left = bytes;
+    while left > 0 {
+        let n = left.min(block.len() as u64) as usize;
+        file.write_all(&block[..n]).map_err(io)?;
+        left -= n as u64;
+    }
+    file.sync_data().map_err(io)?;
+    let secs = start.elapsed().as_secs_f64();
+    drop(file);
+    std::fs::remove_file(&path).map_err(io)?;
+    Ok(bytes as f64 / secs.max(1e-9) / 1e6)
+}
+
+/// Waits until the process is idle: its background work (checkpoints of
+/// either store, the copies' replay and checkpoints) done, so that a phase
+/// is not charged for the one before it. Idle: under 5 % of one core over
+/// 100 ms; gives up after 20 s.
+fn quiesce() {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        let before = output::process_cpu_time();
+        std::thread::sleep(Duration::from_millis(100));
+        if output::process_cpu_time().saturating_sub(before) < Duration::from_millis(5) {
+            return;
+        }
+    }
+    tracing::warn!("the process did not go idle between phases");
+}
+
 pub fn run(args: &BenchReplicationArgs) -> Result<()> {
     let (dir, _temp) = bench::bench_dir(args.dir.as_deref())?;
     // Kept afterwards, like --dir.
@@ -201,8 +308,13 @@ pub fn run(args: &BenchReplicationArgs) -> Result<()> {
     };
     let vfs: SharedVfs = Arc::new(OsVfs);
     let key = ClusterKey::new(b"bench replication cluster key, 32b")?;
+    // Two actives fed the same load in turn: "twin" never has copies, "active"
+    // has two. Alternating them, round after round, gives both the same
+    // store size and the same moments of the disk's drift.
     let store = Arc::new(Store::create(vfs.clone(), dir.join("active"), StoreOptions::default())?);
+    let twin = Store::create(vfs.clone(), dir.join("twin"), StoreOptions::default())?;
     let validity = deliver::ensure_mailboxes(&store, 16)?;
+    let twin_validity = deliver::ensure_mailboxes(&twin, 16)?;
     let pool = deliver::pool(Mix::Realistic, 3, 600);
     let phase = Duration::from_secs_f64(args.seconds);
     let plan = |d: Duration| Plan {
@@ -217,17 +329,6 @@ pub fn run(args: &BenchReplicationArgs) -> Result<()> {
     let raw_floor = raw.round(Duration::from_secs(1))?;
     raw.close()?;
 
-    // Alone.
-    let alone_from = log_mb(&store);
-    tracing::info!("phase: full load alone");
-    let alone_mark = cpu_mark();
-    let alone = deliver::deliver(&store, &pool, &validity, &plan(phase), None)?;
-    let (alone_cpu, _, _, alone_wall) = cpu_since(&alone_mark);
-    let alone_rate = alone.messages as f64 / alone.elapsed.as_secs_f64();
-    // How fast the active makes log at full load, with nothing else running.
-    let alone_log_rate = (log_mb(&store) - alone_from) / alone.elapsed.as_secs_f64();
-
-    // The listener, then two copies: the first one's seed is timed.
     let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| CliError::msg(format!("listening: {e}")))?;
     let addr = listener
         .local_addr()
@@ -240,41 +341,37 @@ pub fn run(args: &BenchReplicationArgs) -> Result<()> {
         let (key, stop, registry) = (key.clone(), stop.clone(), registry.clone());
         std::thread::spawn(move || serve_loop(&source, listener, &key, &stop, &registry, &Default::default()))
     };
-    let seed_bytes = u64::from(store.database().pager().page_count()) * store.database().pager().page_size() as u64;
-    let seed_start = Instant::now();
     let first = start_copy(&vfs, copies.join("copy-0"), &key, &addr)?;
-    while first.seeded_at.lock().is_none() && !first.handle.is_finished() {
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    let seed_secs = first
-        .seeded_at
-        .lock()
-        .map_or(f64::NAN, |t| (t - seed_start).as_secs_f64());
     let second = start_copy(&vfs, copies.join("copy-1"), &key, &addr)?;
-    let target = store.database().pager().log().durable_lsn();
-    while (first.replayed.load(Ordering::Relaxed) < target.0 || second.replayed.load(Ordering::Relaxed) < target.0)
-        && !first.handle.is_finished()
-        && !second.handle.is_finished()
-    {
-        std::thread::sleep(Duration::from_millis(5));
-    }
 
-    // With two copies at full load: the throughput.
-    let log_before = log_mb(&store);
-    tracing::info!("phase: full load with two copies");
-    let with_mark = cpu_mark();
-    let with = deliver::deliver(&store, &pool, &validity, &plan(phase), None)?;
-    let (with_cpu, ship_cpu, copies_cpu, with_wall) = cpu_since(&with_mark);
-    tracing::info!("phase: steady load with two copies");
-    let with_rate = with.messages as f64 / with.elapsed.as_secs_f64();
-    let active_log_rate = (log_mb(&store) - log_before) / with.elapsed.as_secs_f64();
-    let end = store.database().pager().log().durable_lsn();
-    while first.replayed.load(Ordering::Relaxed) < end.0 && !first.handle.is_finished() {
-        std::thread::sleep(Duration::from_millis(2));
+    // Full load: the twin alone, then the active with its two copies, in
+    // rounds; before every phase the copies are caught up and the process
+    // is idle.
+    let (mut alone, mut with) = (Vec::new(), Vec::new());
+    for round in 0..args.rounds {
+        wait_caught_up(&store, &[&first, &second]);
+        quiesce();
+        tracing::info!(round, "phase: full load alone");
+        alone.push(full_load(&twin, &pool, &twin_validity, &plan(phase))?);
+        wait_caught_up(&store, &[&first, &second]);
+        quiesce();
+        tracing::info!(round, "phase: full load with two copies");
+        with.push(full_load(&store, &pool, &validity, &plan(phase))?);
     }
+    drop(twin);
+    let (alone_n, alone_secs, alone_log, alone_cpu, _, _, alone_wall) = totals(&alone);
+    let (with_n, with_secs, with_log, with_cpu, ship_cpu, copies_cpu, with_wall) = totals(&with);
+    let alone_rate = alone_n as f64 / alone_secs.max(1e-9);
+    let with_rate = with_n as f64 / with_secs.max(1e-9);
+    // How fast an active makes log at full load, with nothing else running.
+    let alone_log_rate = alone_log / alone_secs.max(1e-9);
+    let active_log_rate = with_log / with_secs.max(1e-9);
+    wait_caught_up(&store, &[&first]);
 
     // With two copies under a steady load (a fraction of the rate alone):
     // the active's durable end is sampled to time the first copy's lag.
+    quiesce();
+    tracing::info!("phase: steady load with two copies");
     let sampling = Arc::new(AtomicBool::new(true));
     let samples: Arc<Mutex<Vec<(Instant, Lsn)>>> = Arc::default();
     let sampler = {
@@ -317,6 +414,7 @@ pub fn run(args: &BenchReplicationArgs) -> Result<()> {
     let gone = deliver::deliver(&store, &pool, &validity, &plan(phase / 2), None)?;
     let backlog_mb = log_mb(&store) - behind_from;
     let target = store.database().pager().log().durable_lsn();
+    quiesce();
     tracing::info!("phase: catch-up");
     let catch_start = Instant::now();
     let back = start_copy(&vfs, copies.join("copy-1"), &key, &addr)?;
@@ -326,13 +424,33 @@ pub fn run(args: &BenchReplicationArgs) -> Result<()> {
     let catch_secs = catch_start.elapsed().as_secs_f64();
     let _ = gone;
 
+    // Seeding: a third copy, empty, seeded from the active as it is now.
+    let seed_bytes = u64::from(store.database().pager().page_count()) * store.database().pager().page_size() as u64;
+    quiesce();
+    tracing::info!("phase: seed");
+    let seed_start = Instant::now();
+    let third = start_copy(&vfs, copies.join("copy-2"), &key, &addr)?;
+    while third.seeded_at.lock().is_none() && !third.handle.is_finished() {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let seed_secs = third
+        .seeded_at
+        .lock()
+        .map_or(f64::NAN, |t| (t - seed_start).as_secs_f64());
+    wait_caught_up(&store, &[&third]);
+    // After the seed, not before: a file written and removed first would
+    // hand the seed its pages, already touched.
+    quiesce();
+    let fresh_file_mb_per_sec = fresh_file_floor(&copies, seed_bytes)?;
+
     let copy0 = finish(first)?;
     let copy1 = finish(back)?;
-    drop((copy0, copy1));
+    let copy2 = finish(third)?;
+    drop((copy0, copy1, copy2));
     stop.store(true, Ordering::Relaxed);
     server.join().map_err(|_| CliError::msg("the server panicked"))??;
     store.database().checkpoint()?;
-    let identical = ["copy-0", "copy-1"]
+    let identical = ["copy-0", "copy-1", "copy-2"]
         .iter()
         .map(|c| mailvault::repl::compare(&vfs, &dir.join("active"), &copies.join(c)).map(|r| r.identical()))
         .collect::<std::result::Result<Vec<_>, _>>()?
@@ -359,14 +477,25 @@ pub fn run(args: &BenchReplicationArgs) -> Result<()> {
         seed_mb_per_sec: seed_bytes as f64 / seed_secs / 1e6,
         raw_seq_mb_per_sec: raw_floor.seq_mb_per_sec,
         ratio_seed: seed_bytes as f64 / seed_secs / 1e6 / raw_floor.seq_mb_per_sec.max(1e-9),
+        fresh_file_mb_per_sec,
+        ratio_seed_vs_fresh_file: seed_bytes as f64 / seed_secs / 1e6 / fresh_file_mb_per_sec.max(1e-9),
         identical,
+        rounds: args.rounds,
+        ratio_throughput_per_round: alone
+            .iter()
+            .zip(&with)
+            .map(|(a, w)| {
+                let rate = |p: &LoadPhase| p.delivered.messages as f64 / p.delivered.elapsed.as_secs_f64().max(1e-9);
+                rate(w) / rate(a).max(1e-9)
+            })
+            .collect(),
         cpu: {
             let per = |cpu: f64, n: u64| 1e3 * cpu / (n.max(1) as f64);
             CpuSplit {
-                alone_ms_per_message: per(alone_cpu, alone.messages),
-                with_copies_active_ms_per_message: per(with_cpu - ship_cpu - copies_cpu, with.messages),
-                with_copies_ship_ms_per_message: per(ship_cpu, with.messages),
-                with_copies_copies_ms_per_message: per(copies_cpu, with.messages),
+                alone_ms_per_message: per(alone_cpu, alone_n),
+                with_copies_active_ms_per_message: per(with_cpu - ship_cpu - copies_cpu, with_n),
+                with_copies_ship_ms_per_message: per(ship_cpu, with_n),
+                with_copies_copies_ms_per_message: per(copies_cpu, with_n),
                 alone_cores_busy: alone_cpu / alone_wall.max(1e-9),
                 with_copies_cores_busy: with_cpu / with_wall.max(1e-9),
             }
@@ -389,6 +518,15 @@ pub fn run(args: &BenchReplicationArgs) -> Result<()> {
     output::row(
         "ratio with / alone (target >= 0.9)",
         format!("{:.3}", report.ratio_throughput),
+    );
+    output::row(
+        "  per round",
+        report
+            .ratio_throughput_per_round
+            .iter()
+            .map(|r| format!("{r:.3}"))
+            .collect::<Vec<_>>()
+            .join(" "),
     );
     let c = &report.cpu;
     output::row(
@@ -432,6 +570,13 @@ pub fn run(args: &BenchReplicationArgs) -> Result<()> {
         format!("{:.1} / {:.1}", report.seed_mb_per_sec, report.raw_seq_mb_per_sec),
     );
     output::row("ratio seed / raw (target >= 0.8)", format!("{:.3}", report.ratio_seed));
+    output::row(
+        "new file of the seed's size MB/s; seed / it",
+        format!(
+            "{:.1}; {:.3}",
+            report.fresh_file_mb_per_sec, report.ratio_seed_vs_fresh_file
+        ),
+    );
     output::row("copies identical to the active", report.identical);
     Ok(())
 }
