@@ -496,3 +496,58 @@ fn a_snapshot_survives_its_pages_being_freed_reused_and_checkpointed() {
             .all(|(i, (k, v))| *k == key(i as u32) && v[..] == [1u8; 300])
     );
 }
+
+/// A transaction of many small changes spread over many pages commits: the
+/// record holds only the ranges changed, so the pages it holds meanwhile
+/// are bounded by memory (half the cache), not by twice the record limit
+/// (the bound before, which refused such a transaction with a record far
+/// under its limit). With a small cache the same transaction is refused,
+/// naming what grew too large.
+#[test]
+fn many_small_changes_over_many_pages_fit_one_transaction() {
+    let scatter = |i: u64| (i.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ i).to_be_bytes();
+    let attempt = |cache_bytes: usize| {
+        let mut o = DbOptions {
+            page_size: 4096,
+            cache_bytes,
+            max_transaction_bytes: 256 << 10,
+            ..DbOptions::default()
+        };
+        o.log.generation_size = 8 << 20;
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let db = Database::create(Arc::new(mailvault::vfs::OsVfs), tmp.path(), o).expect("create");
+        let mut tx = db.begin_write();
+        let t = tx.create_table("t").expect("create");
+        tx.commit().expect("commit");
+        // 24,000 rows in transactions of 100: a tree of several hundred leaves.
+        for batch in 0..240u64 {
+            let mut tx = db.begin_write();
+            for i in batch * 100..(batch + 1) * 100 {
+                tx.put(&t, &scatter(i), &[1u8; 50]).expect("put");
+            }
+            tx.commit().expect("commit");
+        }
+        let before = db.pager().log().stats().record_bytes;
+        let mut tx = db.begin_write();
+        for i in 1_000_000..1_000_600u64 {
+            if let Err(e) = tx.put(&t, &scatter(i), &[2u8; 50]) {
+                return Err(e);
+            }
+        }
+        tx.commit()?;
+        let record = (db.pager().log().stats().record_bytes - before) as usize;
+        let rx = db.begin_read();
+        assert_eq!(rx.get(&t, &scatter(1_000_599)).expect("get"), Some(vec![2u8; 50]));
+        Ok(record)
+    };
+    let record = attempt(4 << 20).expect("half a 4 MiB cache holds the pages; the record is small");
+    assert!(record < 256 << 10, "its record was {record} bytes");
+    // Half of 256 KiB is less than twice the record limit: the old bound.
+    match attempt(256 << 10) {
+        Err(DbError::TransactionTooLarge { measure, bytes, max }) => {
+            assert_eq!(measure, "the changed pages it holds");
+            assert!(bytes > max && max == 2 * (256 << 10) + 16 * 4096, "{bytes} > {max}");
+        }
+        other => panic!("600 scattered puts hold more than 576 KiB of pages: {other:?}"),
+    }
+}

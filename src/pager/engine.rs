@@ -292,6 +292,7 @@ impl Pager {
         let bytes = record.encode();
         if bytes.len() > self.opts.max_transaction_bytes {
             return Err(DbError::TransactionTooLarge {
+                measure: "its log record",
                 bytes: bytes.len(),
                 max: self.opts.max_transaction_bytes,
             });

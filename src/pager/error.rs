@@ -125,12 +125,17 @@ pub enum DbError {
         /// The largest value allowed.
         max: u64,
     },
-    /// A transaction changed more than `max_transaction_bytes` allows.
-    #[error("transaction too large: its log record would be {bytes} bytes, the maximum is {max}")]
+    /// A transaction grew past a limit: its commit record past
+    /// `max_transaction_bytes`, or the changed pages it holds in memory (it
+    /// cannot write them before it commits) past half the cache, or twice
+    /// `max_transaction_bytes` if that is more.
+    #[error("transaction too large: {measure} would be {bytes} bytes, the maximum is {max}")]
     TransactionTooLarge {
-        /// Size the commit record would have.
+        /// What grew too large: "its log record" or "the changed pages it holds".
+        measure: &'static str,
+        /// Its size.
         bytes: usize,
-        /// The configured maximum.
+        /// The limit.
         max: usize,
     },
     /// No table of that name.

@@ -49,13 +49,18 @@ impl TxnPages {
     }
 
     fn bound(&self) -> Result<()> {
-        // Private copies may be twice the record limit (ranges are smaller
-        // than pages); past that the commit could never fit anyway.
-        let max = 2 * self.pager.options().max_transaction_bytes + 16 * self.pager.page_size();
+        // The private copies are whole pages, the record only the ranges
+        // changed: a thousand random inserts touch hundreds of leaves with
+        // a hundred bytes each. So the copies are bounded by memory (half
+        // the cache, or twice the record limit if more), and the record by
+        // its own limit at commit.
+        let opts = self.pager.options();
+        let max = (opts.cache_bytes / 2).max(2 * opts.max_transaction_bytes) + 16 * self.pager.page_size();
         if self.held_bytes() > max {
             return Err(DbError::TransactionTooLarge {
+                measure: "the changed pages it holds",
                 bytes: self.held_bytes(),
-                max: self.pager.options().max_transaction_bytes,
+                max,
             });
         }
         Ok(())

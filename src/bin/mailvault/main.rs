@@ -13,6 +13,7 @@ mod bench;
 mod bench_kv;
 mod bench_mail;
 mod bench_repl;
+mod bench_repl_report;
 mod bench_report;
 mod check;
 mod check_db;
