@@ -530,9 +530,7 @@ fn many_small_changes_over_many_pages_fit_one_transaction() {
         let before = db.pager().log().stats().record_bytes;
         let mut tx = db.begin_write();
         for i in 1_000_000..1_000_600u64 {
-            if let Err(e) = tx.put(&t, &scatter(i), &[2u8; 50]) {
-                return Err(e);
-            }
+            tx.put(&t, &scatter(i), &[2u8; 50])?;
         }
         tx.commit()?;
         let record = (db.pager().log().stats().record_bytes - before) as usize;
