@@ -61,6 +61,9 @@ impl PreparedBody {
 }
 
 thread_local! {
+    /// Each reading thread's decompressor, for the same reason.
+    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
     /// Each delivering thread's compressor and its level: creating a zstd
     /// context per message cost 3 % of the active's CPU in `bench
     /// replication` (and its allocations and page faults as much again).
@@ -327,7 +330,29 @@ impl<S: PageRead + ?Sized> StoredBody<'_, S> {
             }
             return Ok(end - offset);
         }
-        let mut decompressor = zstd::bulk::Decompressor::new().map_err(MailError::Read)?;
+        DECOMPRESSOR.with(|cell| {
+            // A writer that itself reads bodies on this thread finds the
+            // cache taken: it gets a decompressor of its own.
+            let Ok(mut cached) = cell.try_borrow_mut() else {
+                let mut own = zstd::bulk::Decompressor::new().map_err(MailError::Read)?;
+                return self.copy_chunks(&mut own, offset, end, out);
+            };
+            let decompressor = match &mut *cached {
+                Some(d) => d,
+                None => cached.insert(zstd::bulk::Decompressor::new().map_err(MailError::Read)?),
+            };
+            self.copy_chunks(decompressor, offset, end, out)
+        })
+    }
+
+    /// `copy_range` of a compressed body.
+    fn copy_chunks(
+        &self,
+        decompressor: &mut zstd::bulk::Decompressor<'static>,
+        offset: u64,
+        end: u64,
+        out: &mut dyn Write,
+    ) -> Result<u64> {
         let mut stored = Vec::new();
         let mut raw = vec![0u8; CHUNK_RAW];
         let chunk = CHUNK_RAW as u64;
