@@ -13,6 +13,29 @@ pub fn for_seconds<T: Send>(
     seconds: f64,
     work: impl Fn(usize, &AtomicBool) -> BenchResult<T> + Sync,
 ) -> BenchResult<(Vec<T>, f64)> {
+    together(threads, work, |stop, start| {
+        let deadline = start + Duration::from_secs_f64(seconds);
+        while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5).min(deadline.saturating_duration_since(Instant::now())));
+        }
+        stop.store(true, Ordering::Relaxed);
+    })
+}
+
+/// Runs `work(thread)` once on each of `threads` threads, started together,
+/// and returns the results and the wall time until the last one finished.
+pub fn all_done<T: Send>(threads: usize, work: impl Fn(usize) -> BenchResult<T> + Sync) -> BenchResult<(Vec<T>, f64)> {
+    together(threads, |thread, _| work(thread), |_, _| {})
+}
+
+/// Starts `work(thread, stop)` on `threads` threads at once, runs `meanwhile`
+/// (given `stop` and the start) on this one, then joins them. A thread that
+/// fails sets `stop`, which ends the phase for every thread.
+fn together<T: Send>(
+    threads: usize,
+    work: impl Fn(usize, &AtomicBool) -> BenchResult<T> + Sync,
+    meanwhile: impl FnOnce(&AtomicBool, Instant),
+) -> BenchResult<(Vec<T>, f64)> {
     let stop = AtomicBool::new(false);
     let start_line = Barrier::new(threads + 1);
     let (results, elapsed) = std::thread::scope(|scope| {
@@ -22,7 +45,6 @@ pub fn for_seconds<T: Send>(
                 scope.spawn(move || {
                     start_line.wait();
                     let result = work(thread, stop);
-                    // A failed thread ends the phase for every thread.
                     if result.is_err() {
                         stop.store(true, Ordering::Relaxed);
                     }
@@ -32,36 +54,7 @@ pub fn for_seconds<T: Send>(
             .collect();
         start_line.wait();
         let start = Instant::now();
-        let deadline = start + Duration::from_secs_f64(seconds);
-        while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(5).min(deadline.saturating_duration_since(Instant::now())));
-        }
-        stop.store(true, Ordering::Relaxed);
-        let results: Vec<_> = handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
-            .collect();
-        (results, start.elapsed().as_secs_f64())
-    });
-    Ok((results.into_iter().collect::<BenchResult<Vec<T>>>()?, elapsed))
-}
-
-/// Runs `work(thread)` once on each of `threads` threads, started together,
-/// and returns the results and the wall time until the last one finished.
-pub fn all_done<T: Send>(threads: usize, work: impl Fn(usize) -> BenchResult<T> + Sync) -> BenchResult<(Vec<T>, f64)> {
-    let start_line = Barrier::new(threads + 1);
-    let (results, elapsed) = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..threads)
-            .map(|thread| {
-                let (start_line, work) = (&start_line, &work);
-                scope.spawn(move || {
-                    start_line.wait();
-                    work(thread)
-                })
-            })
-            .collect();
-        start_line.wait();
-        let start = Instant::now();
+        meanwhile(&stop, start);
         let results: Vec<_> = handles
             .into_iter()
             .map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
