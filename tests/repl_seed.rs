@@ -136,17 +136,21 @@ fn proxy_once(target: String, cut_after: u64, seen: Arc<Seen>) -> String {
     addr
 }
 
+/// An active database in `dir/active` on `vfs` holding an empty table "mail".
+fn active_with_mail(vfs: &SharedVfs, dir: &std::path::Path) -> Arc<Database> {
+    let db = Arc::new(Database::create(vfs.clone(), dir.join("active"), options()).unwrap());
+    let mut tx = db.begin_write();
+    tx.create_table("mail").unwrap();
+    tx.commit().unwrap();
+    db
+}
+
 #[test]
 fn a_paced_seed_cut_part_way_resumes_from_its_saved_page_and_ends_identical() {
     let _ = tracing_subscriber::fmt().with_test_writer().try_init();
     let tmp = tempfile::tempdir().unwrap();
     let vfs: SharedVfs = Arc::new(OsVfs);
-    let db = Arc::new(Database::create(vfs.clone(), tmp.path().join("active"), options()).unwrap());
-    {
-        let mut tx = db.begin_write();
-        tx.create_table("mail").unwrap();
-        tx.commit().unwrap();
-    }
+    let db = active_with_mail(&vfs, tmp.path());
     fill(&db, 0, 2000);
     db.checkpoint().unwrap();
     let file_bytes = u64::from(db.pager().page_count()) * 4096;
@@ -226,12 +230,7 @@ fn a_paced_seed_cut_part_way_resumes_from_its_saved_page_and_ends_identical() {
 fn a_disk_error_while_seeding_names_the_copy_file_and_a_retry_completes_the_seed() {
     let tmp = tempfile::tempdir().unwrap();
     let vfs: SharedVfs = Arc::new(OsVfs);
-    let db = Arc::new(Database::create(vfs.clone(), tmp.path().join("active"), options()).unwrap());
-    {
-        let mut tx = db.begin_write();
-        tx.create_table("mail").unwrap();
-        tx.commit().unwrap();
-    }
+    let db = active_with_mail(&vfs, tmp.path());
     fill(&db, 0, 300);
     db.checkpoint().unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -63,15 +63,19 @@ fn commit_some(db: &Database, from: u32, n: u32) {
     }
 }
 
+/// An active database in `dir/active` holding an empty table "mail".
+fn active_with_mail(dir: &std::path::Path) -> Arc<Database> {
+    let db = Arc::new(Database::create(Arc::new(OsVfs), dir.join("active"), small_db()).unwrap());
+    let mut tx = db.begin_write();
+    tx.create_table("mail").unwrap();
+    tx.commit().unwrap();
+    db
+}
+
 #[test]
 fn a_copy_is_seeded_live_follows_resumes_and_ends_page_identical() {
     let tmp = tempfile::tempdir().unwrap();
-    let db = Arc::new(Database::create(Arc::new(OsVfs), tmp.path().join("active"), small_db()).unwrap());
-    {
-        let mut tx = db.begin_write();
-        tx.create_table("mail").unwrap();
-        tx.commit().unwrap();
-    }
+    let db = active_with_mail(tmp.path());
     commit_some(&db, 0, 300);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
@@ -182,12 +186,7 @@ fn a_wrong_key_or_another_database_is_refused() {
 #[test]
 fn a_copy_past_the_retention_cap_needs_a_reseed_and_the_active_disk_stays_bounded() {
     let tmp = tempfile::tempdir().unwrap();
-    let db = Arc::new(Database::create(Arc::new(OsVfs), tmp.path().join("active"), small_db()).unwrap());
-    {
-        let mut tx = db.begin_write();
-        tx.create_table("mail").unwrap();
-        tx.commit().unwrap();
-    }
+    let db = active_with_mail(tmp.path());
     commit_some(&db, 0, 50);
     let registry = Arc::new(CopyRegistry::with_retention_cap(1 << 20));
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -252,12 +251,7 @@ fn a_copy_past_the_retention_cap_needs_a_reseed_and_the_active_disk_stays_bounde
 #[test]
 fn a_lagged_copy_holds_its_lag_and_play_down_catches_it_up() {
     let tmp = tempfile::tempdir().unwrap();
-    let db = Arc::new(Database::create(Arc::new(OsVfs), tmp.path().join("active"), small_db()).unwrap());
-    {
-        let mut tx = db.begin_write();
-        tx.create_table("mail").unwrap();
-        tx.commit().unwrap();
-    }
+    let db = active_with_mail(tmp.path());
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let stop = Arc::new(AtomicBool::new(false));
@@ -310,12 +304,7 @@ fn generations(dir: &std::path::Path) -> Vec<u32> {
 #[test]
 fn a_truncation_lag_keeps_replayed_log_on_the_copy_until_it_expires() {
     let tmp = tempfile::tempdir().unwrap();
-    let db = Arc::new(Database::create(Arc::new(OsVfs), tmp.path().join("active"), small_db()).unwrap());
-    {
-        let mut tx = db.begin_write();
-        tx.create_table("mail").unwrap();
-        tx.commit().unwrap();
-    }
+    let db = active_with_mail(tmp.path());
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let stop = Arc::new(AtomicBool::new(false));
@@ -439,12 +428,7 @@ fn a_kept_registry_holds_a_copys_log_across_a_restart_of_the_active() {
 #[test]
 fn an_idle_active_sends_its_open_tail_frame_once() {
     let tmp = tempfile::tempdir().unwrap();
-    let db = Arc::new(Database::create(Arc::new(OsVfs), tmp.path().join("active"), small_db()).unwrap());
-    {
-        let mut tx = db.begin_write();
-        tx.create_table("mail").unwrap();
-        tx.commit().unwrap();
-    }
+    let db = active_with_mail(tmp.path());
     // Small commits: the log's end lies inside a frame.
     for i in 0..5u32 {
         let mut tx = db.begin_write();
