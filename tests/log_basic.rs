@@ -90,8 +90,19 @@ fn reader_starts_at_any_record() {
 
 #[test]
 fn concurrent_committers_group_commit() {
+    // Parking at once, the default, and yielding through many batches: each
+    // way of waiting must see its own record durable and lose none.
+    for yield_rounds in [0, LogOptions::default().yield_rounds, 50] {
+        concurrent_committers(LogOptions {
+            yield_rounds,
+            ..small_opts()
+        });
+    }
+}
+
+fn concurrent_committers(opts: LogOptions) {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let log = Arc::new(Log::create(Arc::new(OsVfs), tmp.path(), small_opts()).expect("create"));
+    let log = Arc::new(Log::create(Arc::new(OsVfs), tmp.path(), opts).expect("create"));
     let threads: Vec<_> = (0..8)
         .map(|t| {
             let log = log.clone();

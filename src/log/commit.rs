@@ -10,7 +10,7 @@ use crate::vfs::SharedVfs;
 use parking_lot::{Condvar, Mutex, MutexGuard};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// A batch this large already amortizes its sync; its leader does not gather.
@@ -58,6 +58,8 @@ pub(super) struct Inner {
     pub(super) preparer: Arc<Preparer>,
     pub(super) counters: Arc<Counters>,
     pub(super) first_generation: AtomicU32,
+    /// Batches ended (written or failed): what a yielding committer watches.
+    pub(super) batches_ended: AtomicU64,
 }
 
 /// Interior frames of one record, for its committer to write.
@@ -67,6 +69,9 @@ pub(super) struct InteriorJob {
     pub(super) epoch: usize,
     pub(super) frontier: u32,
 }
+
+/// Longest one round of yielding before a committer parks.
+const MAX_YIELD: Duration = Duration::from_millis(1);
 
 /// Interior frames written per call.
 const INTERIOR_CHUNK_FRAMES: usize = 512;
@@ -191,6 +196,7 @@ impl Inner {
         batch.eager_chain = std::mem::take(&mut st.eager_chain[epoch]);
         if st.failed.is_some() {
             st.leader_active = false;
+            self.batches_ended.fetch_add(1, Ordering::Release);
             self.wake_sleepers(st);
             self.cv.notify_all();
             return;
@@ -204,6 +210,7 @@ impl Inner {
         st.last_batch_time = started.elapsed();
         st.last_batch_records = records;
         st.leader_active = false;
+        self.batches_ended.fetch_add(1, Ordering::Release);
         match result {
             Ok((end, active)) => {
                 st.durable = st.durable.max(end);
@@ -216,6 +223,22 @@ impl Inner {
         }
         self.wake_sleepers(st);
         self.cv.notify_all();
+    }
+
+    /// Yields the CPU until the batch in flight ends, for at most twice the
+    /// last batch's write time and never over `MAX_YIELD` (a slow disk would
+    /// otherwise turn waiting into burning CPU). Called with the state locked and a leader
+    /// active; returns with it locked. A yielding thread stays runnable, so
+    /// the end of the batch reaches it without a wake-up.
+    pub(super) fn yield_through_batch(&self, st: &mut MutexGuard<'_, Shared>) {
+        let seen = self.batches_ended.load(Ordering::Acquire);
+        let limit = (st.last_batch_time * 2).min(MAX_YIELD);
+        MutexGuard::unlocked(st, || {
+            let started = Instant::now();
+            while self.batches_ended.load(Ordering::Acquire) == seen && started.elapsed() < limit {
+                std::thread::yield_now();
+            }
+        });
     }
 
     /// Wakes the committers the watermark now covers (all of them if the log

@@ -29,8 +29,8 @@ pub use format::{FrameHeader, GenerationHeader, GenerationState, LogSignature};
 pub(crate) use leader::now_us;
 pub use lsn::Lsn;
 pub use options::{
-    Appended, DEFAULT_BUFFER_SIZE, DEFAULT_FRAME_SIZE, DEFAULT_GENERATION_SIZE, DEFAULT_MAX_RECORD_SIZE, LogOptions,
-    LogStats,
+    Appended, DEFAULT_BUFFER_SIZE, DEFAULT_FRAME_SIZE, DEFAULT_GENERATION_SIZE, DEFAULT_MAX_RECORD_SIZE,
+    DEFAULT_YIELD_ROUNDS, LogOptions, LogStats,
 };
 pub use reader::LogReader;
 pub use records::Record;
@@ -261,6 +261,7 @@ impl Log {
                 preparer,
                 counters,
                 first_generation: AtomicU32::new(rec.report.first_generation),
+                batches_ended: std::sync::atomic::AtomicU64::new(0),
             }),
             preparer_thread: Some(thread),
             report: rec.report,
@@ -373,6 +374,7 @@ impl Log {
     pub fn wait_durable(&self, end: Lsn) -> Result<()> {
         let inner = &self.inner;
         let mut st = inner.state.lock();
+        let mut yields = inner.opts.yield_rounds;
         loop {
             if st.durable >= end {
                 return Ok(());
@@ -386,7 +388,10 @@ impl Log {
                     st.buffer.end
                 )));
             }
-            if st.leader_active {
+            if st.leader_active && yields > 0 {
+                yields -= 1;
+                inner.yield_through_batch(&mut st);
+            } else if st.leader_active {
                 st.sleepers.push((end, std::thread::current()));
                 // Woken by the leader that covers `end`, by a failure, or to lead
                 // the next batch. The timeout is defence in depth: a missed

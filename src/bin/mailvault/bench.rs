@@ -10,7 +10,7 @@ use crate::raw::RawFloor;
 use crate::workers::{self, Worker};
 use crate::{output, raw};
 use clap::Args;
-use mailvault::log::{DEFAULT_GENERATION_SIZE, Log, LogError, LogOptions, LogStats, Lsn};
+use mailvault::log::{DEFAULT_GENERATION_SIZE, DEFAULT_YIELD_ROUNDS, Log, LogError, LogOptions, LogStats, Lsn};
 use mailvault::vfs::OsVfs;
 use parking_lot::Mutex;
 use std::path::{Path, PathBuf};
@@ -46,6 +46,9 @@ pub struct BenchLogArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
+    /// Batches a committer yields through before parking (`LogOptions::yield_rounds`; 0 parks at once) [default: the library's default]
+    #[arg(long, value_name = "N")]
+    yield_rounds: Option<u32>,
     /// Generation file size in bytes [default: the library's default].
     #[arg(long, value_name = "BYTES")]
     generation_size: Option<u64>,
@@ -69,6 +72,7 @@ pub fn run(args: &BenchLogArgs) -> Result<()> {
     let record_size = usize::try_from(args.record_size).context(|| "--record-size")?;
     let opts = LogOptions {
         generation_size: args.generation_size.unwrap_or(DEFAULT_GENERATION_SIZE),
+        yield_rounds: args.yield_rounds.unwrap_or(DEFAULT_YIELD_ROUNDS),
         ..LogOptions::default()
     };
     if record_size > opts.max_record_size {
@@ -106,6 +110,7 @@ pub fn run(args: &BenchLogArgs) -> Result<()> {
         frame_size: opts.frame_size,
         buffer_size: opts.buffer_size,
         max_record_size: opts.max_record_size,
+        yield_rounds: opts.yield_rounds,
         dir: dir.display().to_string(),
         dir_kept: args.dir.is_some(),
         acked: args.acked.as_ref().map(|p| p.display().to_string()),

@@ -39,6 +39,8 @@ pub struct BenchConfig {
     pub frame_size: u32,
     pub buffer_size: usize,
     pub max_record_size: usize,
+    /// Batches a committer yields through before parking.
+    pub yield_rounds: u32,
     /// Where the log (and the raw scratch files) lived.
     pub dir: String,
     /// Whether the log was kept (`--dir`) or removed with its temporary directory.
@@ -268,11 +270,12 @@ impl BenchReport {
         let (c, r, l) = (&self.config, &self.raw, &self.log);
         let kept = if c.dir_kept { "kept" } else { "removed" };
         println!(
-            "mailvault bench log: {} thread(s), {}-byte records, {} s, generation size {} bytes, {}",
+            "mailvault bench log: {} thread(s), {}-byte records, {} s, generation size {} bytes, yield rounds {}, {}",
             c.threads,
             c.record_size,
             c.seconds,
             c.generation_size,
+            c.yield_rounds,
             if c.circular {
                 "circular (generations recycled)"
             } else {
