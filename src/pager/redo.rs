@@ -10,7 +10,7 @@
 //! changes are bytes, replay yields pages identical to the writer's, which is
 //! what passive copies rely on. DESIGN.md documents the layout byte by byte.
 
-use super::page::{self, PageNo};
+use super::page::{self, MAX_PAGE_SIZE, PageNo};
 use crate::log::Lsn;
 
 /// Record kind byte: a committed transaction.
@@ -93,36 +93,78 @@ pub fn group_count(page_count: u32, group_pages: u32) -> u32 {
 
 /// Computes the ranges that turn `old` into `new` (equal-length pages).
 pub fn diff(old: &[u8], new: &[u8]) -> Vec<(u32, Vec<u8>)> {
+    changed_runs(old, new, LOGGED_FROM)
+        .map(|(at, bytes)| (at as u32, bytes.to_vec()))
+        .collect()
+}
+
+/// The runs of bytes where `new` differs from `old`, from offset `from` on,
+/// as (offset, bytes of `new`). Equal stretches shorter than `MERGE_GAP`
+/// inside a run are kept in it.
+fn changed_runs<'a>(old: &'a [u8], new: &'a [u8], from: usize) -> impl Iterator<Item = (usize, &'a [u8])> + 'a {
     const STRIDE: usize = 64;
-    let mut ranges = Vec::new();
-    let mut i = LOGGED_FROM;
     let n = new.len().min(old.len());
-    while i < n {
-        // Skip equal stretches a block at a time (a slice compare is a memcmp).
-        let block_end = (i + STRIDE).min(n);
-        if old[i..block_end] == new[i..block_end] {
-            i = block_end;
-            continue;
-        }
-        if old[i] == new[i] {
-            i += 1;
-            continue;
-        }
-        let start = i;
-        let mut end = i + 1;
-        let mut j = end;
-        while j < n {
-            if old[j] != new[j] {
-                end = j + 1;
-            } else if j - end >= MERGE_GAP {
-                break;
+    let mut i = from;
+    std::iter::from_fn(move || {
+        while i < n {
+            // Skip equal stretches a block at a time (a slice compare is a memcmp).
+            let block_end = (i + STRIDE).min(n);
+            if old[i..block_end] == new[i..block_end] {
+                i = block_end;
+                continue;
             }
-            j += 1;
+            if old[i] == new[i] {
+                i += 1;
+                continue;
+            }
+            let start = i;
+            let mut end = i + 1;
+            let mut j = end;
+            while j < n {
+                if old[j] != new[j] {
+                    end = j + 1;
+                } else if j - end >= MERGE_GAP {
+                    break;
+                }
+                j += 1;
+            }
+            i = end;
+            return Some((start, &new[start..end]));
         }
-        ranges.push((start as u32, new[start..end].to_vec()));
-        i = end;
+        None
+    })
+}
+
+/// Zeros to compare page images against (the largest page size).
+static ZEROS: [u8; MAX_PAGE_SIZE] = [0; MAX_PAGE_SIZE];
+
+/// Appends `image` (a page from byte 16) as a change: kind `4`, its nonzero
+/// runs, when that is shorter, else kind `1`, the bytes whole. A new node
+/// page after a split is about half free space, all zeros.
+fn encode_image(out: &mut Vec<u8>, image: &[u8]) {
+    let zeros = &ZEROS[..image.len().min(MAX_PAGE_SIZE)];
+    let mut sparse_len = 4;
+    let mut count = 0u32;
+    for (_, run) in changed_runs(zeros, image, 0) {
+        sparse_len += 8 + run.len();
+        count += 1;
+        if sparse_len >= 4 + image.len() {
+            break;
+        }
     }
-    ranges
+    if image.len() > MAX_PAGE_SIZE || sparse_len >= 4 + image.len() {
+        out.push(1);
+        out.extend_from_slice(&(image.len() as u32).to_le_bytes());
+        out.extend_from_slice(image);
+        return;
+    }
+    out.push(4);
+    out.extend_from_slice(&count.to_le_bytes());
+    for (at, run) in changed_runs(zeros, image, 0) {
+        out.extend_from_slice(&((at + LOGGED_FROM) as u32).to_le_bytes());
+        out.extend_from_slice(&(run.len() as u32).to_le_bytes());
+        out.extend_from_slice(run);
+    }
 }
 
 impl DbRecord {
@@ -141,11 +183,7 @@ impl DbRecord {
                 for (no, change) in changes {
                     out.extend_from_slice(&no.to_le_bytes());
                     match change {
-                        PageChange::Image(bytes) => {
-                            out.push(1);
-                            out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
-                            out.extend_from_slice(bytes);
-                        }
+                        PageChange::Image(bytes) => encode_image(&mut out, bytes),
                         PageChange::Ranges { before, ranges } => {
                             out.push(2);
                             out.extend_from_slice(&before.0.to_le_bytes());
@@ -220,6 +258,7 @@ impl DbRecord {
                             }
                             PageChange::Image(r.take(len)?.to_vec())
                         }
+                        4 => PageChange::Image(decode_sparse_image(&mut r, page_size)?),
                         2 => {
                             let before = Lsn(r.u64()?);
                             let count = r.u32()? as usize;
@@ -382,6 +421,25 @@ pub fn apply(page: &mut [u8], current: Option<Lsn>, change: &PageChange, lsn: Ls
     Ok(Applied::Applied)
 }
 
+/// Decodes a kind-`4` change: a page image, zero but for the ranges listed.
+/// The image is one page; the count is checked against the bytes left.
+fn decode_sparse_image(r: &mut Reader<'_>, page_size: usize) -> Result<Vec<u8>, String> {
+    let count = r.u32()? as usize;
+    if count > r.left() / 8 {
+        return Err(format!("{count} image ranges cannot fit {} bytes", r.left()));
+    }
+    let mut image = vec![0u8; page_size - LOGGED_FROM];
+    for _ in 0..count {
+        let at = r.u32()? as usize;
+        let len = r.u32()? as usize;
+        if at < LOGGED_FROM || at.checked_add(len).is_none_or(|end| end > page_size) {
+            return Err(format!("image range {at}+{len} outside a {page_size}-byte page"));
+        }
+        image[at - LOGGED_FROM..at - LOGGED_FROM + len].copy_from_slice(r.take(len)?);
+    }
+    Ok(image)
+}
+
 struct Reader<'a> {
     bytes: &'a [u8],
     at: usize,
@@ -418,144 +476,5 @@ impl<'a> Reader<'a> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn diff_apply_roundtrip_and_idempotence() {
-        let mut old = vec![0u8; 4096];
-        old[100..200].fill(5);
-        let mut new = old.clone();
-        new[20] = 1;
-        new[30] = 2;
-        new[1000..1100].fill(9);
-        new[4095] = 3;
-        let ranges = diff(&old, &new);
-        assert_eq!(ranges.len(), 3, "nearby bytes merge, distant ones do not");
-        page::set_lsn(&mut old, Lsn::new(1, 100));
-        let change = PageChange::Ranges {
-            before: Lsn::new(1, 100),
-            ranges,
-        };
-        let rec = DbRecord::Commit {
-            seq: 4,
-            page_count: 10,
-            changes: vec![(7, change.clone())],
-        };
-        assert_eq!(DbRecord::decode(&rec.encode(), 4096), Ok(rec));
-        let mut page = old.clone();
-        let lsn = Lsn::new(1, 500);
-        assert_eq!(
-            apply(&mut page, Some(Lsn::new(1, 100)), &change, lsn),
-            Ok(Applied::Applied)
-        );
-        assert_eq!(
-            page[LOGGED_FROM..],
-            {
-                let mut want = new.clone();
-                page::set_lsn(&mut want, lsn);
-                want
-            }[LOGGED_FROM..]
-        );
-        assert_eq!(apply(&mut page, Some(lsn), &change, lsn), Ok(Applied::Skipped));
-        let mut stale = old.clone();
-        assert_eq!(
-            apply(&mut stale, Some(Lsn::new(1, 50)), &change, lsn),
-            Err(Some(Lsn::new(1, 50))),
-            "lost flush"
-        );
-    }
-
-    #[test]
-    fn hostile_records_are_rejected() {
-        let rec = DbRecord::Commit {
-            seq: 1,
-            page_count: 5,
-            changes: vec![(3, PageChange::Image(vec![1; 4096 - LOGGED_FROM]))],
-        }
-        .encode();
-        for cut in 0..rec.len() {
-            assert!(DbRecord::decode(&rec[..cut], 4096).is_err(), "truncated at {cut}");
-        }
-        assert!(DbRecord::decode(&rec, 8192).is_err(), "wrong page size");
-        let mut huge = vec![RECORD_COMMIT];
-        huge.extend_from_slice(&1u64.to_le_bytes());
-        huge.extend_from_slice(&5u32.to_le_bytes());
-        huge.extend_from_slice(&u32::MAX.to_le_bytes());
-        assert!(DbRecord::decode(&huge, 4096).is_err());
-    }
-
-    #[test]
-    fn checkpoint_markers_carry_the_whole_digest_flag_in_one_optional_byte() {
-        for whole_digest in [false, true] {
-            let rec = DbRecord::Checkpoint {
-                number: 16,
-                whole_digest,
-            };
-            let bytes = rec.encode();
-            assert_eq!(bytes.len(), if whole_digest { 10 } else { 9 });
-            assert_eq!(DbRecord::decode(&bytes, 4096), Ok(rec));
-        }
-        let mut bytes = DbRecord::Checkpoint {
-            number: 16,
-            whole_digest: false,
-        }
-        .encode();
-        for bad in [0u8, 2, 3, 0x81] {
-            bytes.push(bad);
-            assert!(DbRecord::decode(&bytes, 4096).is_err(), "flag byte {bad}");
-            bytes.pop();
-        }
-        bytes.extend_from_slice(&[1, 0]);
-        assert!(DbRecord::decode(&bytes, 4096).is_err(), "bytes after the flag");
-    }
-
-    fn whole(page_count: u32, first_group: u32, n: usize) -> WholeDigest {
-        WholeDigest {
-            marker: Lsn::new(7, 4096),
-            page_count,
-            group_pages: 64,
-            root: [0xab; 32],
-            first_group,
-            groups: (0..n).map(|i| [i as u8; GROUP_HASH_LEN]).collect(),
-        }
-    }
-
-    #[test]
-    fn whole_digests_round_trip_and_hostile_ones_are_typed_errors() {
-        // 2 + 64 * 3 + 1 pages: 4 groups, the last of one page.
-        let rec = DbRecord::WholeDigest(whole(195, 1, 3));
-        let bytes = rec.encode();
-        assert_eq!(bytes.len(), WHOLE_DIGEST_HEADER + 3 * GROUP_HASH_LEN);
-        assert_eq!(bytes[0], RECORD_WHOLE_DIGEST);
-        assert_eq!(DbRecord::decode(&bytes, 4096), Ok(rec.clone()));
-        for cut in 0..bytes.len() {
-            assert!(DbRecord::decode(&bytes[..cut], 4096).is_err(), "truncated at {cut}");
-        }
-        let mut longer = bytes.clone();
-        longer.push(0);
-        assert!(DbRecord::decode(&longer, 4096).is_err(), "a trailing byte");
-        // Field offsets after the kind: marker 1, page count 9, group pages
-        // 13, root 17, first group 49, count 53, hashes 57.
-        let set = |at: usize, v: u32| {
-            let mut b = bytes.clone();
-            b[at..at + 4].copy_from_slice(&v.to_le_bytes());
-            DbRecord::decode(&b, 4096)
-        };
-        assert!(set(53, u32::MAX).is_err(), "a count no bytes back");
-        assert!(set(53, 4).is_err(), "a count one more than the bytes");
-        assert!(set(13, 0).is_err(), "groups of 0 pages");
-        assert!(set(49, 2).is_err(), "groups 2..5 of 4");
-        assert!(set(49, u32::MAX).is_err(), "first group at the end of the range");
-        assert!(set(9, 194).is_err(), "groups 1..4, but 194 pages make 3");
-        assert!(set(9, 260).is_ok(), "260 pages make 5 groups");
-        // Degenerate but well formed: no pages, no groups.
-        let empty = DbRecord::WholeDigest(whole(2, 0, 0));
-        assert_eq!(DbRecord::decode(&empty.encode(), 4096), Ok(empty));
-        assert!(DbRecord::decode(&DbRecord::WholeDigest(whole(2, 0, 1)).encode(), 4096).is_err());
-        assert_eq!(group_count(0, 64), 0);
-        assert_eq!(group_count(66, 64), 1);
-        assert_eq!(group_count(67, 64), 2);
-        assert_eq!(group_count(u32::MAX, 1), u32::MAX - 2);
-    }
-}
+#[path = "redo_tests.rs"]
+mod tests;
