@@ -5,13 +5,19 @@
 //! `Store::prepare_body`), on messages from the seeded realistic-mix
 //! generator.
 //!
+//! Also the encoding of a commit's redo record, which the single writer
+//! does for every transaction: one put (three pages changed by ranges) and
+//! a leaf split (a half-empty new page logged as a sparse image).
+//!
 //! `cargo bench --bench pages_and_bodies` (add `-- --quick` for a short run).
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use mailvault::log::Lsn;
 use mailvault::mailbox::workload::{MailGenerator, MessageKind};
 use mailvault::mailbox::{CHUNK_RAW, Store, StoreOptions};
 use mailvault::pager::PageKind;
 use mailvault::pager::page::{init_header, seal, verify};
+use mailvault::pager::redo::{DbRecord, LOGGED_FROM, PageChange, diff};
 use mailvault::vfs::OsVfs;
 use std::hint::black_box;
 use std::path::Path;
@@ -46,6 +52,71 @@ fn checksum(c: &mut Criterion) {
     group.finish();
 }
 
+/// The record of one 220-byte insert into a leaf (a slot shifted in, the
+/// cell written) and of the branch and root above it (counts changed).
+fn one_put_record() -> DbRecord {
+    let old = page();
+    let changes = (0..3u32)
+        .map(|i| {
+            let mut new = old.clone();
+            new[34] ^= 1;
+            let at = 52 + 6 * (10 + 7 * i as usize);
+            new.copy_within(at..at + 300, at + 6);
+            if i == 0 {
+                new[9000..9220].fill(0x5a);
+            }
+            let ranges = diff(&old, &new);
+            (
+                7 + i,
+                PageChange::Ranges {
+                    before: Lsn::new(1, 4096),
+                    ranges,
+                },
+            )
+        })
+        .collect();
+    DbRecord::Commit {
+        seq: 9,
+        page_count: 100,
+        changes,
+    }
+}
+
+/// A split: the new right page half full (slots at the front, cells at the
+/// back, zeros between) and the left page rewritten.
+fn split_record() -> DbRecord {
+    let full = page();
+    let mut right = vec![0u8; PAGE_SIZE];
+    right[..52 + 6 * 35].copy_from_slice(&full[..52 + 6 * 35]);
+    right[PAGE_SIZE - 35 * 220..].copy_from_slice(&full[PAGE_SIZE - 35 * 220..]);
+    let mut left = full.clone();
+    left[52 + 6 * 35..PAGE_SIZE / 2].fill(0);
+    DbRecord::Commit {
+        seq: 10,
+        page_count: 101,
+        changes: vec![
+            (
+                8,
+                PageChange::Ranges {
+                    before: Lsn::new(1, 4096),
+                    ranges: diff(&full, &left),
+                },
+            ),
+            (100, PageChange::Image(right[LOGGED_FROM..].to_vec())),
+        ],
+    }
+}
+
+fn records(c: &mut Criterion) {
+    let mut group = c.benchmark_group("redo_record");
+    for (name, record) in [("one_put", one_put_record()), ("split", split_record())] {
+        group.bench_function(BenchmarkId::new("encode", name), |b| {
+            b.iter(|| black_box(&record).encode())
+        });
+    }
+    group.finish();
+}
+
 fn compression(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("a temporary directory for the store");
     let store = Store::create(Arc::new(OsVfs), dir.path().join("store"), StoreOptions::default()).expect("a new store");
@@ -72,6 +143,6 @@ fn compression(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().measurement_time(Duration::from_secs(3));
-    targets = checksum, compression
+    targets = checksum, records, compression
 }
 criterion_main!(benches);

@@ -10,7 +10,7 @@
 //! changes are bytes, replay yields pages identical to the writer's, which is
 //! what passive copies rely on. DESIGN.md documents the layout byte by byte.
 
-use super::page::{self, MAX_PAGE_SIZE, PageNo};
+use super::page::{self, PageNo};
 use crate::log::Lsn;
 
 /// Record kind byte: a committed transaction.
@@ -135,36 +135,61 @@ fn changed_runs<'a>(old: &'a [u8], new: &'a [u8], from: usize) -> impl Iterator<
     })
 }
 
-/// Zeros to compare page images against (the largest page size).
-static ZEROS: [u8; MAX_PAGE_SIZE] = [0; MAX_PAGE_SIZE];
+/// Blocks an image is scanned in for its nonzero runs.
+const IMAGE_BLOCK: usize = 64;
+
+/// The nonzero runs of `image` as (start, end): runs of blocks that are not
+/// all zeros, trimmed of zero bytes at both ends. A block compare against
+/// zeros is a vector compare, so this reads an image at memory speed.
+fn nonzero_runs(image: &[u8]) -> impl Iterator<Item = (usize, usize)> + '_ {
+    const ZEROS: [u8; IMAGE_BLOCK] = [0; IMAGE_BLOCK];
+    let is_zero = |block: &[u8]| block == &ZEROS[..block.len()];
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        while at < image.len() && is_zero(&image[at..(at + IMAGE_BLOCK).min(image.len())]) {
+            at += IMAGE_BLOCK;
+        }
+        if at >= image.len() {
+            return None;
+        }
+        let mut end = at;
+        while end < image.len() && !is_zero(&image[end..(end + IMAGE_BLOCK).min(image.len())]) {
+            end = (end + IMAGE_BLOCK).min(image.len());
+        }
+        let run = &image[at..end];
+        // Both ends hold a nonzero byte: the first and last blocks are not all zeros.
+        let first = run.iter().position(|&b| b != 0).unwrap_or(0);
+        let last = run.iter().rposition(|&b| b != 0).map_or(run.len(), |i| i + 1);
+        let found = (at + first, at + last);
+        at = end;
+        Some(found)
+    })
+}
 
 /// Appends `image` (a page from byte 16) as a change: kind `4`, its nonzero
 /// runs, when that is shorter, else kind `1`, the bytes whole. A new node
 /// page after a split is about half free space, all zeros.
 fn encode_image(out: &mut Vec<u8>, image: &[u8]) {
-    let zeros = &ZEROS[..image.len().min(MAX_PAGE_SIZE)];
-    let mut sparse_len = 4;
-    let mut count = 0u32;
-    for (_, run) in changed_runs(zeros, image, 0) {
-        sparse_len += 8 + run.len();
-        count += 1;
-        if sparse_len >= 4 + image.len() {
-            break;
-        }
-    }
-    if image.len() > MAX_PAGE_SIZE || sparse_len >= 4 + image.len() {
-        out.push(1);
-        out.extend_from_slice(&(image.len() as u32).to_le_bytes());
-        out.extend_from_slice(image);
-        return;
-    }
+    let whole_len = 4 + image.len();
+    let begin = out.len();
     out.push(4);
-    out.extend_from_slice(&count.to_le_bytes());
-    for (at, run) in changed_runs(zeros, image, 0) {
-        out.extend_from_slice(&((at + LOGGED_FROM) as u32).to_le_bytes());
-        out.extend_from_slice(&(run.len() as u32).to_le_bytes());
-        out.extend_from_slice(run);
+    out.extend_from_slice(&0u32.to_le_bytes());
+    let mut count = 0u32;
+    for (start, end) in nonzero_runs(image) {
+        if out.len() - begin - 1 + 8 + (end - start) >= whole_len {
+            // Not shorter: the whole form instead.
+            out.truncate(begin);
+            out.push(1);
+            out.extend_from_slice(&(image.len() as u32).to_le_bytes());
+            out.extend_from_slice(image);
+            return;
+        }
+        out.extend_from_slice(&((start + LOGGED_FROM) as u32).to_le_bytes());
+        out.extend_from_slice(&((end - start) as u32).to_le_bytes());
+        out.extend_from_slice(&image[start..end]);
+        count += 1;
     }
+    out[begin + 1..begin + 5].copy_from_slice(&count.to_le_bytes());
 }
 
 impl DbRecord {
@@ -176,6 +201,18 @@ impl DbRecord {
                 page_count,
                 changes,
             } => {
+                // At most this long (an image takes its whole form at most):
+                // one allocation instead of a growth per change.
+                let most: usize = changes
+                    .iter()
+                    .map(|(_, c)| match c {
+                        PageChange::Image(bytes) => 9 + bytes.len(),
+                        PageChange::Ranges { ranges, .. } => {
+                            17 + ranges.iter().map(|(_, b)| 8 + b.len()).sum::<usize>()
+                        }
+                    })
+                    .sum();
+                out.reserve_exact(17 + most);
                 out.push(RECORD_COMMIT);
                 out.extend_from_slice(&seq.to_le_bytes());
                 out.extend_from_slice(&page_count.to_le_bytes());
