@@ -1,0 +1,79 @@
+//! Shared by the readable-copy tests: the active's options, its random
+//! work on table "t", and the table read on the active and on a copy.
+
+#![allow(dead_code)]
+
+use mailvault::btree;
+use mailvault::txn::{Database, DbOptions, PassiveRead};
+use mailvault::vfs::sim::SimRng;
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+pub const PS: usize = 4096;
+/// The copy's replay budget: 32 pages, so replay spills on its own too.
+pub const COPY_CACHE: usize = 32 * PS;
+
+/// The active checkpoints only when told: a background checkpoint's
+/// records, appended between a commit and a ship, would leave the log's
+/// open frame not yet shippable and the copy short of the last commit.
+pub fn opts() -> DbOptions {
+    let mut o = DbOptions {
+        page_size: PS,
+        cache_bytes: 1024 * PS,
+        checkpoint_depth: 1 << 30,
+        ..DbOptions::default()
+    };
+    o.log.frame_size = 512;
+    o.log.generation_size = 128 << 10;
+    o.max_transaction_bytes = 256 << 10;
+    o.log.max_record_size = 256 << 10;
+    o
+}
+
+pub type Rows = BTreeMap<Vec<u8>, Vec<u8>>;
+
+pub fn work(db: &Database, rng: &mut SimRng, round: u64) {
+    let mut tx = db.begin_write();
+    let t = tx.open_table("t").unwrap();
+    for _ in 0..1 + rng.below(6) {
+        let key = format!("k{:03}", rng.below(120));
+        if rng.below(5) == 0 {
+            tx.delete(&t, key.as_bytes()).unwrap();
+        } else {
+            let len = if rng.below(6) == 0 {
+                5000 + rng.below(12_000)
+            } else {
+                rng.below(400)
+            };
+            let mut v = vec![0u8; len as usize];
+            SimRng::new(round).fill(&mut v);
+            tx.put(&t, key.as_bytes(), &v).unwrap();
+        }
+    }
+    tx.commit().unwrap();
+}
+
+pub fn active_rows(db: &Database) -> Rows {
+    let rx = db.begin_read();
+    let t = rx.open_table("t").unwrap();
+    let mut rows = Rows::new();
+    for entry in rx.range(&t, Bound::Unbounded, Bound::Unbounded).unwrap() {
+        let (key, value) = entry.unwrap();
+        rows.insert(key, btree::read_value(rx.pages(), &value).unwrap());
+    }
+    rows
+}
+
+/// The table through a copy's snapshot: by a scan, each value checked
+/// again by a point read.
+pub fn copy_rows(rx: &PassiveRead) -> mailvault::pager::Result<Rows> {
+    let t = rx.open_table("t")?;
+    let mut rows = Rows::new();
+    for entry in rx.range(&t, Bound::Unbounded, Bound::Unbounded)? {
+        let (key, value) = entry?;
+        let bytes = btree::read_value(rx.pages(), &value)?;
+        assert_eq!(rx.get(&t, &key)?.as_deref(), Some(&bytes[..]), "scan and get agree");
+        rows.insert(key, bytes);
+    }
+    Ok(rows)
+}
