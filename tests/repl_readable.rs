@@ -57,8 +57,6 @@ fn ship(db: &Database, source: &FrameSource, replica: &mut LogReplica) -> Lsn {
     durable
 }
 
-/// One transaction: puts (some long, over several pages) and deletes.
-
 fn create_active(disk: &Arc<SimVfs>) -> Database {
     let db = Database::create(disk.clone(), "/active", opts()).unwrap();
     let mut tx = db.begin_write();

@@ -32,6 +32,7 @@ pub fn opts() -> DbOptions {
 
 pub type Rows = BTreeMap<Vec<u8>, Vec<u8>>;
 
+/// One transaction: puts (some long, over several pages) and deletes.
 pub fn work(db: &Database, rng: &mut SimRng, round: u64) {
     let mut tx = db.begin_write();
     let t = tx.open_table("t").unwrap();
