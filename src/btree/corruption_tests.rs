@@ -97,6 +97,17 @@ fn read_everything(store: &MemStore, root: PageNo, keys: &[Vec<u8>]) {
             assert!(items <= keys.len() * 2, "iteration does not end");
         }
     }
+    // A visit ends by itself too, and reads every long value it is given.
+    let mut visited = 0;
+    let _ = visit_range(store, root, Bound::Unbounded, Bound::Unbounded, |_, v| {
+        visited += 1;
+        assert!(visited <= keys.len() * 2, "a visit does not end");
+        if let ValueRef::Long(long) = v {
+            let mut buf = [0u8; 100];
+            let _ = read_long(store, &long, 0, &mut buf);
+        }
+        Ok::<_, crate::pager::DbError>(true)
+    });
     if let Ok(report) = verify(store, root) {
         assert!(report.pages.len() <= store.allocated_pages());
     }

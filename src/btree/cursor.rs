@@ -7,9 +7,9 @@
 //! be beyond the previous one from that end. A leaf reached twice would yield
 //! a key already passed, so it is reported as corrupt instead.
 
-use super::Value;
-use super::node::{Malformed, Node};
-use super::tree::{corrupt, open_node, owned_value};
+use super::node::{CellValue, Malformed, Node};
+use super::tree::{check_long, corrupt, open_node, owned_value};
+use super::{LongValue, Value};
 use crate::pager::page::{PageNo, PageRef};
 use crate::pager::{DbError, PageRead, Result};
 use std::iter::FusedIterator;
@@ -202,19 +202,102 @@ impl Cursor {
     }
 }
 
-fn below_end(end: &Bound<Vec<u8>>, key: &[u8]) -> bool {
+fn below_end(end: Bound<&[u8]>, key: &[u8]) -> bool {
     match end {
         Bound::Unbounded => true,
-        Bound::Included(e) => key <= e.as_slice(),
-        Bound::Excluded(e) => key < e.as_slice(),
+        Bound::Included(e) => key <= e,
+        Bound::Excluded(e) => key < e,
     }
 }
 
-fn above_start(start: &Bound<Vec<u8>>, key: &[u8]) -> bool {
+fn above_start(start: Bound<&[u8]>, key: &[u8]) -> bool {
     match start {
         Bound::Unbounded => true,
-        Bound::Included(s) => key >= s.as_slice(),
-        Bound::Excluded(s) => key > s.as_slice(),
+        Bound::Included(s) => key >= s,
+        Bound::Excluded(s) => key > s,
+    }
+}
+
+/// A value as a visit sees it: inline bytes borrowed from the page, or a long
+/// value's descriptor (checked, as [`range`] checks it).
+#[derive(Debug, Clone, Copy)]
+pub enum ValueRef<'a> {
+    Inline(&'a [u8]),
+    Long(LongValue),
+}
+
+impl ValueRef<'_> {
+    /// The value's length in bytes.
+    pub fn len(&self) -> u64 {
+        match self {
+            ValueRef::Inline(bytes) => bytes.len() as u64,
+            ValueRef::Long(long) => long.len(),
+        }
+    }
+
+    /// Whether the value is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The value, owned (inline bytes copied).
+    pub fn to_value(&self) -> Value {
+        match self {
+            ValueRef::Inline(bytes) => Value::Inline(bytes.to_vec()),
+            ValueRef::Long(long) => Value::Long(*long),
+        }
+    }
+}
+
+/// Calls `visit` with each entry of `root` with a key in `(start, end)`, in
+/// key order, borrowed from its page: unlike [`range`], nothing is copied or
+/// allocated per entry (a folder listing reads thousands). `visit` returns
+/// whether to go on. The same damage is caught as by [`range`]: keys out of
+/// order, a key outside its subtree, a bad long-value descriptor.
+pub fn visit_range<S, E, F>(
+    store: &S,
+    root: PageNo,
+    start: Bound<&[u8]>,
+    end: Bound<&[u8]>,
+    mut visit: F,
+) -> std::result::Result<(), E>
+where
+    S: PageRead + ?Sized,
+    E: From<DbError>,
+    F: FnMut(&[u8], ValueRef<'_>) -> std::result::Result<bool, E>,
+{
+    let mut cursor = Cursor::descend(store, Vec::new(), root, None, start, End::Front)?;
+    let mut last: Option<Vec<u8>> = None;
+    loop {
+        let no = cursor.leaf_no;
+        let leaf = cursor.leaf.clone();
+        let node = open_node(store, no, &leaf, None)?;
+        while cursor.pos < node.count() {
+            let (key, value) = node.entry(cursor.pos).map_err(|m| corrupt(store, no, m))?;
+            cursor.pos += 1;
+            if last.as_deref().is_some_and(|previous| previous >= key) {
+                return Err(bad(store, no, "keys out of order across the tree").into());
+            }
+            if !above_start(start, key) {
+                return Err(bad(store, no, "key outside the subtree that holds it").into());
+            }
+            if !below_end(end, key) {
+                return Ok(());
+            }
+            let value = match value {
+                CellValue::Inline(bytes) => ValueRef::Inline(bytes),
+                CellValue::Long { len, root } => ValueRef::Long(check_long(store, no, len, root)?),
+            };
+            if !visit(key, value)? {
+                return Ok(());
+            }
+            let previous = last.get_or_insert_with(Vec::new);
+            previous.clear();
+            previous.extend_from_slice(key);
+        }
+        if !cursor.next_leaf(store, End::Front)? {
+            return Ok(());
+        }
     }
 }
 
@@ -244,13 +327,17 @@ impl<S: PageRead + ?Sized> Range<'_, S> {
                 return Err(bad(self.store, leaf, "keys out of order across the tree"));
             }
         }
-        if !above_start(&self.start, &key) && end == End::Front || !below_end(&self.end, &key) && end == End::Back {
+        let (start_bound, end_bound) = (
+            self.start.as_ref().map(Vec::as_slice),
+            self.end.as_ref().map(Vec::as_slice),
+        );
+        if !above_start(start_bound, &key) && end == End::Front || !below_end(end_bound, &key) && end == End::Back {
             return Err(bad(self.store, leaf, "key outside the subtree that holds it"));
         }
         // Past the far bound, or where the other end already is: finished.
         let beyond = match end {
-            End::Front => !below_end(&self.end, &key),
-            End::Back => !above_start(&self.start, &key),
+            End::Front => !below_end(end_bound, &key),
+            End::Back => !above_start(start_bound, &key),
         };
         if beyond || theirs.as_deref().is_some_and(|other| !forward(&key, other)) {
             return Ok(None);

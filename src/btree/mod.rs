@@ -30,7 +30,7 @@ mod corruption_tests;
 #[cfg(test)]
 mod tests;
 
-pub use cursor::{Range, iter, range};
+pub use cursor::{Range, ValueRef, iter, range, visit_range};
 pub use inspect::{CellSummary, NodeSummary, inspect_node};
 pub use long::{read_long, read_value};
 pub use mem::MemStore;

@@ -220,6 +220,26 @@ fn ranges_from_both_ends() {
             model.range::<[u8], _>((start, end)).map(|(k, _)| k.clone()).collect()
         };
         assert_eq!(keys(range(&store, root, start, end).unwrap()), want);
+        // A visit sees the same entries, values included, borrowed.
+        let mut visited = Vec::new();
+        visit_range(&store, root, start, end, |k, v| {
+            let ValueRef::Inline(bytes) = v else {
+                panic!("values of 40 bytes are inline")
+            };
+            assert_eq!(model.get(k).map(Vec::as_slice), Some(bytes));
+            visited.push(k.to_vec());
+            Ok::<_, crate::pager::DbError>(true)
+        })
+        .unwrap();
+        assert_eq!(visited, want);
+        // It stops when told: after the third entry.
+        let mut seen = 0;
+        visit_range(&store, root, start, end, |_, _| {
+            seen += 1;
+            Ok::<_, crate::pager::DbError>(seen < 3)
+        })
+        .unwrap();
+        assert_eq!(seen, want.len().min(3));
         let mut back = keys(range(&store, root, start, end).unwrap().rev());
         back.reverse();
         assert_eq!(back, want);

@@ -62,7 +62,7 @@ fn long_value<S: PageRead + ?Sized>(store: &S, no: PageNo, value: CellValue<'_>)
     }
 }
 
-fn check_long<S: PageRead + ?Sized>(store: &S, no: PageNo, len: u64, root: PageNo) -> Result<LongValue> {
+pub(crate) fn check_long<S: PageRead + ?Sized>(store: &S, no: PageNo, len: u64, root: PageNo) -> Result<LongValue> {
     long::check_descriptor(len, root).map_err(|reason| corrupt(store, no, Malformed { pos: 0, reason }))
 }
 

@@ -406,33 +406,46 @@ pub(crate) fn open<'s, S: PageRead + ?Sized>(
         key: format!("body {id}"),
         reason,
     };
-    // Both entries in one descent: they are adjacent keys.
+    // Both entries in one descent (they are adjacent keys), read in place.
     let (meta_key, data_key) = (keys::body_meta(id), keys::body_data(id));
-    let mut entries = btree::range(
+    let meta_most = META_HEADER + 4 * max_raw.div_ceil(CHUNK_RAW as u64);
+    let mut meta = None;
+    let mut data = None;
+    btree::visit_range(
         store,
         root,
         std::ops::Bound::Included(&meta_key[..]),
         std::ops::Bound::Included(&data_key[..]),
+        |k, v| {
+            if meta.is_none() {
+                if k != meta_key {
+                    return Err(corrupt("missing".into()));
+                }
+                // Its length bounds the read: a hostile one must not size a buffer.
+                if v.len() > meta_most {
+                    return Err(corrupt(format!("a meta record of {} bytes", v.len())));
+                }
+                let decoded = match v {
+                    btree::ValueRef::Inline(bytes) => BodyMeta::decode(bytes),
+                    btree::ValueRef::Long(_) => BodyMeta::decode(&btree::read_value(store, &v.to_value())?),
+                };
+                meta = Some(decoded.map_err(corrupt)?);
+                return Ok(true);
+            }
+            if k == data_key {
+                data = Some(v.to_value());
+            }
+            Ok(false)
+        },
     )?;
-    let meta = match entries.next().transpose()? {
-        // Its length bounds the read: a hostile one must not size a buffer.
-        Some((k, v)) if k == meta_key && v.len() <= META_HEADER + 4 * max_raw.div_ceil(CHUNK_RAW as u64) => {
-            btree::read_value(store, &v)?
-        }
-        Some((k, v)) if k == meta_key => return Err(corrupt(format!("a meta record of {} bytes", v.len()))),
-        _ => return Err(corrupt("missing".into())),
-    };
-    let meta = BodyMeta::decode(&meta).map_err(corrupt)?;
+    let meta = meta.ok_or_else(|| corrupt("missing".into()))?;
     if meta.raw_len > max_raw {
         return Err(corrupt(format!(
             "{} bytes, more than the store's maximum {max_raw}",
             meta.raw_len
         )));
     }
-    let data = match entries.next().transpose()? {
-        Some((k, v)) if k == data_key => v,
-        _ => return Err(corrupt("data missing".into())),
-    };
+    let data = data.ok_or_else(|| corrupt("data missing".into()))?;
     if data.len() != meta.stored_len {
         return Err(corrupt(format!(
             "data of {} bytes, meta says {}",

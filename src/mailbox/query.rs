@@ -167,17 +167,28 @@ pub(crate) fn messages<S: PageRead + ?Sized>(
     for &(first, last) in set.ranges() {
         let start = keys::message(folder_id, first);
         let end = keys::message(folder_id, last);
-        for entry in btree::range(
+        // Borrowed from the pages: a listing decodes thousands of rows.
+        btree::visit_range(
             s,
             sc.messages.root(),
             Bound::Included(&start[..]),
             Bound::Included(&end[..]),
-        )? {
-            let (key, value) = entry?;
-            let rec = MessageRecord::decode(inline(sc, schema::MESSAGES, &key, &value)?)
-                .map_err(|e| sc.corrupt(schema::MESSAGES, &key, e))?;
-            out.push((uid_of(sc, schema::MESSAGES, &key)?, rec));
-        }
+            |key, value| {
+                let bytes = match value {
+                    btree::ValueRef::Inline(bytes) => bytes,
+                    btree::ValueRef::Long(l) => {
+                        return Err(sc.corrupt(
+                            schema::MESSAGES,
+                            key,
+                            format!("a {}-byte record stored as a long value", l.len()),
+                        ));
+                    }
+                };
+                let rec = MessageRecord::decode(bytes).map_err(|e| sc.corrupt(schema::MESSAGES, key, e))?;
+                out.push((uid_of(sc, schema::MESSAGES, key)?, rec));
+                Ok(true)
+            },
+        )?;
     }
     Ok(out)
 }
