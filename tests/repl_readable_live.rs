@@ -4,11 +4,13 @@
 
 #[path = "common/readable.rs"]
 mod readable;
+#[path = "common/serving.rs"]
+mod serving;
 
 use mailvault::log::Lsn;
 use mailvault::pager::header::read_best;
 use mailvault::pager::{DbError, data_path};
-use mailvault::repl::{ClusterKey, CopyRegistry, Follower, ShipOptions, serve_copy};
+use mailvault::repl::{CopyRegistry, Follower};
 use mailvault::txn::{Database, PassiveRead};
 use mailvault::vfs::sim::SimRng;
 use mailvault::vfs::{OpenMode, OsVfs};
@@ -20,29 +22,20 @@ use std::time::Duration;
 
 /// Serves copies one connection at a time until `stop`.
 fn serve(db: Arc<Database>, listener: std::net::TcpListener, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
-    listener.set_nonblocking(true).unwrap();
+    let sessions = serving::serve_sessions(
+        db,
+        listener,
+        stop,
+        serving::ship_options(),
+        Arc::new(CopyRegistry::new()),
+    );
+    // A session's end (the copy leaving) is not under test.
     std::thread::spawn(move || {
-        let registry = CopyRegistry::new();
-        let opts = ShipOptions {
-            heartbeat: Duration::from_millis(50),
-            ..ShipOptions::default()
-        };
-        while !stop.load(Ordering::Relaxed) {
-            match listener.accept() {
-                Ok((stream, _)) => {
-                    stream.set_nonblocking(false).unwrap();
-                    // A session's end (the copy leaving) is not under test.
-                    let _ = serve_copy(&*db, stream, &key(), &opts, &stop, &registry);
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(5)),
-            }
-        }
+        sessions.join().unwrap();
     })
 }
 
-fn key() -> ClusterKey {
-    ClusterKey::new(b"a cluster key for the tests, 32b").unwrap()
-}
+use serving::key;
 
 /// The newest page LSN in a data file (pages 2.. that were ever written).
 fn newest_page_lsn(path: &Path) -> Lsn {

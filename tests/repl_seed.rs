@@ -3,8 +3,11 @@
 //! that drops the connection) resumes from the page it had saved, sends
 //! only the rest, and the copy ends page-identical to the active.
 
+#[path = "common/serving.rs"]
+mod serving;
+
 use mailvault::repl::wire::{self, Message};
-use mailvault::repl::{ClusterKey, CopyRegistry, CopyState, Follower, ShipOptions, compare, serve_copy};
+use mailvault::repl::{CopyRegistry, CopyState, Follower, ShipOptions, compare};
 use mailvault::txn::{Database, DbOptions};
 use mailvault::vfs::{OsVfs, SharedVfs};
 use std::io::{Read, Write};
@@ -13,12 +16,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-const KEY: &[u8] = b"a cluster key for the tests, 32b";
 const RATE: u64 = 4 << 20;
 
-fn key() -> ClusterKey {
-    ClusterKey::new(KEY).unwrap()
-}
+use serving::key;
 
 fn options() -> DbOptions {
     let mut o = DbOptions {
@@ -47,23 +47,14 @@ fn fill(db: &Database, from: u32, n: u32) {
 
 /// Serves copies, one at a time, with seeds paced to `RATE`.
 fn serve(db: Arc<Database>, listener: TcpListener, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
-    listener.set_nonblocking(true).unwrap();
+    let opts = ShipOptions {
+        seed_rate: Some(RATE),
+        ..serving::ship_options()
+    };
+    let sessions = serving::serve_sessions(db, listener, stop, opts, Arc::new(CopyRegistry::new()));
+    // A session's end (the copy leaving) is not under test.
     std::thread::spawn(move || {
-        let registry = CopyRegistry::new();
-        let opts = ShipOptions {
-            heartbeat: Duration::from_millis(50),
-            seed_rate: Some(RATE),
-            ..ShipOptions::default()
-        };
-        while !stop.load(Ordering::Relaxed) {
-            match listener.accept() {
-                Ok((stream, _)) => {
-                    stream.set_nonblocking(false).unwrap();
-                    let _ = serve_copy(&*db, stream, &key(), &opts, &stop, &registry);
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(5)),
-            }
-        }
+        sessions.join().unwrap();
     })
 }
 

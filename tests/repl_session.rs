@@ -6,6 +6,8 @@
 //! sent.
 
 mod common;
+#[path = "common/serving.rs"]
+mod serving;
 
 use common::read_records;
 use mailvault::log::Lsn;
@@ -17,8 +19,6 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-
-const KEY: &[u8] = b"a cluster key for the tests, 32b";
 
 fn small_db() -> DbOptions {
     let mut o = DbOptions {
@@ -34,9 +34,7 @@ fn small_db() -> DbOptions {
     o
 }
 
-fn key() -> ClusterKey {
-    ClusterKey::new(KEY).unwrap()
-}
+use serving::key;
 
 /// Serves copies one connection at a time until `stop`, with a registry
 /// of its own; returns each session's outcome.
@@ -344,25 +342,7 @@ fn serve_with(
     stop: Arc<AtomicBool>,
     registry: Arc<CopyRegistry>,
 ) -> std::thread::JoinHandle<Vec<Result<(), String>>> {
-    listener.set_nonblocking(true).unwrap();
-    std::thread::spawn(move || {
-        let mut outcomes = Vec::new();
-        let opts = ShipOptions {
-            heartbeat: Duration::from_millis(50),
-            ..ShipOptions::default()
-        };
-        while !stop.load(Ordering::Relaxed) {
-            match listener.accept() {
-                Ok((stream, _)) => {
-                    stream.set_nonblocking(false).unwrap();
-                    let r = serve_copy(&*db, stream, &key(), &opts, &stop, &registry);
-                    outcomes.push(r.map_err(|e| e.to_string()));
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(5)),
-            }
-        }
-        outcomes
-    })
+    serving::serve_sessions(db, listener, stop, serving::ship_options(), registry)
 }
 
 #[test]
