@@ -14,7 +14,7 @@ use mailvault::repl::{CopyRegistry, Follower};
 use mailvault::txn::{Database, PassiveRead};
 use mailvault::vfs::sim::SimRng;
 use mailvault::vfs::{OpenMode, OsVfs};
-use readable::{COPY_CACHE, PS, active_rows, copy_rows, opts, work};
+use readable::{COPY_CACHE, PS, active_rows, copy_rows, create_with_table, opts, work};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -58,12 +58,7 @@ fn a_copy_seeded_live_requires_the_log_up_to_its_newest_page_and_reads_as_the_ac
     // quick runs it often does not, and then the first check is weaker).
     let mut o = opts();
     o.checkpoint_depth = 64 << 10;
-    let db = Arc::new(Database::create(vfs.clone(), tmp.path().join("active"), o).unwrap());
-    {
-        let mut tx = db.begin_write();
-        tx.create_table("t").unwrap();
-        tx.commit().unwrap();
-    }
+    let db = Arc::new(create_with_table(vfs.clone(), tmp.path().join("active"), o));
     let mut rng = SimRng::new(17);
     for round in 0..100 {
         work(&db, &mut rng, round);
@@ -122,12 +117,7 @@ fn a_copy_seeded_live_requires_the_log_up_to_its_newest_page_and_reads_as_the_ac
 fn another_thread_reads_a_following_copy_while_its_session_replays() {
     let tmp = tempfile::tempdir().unwrap();
     let vfs: mailvault::vfs::SharedVfs = Arc::new(OsVfs);
-    let db = Arc::new(Database::create(vfs.clone(), tmp.path().join("active"), opts()).unwrap());
-    {
-        let mut tx = db.begin_write();
-        tx.create_table("t").unwrap();
-        tx.commit().unwrap();
-    }
+    let db = Arc::new(create_with_table(vfs.clone(), tmp.path().join("active"), opts()));
     let mut rng = SimRng::new(23);
     for round in 0..50 {
         work(&db, &mut rng, round);

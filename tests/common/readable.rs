@@ -32,6 +32,15 @@ pub fn opts() -> DbOptions {
 
 pub type Rows = BTreeMap<Vec<u8>, Vec<u8>>;
 
+/// A new active database at `path` with the empty table "t".
+pub fn create_with_table(vfs: mailvault::vfs::SharedVfs, path: std::path::PathBuf, opts: DbOptions) -> Database {
+    let db = Database::create(vfs, path, opts).unwrap();
+    let mut tx = db.begin_write();
+    tx.create_table("t").unwrap();
+    tx.commit().unwrap();
+    db
+}
+
 /// One transaction: puts (some long, over several pages) and deletes.
 pub fn work(db: &Database, rng: &mut SimRng, round: u64) {
     let mut tx = db.begin_write();
