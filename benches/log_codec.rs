@@ -114,7 +114,7 @@ fn real_image() -> Vec<u8> {
         let len = 100 + (i as usize * 397) % 3000;
         let body: Vec<u8> = (0..len).map(|j| (j as u32 ^ i) as u8).collect();
         log.append(&body).expect("append");
-        if i % 8 == 0 {
+        if i.is_multiple_of(8) {
             log.flush().expect("flush");
         }
         i += 1;
@@ -153,7 +153,7 @@ fn bench_append(c: &mut Criterion) {
         b.iter(|| {
             let a = log.append(black_box(body)).expect("append");
             n += 1;
-            if n % FLUSH_EVERY == 0 {
+            if n.is_multiple_of(FLUSH_EVERY) {
                 let durable = log.flush().expect("flush");
                 // Keep the simulated disk small: drop whole generations behind the durable end.
                 log.recycle_before(durable).expect("recycle");

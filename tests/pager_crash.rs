@@ -20,7 +20,7 @@ const FIRST: PageNo = 4;
 /// Both ways of repairing torn pages are tested: by the seed's parity.
 fn opts_for(seed: u64) -> PagerOptions {
     PagerOptions {
-        torn_pages: if seed % 2 == 0 {
+        torn_pages: if seed.is_multiple_of(2) {
             TornPages::DoubleWrite
         } else {
             TornPages::FullPageImages

@@ -19,7 +19,7 @@ type Model = BTreeMap<String, BTreeMap<Vec<u8>, Vec<u8>>>;
 /// Both ways of repairing torn pages are tested: by the seed's parity.
 fn opts(seed: u64) -> DbOptions {
     DbOptions {
-        torn_pages: if seed % 2 == 0 {
+        torn_pages: if seed.is_multiple_of(2) {
             TornPages::DoubleWrite
         } else {
             TornPages::FullPageImages

@@ -61,7 +61,7 @@ fn op() -> impl Strategy<Value = Op> {
 
 fn opts(seed: u64) -> DbOptions {
     DbOptions {
-        torn_pages: if seed % 2 == 0 {
+        torn_pages: if seed.is_multiple_of(2) {
             TornPages::DoubleWrite
         } else {
             TornPages::FullPageImages

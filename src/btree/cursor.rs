@@ -322,10 +322,10 @@ impl<S: PageRead + ?Sized> Range<'_, S> {
             End::Back => (&mut self.last_back, &self.last_front),
         };
         let forward = |a: &[u8], b: &[u8]| if end == End::Front { a < b } else { a > b };
-        if let Some(previous) = mine.as_deref() {
-            if !forward(previous, &key) {
-                return Err(bad(self.store, leaf, "keys out of order across the tree"));
-            }
+        if let Some(previous) = mine.as_deref()
+            && !forward(previous, &key)
+        {
+            return Err(bad(self.store, leaf, "keys out of order across the tree"));
         }
         let (start_bound, end_bound) = (
             self.start.as_ref().map(Vec::as_slice),

@@ -59,10 +59,10 @@ impl MemStore {
     /// Seals every live page (computes its checksum), as a commit would.
     pub fn seal_all(&mut self) {
         for (no, slot) in self.pages.iter_mut().enumerate() {
-            if let Some(page) = slot.as_mut() {
-                if !self.is_free[no] {
-                    page::seal(&mut Arc::make_mut(page)[..]);
-                }
+            if let Some(page) = slot.as_mut()
+                && !self.is_free[no]
+            {
+                page::seal(&mut Arc::make_mut(page)[..]);
             }
         }
     }

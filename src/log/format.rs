@@ -141,7 +141,7 @@ pub fn check_geometry(frame_size: u32, generation_size: u64) -> Result<u32, &'st
     if !frame_size.is_power_of_two() || !(MIN_FRAME_SIZE..=MAX_FRAME_SIZE).contains(&frame_size) {
         return Err("frame size must be a power of two between 512 and 32768");
     }
-    if generation_size % frame_size as u64 != 0 || generation_size > MAX_GENERATION_SIZE {
+    if !generation_size.is_multiple_of(frame_size as u64) || generation_size > MAX_GENERATION_SIZE {
         return Err("generation size must be a multiple of the frame size and at most 1 GiB");
     }
     let frames = generation_size / frame_size as u64;

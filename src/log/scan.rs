@@ -334,14 +334,15 @@ fn check_nothing_durable_after(gfile: &GenFile, first_bad: u32, scan: &mut Gener
     }
     for slot in SHADOW_SLOTS {
         gfile.read_frames(slot, 1, &mut buf)?;
-        if let Ok((i, h)) = gfile.check_shadow(&buf) {
-            if i > first_bad && h.batch_start > first_bad {
-                return Err(LogError::corrupt(
-                    &gfile.path,
-                    gfile.frame_offset(first_bad),
-                    format!("frame {first_bad} is invalid but a later shadow copy of frame {i} exists"),
-                ));
-            }
+        if let Ok((i, h)) = gfile.check_shadow(&buf)
+            && i > first_bad
+            && h.batch_start > first_bad
+        {
+            return Err(LogError::corrupt(
+                &gfile.path,
+                gfile.frame_offset(first_bad),
+                format!("frame {first_bad} is invalid but a later shadow copy of frame {i} exists"),
+            ));
         }
     }
     if leftovers > 0 && scan.torn.is_none() {

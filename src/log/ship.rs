@@ -103,7 +103,7 @@ impl FrameSource {
         let fs = gfile.frame_size();
         chunk.frame_size = fs;
         let mut index = from.offset() / fs;
-        if from.offset() % fs != 0 {
+        if !from.offset().is_multiple_of(fs) {
             return Err(LogError::corrupt(
                 &gfile.path,
                 u64::from(from.offset()),

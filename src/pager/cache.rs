@@ -14,6 +14,33 @@
 
 use super::page::{PageNo, PageRef};
 use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// Hashes a page number by one multiplication (Fibonacci hashing): page
+/// numbers come from our own allocator, not from an adversary, and SipHash
+/// was a measurable part of every page lookup (DESIGN.md, buffer cache).
+#[derive(Default)]
+pub(crate) struct PageNoHasher(u64);
+
+impl Hasher for PageNoHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.0 = (self.0 ^ u64::from(n)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+/// Maps and sets keyed by page number.
+pub(crate) type PageMap<V> = HashMap<PageNo, V, BuildHasherDefault<PageNoHasher>>;
+pub(crate) type PageSet = HashSet<PageNo, BuildHasherDefault<PageNoHasher>>;
 
 /// Highest use count; a page survives this many sweeps unused.
 const MAX_USES: u8 = 3;
@@ -29,9 +56,9 @@ struct Entry {
 pub(crate) struct PageCache {
     page_size: usize,
     capacity: usize,
-    map: HashMap<PageNo, Entry>,
+    map: PageMap<Entry>,
     /// Pages holding more than one version: the only ones pruning looks at.
-    multi: HashSet<PageNo>,
+    multi: PageSet,
     /// The oldest snapshot the last prune used; pruning again with the same
     /// one finds nothing new to drop.
     pruned_at: u64,
@@ -46,8 +73,8 @@ impl PageCache {
         PageCache {
             page_size,
             capacity,
-            map: HashMap::new(),
-            multi: HashSet::new(),
+            map: PageMap::default(),
+            multi: PageSet::default(),
             pruned_at: 0,
             ring: Vec::new(),
             hand: 0,

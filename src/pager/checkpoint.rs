@@ -42,7 +42,7 @@ impl Pager {
         let file_bytes = u64::from(self.page_count()) * self.page_size() as u64;
         let written = self.log_distance(ck.last_whole, self.log.end_lsn());
         let whole_digest = every != 0
-            && number % every == 0
+            && number.is_multiple_of(every)
             && state != DbState::Clean
             && (factor == 0 || written >= factor.saturating_mul(file_bytes));
         let marker = DbRecord::Checkpoint { number, whole_digest }.encode();
@@ -187,10 +187,10 @@ impl Pager {
             }
             let redo = self.state.lock().redo_point;
             let deep = self.log_distance(redo, self.log.end_lsn()) > self.opts.checkpoint_depth;
-            if deep || self.checkpoint_wanted.load(Ordering::Relaxed) {
-                if let Err(e) = self.checkpoint() {
-                    tracing::error!(error = %e, "background checkpoint failed");
-                }
+            if (deep || self.checkpoint_wanted.load(Ordering::Relaxed))
+                && let Err(e) = self.checkpoint()
+            {
+                tracing::error!(error = %e, "background checkpoint failed");
             }
         }
     }

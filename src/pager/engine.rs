@@ -14,7 +14,7 @@ use parking_lot::{Condvar, Mutex};
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU32};
 use std::time::Duration;
 
 /// Snapshot that reads the newest committed versions (the writer's view).
@@ -128,6 +128,9 @@ pub struct Pager {
     pub(crate) checkpointer: Mutex<CheckpointState>,
     pub(crate) shutdown: AtomicBool,
     pub(crate) checkpoint_wanted: AtomicBool,
+    /// No page below this is free in the committed state: where the next
+    /// writer's free-space search starts. Read and set only by the writer.
+    pub(crate) free_search_from: AtomicU32,
     pub(crate) background: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Held for the pager's life: no second open of the same directory.
     pub(crate) _lock: crate::vfs::StoreLock,

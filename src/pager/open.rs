@@ -17,7 +17,7 @@ use parking_lot::{Condvar, Mutex};
 use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU32};
 
 /// What recovery did at open.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -265,6 +265,7 @@ impl Pager {
             }),
             shutdown: AtomicBool::new(false),
             checkpoint_wanted: AtomicBool::new(false),
+            free_search_from: AtomicU32::new(FIRST_DATA_PAGE),
             background: Mutex::new(None),
             _lock: lock,
         });

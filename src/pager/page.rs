@@ -66,18 +66,81 @@ impl PageKind {
 
 /// One page's bytes, header included. Committed versions are shared as
 /// [`PageRef`]; a writer changes a private copy.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(PartialEq, Eq)]
 pub struct PageBuf(Box<[u8]>);
 
 impl PageBuf {
     /// A zeroed page.
     pub fn zeroed(page_size: usize) -> PageBuf {
-        PageBuf(vec![0u8; page_size].into_boxed_slice())
+        match pool::take(page_size) {
+            Some(mut bytes) => {
+                bytes.fill(0);
+                PageBuf(bytes)
+            }
+            None => PageBuf(vec![0u8; page_size].into_boxed_slice()),
+        }
     }
 
     /// A page holding `bytes`.
     pub fn from_vec(bytes: Vec<u8>) -> PageBuf {
         PageBuf(bytes.into_boxed_slice())
+    }
+}
+
+impl Clone for PageBuf {
+    fn clone(&self) -> PageBuf {
+        match pool::take(self.0.len()) {
+            Some(mut bytes) => {
+                bytes.copy_from_slice(&self.0);
+                PageBuf(bytes)
+            }
+            None => PageBuf(self.0.clone()),
+        }
+    }
+}
+
+impl Drop for PageBuf {
+    fn drop(&mut self) {
+        pool::give(std::mem::take(&mut self.0));
+    }
+}
+
+/// Page buffers freed recently, reused newest first: every commit copies a
+/// page and frees an older version of one, and a buffer taken from here is
+/// still in the CPU's cache and skips the allocator (measured: `cargo bench
+/// --bench commit`, DESIGN.md). Bounded, so memory stays the cache plus a
+/// fixed overhead.
+mod pool {
+    use parking_lot::Mutex;
+
+    /// Bytes of free buffers kept per page size.
+    const BYTES_PER_SIZE: usize = 1 << 20;
+    /// Page sizes pooled: 4 KiB to 64 KiB, the sizes a database can have.
+    const SIZES: [usize; 5] = [4096, 8192, 16384, 32768, 65536];
+
+    static FREE: [Mutex<Vec<Box<[u8]>>>; 5] = [const { Mutex::new(Vec::new()) }; 5];
+
+    fn class(len: usize) -> Option<usize> {
+        SIZES.iter().position(|&s| s == len)
+    }
+
+    pub(super) fn take(len: usize) -> Option<Box<[u8]>> {
+        FREE[class(len)?].lock().pop()
+    }
+
+    /// Bytes of free buffers kept for `len`-byte pages.
+    #[cfg(test)]
+    pub(super) fn held(len: usize) -> usize {
+        class(len).map_or(0, |c| FREE[c].lock().len() * len)
+    }
+
+    pub(super) fn give(bytes: Box<[u8]>) {
+        if let Some(c) = class(bytes.len()) {
+            let mut free = FREE[c].lock();
+            if (free.len() + 1) * bytes.len() <= BYTES_PER_SIZE {
+                free.push(bytes);
+            }
+        }
     }
 }
 
@@ -181,6 +244,26 @@ pub fn verify(page: &[u8], no: PageNo, salt: u32, file: &Path, page_size: usize)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn freed_buffers_are_reused_and_the_pool_is_bounded() {
+        // 8 KiB: a size no other test of this module uses, so the pool's
+        // content here is this test's alone.
+        let first = PageBuf::zeroed(8192);
+        let at = first.as_ptr();
+        drop(first);
+        let mut copy = PageBuf::zeroed(8192);
+        assert_eq!(copy.as_ptr(), at, "the freed buffer is taken again");
+        copy[100] = 7;
+        let clone = copy.clone();
+        assert_eq!(clone[..], copy[..]);
+        assert_ne!(clone.as_ptr(), copy.as_ptr());
+        let many: Vec<PageBuf> = (0..300).map(|_| PageBuf::zeroed(8192)).collect();
+        drop(many);
+        assert!(pool::held(8192) <= 1 << 20, "{} bytes kept", pool::held(8192));
+        let reused = PageBuf::zeroed(8192);
+        assert!(reused.iter().all(|&b| b == 0), "a reused buffer is zeroed");
+    }
 
     #[test]
     fn sealed_page_verifies_and_detects_every_flip() {

@@ -100,39 +100,69 @@ pub fn diff(old: &[u8], new: &[u8]) -> Vec<(u32, Vec<u8>)> {
 
 /// The runs of bytes where `new` differs from `old`, from offset `from` on,
 /// as (offset, bytes of `new`). Equal stretches shorter than `MERGE_GAP`
-/// inside a run are kept in it.
+/// inside a run are kept in it. Pages are compared eight bytes at a time
+/// (a leaf's diff scans the whole page once per commit).
 fn changed_runs<'a>(old: &'a [u8], new: &'a [u8], from: usize) -> impl Iterator<Item = (usize, &'a [u8])> + 'a {
-    const STRIDE: usize = 64;
     let n = new.len().min(old.len());
     let mut i = from;
     std::iter::from_fn(move || {
-        while i < n {
-            // Skip equal stretches a block at a time (a slice compare is a memcmp).
-            let block_end = (i + STRIDE).min(n);
-            if old[i..block_end] == new[i..block_end] {
-                i = block_end;
-                continue;
-            }
-            if old[i] == new[i] {
-                i += 1;
-                continue;
-            }
-            let start = i;
-            let mut end = i + 1;
-            let mut j = end;
-            while j < n {
-                if old[j] != new[j] {
-                    end = j + 1;
-                } else if j - end >= MERGE_GAP {
-                    break;
-                }
-                j += 1;
-            }
-            i = end;
-            return Some((start, &new[start..end]));
-        }
-        None
+        let start = first_difference(old, new, i, n)?;
+        let end = run_end(old, new, start, n);
+        i = end;
+        Some((start, &new[start..end]))
     })
+}
+
+/// The first offset in `from..to` where the pages differ.
+fn first_difference(old: &[u8], new: &[u8], from: usize, to: usize) -> Option<usize> {
+    let (a, b) = (&old[from..to], &new[from..to]);
+    // Equal stretches 128 bytes at a time, folded with XOR and OR: the
+    // compiler makes vector code of it, with no call and no bounds checks.
+    let (a_blocks, _) = a.as_chunks::<128>();
+    let (b_blocks, _) = b.as_chunks::<128>();
+    let equal = |(x, y): &(&[u8; 128], &[u8; 128])| x.iter().zip(y.iter()).fold(0u8, |acc, (p, q)| acc | (p ^ q)) == 0;
+    let equal_blocks = a_blocks.iter().zip(b_blocks).take_while(equal).count();
+    let mut i = equal_blocks * 128;
+    let (a_words, _) = a[i..].as_chunks::<8>();
+    let (b_words, _) = b[i..].as_chunks::<8>();
+    for (x, y) in a_words.iter().zip(b_words) {
+        let x = u64::from_le_bytes(*x) ^ u64::from_le_bytes(*y);
+        if x != 0 {
+            return Some(from + i + (x.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    (i..a.len()).find(|&j| a[j] != b[j]).map(|j| from + j)
+}
+
+/// The end of the run that starts with a difference at `start`: the run
+/// grows, a word at a time, while the next difference lies less than
+/// `MERGE_GAP` bytes past its end.
+fn run_end(old: &[u8], new: &[u8], start: usize, n: usize) -> usize {
+    let mut end = start + 1;
+    let mut j = end;
+    while j + 8 <= n && j < end + MERGE_GAP {
+        let (Some(x), Some(y)) = (old[j..].first_chunk::<8>(), new[j..].first_chunk::<8>()) else {
+            break;
+        };
+        let x = u64::from_le_bytes(*x) ^ u64::from_le_bytes(*y);
+        if x != 0 {
+            let first = j + (x.trailing_zeros() / 8) as usize;
+            if first >= end + MERGE_GAP {
+                return end;
+            }
+            end = j + 8 - (x.leading_zeros() / 8) as usize;
+        }
+        j += 8;
+    }
+    // The last few bytes of the page, one at a time.
+    while j < n && j < end + MERGE_GAP {
+        if old[j] != new[j] {
+            end = j + 1;
+        }
+        j += 1;
+    }
+    end
 }
 
 /// Blocks an image is scanned in for its nonzero runs.

@@ -285,7 +285,7 @@ impl Message {
                 if !frame_size.is_power_of_two() || !(512..=32768).contains(&frame_size) {
                     return Err(bad(format!("frame size {frame_size}")));
                 }
-                if bytes.is_empty() || bytes.len() % frame_size as usize != 0 {
+                if bytes.is_empty() || !bytes.len().is_multiple_of(frame_size as usize) {
                     return Err(bad(format!("{} bytes of frames of {frame_size}", bytes.len())));
                 }
                 Message::Frames {
@@ -332,7 +332,7 @@ impl Message {
                 if !page_size.is_power_of_two() || !(4096..=65536).contains(&page_size) {
                     return Err(bad(format!("page size {page_size}")));
                 }
-                if bytes.is_empty() || bytes.len() % page_size as usize != 0 {
+                if bytes.is_empty() || !bytes.len().is_multiple_of(page_size as usize) {
                     return Err(bad(format!("{} bytes of pages of {page_size}", bytes.len())));
                 }
                 Message::SeedPages {

@@ -109,7 +109,7 @@ impl<'db> WriteTxn<'db> {
     /// a transaction that changed nothing).
     pub(crate) fn append(mut self) -> Result<Option<crate::log::Lsn>> {
         self.usable()?;
-        let pages = std::mem::replace(&mut self.pages, TxnPages::new(self.db.pager.clone()));
+        let pages = std::mem::replace(&mut self.pages, TxnPages::spent(self.db.pager.clone()));
         pages.commit()
     }
 
@@ -241,7 +241,7 @@ impl<'db> WriteTxn<'db> {
     /// the durability wait, so the next writer's commit joins the same fsync.
     pub fn commit_with(mut self, durability: Durability) -> Result<()> {
         self.usable()?;
-        let pages = std::mem::replace(&mut self.pages, TxnPages::new(self.db.pager.clone()));
+        let pages = std::mem::replace(&mut self.pages, TxnPages::spent(self.db.pager.clone()));
         let end = pages.commit()?;
         drop(self.guard.take());
         match end {

@@ -8,6 +8,7 @@ use crate::pager::{DbError, LATEST, PageBuf, PageKind, PageNo, PageRead, PageRef
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 /// One page the transaction changed.
 struct Private {
@@ -30,10 +31,23 @@ pub struct TxnPages {
 impl TxnPages {
     pub fn new(pager: Arc<Pager>) -> Self {
         let page_count = pager.page_count();
+        let alloc_hint = pager.free_search_from.load(Ordering::Acquire);
         TxnPages {
             pager,
             private: BTreeMap::new(),
             page_count,
+            alloc_hint,
+            displaced: Vec::new(),
+        }
+    }
+
+    /// What a committed or rolled-back transaction leaves behind: changes
+    /// nothing and holds nothing.
+    pub(crate) fn spent(pager: Arc<Pager>) -> Self {
+        TxnPages {
+            pager,
+            private: BTreeMap::new(),
+            page_count: 0,
             alloc_hint: crate::pager::FIRST_DATA_PAGE,
             displaced: Vec::new(),
         }
@@ -87,7 +101,12 @@ impl TxnPages {
             let changed = private.into_iter().map(|(no, p)| (no, p.base, p.page));
             Ok(build_commit(changed, redo_point, seq, page_count))
         };
-        let (_, end) = self.pager.append_commit(build, page_count, bases)?;
+        let pager = self.pager;
+        let (_, end) = pager.append_commit(build, page_count, bases)?;
+        // Every page below the hint is allocated now: the search began at
+        // the committed hint and passed only allocated pages, and a free
+        // here lowered it.
+        pager.free_search_from.store(self.alloc_hint, Ordering::Release);
         Ok(Some(end))
     }
 

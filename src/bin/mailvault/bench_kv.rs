@@ -60,6 +60,9 @@ pub struct BenchKvArgs {
     /// MiB of log the recovery phase writes after its last checkpoint, then replays.
     #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
     recovery_mib: u64,
+    /// Batches a committer yields through before parking (`LogOptions::yield_rounds`) [default: the library's default]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=1000))]
+    yield_rounds: Option<u32>,
     /// Write a line `<table> <key hex> <value len> <crc32c>` for every acknowledged insert to FILE.
     #[arg(long, value_name = "FILE")]
     acked: Option<PathBuf>,
@@ -91,11 +94,14 @@ pub fn run(args: &BenchKvArgs) -> Result<()> {
         None => None,
     };
     let (dir, _temp) = bench::bench_dir(args.dir.as_deref())?;
-    let opts = DbOptions {
+    let mut opts = DbOptions {
         page_size: args.page_size,
         cache_bytes,
         ..DbOptions::default()
     };
+    if let Some(rounds) = args.yield_rounds {
+        opts.log.yield_rounds = rounds;
+    }
     let rounds = args.rounds.unwrap_or_else(|| bench::default_rounds(args.seconds));
     let phase = phase_duration(args.seconds);
     let db = Database::create(Arc::new(OsVfs), &dir, opts.clone())?;
