@@ -63,12 +63,10 @@ impl Pager {
             return Err(self.fail(e.into()));
         }
         ck.number = number;
-        // What whoever replays this log must find in these pages.
-        let digest: Vec<_> = pages
-            .iter()
-            .map(|(no, p)| (*no, page::page_lsn(p), crc32c::crc32c(&p[4..])))
-            .collect();
-        self.write_checkpoint(&mut ck, redo, pages, page_count, state)
+        // What whoever replays this log must find in these pages: their
+        // checksums as sealed for the write.
+        let digest = self
+            .write_checkpoint(&mut ck, redo, pages, page_count, state)
             .map_err(|e| self.fail(e))?;
         // In records the log accepts; durable with the next batch, and
         // nothing waits for them.
@@ -111,6 +109,7 @@ impl Pager {
     }
 
     /// Writes `pages` and then a header saying recovery starts at `redo`.
+    /// Returns (page, page LSN, checksum) of every page written.
     pub(crate) fn write_checkpoint(
         &self,
         ck: &mut super::engine::CheckpointState,
@@ -118,19 +117,24 @@ impl Pager {
         mut pages: Vec<(PageNo, PageRef)>,
         page_count: u32,
         state: DbState,
-    ) -> Result<()> {
-        let (header, slot) = self
+    ) -> Result<Vec<(PageNo, Lsn, u32)>> {
+        let (header, slot, crcs) = self
             .file
             .write_checkpoint(&ck.header, ck.slot, &mut pages, redo, page_count, state)?;
         ck.header = header;
         ck.slot = slot;
+        let digest = pages
+            .iter()
+            .zip(crcs)
+            .map(|((no, p), crc)| (*no, page::page_lsn(p), crc))
+            .collect();
         let mut st = self.state.lock();
         for (no, p) in &pages {
             st.cache.mark_written(*no, p);
         }
         let oldest = st.oldest();
         st.cache.evict(oldest);
-        Ok(())
+        Ok(digest)
     }
 
     /// Recycles the log generations nobody needs: wholly before the last

@@ -35,25 +35,29 @@ pub(crate) struct DoubleWrite {
 }
 
 impl DoubleWrite {
-    /// Writes `pages` (sealed) as one chunk and syncs.
-    pub fn write_chunk(&self, pages: &[(PageNo, PageRef)], sealed: &[u8], sequence: u64) -> Result<()> {
+    /// Writes `pages` as one chunk and syncs. `buf` holds a zeroed page for
+    /// the header, then the pages' sealed copies in order; `crcs` are their
+    /// page checksums (of bytes 4..page size).
+    pub fn write_chunk(&self, pages: &[(PageNo, PageRef)], crcs: &[u32], buf: &mut [u8], sequence: u64) -> Result<()> {
         let ps = self.page_size;
-        let mut buf = vec![0u8; ps];
-        buf[4..12].copy_from_slice(&DW_MAGIC);
-        buf[12..16].copy_from_slice(&self.salt.to_le_bytes());
-        buf[16..20].copy_from_slice(&(pages.len() as u32).to_le_bytes());
-        buf[20..28].copy_from_slice(&sequence.to_le_bytes());
-        for (i, (no, _)) in pages.iter().enumerate() {
+        let (head, copies) = buf.split_at_mut(ps);
+        head[4..12].copy_from_slice(&DW_MAGIC);
+        head[12..16].copy_from_slice(&self.salt.to_le_bytes());
+        head[16..20].copy_from_slice(&(pages.len() as u32).to_le_bytes());
+        head[20..28].copy_from_slice(&sequence.to_le_bytes());
+        for (i, ((no, _), crc)) in pages.iter().zip(crcs).enumerate() {
             let at = DW_HEADER + i * 8;
-            let copy = &sealed[i * ps..(i + 1) * ps];
-            buf[at..at + 4].copy_from_slice(&no.to_le_bytes());
-            buf[at + 4..at + 8].copy_from_slice(&crc32c::crc32c(copy).to_le_bytes());
+            let copy = &copies[i * ps..(i + 1) * ps];
+            // The checksum of the whole copy, from that of bytes 4.. and of
+            // the first four: no second pass over the page.
+            let whole = crc32c::crc32c_combine(crc32c::crc32c(&copy[..4]), *crc, ps - 4);
+            head[at..at + 4].copy_from_slice(&no.to_le_bytes());
+            head[at + 4..at + 8].copy_from_slice(&whole.to_le_bytes());
         }
-        let crc = crc32c::crc32c(&buf[4..]);
-        buf[0..4].copy_from_slice(&crc.to_le_bytes());
-        buf.extend_from_slice(sealed);
+        let crc = crc32c::crc32c(&head[4..]);
+        head[0..4].copy_from_slice(&crc.to_le_bytes());
         self.file
-            .write_at(&buf, 0)
+            .write_at(buf, 0)
             .map_err(|e| DbError::io(&self.path, 0, "write", e))?;
         self.file.sync_data().map_err(|e| DbError::io(&self.path, 0, "sync", e))
     }

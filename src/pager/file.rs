@@ -60,12 +60,14 @@ impl DbFile {
     }
 
     /// Writes the pages (sorted by number, sealed here) with adjacent pages
-    /// coalesced, growing the file first in extents. No sync.
-    pub fn write_pages(&self, pages: &[(PageNo, PageRef)]) -> Result<()> {
+    /// coalesced, growing the file first in extents. No sync. Returns each
+    /// page's checksum, in order.
+    pub fn write_pages(&self, pages: &[PageVersion]) -> Result<Vec<u32>> {
         let Some(last) = pages.last() else {
-            return Ok(());
+            return Ok(Vec::new());
         };
         self.grow_to(self.offset(last.0 + 1))?;
+        let mut crcs = Vec::with_capacity(pages.len());
         let mut run: Vec<u8> = Vec::with_capacity(MAX_WRITE.min(pages.len() * self.page_size));
         let mut run_start = pages[0].0;
         for (i, (no, version)) in pages.iter().enumerate() {
@@ -77,33 +79,60 @@ impl DbFile {
             }
             let at = run.len();
             run.extend_from_slice(version);
-            page::seal(&mut run[at..]);
+            crcs.push(page::seal(&mut run[at..]));
         }
-        self.write_at(&run, run_start)
+        self.write_at(&run, run_start)?;
+        Ok(crcs)
+    }
+
+    /// Writes pages already sealed, laid out one after another in `sealed`
+    /// in the order of `pages` (sorted): adjacent pages in one write.
+    fn write_sealed(&self, pages: &[PageVersion], sealed: &[u8]) -> Result<()> {
+        let Some(last) = pages.last() else {
+            return Ok(());
+        };
+        self.grow_to(self.offset(last.0 + 1))?;
+        let ps = self.page_size;
+        let mut start = 0;
+        for i in 1..=pages.len() {
+            let contiguous = i < pages.len() && pages[i].0 == pages[i - 1].0 + 1 && (i - start) * ps < MAX_WRITE;
+            if !contiguous {
+                self.write_at(&sealed[start * ps..i * ps], pages[start].0)?;
+                start = i;
+            }
+        }
+        Ok(())
     }
 
     /// Writes the pages (sorted) and syncs so that no torn write can lose
     /// them: through the double-write area chunk by chunk when there is one
     /// (copies synced before the in-place writes), else directly (the log
-    /// then holds full images of them).
-    pub fn write_pages_synced(&self, pages: &[(PageNo, PageRef)], sequence: u64) -> Result<()> {
+    /// then holds full images of them). Each page is copied and checksummed
+    /// once: the in-place writes take the double-write copies' bytes.
+    /// Returns each page's checksum, in order.
+    pub fn write_pages_synced(&self, pages: &[PageVersion], sequence: u64) -> Result<Vec<u32>> {
         let Some(dw) = &self.double_write else {
-            self.write_pages(pages)?;
-            return self.sync();
+            let crcs = self.write_pages(pages)?;
+            self.sync()?;
+            return Ok(crcs);
         };
         let ps = self.page_size;
+        let mut crcs = Vec::with_capacity(pages.len());
         for chunk in pages.chunks(super::doublewrite::chunk_pages(ps)) {
-            let mut sealed = Vec::with_capacity(chunk.len() * ps);
+            // The chunk's header page, then its sealed copies.
+            let mut buf = Vec::with_capacity((chunk.len() + 1) * ps);
+            buf.resize(ps, 0);
+            let first = crcs.len();
             for (_, version) in chunk {
-                let at = sealed.len();
-                sealed.extend_from_slice(version);
-                page::seal(&mut sealed[at..]);
+                let at = buf.len();
+                buf.extend_from_slice(version);
+                crcs.push(page::seal(&mut buf[at..]));
             }
-            dw.write_chunk(chunk, &sealed, sequence)?;
-            self.write_pages(chunk)?;
+            dw.write_chunk(chunk, &crcs[first..], &mut buf, sequence)?;
+            self.write_sealed(chunk, &buf[ps..])?;
             self.sync()?;
         }
-        Ok(())
+        Ok(crcs)
     }
 
     /// Puts back every page a crash tore during an in-place write, from the
@@ -152,8 +181,8 @@ impl DbFile {
 
     /// Writes a checkpoint: its pages (sorted here, through the double-write
     /// area), then the header after `current`, naming `redo` as the redo
-    /// point, into the other slot, and syncs. Returns the new header and its
-    /// slot.
+    /// point, into the other slot, and syncs. Returns the new header, its
+    /// slot, and the checksum of each page as sorted.
     pub fn write_checkpoint(
         &self,
         current: &DbHeader,
@@ -162,7 +191,7 @@ impl DbFile {
         redo: crate::log::Lsn,
         page_count: u32,
         state: super::header::DbState,
-    ) -> Result<(DbHeader, u32)> {
+    ) -> Result<(DbHeader, u32, Vec<u32>)> {
         self.write_checkpoint_with(current, slot, (pages, &mut []), redo, page_count, state)
     }
 
@@ -177,7 +206,7 @@ impl DbFile {
         redo: crate::log::Lsn,
         page_count: u32,
         state: super::header::DbState,
-    ) -> Result<(DbHeader, u32)> {
+    ) -> Result<(DbHeader, u32, Vec<u32>)> {
         pages.sort_by_key(|(no, _)| *no);
         direct.sort_by_key(|(no, _)| *no);
         let newest = pages
@@ -190,7 +219,7 @@ impl DbFile {
             .sequence
             .checked_add(1)
             .ok_or_else(|| DbError::corrupt(&self.path, 0, "database header sequence at its maximum"))?;
-        self.write_pages_synced(pages, sequence)?;
+        let crcs = self.write_pages_synced(pages, sequence)?;
         if !direct.is_empty() {
             self.write_pages(direct)?;
             self.sync()?;
@@ -206,7 +235,7 @@ impl DbFile {
         let slot = 1 - slot;
         self.write_header(&header, slot)?;
         self.sync()?;
-        Ok((header, slot))
+        Ok((header, slot, crcs))
     }
 
     /// Writes header copy `slot` (0 or 1). No sync.

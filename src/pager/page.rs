@@ -206,9 +206,10 @@ pub fn set_lsn(page: &mut [u8], lsn: Lsn) {
 }
 
 /// Computes and stores the checksum; done just before a page is written.
-pub fn seal(page: &mut [u8]) {
+pub fn seal(page: &mut [u8]) -> u32 {
     let crc = crc32c::crc32c(&page[4..]);
     page[0..4].copy_from_slice(&crc.to_le_bytes());
+    crc
 }
 
 /// Verifies a page read from position `no` of `file`: checksum, number, salt

@@ -213,7 +213,7 @@ impl Replayer {
         self.snapshots.before_write(&self.file, &protected);
         self.snapshots.before_write(&self.file, &rebuilt);
         let page_count = self.pass.page_count;
-        let (header, slot) = self.file.write_checkpoint_with(
+        let (header, slot, _) = self.file.write_checkpoint_with(
             &self.header,
             self.slot,
             (&mut protected, &mut rebuilt),
