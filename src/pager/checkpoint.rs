@@ -34,6 +34,7 @@ impl Pager {
         state: DbState,
     ) -> Result<()> {
         self.checkpoint_wanted.store(false, Ordering::Relaxed);
+        let started = std::time::Instant::now();
         // Informational only: a hostile log may carry any number.
         let number = ck.number.wrapping_add(1);
         let every = self.opts.whole_digest_every;
@@ -80,6 +81,7 @@ impl Pager {
             ck.last_whole = redo;
             self.log_whole_digest(redo, page_count)?;
         }
+        tracing::debug!(number, marker = %redo, pages = digest.len(), elapsed = ?started.elapsed(), "checkpoint written");
         self.truncate_log(redo)
     }
 
@@ -189,9 +191,17 @@ impl Pager {
                 }
                 self.advance_visible();
             }
-            let redo = self.state.lock().redo_point;
+            let (redo, half_dirty) = {
+                let st = self.state.lock();
+                (st.redo_point, st.cache.dirty_bytes() * 2 > st.cache.capacity())
+            };
             let deep = self.log_distance(redo, self.log.end_lsn()) > self.opts.checkpoint_depth;
-            if (deep || self.checkpoint_wanted.load(Ordering::Relaxed))
+            // The request is checked again here: commits during the last
+            // checkpoint asked for another while the pages it was writing
+            // still counted as dirty (measured: every checkpoint was followed
+            // at once by one of half its size).
+            let wanted = self.checkpoint_wanted.swap(false, Ordering::Relaxed) && half_dirty;
+            if (deep || wanted)
                 && let Err(e) = self.checkpoint()
             {
                 tracing::error!(error = %e, "background checkpoint failed");

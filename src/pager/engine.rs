@@ -342,6 +342,7 @@ impl Pager {
             // checkpoint; only one of them runs it.
             let ck = self.checkpointer.lock();
             if self.mostly_dirty() {
+                tracing::debug!("the cache is mostly dirty: a committer runs the checkpoint");
                 return self.checkpoint_locked(ck, super::header::DbState::Dirty);
             }
         }
