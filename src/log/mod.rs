@@ -417,6 +417,36 @@ impl Log {
         Ok(end)
     }
 
+    /// For a clean close: gives back the disk space the log keeps ready for
+    /// commits. Everything appended is made durable first; then the prepared
+    /// next generation and the recycled files are removed, and the blocks of
+    /// the current generation past the frame that holds the end are released
+    /// (they read as zeros, as the unused tail of a new generation does).
+    /// Opening again rebuilds the last generation whole and prepares spares
+    /// in the background. Returns the bytes given back. The log still takes
+    /// records after this, preparing each new generation in place.
+    pub fn release_spare_space(&self) -> Result<u64> {
+        let end = self.flush()?;
+        let removed = self.inner.preparer.remove_spares()?;
+        let leader = self.inner.leader.lock();
+        let current = &leader.current;
+        let mut released = u64::from(removed) * current.header.generation_size;
+        if !leader.current_sealed && current.header.generation == end.generation() {
+            let frame = u64::from(current.header.frame_size);
+            let from = (u64::from(end.offset()) / frame + 1) * frame;
+            let size = current.frame_offset(current.frames());
+            if from < size
+                && current
+                    .file
+                    .release(from, size - from)
+                    .map_err(|e| LogError::io(&current.path, from, "release", e))?
+            {
+                released += size - from;
+            }
+        }
+        Ok(released)
+    }
+
     /// Whether a group-commit batch is being written and synced now: records
     /// appended meanwhile will be taken by the next batch's leader.
     pub fn sync_in_flight(&self) -> bool {

@@ -301,6 +301,33 @@ impl Preparer {
         Ok((Prepared { generation, path, file }, needs_fill))
     }
 
+    /// Stops the background thread's work and removes the files it keeps
+    /// ready: the prepared next generation and the recycled ones. Returns
+    /// how many were removed. The log prepares files again (in place, a
+    /// stall) if it is written after this.
+    pub fn remove_spares(&self) -> Result<u32> {
+        let mut st = self.state.lock();
+        st.shutdown = true;
+        self.cv.notify_all();
+        while st.busy.is_some() || st.fill.is_some() {
+            self.cv.wait(&mut st);
+        }
+        let mut paths: Vec<PathBuf> = st.pool.drain(..).map(|g| self.dir.join(recycle_name(g))).collect();
+        if let Some(ready) = st.ready.take() {
+            paths.push(ready.path);
+        }
+        drop(st);
+        let vfs = self.vfs.as_ref();
+        for path in &paths {
+            vfs.remove(path).map_err(|e| LogError::io(path, 0, "remove", e))?;
+        }
+        if !paths.is_empty() {
+            vfs.sync_dir(&self.dir)
+                .map_err(|e| LogError::io(&self.dir, 0, "sync directory", e))?;
+        }
+        Ok(paths.len() as u32)
+    }
+
     /// Moves the file of an old generation into the recycle pool, or removes it
     /// when the pool is full. The directory is synced after each step so that
     /// the remaining generations always form one contiguous run.

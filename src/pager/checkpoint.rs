@@ -220,11 +220,17 @@ impl Pager {
         }
     }
 
-    /// Checkpoints with the clean state and closes the log.
+    /// Checkpoints with the clean state and closes the log, giving back the
+    /// space it keeps ready for commits (its spare generation files and the
+    /// unused tail of the current one): a closed store takes the disk space
+    /// of its data and its live log only.
     pub fn close(&self) -> Result<()> {
         self.stop_background();
         self.log.flush().map_err(DbError::from)?;
         self.advance_visible();
-        self.checkpoint_with_state(DbState::Clean)
+        self.checkpoint_with_state(DbState::Clean)?;
+        let released = self.log.release_spare_space().map_err(DbError::from)?;
+        tracing::debug!(bytes = released, "log space given back at close");
+        Ok(())
     }
 }

@@ -64,6 +64,14 @@ pub trait VfsFile: Send + Sync {
         self.allocate(len)
     }
 
+    /// Gives back the disk blocks of `offset..offset + len` while keeping
+    /// the file's length: the range reads as zeros afterwards. Returns
+    /// whether anything was given back; the default (a file system that
+    /// cannot) keeps the blocks and their bytes.
+    fn release(&self, _offset: u64, _len: u64) -> io::Result<bool> {
+        Ok(false)
+    }
+
     /// Grows the file to `len` bytes with blocks that are physically written
     /// (zeros), so that later overwrites followed by `sync_data` carry no
     /// metadata. Writing zeros is measurably cheaper for later commits than

@@ -62,6 +62,22 @@ impl VfsFile for OsFile {
     /// fallocate: blocks reserved as unwritten extents, converted when the
     /// checkpoint writes them (its one fdatasync carries the conversion).
     /// Where the file system cannot, a sparse `set_len` does.
+    /// fallocate(PUNCH_HOLE | KEEP_SIZE); false where the file system has
+    /// no holes.
+    fn release(&self, offset: u64, len: u64) -> io::Result<bool> {
+        use rustix::fs::FallocateFlags;
+        match rustix::fs::fallocate(
+            &self.file,
+            FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE,
+            offset,
+            len,
+        ) {
+            Ok(()) => Ok(true),
+            Err(e) if e == rustix::io::Errno::OPNOTSUPP || e == rustix::io::Errno::NOSYS => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     fn reserve(&self, len: u64) -> io::Result<()> {
         let current = self.len()?;
         if len <= current {

@@ -289,6 +289,19 @@ impl VfsFile for SimFile {
         state.write_at(self.inode, buf, offset)
     }
 
+    /// A hole reads as zeros: modelled as a write of zeros over the part of
+    /// the range inside the file, durable (or torn, or lost) like any write.
+    fn release(&self, offset: u64, len: u64) -> io::Result<bool> {
+        let mut state = self.state.lock();
+        state.begin(Call::File(self.epoch))?;
+        let end = offset.saturating_add(len).min(state.len(self.inode)?);
+        if end > offset {
+            let zeros = vec![0u8; usize::try_from(end - offset).map_err(|_| io::Error::other("range too large"))?];
+            state.write_at(self.inode, &zeros, offset)?;
+        }
+        Ok(true)
+    }
+
     fn sync_data(&self) -> io::Result<()> {
         let mut state = self.state.lock();
         if let Err(e) = state.begin(Call::SyncData(self.epoch)) {
