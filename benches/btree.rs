@@ -12,16 +12,11 @@ use std::hint::black_box;
 use std::ops::Bound;
 use std::time::Duration;
 
+mod common;
+use common::mix;
+
 const ENTRIES: u64 = 100_000;
 const PAGE_SIZE: usize = 16384;
-
-/// A cheap deterministic generator (splitmix64).
-fn mix(i: u64) -> u64 {
-    let mut z = i.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
 
 /// Key `i`: a mailbox path and a message number, 16 to 40 bytes.
 fn key(i: u64) -> Vec<u8> {

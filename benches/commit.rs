@@ -12,15 +12,10 @@ use mailvault::vfs::OsVfs;
 use std::sync::Arc;
 use std::time::Duration;
 
-const ENTRIES: u64 = 100_000;
+mod common;
+use common::mix;
 
-/// A cheap deterministic generator (splitmix64).
-fn mix(i: u64) -> u64 {
-    let mut z = i.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
+const ENTRIES: u64 = 100_000;
 
 fn key(i: u64) -> [u8; 16] {
     let mut k = [0u8; 16];
