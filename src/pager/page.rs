@@ -118,29 +118,46 @@ mod pool {
     /// Page sizes pooled: 4 KiB to 64 KiB, the sizes a database can have.
     const SIZES: [usize; 5] = [4096, 8192, 16384, 32768, 65536];
 
-    static FREE: [Mutex<Vec<Box<[u8]>>>; 5] = [const { Mutex::new(Vec::new()) }; 5];
+    /// Free buffers by page size, newest last.
+    pub(super) struct Pool([Mutex<Vec<Box<[u8]>>>; 5]);
+
+    static FREE: Pool = Pool::new();
 
     fn class(len: usize) -> Option<usize> {
         SIZES.iter().position(|&s| s == len)
     }
 
-    pub(super) fn take(len: usize) -> Option<Box<[u8]>> {
-        FREE[class(len)?].lock().pop()
+    impl Pool {
+        pub(super) const fn new() -> Pool {
+            Pool([const { Mutex::new(Vec::new()) }; 5])
+        }
+
+        pub(super) fn take(&self, len: usize) -> Option<Box<[u8]>> {
+            self.0[class(len)?].lock().pop()
+        }
+
+        pub(super) fn give(&self, bytes: Box<[u8]>) {
+            if let Some(c) = class(bytes.len()) {
+                let mut free = self.0[c].lock();
+                if (free.len() + 1) * bytes.len() <= BYTES_PER_SIZE {
+                    free.push(bytes);
+                }
+            }
+        }
+
+        /// Bytes of free buffers kept for `len`-byte pages.
+        #[cfg(test)]
+        pub(super) fn held(&self, len: usize) -> usize {
+            class(len).map_or(0, |c| self.0[c].lock().len() * len)
+        }
     }
 
-    /// Bytes of free buffers kept for `len`-byte pages.
-    #[cfg(test)]
-    pub(super) fn held(len: usize) -> usize {
-        class(len).map_or(0, |c| FREE[c].lock().len() * len)
+    pub(super) fn take(len: usize) -> Option<Box<[u8]>> {
+        FREE.take(len)
     }
 
     pub(super) fn give(bytes: Box<[u8]>) {
-        if let Some(c) = class(bytes.len()) {
-            let mut free = FREE[c].lock();
-            if (free.len() + 1) * bytes.len() <= BYTES_PER_SIZE {
-                free.push(bytes);
-            }
-        }
+        FREE.give(bytes)
     }
 }
 
@@ -247,23 +264,38 @@ mod tests {
     use super::*;
 
     #[test]
-    fn freed_buffers_are_reused_and_the_pool_is_bounded() {
-        // 8 KiB: a size no other test of this module uses, so the pool's
-        // content here is this test's alone.
-        let first = PageBuf::zeroed(8192);
+    fn freed_buffers_are_reused_newest_first_and_the_pool_is_bounded() {
+        // A pool of the test's own: the global one is shared by every test
+        // thread of this process.
+        let pool = pool::Pool::new();
+        let first = vec![1u8; 8192].into_boxed_slice();
         let at = first.as_ptr();
-        drop(first);
-        let mut copy = PageBuf::zeroed(8192);
-        assert_eq!(copy.as_ptr(), at, "the freed buffer is taken again");
-        copy[100] = 7;
-        let clone = copy.clone();
-        assert_eq!(clone[..], copy[..]);
-        assert_ne!(clone.as_ptr(), copy.as_ptr());
-        let many: Vec<PageBuf> = (0..300).map(|_| PageBuf::zeroed(8192)).collect();
-        drop(many);
-        assert!(pool::held(8192) <= 1 << 20, "{} bytes kept", pool::held(8192));
-        let reused = PageBuf::zeroed(8192);
-        assert!(reused.iter().all(|&b| b == 0), "a reused buffer is zeroed");
+        pool.give(first);
+        pool.give(vec![2u8; 8192].into_boxed_slice());
+        let newest = pool.take(8192).expect("a buffer");
+        assert_eq!(newest[0], 2, "the newest freed buffer comes back first");
+        let oldest = pool.take(8192).expect("a buffer");
+        assert_eq!(oldest.as_ptr(), at);
+        assert!(pool.take(8192).is_none() && pool.take(4096).is_none());
+        pool.give(vec![0u8; 1000].into_boxed_slice());
+        assert!(pool.take(1000).is_none(), "only page sizes are pooled");
+        for _ in 0..300 {
+            pool.give(vec![0u8; 8192].into_boxed_slice());
+        }
+        assert_eq!(pool.held(8192), 1 << 20, "at most 1 MiB is kept per page size");
+    }
+
+    #[test]
+    fn pages_from_reused_buffers_are_zeroed_or_copied_exactly() {
+        for _ in 0..50 {
+            let mut page = PageBuf::zeroed(8192);
+            assert!(page.iter().all(|&b| b == 0), "a new page is zeroed");
+            page[100] = 7;
+            page[8191] = 9;
+            let copy = page.clone();
+            assert_eq!(copy[..], page[..]);
+            assert_ne!(copy.as_ptr(), page.as_ptr());
+        }
     }
 
     #[test]
