@@ -6,6 +6,9 @@
 //! acknowledged as inspected), follows the active to the end, and is
 //! page-identical to it.
 
+#[path = "common/workload.rs"]
+mod workload;
+
 use mailvault::log::{FrameSource, LogReplica, Lsn};
 use mailvault::pager::{Replayer, data_path, log_dir};
 use mailvault::txn::{Database, DbOptions, LogPin};
@@ -13,6 +16,7 @@ use mailvault::vfs::sim::SimRng;
 use mailvault::vfs::{FaultKind, OpenMode, SimVfs, Vfs};
 use std::path::Path;
 use std::sync::Arc;
+use workload::{Mix, work_mix};
 
 const PS: usize = 4096;
 const CACHE: usize = 24 * PS;
@@ -39,24 +43,20 @@ fn file_bytes(disk: &SimVfs, path: &Path) -> Vec<u8> {
 }
 
 fn work(db: &Database, rng: &mut SimRng, round: u64) {
-    let mut tx = db.begin_write();
-    let t = tx.open_table("t").unwrap();
-    for _ in 0..1 + rng.below(4) {
-        let key = format!("k{:03}", rng.below(60));
-        if rng.below(4) == 0 {
-            tx.delete(&t, key.as_bytes()).unwrap();
-        } else {
-            let len = if rng.below(6) == 0 {
-                4000 + rng.below(9000)
-            } else {
-                rng.below(300)
-            };
-            let mut v = vec![0u8; len as usize];
-            SimRng::new(round).fill(&mut v);
-            tx.put(&t, key.as_bytes(), &v).unwrap();
-        }
-    }
-    tx.commit().unwrap();
+    work_mix(
+        db,
+        rng,
+        round,
+        &Mix {
+            ops_below: 4,
+            keys: 60,
+            delete_one_in: 4,
+            long_one_in: 6,
+            long_min: 4000,
+            long_span: 9000,
+            short_below: 300,
+        },
+    );
 }
 
 /// The active after its whole workload, at rest: its disk, the image a copy

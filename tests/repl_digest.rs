@@ -8,6 +8,9 @@
 
 mod common;
 
+#[path = "common/workload.rs"]
+mod workload;
+
 use mailvault::log::{FrameSource, LogReplica, Lsn};
 use mailvault::pager::digest::{GROUP_PAGES, root};
 use mailvault::pager::redo::{DbRecord, GROUP_HASH_LEN, group_count};
@@ -18,6 +21,7 @@ use mailvault::vfs::{OpenMode, SimVfs, Vfs};
 use sha2::{Digest, Sha256};
 use std::path::Path;
 use std::sync::Arc;
+use workload::{Mix, work_mix};
 
 const PS: usize = 4096;
 
@@ -55,24 +59,20 @@ fn create(disk: &Arc<SimVfs>, every: u64) -> Database {
 
 /// A few puts and deletes; one value in three is long (several pages).
 fn work(db: &Database, rng: &mut SimRng, round: u64) {
-    let mut tx = db.begin_write();
-    let t = tx.open_table("t").unwrap();
-    for _ in 0..1 + rng.below(5) {
-        let key = format!("k{:03}", rng.below(200));
-        if rng.below(4) == 0 {
-            tx.delete(&t, key.as_bytes()).unwrap();
-        } else {
-            let len = if rng.below(3) == 0 {
-                5000 + rng.below(20_000)
-            } else {
-                rng.below(300)
-            };
-            let mut v = vec![0u8; len as usize];
-            SimRng::new(round).fill(&mut v);
-            tx.put(&t, key.as_bytes(), &v).unwrap();
-        }
-    }
-    tx.commit().unwrap();
+    work_mix(
+        db,
+        rng,
+        round,
+        &Mix {
+            ops_below: 5,
+            keys: 200,
+            delete_one_in: 4,
+            long_one_in: 3,
+            long_min: 5000,
+            long_span: 20_000,
+            short_below: 300,
+        },
+    );
 }
 
 /// Seeds `/copy` with `image` and starts its replica at the header's redo

@@ -4,6 +4,9 @@
 //! moments, replay in steps with checkpoints and reopens of the copy, every
 //! page of the copy's file equals the active's at the same LSN.
 
+#[path = "common/workload.rs"]
+mod workload;
+
 use mailvault::log::{FrameSource, LogReplica, Lsn};
 use mailvault::pager::{Replayer, data_path, log_dir};
 use mailvault::txn::{Database, DbOptions, LogPin};
@@ -11,6 +14,7 @@ use mailvault::vfs::sim::SimRng;
 use mailvault::vfs::{OpenMode, SimVfs, Vfs};
 use std::path::Path;
 use std::sync::Arc;
+use workload::{Mix, work_mix};
 
 fn opts() -> DbOptions {
     let mut o = DbOptions {
@@ -34,24 +38,20 @@ fn file_bytes(disk: &SimVfs, path: &Path) -> Vec<u8> {
 }
 
 fn work(db: &Database, rng: &mut SimRng, round: u64) {
-    let mut tx = db.begin_write();
-    let t = tx.open_table("t").unwrap();
-    for _ in 0..1 + rng.below(5) {
-        let key = format!("k{:03}", rng.below(80));
-        if rng.below(4) == 0 {
-            tx.delete(&t, key.as_bytes()).unwrap();
-        } else {
-            let len = if rng.below(8) == 0 {
-                5000 + rng.below(20_000)
-            } else {
-                rng.below(300)
-            };
-            let mut v = vec![0u8; len as usize];
-            SimRng::new(round).fill(&mut v);
-            tx.put(&t, key.as_bytes(), &v).unwrap();
-        }
-    }
-    tx.commit().unwrap();
+    work_mix(
+        db,
+        rng,
+        round,
+        &Mix {
+            ops_below: 5,
+            keys: 80,
+            delete_one_in: 4,
+            long_one_in: 8,
+            long_min: 5000,
+            long_span: 20_000,
+            short_below: 300,
+        },
+    );
 }
 
 /// Seeds `/copy` with `image` (the active's file at rest after a

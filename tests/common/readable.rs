@@ -3,11 +3,15 @@
 
 #![allow(dead_code)]
 
+#[path = "workload.rs"]
+mod workload;
+
 use mailvault::btree;
 use mailvault::txn::{Database, DbOptions, PassiveRead};
 use mailvault::vfs::sim::SimRng;
 use std::collections::BTreeMap;
 use std::ops::Bound;
+use workload::{Mix, work_mix};
 
 pub const PS: usize = 4096;
 /// The copy's replay budget: 32 pages, so replay spills on its own too.
@@ -43,24 +47,20 @@ pub fn create_with_table(vfs: mailvault::vfs::SharedVfs, path: std::path::PathBu
 
 /// One transaction: puts (some long, over several pages) and deletes.
 pub fn work(db: &Database, rng: &mut SimRng, round: u64) {
-    let mut tx = db.begin_write();
-    let t = tx.open_table("t").unwrap();
-    for _ in 0..1 + rng.below(6) {
-        let key = format!("k{:03}", rng.below(120));
-        if rng.below(5) == 0 {
-            tx.delete(&t, key.as_bytes()).unwrap();
-        } else {
-            let len = if rng.below(6) == 0 {
-                5000 + rng.below(12_000)
-            } else {
-                rng.below(400)
-            };
-            let mut v = vec![0u8; len as usize];
-            SimRng::new(round).fill(&mut v);
-            tx.put(&t, key.as_bytes(), &v).unwrap();
-        }
-    }
-    tx.commit().unwrap();
+    work_mix(
+        db,
+        rng,
+        round,
+        &Mix {
+            ops_below: 6,
+            keys: 120,
+            delete_one_in: 5,
+            long_one_in: 6,
+            long_min: 5000,
+            long_span: 12_000,
+            short_below: 400,
+        },
+    );
 }
 
 pub fn active_rows(db: &Database) -> Rows {
