@@ -291,3 +291,96 @@ fn a_disk_error_while_seeding_names_the_copy_file_and_a_retry_completes_the_seed
         assert!(differing.is_empty(), "pages differ: {differing:?}");
     }
 }
+
+/// Serves copies with seeds paced to `rate` bytes per second, in frames
+/// of `chunk` bytes.
+fn serve_paced(db: Arc<Database>, listener: TcpListener, stop: Arc<AtomicBool>, rate: u64, chunk: usize) {
+    let opts = ShipOptions {
+        seed_rate: Some(rate),
+        max_chunk: chunk,
+        ..serving::ship_options()
+    };
+    serving::serve_sessions(db, listener, stop, opts, Arc::new(CopyRegistry::new()));
+}
+
+/// A copy on the simulated disk crashes at every sync of a seed, and at
+/// calls spread over it (unsynced writes torn or lost, as the simulation
+/// chooses), while the seed's receiver, writer and saver threads run; it
+/// reopens, completes the seed (resuming it where its saved state allows)
+/// and ends page-identical to the active.
+#[test]
+fn a_copy_crashed_at_every_sync_of_a_seed_completes_it_and_ends_identical() {
+    use mailvault::vfs::{FaultKind, SimVfs, Vfs};
+    use std::path::Path;
+    let tmp = tempfile::tempdir().unwrap();
+    let vfs: SharedVfs = Arc::new(OsVfs);
+    let db = active_with_mail(&vfs, tmp.path());
+    fill(&db, 0, 400);
+    db.checkpoint().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let stop = Arc::new(AtomicBool::new(false));
+    // About 0.6 s a seed: progress is saved twice in it.
+    serve_paced(db.clone(), listener, stop.clone(), 8 << 20, 256 << 10);
+    let stop_after_seed = |_: &Follower| true;
+    let (syncs, ops) = {
+        let sim = SimVfs::new(40);
+        let mut probe = Follower::open(sim.clone(), "/copy", key(), 1 << 20).unwrap();
+        let (s0, o0) = (sim.sync_count(), sim.op_count());
+        probe
+            .session(&addr, Duration::from_secs(10), Some(&stop_after_seed))
+            .unwrap();
+        (sim.sync_count() - s0, sim.op_count() - o0)
+    };
+    assert!(syncs >= 8 && ops > 40, "a seed makes {syncs} syncs in {ops} calls");
+    let cases: Vec<(Option<u64>, Option<u64>)> = (0..syncs)
+        .map(|n| (Some(n), None))
+        .chain([ops / 5, ops / 2, ops * 4 / 5].map(|o| (None, Some(o))))
+        .collect();
+    let (mut resumed, mut fired) = (0, 0);
+    for (i, &(at_sync, at_op)) in cases.iter().enumerate() {
+        let context = format!("crash at sync {at_sync:?} / call {at_op:?} of the seed");
+        let sim = SimVfs::new(50 + i as u64);
+        let mut copy = Follower::open(sim.clone(), "/copy", key(), 1 << 20).unwrap();
+        if let Some(n) = at_sync {
+            sim.crash_at_sync(sim.sync_count() + n);
+        }
+        if let Some(n) = at_op {
+            sim.inject_at_op(sim.op_count() + n, FaultKind::Crash);
+        }
+        // Saves go by time, so a seed's syncs vary by a few: the last
+        // points may fall after this one's end.
+        let first = copy.session(&addr, Duration::from_secs(10), Some(&stop_after_seed));
+        assert_eq!(first.is_err(), sim.is_crashed(), "{context}: {first:?}");
+        fired += usize::from(sim.is_crashed());
+        drop(copy);
+        sim.crash();
+        sim.clear_faults();
+        sim.restart();
+        let partial = ["/copy/seed.state", "/copy/data.mvdb.seeding"];
+        if partial.iter().all(|p| sim.exists(Path::new(p)).unwrap()) {
+            resumed += 1;
+        }
+        let mut copy = Follower::open(sim.clone(), "/copy", key(), 1 << 20)
+            .unwrap_or_else(|e| panic!("{context}: the copy does not reopen: {e}"));
+        let target = db.pager().log().durable_lsn();
+        let caught_up = move |f: &Follower| f.replayed() >= target;
+        copy.session(&addr, Duration::from_secs(10), Some(&caught_up))
+            .unwrap_or_else(|e| panic!("{context}: the next session fails: {e}"));
+        drop(copy);
+        let active_file = std::fs::read(mailvault::pager::data_path(&tmp.path().join("active"))).unwrap();
+        let copy_file = sim
+            .written_image(&mailvault::pager::data_path(Path::new("/copy")))
+            .unwrap();
+        let ps = 4096;
+        let pages = active_file.len().min(copy_file.len()) / ps;
+        let differing: Vec<usize> = (2..pages)
+            .filter(|&n| active_file[n * ps..(n + 1) * ps] != copy_file[n * ps..(n + 1) * ps])
+            .collect();
+        assert!(differing.is_empty(), "{context}: pages differ: {differing:?}");
+    }
+    assert!(fired + 3 >= cases.len(), "{fired} of {} crashes fired", cases.len());
+    // Crashes after the first saved state leave a seed to resume.
+    assert!(resumed >= 2, "{resumed} of {fired} crashes left a seed to resume");
+    stop.store(true, Ordering::Relaxed);
+}

@@ -170,12 +170,13 @@ impl Pager {
         self.checkpointer.lock().header
     }
 
-    /// Page `no` as the file holds it now, for a seed. A page torn by a
-    /// checkpoint writing it at this moment is read again; `None` if the
-    /// page was never written (all zeros, or beyond the file's end): the
-    /// log from the seed's redo point then holds a full image of it.
-    pub fn read_file_page(&self, no: PageNo) -> Result<Option<super::page::PageBuf>> {
-        self.file.read_page_for_seed(no)
+    /// Pages `first..` as the file holds them now, for a seed, into `out`
+    /// (whole pages). A page torn by a checkpoint writing it at this moment
+    /// is read again; a page never written (all zeros, or beyond the
+    /// file's end) is left zero: the log from the seed's redo point then
+    /// holds a full image of it.
+    pub fn read_file_pages(&self, first: PageNo, out: &mut [u8]) -> Result<()> {
+        self.file.read_pages_for_seed(first, out)
     }
 
     /// The database's signature (random, fixed at creation).

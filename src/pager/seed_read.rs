@@ -4,7 +4,7 @@
 
 use super::file::DbFile;
 use super::header::{read_best, read_full, salt_of};
-use super::page::{PageBuf, PageNo};
+use super::page::{self, PageBuf, PageNo};
 use super::{DbError, Result};
 use crate::vfs::{OpenMode, SharedVfs};
 use std::path::Path;
@@ -31,6 +31,36 @@ impl DbFile {
             self.offset(no),
             "the page stayed invalid while it was read for a seed",
         ))
+    }
+}
+
+impl DbFile {
+    /// Pages `first..` as the file holds them now, into `out` (whole
+    /// pages): one read for them all, then each page checked, and one found
+    /// torn read again on its own. A page never written (zeros, or beyond
+    /// the file's end) is left zero.
+    pub(crate) fn read_pages_for_seed(&self, first: PageNo, out: &mut [u8]) -> Result<()> {
+        let ps = self.page_size;
+        let n = read_full(self.file.as_ref(), out, self.offset(first), &self.path)?;
+        out[n..].fill(0);
+        for (i, page) in out.chunks_exact_mut(ps).enumerate() {
+            // `out` holds at most u32::MAX pages past `first` only if the
+            // caller asked past the last page number: refused here.
+            let no = u32::try_from(i)
+                .ok()
+                .and_then(|i| first.checked_add(i))
+                .ok_or_else(|| {
+                    DbError::corrupt_page(&self.path, first, self.offset(first), "read past the last page")
+                })?;
+            if page.iter().all(|&b| b == 0) || page::verify(page, no, self.salt, &self.path, ps).is_ok() {
+                continue;
+            }
+            match self.read_page_for_seed(no)? {
+                Some(p) => page.copy_from_slice(&p),
+                None => page.fill(0),
+            }
+        }
+        Ok(())
     }
 }
 
@@ -72,8 +102,8 @@ impl SeedPages {
         Ok(u32::try_from(len / self.file.page_size as u64).unwrap_or(u32::MAX))
     }
 
-    /// See [`DbFile::read_page_for_seed`].
-    pub fn read(&self, no: PageNo) -> Result<Option<PageBuf>> {
-        self.file.read_page_for_seed(no)
+    /// See [`DbFile::read_pages_for_seed`].
+    pub fn read(&self, first: PageNo, out: &mut [u8]) -> Result<()> {
+        self.file.read_pages_for_seed(first, out)
     }
 }

@@ -9,6 +9,7 @@ use super::error::Result;
 use super::source::ShipSource;
 use super::wire::{self, Identity, Message};
 use crate::log::Lsn;
+use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
@@ -127,25 +128,19 @@ fn send_pages(source: &dyn ShipSource, stream: &mut TcpStream, mut next: u32, op
     let ps = source.page_size();
     let per_message = (opts.max_chunk / ps).max(1) as u32;
     let mut pace = Pace::new(opts.seed_rate);
+    // One buffer for every frame: the pages are read into it in place.
+    let mut frame = Vec::new();
     loop {
         let count = source.page_count()?;
         if next >= count {
             break;
         }
         let n = per_message.min(count - next);
-        let mut bytes = vec![0u8; n as usize * ps];
-        for i in 0..n {
-            if let Some(page) = source.read_page(next + i)? {
-                bytes[i as usize * ps..(i as usize + 1) * ps].copy_from_slice(&page);
-            }
-        }
-        pace.take(bytes.len());
-        let msg = Message::SeedPages {
-            first: next,
-            page_size: ps as u32,
-            bytes,
-        };
-        wire::write_message(stream, &msg, opts.compress)?;
+        wire::seed_pages_frame(&mut frame, next, ps as u32, n, opts.compress, |out| {
+            source.read_pages(next, out)
+        })?;
+        pace.take(frame.len());
+        stream.write_all(&frame)?;
         next += n;
     }
     wire::write_message(stream, &Message::SeedEnd { pages: next }, None)?;

@@ -5,7 +5,6 @@
 use super::error::Result;
 use super::wire::Identity;
 use crate::log::Lsn;
-use crate::pager::PageBuf;
 use crate::pager::header::DbHeader;
 use crate::txn::Database;
 use crate::vfs::SharedVfs;
@@ -39,8 +38,9 @@ pub trait ShipSource: Send + Sync {
     fn page_size(&self) -> usize;
     /// Pages to seed (the file may grow while it is read).
     fn page_count(&self) -> Result<u32>;
-    /// A page as the data file holds it now (`None`: never written).
-    fn read_page(&self, no: u32) -> Result<Option<PageBuf>>;
+    /// Pages `first..` as the data file holds them now, into `out` (whole
+    /// pages; a page never written is left zero).
+    fn read_pages(&self, first: u32, out: &mut [u8]) -> Result<()>;
 }
 
 impl LogHold for crate::txn::LogPin {
@@ -97,8 +97,8 @@ impl ShipSource for Database {
         Ok(self.pager().page_count())
     }
 
-    fn read_page(&self, no: u32) -> Result<Option<PageBuf>> {
-        Ok(self.pager().read_file_page(no)?)
+    fn read_pages(&self, first: u32, out: &mut [u8]) -> Result<()> {
+        Ok(self.pager().read_file_pages(first, out)?)
     }
 }
 
@@ -257,8 +257,8 @@ impl ShipSource for PassiveSource {
         Ok(self.pages()?.page_count()?)
     }
 
-    fn read_page(&self, no: u32) -> Result<Option<PageBuf>> {
-        Ok(self.pages()?.read(no)?)
+    fn read_pages(&self, first: u32, out: &mut [u8]) -> Result<()> {
+        Ok(self.pages()?.read(first, out)?)
     }
 }
 
@@ -304,7 +304,7 @@ impl ShipSource for crate::mailbox::Store {
         ShipSource::page_count(self.database())
     }
 
-    fn read_page(&self, no: u32) -> Result<Option<PageBuf>> {
-        self.database().read_page(no)
+    fn read_pages(&self, first: u32, out: &mut [u8]) -> Result<()> {
+        self.database().read_pages(first, out)
     }
 }

@@ -326,17 +326,9 @@ impl Message {
                 Message::SeedBegin { header: p.to_vec() }
             }
             13 => {
-                at_least(8)?;
-                let page_size = u32::from_le_bytes(arr(&p[4..8]));
-                let bytes = &p[8..];
-                if !page_size.is_power_of_two() || !(4096..=65536).contains(&page_size) {
-                    return Err(bad(format!("page size {page_size}")));
-                }
-                if bytes.is_empty() || !bytes.len().is_multiple_of(page_size as usize) {
-                    return Err(bad(format!("{} bytes of pages of {page_size}", bytes.len())));
-                }
+                let (first, page_size, bytes) = seed_pages_fields(p)?;
                 Message::SeedPages {
-                    first: u32::from_le_bytes(arr(&p[..4])),
+                    first,
                     page_size,
                     bytes: bytes.to_vec(),
                 }
@@ -389,6 +381,26 @@ fn kind_name(kind: u8) -> Option<&'static str> {
     NAMES.get(usize::from(kind).checked_sub(1)?).copied()
 }
 
+/// A `SeedPages` payload's fields: first page, page size and the pages.
+pub(crate) fn seed_pages_fields(p: &[u8]) -> Result<(u32, u32, &[u8]), WireError> {
+    let bad = |reason: String| WireError::Malformed {
+        message: "SeedPages",
+        reason,
+    };
+    if p.len() < 8 {
+        return Err(bad(format!("{} bytes, expected at least 8", p.len())));
+    }
+    let page_size = u32::from_le_bytes(arr(&p[4..8]));
+    let bytes = &p[8..];
+    if !page_size.is_power_of_two() || !(4096..=65536).contains(&page_size) {
+        return Err(bad(format!("page size {page_size}")));
+    }
+    if bytes.is_empty() || !bytes.len().is_multiple_of(page_size as usize) {
+        return Err(bad(format!("{} bytes of pages of {page_size}", bytes.len())));
+    }
+    Ok((u32::from_le_bytes(arr(&p[..4])), page_size, bytes))
+}
+
 fn arr<const N: usize>(b: &[u8]) -> [u8; N] {
     let mut a = [0u8; N];
     a.copy_from_slice(&b[..N]);
@@ -431,6 +443,14 @@ pub fn encode_into(msg: &Message, compress: Option<i32>, out: &mut Vec<u8>) {
     let start = out.len();
     out.resize(start + HEADER_LEN, 0);
     msg.encode_payload_into(out);
+    finish_frame(out, start, msg.kind(), compress);
+}
+
+/// Fills in the header of the frame at `out[start..]`, whose payload (of
+/// message type `kind`) follows the `HEADER_LEN` bytes kept for it and
+/// runs to the end of `out`; compresses the payload first when asked and
+/// worth it.
+pub(crate) fn finish_frame(out: &mut Vec<u8>, start: usize, kind: u8, compress: Option<i32>) {
     let plain_len = out.len() - start - HEADER_LEN;
     let mut flags = 0;
     if let Some(level) = compress
@@ -444,7 +464,7 @@ pub fn encode_into(msg: &Message, compress: Option<i32>, out: &mut Vec<u8>) {
     let wire_len = out.len() - start - HEADER_LEN;
     let head = &mut out[start..start + HEADER_LEN];
     head[..4].copy_from_slice(&MAGIC);
-    head[4..8].copy_from_slice(&[VERSION, msg.kind(), flags, 0]);
+    head[4..8].copy_from_slice(&[VERSION, kind, flags, 0]);
     head[8..12].copy_from_slice(&(wire_len as u32).to_le_bytes());
     head[12..16].copy_from_slice(&(plain_len as u32).to_le_bytes());
     let crc = crc32c::crc32c_append(crc32c::crc32c(&out[start..start + 16]), &out[start + HEADER_LEN..]);
@@ -505,6 +525,13 @@ impl FrameHeader {
 
     /// Checks the payload against the checksum, decompresses and decodes it.
     pub fn decode_payload(&self, body: &[u8]) -> Result<Message, WireError> {
+        let mut plain = Vec::new();
+        Message::decode(self.kind, self.plain(body, &mut plain)?)
+    }
+
+    /// The payload of `body` once checked against the checksum, and
+    /// decompressed into `scratch` if it was compressed.
+    pub(crate) fn plain<'a>(&self, body: &'a [u8], scratch: &'a mut Vec<u8>) -> Result<&'a [u8], WireError> {
         let computed = crc32c::crc32c_append(crc32c::crc32c(&self.raw), body);
         if computed != self.crc {
             return Err(WireError::Checksum {
@@ -513,20 +540,28 @@ impl FrameHeader {
             });
         }
         if self.flags & COMPRESSED == 0 {
-            return Message::decode(self.kind, body);
+            return Ok(body);
         }
         // The declared length bounds the output: no decompression bomb.
-        let plain = zstd::bulk::decompress(body, self.plain_len).map_err(|e| WireError::Malformed {
+        *scratch = zstd::bulk::decompress(body, self.plain_len).map_err(|e| WireError::Malformed {
             message: "frame",
             reason: format!("payload does not decompress: {e}"),
         })?;
-        if plain.len() != self.plain_len {
+        if scratch.len() != self.plain_len {
             return Err(WireError::Malformed {
                 message: "frame",
-                reason: format!("payload decompresses to {} bytes, not {}", plain.len(), self.plain_len),
+                reason: format!(
+                    "payload decompresses to {} bytes, not {}",
+                    scratch.len(),
+                    self.plain_len
+                ),
             });
         }
-        Message::decode(self.kind, &plain)
+        Ok(scratch)
+    }
+
+    pub(crate) fn kind(&self) -> u8 {
+        self.kind
     }
 }
 
@@ -556,18 +591,16 @@ pub enum RecvError {
 
 /// Reads one message from a stream.
 pub fn read_message(r: &mut dyn Read) -> Result<Message, RecvError> {
-    let mut head = [0u8; HEADER_LEN];
-    r.read_exact(&mut head)?;
-    let header = decode_header(&head)?;
-    let mut body = vec![0u8; header.wire_len];
-    r.read_exact(&mut body)?;
-    Ok(header.decode_payload(&body)?)
+    Ok(FrameReader::default().read(r)?.message()?)
 }
 
 /// Writes one message to a stream.
 pub fn write_message(w: &mut dyn Write, msg: &Message, compress: Option<i32>) -> std::io::Result<()> {
     w.write_all(&encode(msg, compress))
 }
+
+mod reader;
+pub use reader::{FrameReader, Payload, SeedPagesRef, seed_pages_frame};
 
 #[cfg(test)]
 mod tests;

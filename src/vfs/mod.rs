@@ -124,6 +124,65 @@ pub trait Vfs: Send + Sync {
     fn try_lock(&self, _path: &Path) -> io::Result<Option<StoreLock>> {
         Ok(Some(StoreLock::new(())))
     }
+
+    /// Opens an existing file a second time, for large writes that bypass
+    /// the OS's page cache (`O_DIRECT`): every write's buffer, offset and
+    /// length must be multiples of [`UNCACHED_ALIGN`], or it fails with
+    /// `InvalidInput`. What it writes is durable after `sync_data` on any
+    /// handle of the file. `None` where the layer or file system has no
+    /// such mode (the default).
+    fn open_uncached(&self, _path: &Path) -> io::Result<Option<Arc<dyn VfsFile>>> {
+        Ok(None)
+    }
+}
+
+/// Alignment of a write through [`Vfs::open_uncached`]: buffer address,
+/// file offset and length (the largest logical block size in use).
+pub const UNCACHED_ALIGN: usize = 4096;
+
+/// Whether a write of `buf` at `offset` meets [`UNCACHED_ALIGN`].
+pub fn uncached_aligned(buf: &[u8], offset: u64) -> bool {
+    let a = UNCACHED_ALIGN;
+    (buf.as_ptr() as usize).is_multiple_of(a) && buf.len().is_multiple_of(a) && offset.is_multiple_of(a as u64)
+}
+
+/// A handle from [`Vfs::open_uncached`]: refuses unaligned writes with a
+/// clear error before the OS does, on the simulated layer too.
+pub(crate) struct Uncached(pub Arc<dyn VfsFile>);
+
+impl VfsFile for Uncached {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        if !uncached_aligned(buf, offset) {
+            return Err(unaligned(buf.len(), offset));
+        }
+        self.0.read_at(buf, offset)
+    }
+
+    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        if !uncached_aligned(buf, offset) {
+            return Err(unaligned(buf.len(), offset));
+        }
+        self.0.write_at(buf, offset)
+    }
+
+    fn sync_data(&self) -> io::Result<()> {
+        self.0.sync_data()
+    }
+
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.0.set_len(len)
+    }
+
+    fn len(&self) -> io::Result<u64> {
+        self.0.len()
+    }
+}
+
+fn unaligned(len: usize, offset: u64) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("an uncached write of {len} bytes at offset {offset} is not aligned to {UNCACHED_ALIGN}"),
+    )
 }
 
 /// Proof that this process holds a store's lock; dropping it releases it.

@@ -92,6 +92,23 @@ impl VfsFile for OsFile {
 }
 
 impl Vfs for OsVfs {
+    /// `O_DIRECT`; a file system without it (tmpfs) refuses the open with
+    /// `EINVAL`, which gives `None`.
+    #[cfg(target_os = "linux")]
+    fn open_uncached(&self, path: &Path) -> io::Result<Option<Arc<dyn VfsFile>>> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let opened = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32)
+            .open(path);
+        match opened {
+            Ok(file) => Ok(Some(Arc::new(super::Uncached(Arc::new(OsFile { file }))))),
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// flock(LOCK_EX | LOCK_NB) on the lock file, held by its open file: a
     /// second open, in this process or another, finds it taken. The kernel
     /// drops it when the process dies, so a crash leaves no stale lock.

@@ -232,6 +232,13 @@ impl Vfs for SimVfs {
         }))
     }
 
+    /// The same simulated file, refusing unaligned writes as the OS would:
+    /// the simulation has no page cache to bypass.
+    fn open_uncached(&self, path: &Path) -> io::Result<Option<Arc<dyn VfsFile>>> {
+        let file = self.open(path, OpenMode::Existing)?;
+        Ok(Some(Arc::new(crate::vfs::Uncached(file))))
+    }
+
     fn remove(&self, path: &Path) -> io::Result<()> {
         let mut state = self.state.lock();
         state.begin(Call::Vfs)?;
