@@ -9,6 +9,7 @@
 //! magic "MVDWHDR\0" (8) | database salt u32 | count n u32 | sequence u64 |
 //! n × (page number u32, crc32c of the copy u32).
 
+use super::crc_shift::CrcShift;
 use super::page::{self, PageNo, PageRef};
 use super::{DbError, Result};
 use crate::vfs::VfsFile;
@@ -32,9 +33,21 @@ pub(crate) struct DoubleWrite {
     pub file: Arc<dyn VfsFile>,
     pub page_size: usize,
     pub salt: u32,
+    /// Extends a checksum across a page's bytes 4.. (page size - 4 bytes).
+    pub page_shift: CrcShift,
 }
 
 impl DoubleWrite {
+    pub fn new(path: PathBuf, file: Arc<dyn VfsFile>, page_size: usize, salt: u32) -> DoubleWrite {
+        DoubleWrite {
+            path,
+            file,
+            page_size,
+            salt,
+            page_shift: CrcShift::new(page_size - 4),
+        }
+    }
+
     /// Writes `pages` as one chunk and syncs. `buf` holds a zeroed page for
     /// the header, then the pages' sealed copies in order; `crcs` are their
     /// page checksums (of bytes 4..page size).
@@ -50,7 +63,7 @@ impl DoubleWrite {
             let copy = &copies[i * ps..(i + 1) * ps];
             // The checksum of the whole copy, from that of bytes 4.. and of
             // the first four: no second pass over the page.
-            let whole = crc32c::crc32c_combine(crc32c::crc32c(&copy[..4]), *crc, ps - 4);
+            let whole = self.page_shift.combine(crc32c::crc32c(&copy[..4]), *crc);
             head[at..at + 4].copy_from_slice(&no.to_le_bytes());
             head[at + 4..at + 8].copy_from_slice(&whole.to_le_bytes());
         }

@@ -5,6 +5,7 @@
 mod apply;
 mod cache;
 mod checkpoint;
+mod crc_shift;
 pub mod digest;
 mod doublewrite;
 mod engine;

@@ -212,12 +212,7 @@ impl Pager {
                 vfs.sync_dir(dir)
                     .map_err(|e| DbError::io(dir, 0, "sync directory", e))?;
             }
-            Some(DoubleWrite {
-                path: dw,
-                file,
-                page_size: ps,
-                salt,
-            })
+            Some(DoubleWrite::new(dw, file, ps, salt))
         } else {
             None
         };

@@ -81,12 +81,7 @@ impl Replayer {
             file,
             page_size: ps,
             salt,
-            double_write: Some(DoubleWrite {
-                path: dw,
-                file: dw_file,
-                page_size: ps,
-                salt,
-            }),
+            double_write: Some(DoubleWrite::new(dw, dw_file, ps, salt)),
         };
         file.restore_torn_pages()?;
         let budget = (cache_bytes / ps).max(16);

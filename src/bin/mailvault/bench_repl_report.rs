@@ -29,8 +29,9 @@ pub struct Report {
     pub raw_seq_mb_per_sec: f64,
     /// Seeding over raw sequential writes (target ≥ 0.8).
     pub ratio_seed: f64,
-    /// A new file of the seed's size written just before it (1 MiB
-    /// writes, one fdatasync at the end), then removed.
+    /// A new file of the seed's size written just after it as a seed
+    /// writes one (reserved ahead, 1 MiB uncached writes, one fdatasync at
+    /// the end), then removed.
     pub fresh_file_mb_per_sec: f64,
     /// Seeding over writing that new file.
     pub ratio_seed_vs_fresh_file: f64,

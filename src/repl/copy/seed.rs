@@ -178,22 +178,27 @@ impl SeedFile<'_> {
 /// the next frame while the writer writes the last.
 const FRAMES_IN_FLIGHT: usize = 3;
 
-/// A frame of seed pages handed to the writer.
+/// A frame of checked seed pages handed to the writer, with the newest
+/// page LSN received once they are written.
 struct PagesToWrite {
     frame: wire::FrameReader,
     first: u32,
+    required: Lsn,
 }
 
-/// Pages from `seed.next` to `SeedEnd`, handed to the writer in the frame
-/// they arrived in (frame checksum checked). Returns the next page wanted
-/// after the last, and the seed's page count.
+/// Pages from `seed.next` to `SeedEnd`, each checked, handed to the writer
+/// in the frame they arrived in: the writer only writes, which is the
+/// seed's slowest step. Returns the next page wanted after the last, and
+/// the seed's page count.
 fn receive_loop(
     stream: &mut TcpStream,
-    mut next: u32,
-    ps: usize,
+    seed: &PartialSeed,
     write: &SyncSender<PagesToWrite>,
     written: &Receiver<wire::FrameReader>,
+    path: &Path,
 ) -> Result<(u32, u32)> {
+    let (mut next, mut required) = (seed.next, seed.required);
+    let ps = seed.header.page_size as usize;
     let mut fresh = FRAMES_IN_FLIGHT;
     let pages = loop {
         let mut frame = match fresh.checked_sub(1) {
@@ -231,9 +236,10 @@ fn receive_loop(
             .ok()
             .and_then(|n| first.checked_add(n))
             .ok_or_else(|| ReplError::Protocol(format!("seed pages from {first} run past the last page number")))?;
-        write
-            .send(PagesToWrite { frame, first })
-            .map_err(|_| writer_stopped())?;
+        // Every page is checked before it is written.
+        required = required.max(check_pages(seed, first, bytes, path)?);
+        let job = PagesToWrite { frame, first, required };
+        write.send(job).map_err(|_| writer_stopped())?;
     };
     if pages < next {
         return Err(ReplError::Protocol(format!(
@@ -249,18 +255,19 @@ fn writer_stopped() -> ReplError {
 }
 
 /// Checks every page of a frame (a page of zeros was never written on the
-/// active) and raises `seed.required` to the newest page LSN.
-fn check_pages(seed: &mut PartialSeed, first: u32, bytes: &[u8], path: &Path) -> Result<()> {
+/// active); returns the newest page LSN among them.
+fn check_pages(seed: &PartialSeed, first: u32, bytes: &[u8], path: &Path) -> Result<Lsn> {
     let ps = seed.header.page_size as usize;
     let salt = salt_of(&seed.header.signature);
-    // The receiver checked that the frame's pages end by the last page number.
+    let mut newest = Lsn::ZERO;
+    // The caller checked that the frame's pages end by the last page number.
     for (no, page) in (first..).zip(bytes.chunks(ps)) {
         if page.iter().any(|&b| b != 0) {
             crate::pager::page::verify(page, no, salt, path, ps)?;
-            seed.required = seed.required.max(crate::pager::page::page_lsn(page));
+            newest = newest.max(crate::pager::page::page_lsn(page));
         }
     }
-    Ok(())
+    Ok(newest)
 }
 
 /// The seed's data file, as the writer thread writes it.
@@ -296,16 +303,14 @@ fn write_loop(
             *out.failed.lock() = Some(ReplError::Protocol("a seed frame lost its pages".into()));
             break;
         };
-        // Every page is checked before it is written.
         let at = u64::from(job.first) * u64::from(pages.page_size);
-        let wrote =
-            check_pages(&mut seed, job.first, pages.bytes, out.path).and_then(|()| out.write_pages(pages.bytes, at));
-        if let Err(e) = wrote {
+        if let Err(e) = out.write_pages(pages.bytes, at) {
             *out.failed.lock() = Some(e);
             break;
         }
         unsaved += pages.bytes.len() as u64;
         seed.next = job.first + (pages.bytes.len() / pages.page_size as usize) as u32;
+        seed.required = job.required;
         // A saver still busy takes the next one instead.
         if (unsaved >= SAVE_EVERY || saved_at.elapsed() >= SAVE_AFTER) && save.try_send(seed.clone()).is_ok() {
             unsaved = 0;
@@ -397,7 +402,7 @@ impl Follower {
                     }
                 }
             });
-            let (next, ps) = (seed.next, seed.header.page_size as usize);
+            let start = seed.clone();
             let out = SeedFile {
                 file,
                 uncached,
@@ -406,7 +411,7 @@ impl Follower {
                 failed: &failed,
             };
             let writer = s.spawn(move || write_loop(out, seed, job_rx, written_tx, save_tx));
-            let received = receive_loop(stream, next, ps, &job_tx, &written_rx);
+            let received = receive_loop(stream, &start, &job_tx, &written_rx, &partial);
             drop(job_tx);
             // The writer's seed is the one received once every frame is written.
             let seed = writer
