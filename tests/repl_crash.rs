@@ -103,7 +103,8 @@ fn active(seed: u64) -> Active {
 type Failure = Box<dyn std::error::Error>;
 
 /// Follows `active` into `/copy` on `disk`: ships chunks of random size,
-/// syncs, replays, checkpoints, truncates and reopens at random. Returns
+/// syncs, replays, checkpoints (in the foreground or the background),
+/// truncates and reopens at random. Returns
 /// the end of the log it had synced when it stopped (at the end, or on the
 /// first error: the disk crashed).
 fn follow(disk: &Arc<SimVfs>, active: &Active, rng: &mut SimRng, synced: &mut Lsn) -> Result<(), Failure> {
@@ -130,6 +131,8 @@ fn follow(disk: &Arc<SimVfs>, active: &Active, rng: &mut SimRng, synced: &mut Ls
                     drop(replayer);
                     replayer = Replayer::open(disk.clone(), "/copy", CACHE)?;
                 }
+                // Written on its own thread while replay goes on.
+                2 => replayer.checkpoint_in_background()?,
                 _ => {}
             }
         }

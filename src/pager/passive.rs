@@ -19,6 +19,8 @@ use super::{DbError, Result};
 use crate::log::{LogReader, Lsn};
 use crate::vfs::{OpenMode, SharedVfs};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 
 /// What a replay call did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -42,7 +44,7 @@ pub struct ReplayProgress {
 pub struct Replayer {
     vfs: SharedVfs,
     dir: PathBuf,
-    file: DbFile,
+    file: Arc<DbFile>,
     header: DbHeader,
     slot: u32,
     pass: RedoPass,
@@ -54,6 +56,11 @@ pub struct Replayer {
     position: Lsn,
     /// Open snapshots; dropped (expiring them) before the lock is released.
     snapshots: Snapshots,
+    /// A checkpoint of spilled pages being written on its own thread.
+    spilling: Option<JoinHandle<Result<(DbHeader, u32)>>>,
+    /// Set when a background checkpoint failed: the copy is fail-stop
+    /// (reopening it replays from the last checkpoint on disk).
+    failed: bool,
     _lock: crate::vfs::StoreLock,
 }
 
@@ -76,13 +83,13 @@ impl Replayer {
             .map_err(|e| DbError::io(&dw, 0, "open", e))?;
         vfs.sync_dir(dir)
             .map_err(|e| DbError::io(dir, 0, "sync directory", e))?;
-        let file = DbFile {
+        let file = Arc::new(DbFile {
             path,
             file,
             page_size: ps,
             salt,
             double_write: Some(DoubleWrite::new(dw, dw_file, ps, salt)),
-        };
+        });
         file.restore_torn_pages()?;
         let budget = (cache_bytes / ps).max(16);
         let mut pass = RedoPass::new(budget, header.page_count, header.redo_lsn);
@@ -99,6 +106,8 @@ impl Replayer {
             header,
             slot,
             snapshots,
+            spilling: None,
+            failed: false,
             _lock: lock,
         };
         replayer.publish_if_wanted();
@@ -137,6 +146,7 @@ impl Replayer {
     /// after `limit` (a lagged copy's replay point). `written`, if known, is
     /// where the shipped frames end: nothing past it is read ahead.
     pub fn replay_until(&mut self, limit: Lsn, written: Option<Lsn>) -> Result<ReplayProgress> {
+        self.check_not_failed()?;
         let before = (self.pass.applied, self.pass.skipped, self.pass.verified);
         let digests_before = self.digests();
         let mut progress = ReplayProgress {
@@ -160,13 +170,19 @@ impl Replayer {
                 break;
             }
             if self.pass.pages.is_full() {
-                let (pages, redo) = self.pass.pages.spill(record.lsn);
-                self.write_checkpoint(pages, redo)?;
+                // One background checkpoint at a time: replay waits here
+                // only if the last one is still writing.
+                self.finish_spill()?;
+                let (pages, redo) = self.pass.pages.spill_to_write(record.lsn, false);
+                self.start_spill(pages, redo)?;
             }
             self.pass.apply(&self.file, &record, &ldir)?;
             self.resume = record.lsn;
             self.position = record.end;
             progress.records += 1;
+        }
+        if self.spilling.as_ref().is_some_and(JoinHandle::is_finished) {
+            self.finish_spill()?;
         }
         self.publish_if_wanted();
         progress.applied = self.pass.applied - before.0;
@@ -182,6 +198,8 @@ impl Replayer {
     /// Writes every changed page and a header whose redo point is the last
     /// record replayed; the shipped log before it is no longer needed.
     pub fn checkpoint(&mut self) -> Result<()> {
+        self.check_not_failed()?;
+        self.finish_spill()?;
         self.pass.check_whole(&self.file, self.position)?;
         let fresh = RedoPass::new(self.budget, self.pass.page_count, self.resume);
         let pass = std::mem::replace(&mut self.pass, fresh);
@@ -193,6 +211,93 @@ impl Replayer {
         self.pass.checkpoints = checkpoints;
         self.pass.page_count = page_count;
         self.write_checkpoint(changed, self.resume)
+    }
+
+    /// As [`Replayer::checkpoint`], written on a thread of its own while
+    /// replay goes on; the header (and what the log may be truncated to)
+    /// moves when it is done, seen by the next replay or checkpoint call.
+    /// Pages still waiting for a full image stay, and keep redo before them.
+    pub fn checkpoint_in_background(&mut self) -> Result<()> {
+        self.check_not_failed()?;
+        self.finish_spill()?;
+        let (pages, redo) = self.pass.pages.spill_to_write(self.resume, true);
+        self.start_spill(pages, redo)
+    }
+
+    fn check_not_failed(&self) -> Result<()> {
+        if self.failed {
+            return Err(DbError::corrupt(
+                &self.file.path,
+                0,
+                "an earlier checkpoint of this copy failed; reopen it to recover",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Writes spilled pages and a header with redo point `redo` on a thread
+    /// of its own, so that replay does not stand still while the disk
+    /// writes (the replication lag's p99 was these stops). Snapshots open
+    /// now keep the file's old versions first.
+    fn start_spill(&mut self, changed: Changed, redo: Lsn) -> Result<()> {
+        let Changed {
+            mut protected,
+            mut rebuilt,
+        } = changed;
+        self.snapshots.before_write(&self.file, &protected);
+        self.snapshots.before_write(&self.file, &rebuilt);
+        let (file, header, slot, page_count) = (self.file.clone(), self.header, self.slot, self.pass.page_count);
+        let spill = std::thread::Builder::new()
+            .name("mailvault-spill".into())
+            .spawn(move || {
+                let began = std::time::Instant::now();
+                let pages = (protected.len(), rebuilt.len());
+                let (header, slot, _) = file.write_checkpoint_with(
+                    &header,
+                    slot,
+                    (&mut protected, &mut rebuilt),
+                    redo,
+                    page_count,
+                    DbState::Dirty,
+                )?;
+                tracing::debug!(
+                    protected = pages.0,
+                    rebuilt = pages.1,
+                    %redo,
+                    elapsed_ms = began.elapsed().as_secs_f64() * 1e3,
+                    "copy checkpoint written in the background"
+                );
+                Ok((header, slot))
+            })
+            .map_err(|e| DbError::io(&self.file.path, 0, "start a checkpoint thread", e))?;
+        self.spilling = Some(spill);
+        Ok(())
+    }
+
+    /// Waits for the background checkpoint, if any, and takes its header.
+    fn finish_spill(&mut self) -> Result<()> {
+        let Some(spill) = self.spilling.take() else {
+            return Ok(());
+        };
+        let outcome = spill.join().unwrap_or_else(|_| {
+            Err(DbError::corrupt(
+                &self.file.path,
+                0,
+                "the copy's checkpoint thread panicked",
+            ))
+        });
+        match outcome {
+            Ok((header, slot)) => {
+                self.header = header;
+                self.slot = slot;
+                self.pass.pages.written();
+                Ok(())
+            }
+            Err(e) => {
+                self.failed = true;
+                Err(e)
+            }
+        }
     }
 
     /// Pages the log rebuilds from an image skip the double-write area. A
@@ -208,6 +313,8 @@ impl Replayer {
         self.snapshots.before_write(&self.file, &protected);
         self.snapshots.before_write(&self.file, &rebuilt);
         let page_count = self.pass.page_count;
+        let began = std::time::Instant::now();
+        let pages = (protected.len(), rebuilt.len());
         let (header, slot, _) = self.file.write_checkpoint_with(
             &self.header,
             self.slot,
@@ -218,6 +325,13 @@ impl Replayer {
         )?;
         self.header = header;
         self.slot = slot;
+        tracing::debug!(
+            protected = pages.0,
+            rebuilt = pages.1,
+            %redo,
+            elapsed_ms = began.elapsed().as_secs_f64() * 1e3,
+            "copy checkpoint written"
+        );
         Ok(())
     }
 
@@ -285,5 +399,14 @@ impl Replayer {
                 .map_err(|e| DbError::io(&ldir, 0, "sync directory", e))?;
         }
         Ok(removed)
+    }
+}
+
+impl Drop for Replayer {
+    /// A background checkpoint finishes before the copy's lock is let go.
+    fn drop(&mut self) {
+        if let Some(spill) = self.spilling.take() {
+            let _ = spill.join();
+        }
     }
 }

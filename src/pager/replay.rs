@@ -29,6 +29,9 @@ pub(super) struct RedoPage {
     /// of it came from the file: replaying the log from there rebuilds it
     /// whatever the file holds, so a copy writes it without double-write.
     pub rebuilt_from: Option<Lsn>,
+    /// Handed to a background checkpoint (this version, shared), and kept
+    /// here until it is in the file.
+    writing: bool,
 }
 
 /// Changed pages for a checkpoint: those whose file copy must survive a torn
@@ -61,6 +64,9 @@ pub(super) struct RedoSet {
     pages: HashMap<PageNo, RedoPage>,
     budget: usize,
     clock: u64,
+    /// Pages being written by a background checkpoint: not counted in the
+    /// budget, so the set holds up to 1.5 × its budget while one runs.
+    writing: usize,
 }
 
 impl RedoSet {
@@ -70,12 +76,13 @@ impl RedoSet {
             pages: HashMap::new(),
             budget: budget.max(2),
             clock: 0,
+            writing: 0,
         }
     }
 
     /// Whether the set is over its budget, and must spill before it grows.
     pub fn is_full(&self) -> bool {
-        self.pages.len() >= self.budget
+        self.pages.len() - self.writing >= self.budget
     }
 
     pub fn contains(&self, no: PageNo) -> bool {
@@ -92,6 +99,7 @@ impl RedoSet {
                 first_change: None,
                 last_change: 0,
                 rebuilt_from: None,
+                writing: false,
             },
         );
     }
@@ -148,6 +156,64 @@ impl RedoSet {
         (out, redo)
     }
 
+    /// As [`RedoSet::spill`], for a checkpoint written in the background
+    /// while replay goes on: the changed pages taken stay here, shared with
+    /// the writer, so that replay and readers keep finding them (a change
+    /// copies them first) until [`RedoSet::written`]. Their next change
+    /// counts from here: redo starts at it or later. Unchanged pages taken
+    /// are dropped at once. `all`: every readable page is taken, not the
+    /// coldest half (a periodic checkpoint rather than a spill).
+    pub fn spill_to_write(&mut self, next: Lsn, all: bool) -> (Changed, Lsn) {
+        let mut order: Vec<(u64, PageNo)> = self
+            .pages
+            .iter()
+            .filter(|(_, p)| !p.unreadable && !p.writing)
+            .map(|(no, p)| (p.last_change, *no))
+            .collect();
+        order.sort_unstable();
+        let take = if all { order.len() } else { order.len().div_ceil(2) };
+        let mut out = Changed::default();
+        for (_, no) in order.iter().take(take) {
+            let Some(p) = self.pages.get_mut(no) else { continue };
+            if p.first_change.is_none() {
+                self.pages.remove(no);
+                continue;
+            }
+            let shared = RedoPage {
+                buf: p.buf.clone(),
+                unreadable: false,
+                first_change: p.first_change.take(),
+                last_change: p.last_change,
+                rebuilt_from: p.rebuilt_from.take(),
+                writing: false,
+            };
+            // Reloaded from the file, its version would not be rebuilt
+            // from an image either: after this checkpoint's redo point the
+            // image may be gone.
+            p.writing = true;
+            self.writing += 1;
+            out.push(*no, shared);
+        }
+        let redo = self
+            .pages
+            .values()
+            .filter_map(|p| p.first_change)
+            .min()
+            .map_or(next, |first| first.min(next));
+        (out, redo)
+    }
+
+    /// The background checkpoint is in the file: pages it wrote that were
+    /// not changed since leave the set.
+    pub fn written(&mut self) {
+        self.pages.retain(|_, p| {
+            let keep = !p.writing || p.first_change.is_some();
+            p.writing = false;
+            keep
+        });
+        self.writing = 0;
+    }
+
     /// Every readable page, shared: what a snapshot of the pass reads
     /// before the file (O(pages) pointer copies).
     pub fn capture(&self) -> HashMap<PageNo, PageRef> {
@@ -181,6 +247,45 @@ mod tests {
         let mut p = PageBuf::zeroed(4096);
         p[100] = byte;
         p
+    }
+
+    #[test]
+    fn a_background_spill_keeps_its_pages_until_written_and_counts_later_changes() {
+        let mut set = RedoSet::new(4);
+        for no in 10..14 {
+            set.insert(no, page(no as u8), false);
+        }
+        set.changed(10, Lsn(5));
+        set.changed(12, Lsn(30));
+        set.changed(13, Lsn(31));
+        // Page 11 is the coldest but unchanged: dropped, not written.
+        let (out, redo) = set.spill_to_write(Lsn(50), false);
+        let out = out.all();
+        assert_eq!(out.iter().map(|(no, _)| *no).collect::<Vec<_>>(), vec![10]);
+        assert_eq!(redo, Lsn(30), "pages 12 and 13 keep their changes from 30");
+        // Page 10 is still found while written; the set has room again.
+        assert!(set.contains(10) && !set.contains(11) && !set.is_full());
+        assert_eq!(set.whole_page(10).map(|p| p[100]), Some(10));
+        // A change after the spill copies the page: the writer's version stays.
+        set.changed(10, Lsn(60));
+        if let Some(p) = set.get_mut(10) {
+            Arc::make_mut(&mut p.buf)[100] = 99;
+        }
+        assert_eq!(out[0].1[100], 10);
+        // The next spill does not take a page being written.
+        set.insert(14, page(14), false);
+        set.changed(14, Lsn(70));
+        let (second, _) = set.spill_to_write(Lsn(80), false);
+        assert!(second.all().iter().all(|(no, _)| *no != 10));
+        set.written();
+        // Page 10 changed again after the first spill and stays; pages the
+        // second spill wrote and nothing changed since leave.
+        assert!(set.contains(10));
+        assert_eq!(set.get_mut(10).and_then(|p| p.first_change), Some(Lsn(60)));
+        assert!(
+            !set.contains(12),
+            "page 12, the coldest left, went with the second spill"
+        );
     }
 
     #[test]

@@ -156,7 +156,9 @@ fn run(
             shared.digests[1].store(skipped, Ordering::Relaxed);
             since_checkpoint += log_distance(before, replayer.position(), request.generation_size);
             if since_checkpoint >= CHECKPOINT_EVERY {
-                replayer.checkpoint()?;
+                // Truncation below goes by the last checkpoint done; this
+                // one is written while replay goes on.
+                replayer.checkpoint_in_background()?;
                 since_checkpoint = 0;
                 let mut keep = request.keep;
                 if let Some(held) = source.oldest_hold() {
