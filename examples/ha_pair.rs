@@ -87,7 +87,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let (vfs, key, addr, status, target) = (vfs.clone(), key.clone(), addr.clone(), status.clone(), target.clone());
         let copy_dir = copy_dir.clone();
         std::thread::spawn(move || -> Result<Follower, mailvault::repl::ReplError> {
-            let mut copy = Follower::open(vfs, &copy_dir, key, 32 << 20)?;
+            let mut copy = Follower::open(
+                vfs,
+                &copy_dir,
+                key,
+                mailvault::pager::PagerOptions::default().cache_bytes,
+            )?;
             let until = |f: &Follower| {
                 *status.lock() = Some(f.status());
                 f.replayed().0 >= target.load(Ordering::Relaxed)

@@ -279,6 +279,8 @@ impl Replayer {
         let Some(spill) = self.spilling.take() else {
             return Ok(());
         };
+        let began = std::time::Instant::now();
+        let unfinished = !spill.is_finished();
         let outcome = spill.join().unwrap_or_else(|_| {
             Err(DbError::corrupt(
                 &self.file.path,
@@ -288,6 +290,10 @@ impl Replayer {
         });
         match outcome {
             Ok((header, slot)) => {
+                if unfinished {
+                    let waited_ms = began.elapsed().as_secs_f64() * 1e3;
+                    tracing::debug!(waited_ms, "replay waited for the copy's background checkpoint");
+                }
                 self.header = header;
                 self.slot = slot;
                 self.pass.pages.written();

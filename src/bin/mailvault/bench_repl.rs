@@ -116,7 +116,7 @@ fn start_copy(vfs: &SharedVfs, dir: PathBuf, key: &ClusterKey, addr: &str) -> Re
         .file_name()
         .map_or("copy".into(), |n| n.to_string_lossy().into_owned());
     let handle = std::thread::Builder::new().name(name).spawn(move || {
-        let mut copy = Follower::open(vfs, &dir, key, 32 << 20)?;
+        let mut copy = Follower::open(vfs, &dir, key, mailvault::pager::PagerOptions::default().cache_bytes)?;
         let until = |f: &Follower| {
             let now = Instant::now();
             sa.lock().get_or_insert(now);

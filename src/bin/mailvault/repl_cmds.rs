@@ -236,7 +236,12 @@ fn write_status(dir: &Path, s: &CopyStatus) {
 pub fn follow(args: &FollowArgs) -> Result<ExitCode> {
     let key = ClusterKey::from_file(&args.key_file).map_err(|e| CliError::msg(e.to_string()))?;
     let vfs: SharedVfs = Arc::new(OsVfs);
-    let mut copy = Follower::open(vfs, &args.dir, key, 32 << 20)?;
+    let mut copy = Follower::open(
+        vfs,
+        &args.dir,
+        key,
+        mailvault::pager::PagerOptions::default().cache_bytes,
+    )?;
     if args.reseed {
         copy.reset()?;
     }
