@@ -42,10 +42,17 @@ fn unsupported(workload: &str) -> BenchError {
     }
 }
 
+/// Slot locks: a pwrite and a pread of the same range are not atomic, so
+/// a read racing a write of its record could see parts of both (found by
+/// the mixed workload's check, once in 186 runs). Striped, and held only
+/// around the write or the read, not the fdatasync.
+const SLOT_LOCKS: usize = 1024;
+
 pub struct RawKv {
     file: File,
     slots: u64,
     slot_len: u64,
+    locks: Vec<std::sync::RwLock<()>>,
 }
 
 impl RawKv {
@@ -56,7 +63,12 @@ impl RawKv {
             file: preallocated(&dir.join("raw.dat"), slots * slot_len)?,
             slots,
             slot_len,
+            locks: (0..SLOT_LOCKS).map(|_| std::sync::RwLock::new(())).collect(),
         })
+    }
+
+    fn lock_of(&self, offset: u64) -> &std::sync::RwLock<()> {
+        &self.locks[(offset / self.slot_len) as usize % SLOT_LOCKS]
     }
 
     fn offset(&self, key: &[u8]) -> BenchResult<u64> {
@@ -70,7 +82,12 @@ impl RawKv {
 
 impl KvStore for RawKv {
     fn put_durable(&self, key: &[u8], value: &[u8]) -> BenchResult<()> {
-        self.file.write_all_at(value, self.offset(key)?)?;
+        let at = self.offset(key)?;
+        {
+            // A poisoned lock guards nothing but the slot's bytes: go on.
+            let _slot = self.lock_of(at).write().unwrap_or_else(|e| e.into_inner());
+            self.file.write_all_at(value, at)?;
+        }
         self.file.sync_data()?;
         Ok(())
     }
@@ -94,7 +111,9 @@ impl KvStore for RawKv {
 
     fn get(&self, key: &[u8]) -> BenchResult<Option<Vec<u8>>> {
         let mut value = vec![0u8; self.slot_len as usize];
-        self.file.read_exact_at(&mut value, self.offset(key)?)?;
+        let at = self.offset(key)?;
+        let _slot = self.lock_of(at).read().unwrap_or_else(|e| e.into_inner());
+        self.file.read_exact_at(&mut value, at)?;
         Ok(Some(value))
     }
 
