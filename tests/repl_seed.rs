@@ -220,13 +220,7 @@ fn a_paced_seed_cut_part_way_resumes_from_its_saved_page_and_ends_identical() {
 #[test]
 fn a_disk_error_while_seeding_names_the_copy_file_and_a_retry_completes_the_seed() {
     let tmp = tempfile::tempdir().unwrap();
-    let vfs: SharedVfs = Arc::new(OsVfs);
-    let db = active_with_mail(&vfs, tmp.path());
-    fill(&db, 0, 300);
-    db.checkpoint().unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let stop = Arc::new(AtomicBool::new(false));
+    let (db, listener, addr, stop) = active_listening(tmp.path(), 300);
     let server = serve(db.clone(), listener, stop.clone());
     let mut copies = Vec::new();
     // How many disk calls a whole seed takes: a probe copy stops at the
@@ -278,18 +272,36 @@ fn a_disk_error_while_seeding_names_the_copy_file_and_a_retry_completes_the_seed
     };
     assert_eq!(rows, 300);
     db.checkpoint().unwrap();
-    let active_file = std::fs::read(mailvault::pager::data_path(&tmp.path().join("active"))).unwrap();
     for sim in copies {
-        let copy_file = sim
-            .written_image(&mailvault::pager::data_path(std::path::Path::new("/copy")))
-            .unwrap();
-        let ps = 4096;
-        let pages = active_file.len().min(copy_file.len()) / ps;
-        let differing: Vec<usize> = (2..pages)
-            .filter(|&n| active_file[n * ps..(n + 1) * ps] != copy_file[n * ps..(n + 1) * ps])
-            .collect();
-        assert!(differing.is_empty(), "pages differ: {differing:?}");
+        assert_copy_identical(tmp.path(), &sim, "a copy after a disk error");
     }
+}
+
+/// The data file of the copy in `/copy` on `sim` holds the same pages as
+/// the active's in `dir/active` (pages 2 on; the headers differ).
+fn assert_copy_identical(dir: &std::path::Path, sim: &mailvault::vfs::SimVfs, context: &str) {
+    let active_file = std::fs::read(mailvault::pager::data_path(&dir.join("active"))).unwrap();
+    let copy_file = sim
+        .written_image(&mailvault::pager::data_path(std::path::Path::new("/copy")))
+        .unwrap();
+    let ps = 4096;
+    let pages = active_file.len().min(copy_file.len()) / ps;
+    let differing: Vec<usize> = (2..pages)
+        .filter(|&n| active_file[n * ps..(n + 1) * ps] != copy_file[n * ps..(n + 1) * ps])
+        .collect();
+    assert!(differing.is_empty(), "{context}: pages differ: {differing:?}");
+}
+
+/// An active holding `rows` rows of mail, checkpointed, in `dir/active`,
+/// and a listener for it: (database, listener, its address, a stop flag).
+fn active_listening(dir: &std::path::Path, rows: u32) -> (Arc<Database>, TcpListener, String, Arc<AtomicBool>) {
+    let vfs: SharedVfs = Arc::new(OsVfs);
+    let db = active_with_mail(&vfs, dir);
+    fill(&db, 0, rows);
+    db.checkpoint().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    (db, listener, addr, Arc::new(AtomicBool::new(false)))
 }
 
 /// Serves copies with seeds paced to `rate` bytes per second, in frames
@@ -313,13 +325,7 @@ fn a_copy_crashed_at_every_sync_of_a_seed_completes_it_and_ends_identical() {
     use mailvault::vfs::{FaultKind, SimVfs, Vfs};
     use std::path::Path;
     let tmp = tempfile::tempdir().unwrap();
-    let vfs: SharedVfs = Arc::new(OsVfs);
-    let db = active_with_mail(&vfs, tmp.path());
-    fill(&db, 0, 400);
-    db.checkpoint().unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let stop = Arc::new(AtomicBool::new(false));
+    let (db, listener, addr, stop) = active_listening(tmp.path(), 400);
     // About 0.6 s a seed: progress is saved twice in it.
     serve_paced(db.clone(), listener, stop.clone(), 8 << 20, 256 << 10);
     let stop_after_seed = |_: &Follower| true;
@@ -368,16 +374,7 @@ fn a_copy_crashed_at_every_sync_of_a_seed_completes_it_and_ends_identical() {
         copy.session(&addr, Duration::from_secs(10), Some(&caught_up))
             .unwrap_or_else(|e| panic!("{context}: the next session fails: {e}"));
         drop(copy);
-        let active_file = std::fs::read(mailvault::pager::data_path(&tmp.path().join("active"))).unwrap();
-        let copy_file = sim
-            .written_image(&mailvault::pager::data_path(Path::new("/copy")))
-            .unwrap();
-        let ps = 4096;
-        let pages = active_file.len().min(copy_file.len()) / ps;
-        let differing: Vec<usize> = (2..pages)
-            .filter(|&n| active_file[n * ps..(n + 1) * ps] != copy_file[n * ps..(n + 1) * ps])
-            .collect();
-        assert!(differing.is_empty(), "{context}: pages differ: {differing:?}");
+        assert_copy_identical(tmp.path(), &sim, &context);
     }
     assert!(fired + 3 >= cases.len(), "{fired} of {} crashes fired", cases.len());
     // Crashes after the first saved state leave a seed to resume.

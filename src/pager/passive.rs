@@ -210,7 +210,8 @@ impl Replayer {
         self.pass.seq = seq;
         self.pass.checkpoints = checkpoints;
         self.pass.page_count = page_count;
-        self.write_checkpoint(changed, self.resume)
+        self.start_spill(changed, self.resume)?;
+        self.finish_spill()
     }
 
     /// As [`Replayer::checkpoint`], written on a thread of its own while
@@ -239,6 +240,12 @@ impl Replayer {
     /// of its own, so that replay does not stand still while the disk
     /// writes (the replication lag's p99 was these stops). Snapshots open
     /// now keep the file's old versions first.
+    ///
+    /// Pages the log rebuilds from an image skip the double-write area. A
+    /// torn write of one can only happen before the new header is written
+    /// (they are synced first), and the header then in place has a redo
+    /// point at or before the image, which replay applies whatever the file
+    /// holds.
     fn start_spill(&mut self, changed: Changed, redo: Lsn) -> Result<()> {
         let Changed {
             mut protected,
@@ -265,7 +272,7 @@ impl Replayer {
                     rebuilt = pages.1,
                     %redo,
                     elapsed_ms = began.elapsed().as_secs_f64() * 1e3,
-                    "copy checkpoint written in the background"
+                    "copy checkpoint written"
                 );
                 Ok((header, slot))
             })
@@ -304,41 +311,6 @@ impl Replayer {
                 Err(e)
             }
         }
-    }
-
-    /// Pages the log rebuilds from an image skip the double-write area. A
-    /// torn write of one can only happen before the new header is written
-    /// (they are synced first), and the header then in place has a redo
-    /// point at or before the image, which replay applies whatever the file
-    /// holds.
-    fn write_checkpoint(&mut self, changed: Changed, redo: Lsn) -> Result<()> {
-        let Changed {
-            mut protected,
-            mut rebuilt,
-        } = changed;
-        self.snapshots.before_write(&self.file, &protected);
-        self.snapshots.before_write(&self.file, &rebuilt);
-        let page_count = self.pass.page_count;
-        let began = std::time::Instant::now();
-        let pages = (protected.len(), rebuilt.len());
-        let (header, slot, _) = self.file.write_checkpoint_with(
-            &self.header,
-            self.slot,
-            (&mut protected, &mut rebuilt),
-            redo,
-            page_count,
-            DbState::Dirty,
-        )?;
-        self.header = header;
-        self.slot = slot;
-        tracing::debug!(
-            protected = pages.0,
-            rebuilt = pages.1,
-            %redo,
-            elapsed_ms = began.elapsed().as_secs_f64() * 1e3,
-            "copy checkpoint written"
-        );
-        Ok(())
     }
 
     /// A read-only snapshot of the committed state at [`Replayer::position`]

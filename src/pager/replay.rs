@@ -132,28 +132,39 @@ impl RedoSet {
     /// are written (the first change of any changed page left, or `next`,
     /// the record about to be applied). Pages awaiting an image stay.
     pub fn spill(&mut self, next: Lsn) -> (Changed, Lsn) {
+        let mut out = Changed::default();
+        for no in self.coldest(false) {
+            if let Some(p) = self.pages.remove(&no)
+                && p.first_change.is_some()
+            {
+                out.push(no, p);
+            }
+        }
+        (out, self.redo_from(next))
+    }
+
+    /// The readable pages not being written, least recently changed first:
+    /// all of them, or the coldest half.
+    fn coldest(&self, all: bool) -> Vec<PageNo> {
         let mut order: Vec<(u64, PageNo)> = self
             .pages
             .iter()
-            .filter(|(_, p)| !p.unreadable)
+            .filter(|(_, p)| !p.unreadable && !p.writing)
             .map(|(no, p)| (p.last_change, *no))
             .collect();
         order.sort_unstable();
-        let mut out = Changed::default();
-        for (_, no) in order.iter().take(order.len().div_ceil(2)) {
-            if let Some(p) = self.pages.remove(no)
-                && p.first_change.is_some()
-            {
-                out.push(*no, p);
-            }
-        }
-        let redo = self
-            .pages
+        let take = if all { order.len() } else { order.len().div_ceil(2) };
+        order.into_iter().take(take).map(|(_, no)| no).collect()
+    }
+
+    /// Where redo must start once the pages taken are written: the first
+    /// change of any changed page left, or `next`.
+    fn redo_from(&self, next: Lsn) -> Lsn {
+        self.pages
             .values()
             .filter_map(|p| p.first_change)
             .min()
-            .map_or(next, |first| first.min(next));
-        (out, redo)
+            .map_or(next, |first| first.min(next))
     }
 
     /// As [`RedoSet::spill`], for a checkpoint written in the background
@@ -164,19 +175,11 @@ impl RedoSet {
     /// are dropped at once. `all`: every readable page is taken, not the
     /// coldest half (a periodic checkpoint rather than a spill).
     pub fn spill_to_write(&mut self, next: Lsn, all: bool) -> (Changed, Lsn) {
-        let mut order: Vec<(u64, PageNo)> = self
-            .pages
-            .iter()
-            .filter(|(_, p)| !p.unreadable && !p.writing)
-            .map(|(no, p)| (p.last_change, *no))
-            .collect();
-        order.sort_unstable();
-        let take = if all { order.len() } else { order.len().div_ceil(2) };
         let mut out = Changed::default();
-        for (_, no) in order.iter().take(take) {
-            let Some(p) = self.pages.get_mut(no) else { continue };
+        for no in self.coldest(all) {
+            let Some(p) = self.pages.get_mut(&no) else { continue };
             if p.first_change.is_none() {
-                self.pages.remove(no);
+                self.pages.remove(&no);
                 continue;
             }
             let shared = RedoPage {
@@ -192,15 +195,9 @@ impl RedoSet {
             // image may be gone.
             p.writing = true;
             self.writing += 1;
-            out.push(*no, shared);
+            out.push(no, shared);
         }
-        let redo = self
-            .pages
-            .values()
-            .filter_map(|p| p.first_change)
-            .min()
-            .map_or(next, |first| first.min(next));
-        (out, redo)
+        (out, self.redo_from(next))
     }
 
     /// The background checkpoint is in the file: pages it wrote that were

@@ -282,12 +282,7 @@ impl Message {
                 at_least(12)?;
                 let frame_size = u32::from_le_bytes(arr(&p[8..12]));
                 let bytes = &p[12..];
-                if !frame_size.is_power_of_two() || !(512..=32768).contains(&frame_size) {
-                    return Err(bad(format!("frame size {frame_size}")));
-                }
-                if bytes.is_empty() || !bytes.len().is_multiple_of(frame_size as usize) {
-                    return Err(bad(format!("{} bytes of frames of {frame_size}", bytes.len())));
-                }
+                whole_units(bytes, frame_size, 512..=32768, "frame").map_err(bad)?;
                 Message::Frames {
                     first: Lsn(u64_at(p, 0)),
                     frame_size,
@@ -392,13 +387,20 @@ pub(crate) fn seed_pages_fields(p: &[u8]) -> Result<(u32, u32, &[u8]), WireError
     }
     let page_size = u32::from_le_bytes(arr(&p[4..8]));
     let bytes = &p[8..];
-    if !page_size.is_power_of_two() || !(4096..=65536).contains(&page_size) {
-        return Err(bad(format!("page size {page_size}")));
-    }
-    if bytes.is_empty() || !bytes.len().is_multiple_of(page_size as usize) {
-        return Err(bad(format!("{} bytes of pages of {page_size}", bytes.len())));
-    }
+    whole_units(bytes, page_size, 4096..=65536, "page").map_err(bad)?;
     Ok((u32::from_le_bytes(arr(&p[..4])), page_size, bytes))
+}
+
+/// Checks that `bytes` is one or more whole units (frames, pages) of
+/// `size`, a power of two within `sizes`.
+fn whole_units(bytes: &[u8], size: u32, sizes: std::ops::RangeInclusive<u32>, unit: &str) -> Result<(), String> {
+    if !size.is_power_of_two() || !sizes.contains(&size) {
+        return Err(format!("{unit} size {size}"));
+    }
+    if bytes.is_empty() || !bytes.len().is_multiple_of(size as usize) {
+        return Err(format!("{} bytes of {unit}s of {size}", bytes.len()));
+    }
+    Ok(())
 }
 
 fn arr<const N: usize>(b: &[u8]) -> [u8; N] {
