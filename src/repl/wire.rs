@@ -376,24 +376,14 @@ fn kind_name(kind: u8) -> Option<&'static str> {
     NAMES.get(usize::from(kind).checked_sub(1)?).copied()
 }
 
-/// A `SeedPages` payload's fields: first page, page size and the pages.
-pub(crate) fn seed_pages_fields(p: &[u8]) -> Result<(u32, u32, &[u8]), WireError> {
-    let bad = |reason: String| WireError::Malformed {
-        message: "SeedPages",
-        reason,
-    };
-    if p.len() < 8 {
-        return Err(bad(format!("{} bytes, expected at least 8", p.len())));
-    }
-    let page_size = u32::from_le_bytes(arr(&p[4..8]));
-    let bytes = &p[8..];
-    whole_units(bytes, page_size, 4096..=65536, "page").map_err(bad)?;
-    Ok((u32::from_le_bytes(arr(&p[..4])), page_size, bytes))
-}
-
 /// Checks that `bytes` is one or more whole units (frames, pages) of
 /// `size`, a power of two within `sizes`.
-fn whole_units(bytes: &[u8], size: u32, sizes: std::ops::RangeInclusive<u32>, unit: &str) -> Result<(), String> {
+pub(crate) fn whole_units(
+    bytes: &[u8],
+    size: u32,
+    sizes: std::ops::RangeInclusive<u32>,
+    unit: &str,
+) -> Result<(), String> {
     if !size.is_power_of_two() || !sizes.contains(&size) {
         return Err(format!("{unit} size {size}"));
     }
@@ -602,6 +592,7 @@ pub fn write_message(w: &mut dyn Write, msg: &Message, compress: Option<i32>) ->
 }
 
 mod reader;
+use reader::seed_pages_fields;
 pub use reader::{FrameReader, Payload, SeedPagesRef, seed_pages_frame};
 
 #[cfg(test)]

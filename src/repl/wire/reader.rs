@@ -3,7 +3,7 @@
 //! allocates and zeroes nothing per frame, and seed pages are checked and
 //! written where they arrived.
 
-use super::{HEADER_LEN, Message, RecvError, WireError, decode_header, finish_frame, seed_pages_fields};
+use super::{HEADER_LEN, Message, RecvError, WireError, arr, decode_header, finish_frame, whole_units};
 use crate::vfs::UNCACHED_ALIGN;
 use std::io::Read;
 
@@ -12,6 +12,21 @@ const SEED_PAGES: u8 = 13;
 
 /// Bytes of a `SeedPages` payload before its pages.
 const SEED_PREFIX: usize = 8;
+
+/// A `SeedPages` payload's fields: first page, page size and the pages.
+pub(super) fn seed_pages_fields(p: &[u8]) -> Result<(u32, u32, &[u8]), WireError> {
+    let bad = |reason: String| WireError::Malformed {
+        message: "SeedPages",
+        reason,
+    };
+    if p.len() < 8 {
+        return Err(bad(format!("{} bytes, expected at least 8", p.len())));
+    }
+    let page_size = u32::from_le_bytes(arr(&p[4..8]));
+    let bytes = &p[8..];
+    whole_units(bytes, page_size, 4096..=65536, "page").map_err(bad)?;
+    Ok((u32::from_le_bytes(arr(&p[..4])), page_size, bytes))
+}
 
 /// Buffers reused from frame to frame; they grow to the largest frame
 /// seen, which `MAX_PAYLOAD` bounds.
