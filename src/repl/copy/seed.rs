@@ -463,6 +463,9 @@ impl Follower {
         drop(read);
         let path = data_path(&self.dir);
         self.vfs.rename(&partial, &path).map_err(disk(&partial, 0, "rename"))?;
+        // Renamed, there is no partial seed to resume: a failure below must
+        // not send the next session after the file that was moved.
+        self.partial_seed = None;
         self.vfs
             .sync_dir(&self.dir)
             .map_err(disk(&self.dir, 0, "sync directory"))?;
@@ -470,7 +473,6 @@ impl Follower {
         // leaves a state without its partial file, which counts as none.
         let state = state_path(&self.dir);
         self.vfs.remove(&state).map_err(disk(&state, 0, "remove"))?;
-        self.partial_seed = None;
         self.replayer = Some(crate::pager::Replayer::open(
             self.vfs.clone(),
             &self.dir,
