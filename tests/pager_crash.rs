@@ -7,7 +7,6 @@
 
 use mailvault::log::LogOptions;
 use mailvault::pager::page::{self, PAGE_HEADER_LEN};
-use mailvault::pager::redo::build_commit;
 use mailvault::pager::{DbError, LATEST, PageBuf, PageKind, PageNo, Pager, PagerOptions, TornPages};
 use mailvault::vfs::{SimVfs, sim::SimRng};
 use std::collections::BTreeMap;
@@ -95,11 +94,7 @@ fn run(
             bodies.push((no, new[PAGE_HEADER_LEN..].to_vec()));
             changed.push((no, base, Arc::new(new)));
         }
-        let (_, end) = pager.append_commit(
-            |redo, seq| Ok(build_commit(changed, redo, seq, PAGES)),
-            PAGES,
-            Vec::new(),
-        )?;
+        let (_, end) = pager.append_commit(changed, PAGES, Vec::new())?;
         // From here the record may reach the disk even if the wait fails:
         // the caller counts this state as possible, acknowledged only on Ok.
         model.extend(bodies);

@@ -15,6 +15,10 @@
 //! - `diff` of two pages applied to the first gives the second.
 //! - A decoded whole-database digest (kind 4) has groups of at least one
 //!   page and no group past the count its page count makes.
+//! - A part (kind 5) and a commit of parts (kind 6) hold changes under the
+//!   same rules as a commit; `part_header` of any bytes never panics and,
+//!   for a record that decodes as a part, gives its sequence and index; a
+//!   commit of parts names at least one part.
 //!
 //! Input: one control byte, then the body.
 //! - bit 0 clear: the body is the record's bytes;
@@ -46,6 +50,9 @@ struct Spec {
     digest: Option<Vec<(u32, u64, u32)>>,
     /// A whole-database digest part (kind 4) instead.
     whole: Option<WholeSpec>,
+    /// A part (true: index) or a commit of parts (false: count, first
+    /// part's LSN) with the changes, instead of a plain commit.
+    parts: Option<(bool, u32, u64)>,
     seq: u64,
     page_count: u32,
     /// Page size the record is built for (index into `PAGE_SIZES`).
@@ -179,10 +186,27 @@ fn build(spec: &Spec) -> Vec<u8> {
                     }
                 })
                 .collect();
-            DbRecord::Commit {
-                seq: spec.seq,
-                page_count: spec.page_count,
-                changes,
+            match spec.parts {
+                Some((true, index, _)) => DbRecord::Part {
+                    seq: spec.seq,
+                    page_count: spec.page_count,
+                    index,
+                    changes,
+                },
+                Some((false, count, first)) => DbRecord::CommitParts {
+                    seq: spec.seq,
+                    page_count: spec.page_count,
+                    parts: redo::Parts {
+                        count,
+                        first: Lsn(first),
+                    },
+                    changes,
+                },
+                None => DbRecord::Commit {
+                    seq: spec.seq,
+                    page_count: spec.page_count,
+                    changes,
+                },
             }
         }
     };
@@ -308,8 +332,8 @@ fn check_record(bytes: &[u8], lsn: Lsn) {
             "a decoded record, encoded again, decodes to another record"
         );
         // Only an image may change form; any other record re-encodes byte for byte.
-        let has_image = matches!(&record, DbRecord::Commit { changes, .. }
-            if changes.iter().any(|(_, c)| matches!(c, PageChange::Image(_))));
+        let has_image =
+            changes_of(&record).is_some_and(|(_, c)| c.iter().any(|(_, c)| matches!(c, PageChange::Image(_))));
         assert!(has_image || again == bytes, "re-encoding a decoded record changed it");
         if let DbRecord::WholeDigest(d) = &record {
             assert!(d.group_pages >= 1, "decode accepted groups of 0 pages");
@@ -322,15 +346,28 @@ fn check_record(bytes: &[u8], lsn: Lsn) {
                 d.page_count
             );
         }
-        if let DbRecord::Commit {
-            page_count, changes, ..
-        } = &record
-        {
+        if let DbRecord::Part { seq, index, .. } = &record {
+            assert_eq!(redo::part_header(bytes), Ok((*seq, *index)), "a part's header reads otherwise");
+        }
+        if let DbRecord::CommitParts { parts, .. } = &record {
+            assert!(parts.count >= 1, "decode accepted a commit of no parts");
+        }
+        if let Some((page_count, changes)) = changes_of(&record) {
             for (no, change) in changes {
                 assert!(no < page_count, "page {no} accepted past the page count {page_count}");
                 check_apply(change, ps, lsn);
             }
         }
+    }
+}
+
+/// The page count and changes of a record that carries changes.
+fn changes_of(record: &DbRecord) -> Option<(&u32, &Vec<(u32, PageChange)>)> {
+    match record {
+        DbRecord::Commit { page_count, changes, .. }
+        | DbRecord::Part { page_count, changes, .. }
+        | DbRecord::CommitParts { page_count, changes, .. } => Some((page_count, changes)),
+        _ => None,
     }
 }
 
@@ -392,6 +429,8 @@ fuzz_target!(|data: &[u8]| {
     let lsn = Lsn::new(3, 4096 + u32::from(ctl));
     if ctl & 1 == 0 {
         check_record(body, lsn);
+        // Any bytes: an error or a header, never a panic.
+        let _ = redo::part_header(body);
     } else if let Ok(spec) = Spec::arbitrary(&mut Unstructured::new(body)) {
         let bytes = build(&spec);
         check_record(&bytes, lsn);

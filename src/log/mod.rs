@@ -38,6 +38,11 @@ pub use recovery::RecoveryReport;
 pub use scan::TornTail;
 pub use ship::{FrameSource, LogReplica, ShipChunk};
 
+/// The frame size of generation `generation` in `dir`, from its header.
+pub fn frame_size_of(vfs: &dyn crate::vfs::Vfs, dir: &std::path::Path, generation: u32) -> Result<u32> {
+    Ok(files::GenFile::open(vfs, dir, generation)?.header.frame_size)
+}
+
 /// Decoders exposed for fuzzing and the `dump` command.
 pub mod codec {
     pub use super::format::{

@@ -80,8 +80,8 @@ pub struct StoreOptions {
     pub checkpoint_depth: u64,
     /// Durability of the convenience calls and of [`Store::transaction`].
     pub durability: Durability,
-    /// Largest message body accepted (lowered, at open, to what one log
-    /// record can carry).
+    /// Largest message body accepted (lowered, at open, to what one
+    /// transaction may hold).
     pub max_body_bytes: u64,
     /// zstd level for bodies.
     pub compression_level: i32,
@@ -136,12 +136,11 @@ impl StoreOptions {
             ..DbOptions::default()
         };
         db.log.generation_size = self.generation_size;
-        // A body goes to the log in its commit record: room for the largest,
-        // with its page headers and the tree changes around it.
-        let record = (self.max_body_bytes + self.max_body_bytes / 8 + record_slack(self.page_size)) as usize;
-        db.log.max_record_size = db.log.max_record_size.max(record);
-        db.log.buffer_size = db.log.buffer_size.max(2 * record);
-        db.max_transaction_bytes = db.log.max_record_size;
+        // A body's pages are held until its commit (and logged in parts):
+        // room for the largest, with its page headers and the tree changes
+        // around it.
+        let needed = (self.max_body_bytes + self.max_body_bytes / 8 + record_slack(self.page_size)) as usize;
+        db.max_transaction_bytes = db.max_transaction_bytes.max(needed);
         Ok(db)
     }
 }
@@ -161,7 +160,7 @@ impl std::fmt::Debug for Store {
     }
 }
 
-/// Log-record room beyond a body's pages: the tree pages one append changes.
+/// Transaction room beyond a body's pages: the tree pages one append changes.
 fn record_slack(page_size: usize) -> u64 {
     32 * page_size as u64
 }
@@ -191,7 +190,7 @@ impl Store {
     }
 
     fn finish_open(db: Database, opts: &StoreOptions) -> Result<Store> {
-        let room = db.pager().log().max_record_size() as u64;
+        let room = db.pager().options().max_transaction_bytes as u64;
         let max_body = opts
             .max_body_bytes
             .min(room.saturating_sub(record_slack(db.pager().page_size())) * 8 / 9);

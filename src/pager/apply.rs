@@ -5,12 +5,28 @@
 use super::digest::Verifier;
 use super::file::DbFile;
 use super::page::{self, PageBuf, PageNo};
-use super::redo::{self, DbRecord};
+use super::redo::{self, DbRecord, PageChange, Parts};
 use super::replay::RedoSet;
 use super::{DbError, Result};
-use crate::log::{Lsn, Record, generation_name};
-use std::path::Path;
+use crate::log::{LogReader, LogSignature, Lsn, Record, generation_name};
+use crate::vfs::SharedVfs;
+use std::path::PathBuf;
 use std::sync::Arc;
+
+/// The log a redo pass reads, for going back to a transaction's parts.
+pub(crate) struct LogAt {
+    pub vfs: SharedVfs,
+    pub dir: PathBuf,
+    pub signature: LogSignature,
+}
+
+/// The parts read so far of a transaction whose commit has not been read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PendingParts {
+    seq: u64,
+    first: Lsn,
+    count: u32,
+}
 
 /// The state of a redo pass: pages changed in memory and what the records
 /// said about the database.
@@ -31,6 +47,13 @@ pub(crate) struct RedoPass {
     /// Checks whole-database digests (a passive copy); `None` in crash
     /// recovery, whose state at a marker may hold later pages.
     pub whole: Option<Verifier>,
+    /// Parts read of the transaction being appended in parts: applied when
+    /// its commit is read, by reading them again from the log.
+    pub pending: Option<PendingParts>,
+    /// Parts of transactions that never committed, dropped.
+    abandoned: u64,
+    /// Commits of transactions in parts applied.
+    pub part_commits: u64,
 }
 
 impl RedoPass {
@@ -45,19 +68,53 @@ impl RedoPass {
             verified: 0,
             from,
             whole: None,
+            pending: None,
+            abandoned: 0,
+            part_commits: 0,
         }
+    }
+
+    /// Where redo must start, at the latest, for a checkpoint or spill
+    /// taken before the record at `next`: the first part of a transaction
+    /// whose commit is still to come, if that is earlier.
+    pub fn floor(&self, next: Lsn) -> Lsn {
+        self.pending.map_or(next, |p| p.first.min(next))
+    }
+
+    /// Parts dropped so far, and those read of a transaction whose commit
+    /// was not read (at the end of the log: they never will be).
+    pub fn abandoned_parts(&self) -> u64 {
+        self.abandoned + self.pending.map_or(0, |p| u64::from(p.count))
+    }
+
+    /// Parts read of a transaction whose commit was not read yet.
+    pub fn parts_waiting(&self) -> u32 {
+        self.pending.map_or(0, |p| p.count)
+    }
+
+    /// Carries what the pass knows of the log into a fresh pass (a copy's
+    /// checkpoint starts one).
+    pub fn carry_into(&self, fresh: &mut RedoPass) {
+        fresh.seq = self.seq;
+        fresh.checkpoints = self.checkpoints;
+        fresh.page_count = self.page_count;
+        fresh.pending = self.pending;
+        fresh.abandoned = self.abandoned;
+        fresh.part_commits = self.part_commits;
     }
 
     /// Applies one record to the pages it names (read from `file` when not
     /// yet in memory). Idempotent by page LSN.
-    pub fn apply(&mut self, file: &DbFile, record: &Record, ldir: &Path) -> Result<()> {
+    pub fn apply(&mut self, file: &DbFile, record: &Record, log: &LogAt) -> Result<()> {
         let ps = file.page_size;
-        let bad = |reason: String| DbError::BadRecord {
-            file: ldir.join(generation_name(record.lsn.generation())),
-            offset: u64::from(record.lsn.offset()),
-            lsn: record.lsn,
-            reason,
-        };
+        let bad = |reason: String| bad_record(log, record.lsn, reason);
+        if record.data.first() == Some(&redo::RECORD_PART) {
+            // Only its header now: the changes are decoded when the commit
+            // that names the part is read, if it ever is.
+            let (seq, index) = redo::part_header(&record.data).map_err(bad)?;
+            self.note_part(seq, index, record.lsn);
+            return Ok(());
+        }
         match DbRecord::decode(&record.data, ps).map_err(bad)? {
             DbRecord::Checkpoint { number, whole_digest } => {
                 self.checkpoints = self.checkpoints.max(number);
@@ -102,48 +159,169 @@ impl RedoPass {
                 page_count,
                 changes,
             } => {
-                if seq == u64::MAX {
-                    // The next commit would have no number.
-                    return Err(bad("commit sequence number at the end of its range".into()));
+                if let Some(p) = self.pending.take() {
+                    // A transaction appended in parts never committed.
+                    self.abandoned += u64::from(p.count);
                 }
-                self.seq = self.seq.max(seq);
-                self.page_count = self.page_count.max(page_count);
-                for (no, change) in changes {
-                    if !self.pages.contains(no) {
-                        // A full image needs nothing from the file: whatever
-                        // the file holds, the chain of changes after the image
-                        // starts from it (and new pages are most images).
-                        // Beyond the file's end a page reads as unreadable too.
-                        let from_file = match change {
-                            redo::PageChange::Image(_) => None,
-                            redo::PageChange::Ranges { .. } => file.read_page_for_redo(no)?,
-                        };
-                        let unreadable = from_file.is_none();
-                        self.pages
-                            .insert(no, from_file.unwrap_or_else(|| PageBuf::zeroed(ps)), unreadable);
-                    }
-                    let Some(page) = self.pages.get_mut(no) else {
-                        continue;
-                    };
-                    let current = (!page.unreadable).then(|| page::page_lsn(&page.buf));
-                    // Copies the page first if a snapshot holds it.
-                    let buf = Arc::make_mut(&mut page.buf);
-                    match redo::apply(buf, current, &change, record.lsn) {
-                        Ok(redo::Applied::Applied) => {
-                            self.applied += 1;
-                            if page.unreadable {
-                                // A full image: the page is whole again, at its own
-                                // position, and nothing of it came from the file.
-                                page.unreadable = false;
-                                buf[4..8].copy_from_slice(&no.to_le_bytes());
-                                page.rebuilt_from = Some(record.lsn);
-                            }
-                            self.pages.changed(no, record.lsn);
+                self.note_commit(seq, page_count).map_err(bad)?;
+                self.apply_changes(file, changes, record.lsn)?;
+            }
+            DbRecord::CommitParts {
+                seq,
+                page_count,
+                parts,
+                changes,
+            } => {
+                let expected = Some(PendingParts {
+                    seq,
+                    first: parts.first,
+                    count: parts.count,
+                });
+                let pending = self.pending.take();
+                if pending.is_none() && record.lsn == self.from {
+                    // The pass starts at this commit: a copy's checkpoint
+                    // after applying it (its redo point is the last record
+                    // applied), or a spill that had written every page its
+                    // parts changed (a page kept would hold redo at its
+                    // part). Either way the file holds the parts.
+                    self.note_commit(seq, page_count).map_err(bad)?;
+                    return self.apply_changes(file, changes, record.lsn);
+                }
+                if pending != expected {
+                    return Err(bad(format!(
+                        "commit {seq} names {} parts from {}, but the log read from {} holds {}",
+                        parts.count,
+                        parts.first,
+                        self.from,
+                        match pending {
+                            Some(p) => format!("{} parts of transaction {} from {}", p.count, p.seq, p.first),
+                            None => "none".into(),
                         }
-                        Ok(redo::Applied::Skipped) => self.skipped += 1,
-                        Err(found) => return Err(redo_failure(file, no, &change, found, record.lsn, self.from)),
-                    }
+                    )));
                 }
+                self.note_commit(seq, page_count).map_err(bad)?;
+                self.apply_parts(file, log, seq, parts, record.lsn)?;
+                self.apply_changes(file, changes, record.lsn)?;
+                self.part_commits += 1;
+            }
+            // Handled above from its header alone.
+            DbRecord::Part { .. } => {}
+        }
+        Ok(())
+    }
+
+    /// Notes part `index` of transaction `seq`, read at `lsn`. A part 0
+    /// starts a transaction (one still pending never committed); a part
+    /// out of sequence is left out, and the commit naming it then fails.
+    fn note_part(&mut self, seq: u64, index: u32, lsn: Lsn) {
+        if index == 0 {
+            if let Some(p) = self.pending.take() {
+                self.abandoned += u64::from(p.count);
+            }
+            self.pending = Some(PendingParts {
+                seq,
+                first: lsn,
+                count: 1,
+            });
+        } else if let Some(p) = &mut self.pending
+            && p.seq == seq
+            && p.count == index
+        {
+            p.count += 1;
+        }
+    }
+
+    fn note_commit(&mut self, seq: u64, page_count: u32) -> std::result::Result<(), String> {
+        if seq == u64::MAX {
+            // The next commit would have no number.
+            return Err("commit sequence number at the end of its range".into());
+        }
+        self.seq = self.seq.max(seq);
+        self.page_count = self.page_count.max(page_count);
+        Ok(())
+    }
+
+    /// Reads the parts of the transaction committed at `commit` again from
+    /// the log and applies them, in order, each at its own LSN.
+    fn apply_parts(&mut self, file: &DbFile, log: &LogAt, seq: u64, parts: Parts, commit: Lsn) -> Result<()> {
+        let reader = LogReader::new(log.vfs.clone(), &log.dir, parts.first, commit)?.expect_signature(log.signature);
+        let mut next = 0u32;
+        for part in reader {
+            let part = part?;
+            if part.lsn >= commit {
+                break;
+            }
+            if part.data.first() != Some(&redo::RECORD_PART) {
+                // Checkpoint markers and digests between the parts.
+                continue;
+            }
+            let decoded = DbRecord::decode(&part.data, file.page_size).map_err(|e| bad_record(log, part.lsn, e))?;
+            match decoded {
+                DbRecord::Part {
+                    seq: s, index, changes, ..
+                } if s == seq && index == next => {
+                    self.apply_changes(file, changes, part.lsn)?;
+                    next += 1;
+                }
+                _ => {
+                    return Err(bad_record(
+                        log,
+                        part.lsn,
+                        format!("read again for commit {seq} at {commit}, this is not its part {next}"),
+                    ));
+                }
+            }
+        }
+        if next != parts.count {
+            return Err(bad_record(
+                log,
+                commit,
+                format!(
+                    "commit {seq} names {} parts from {}, the log holds {next}",
+                    parts.count, parts.first
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Applies the changes of the record at `lsn`, page by page.
+    fn apply_changes(&mut self, file: &DbFile, changes: Vec<(u32, PageChange)>, lsn: Lsn) -> Result<()> {
+        let ps = file.page_size;
+        for (no, change) in changes {
+            if !self.pages.contains(no) {
+                // A full image needs nothing from the file: whatever
+                // the file holds, the chain of changes after the image
+                // starts from it (and new pages are most images).
+                // Beyond the file's end a page reads as unreadable too.
+                let from_file = match change {
+                    PageChange::Image(_) => None,
+                    PageChange::Ranges { .. } => file.read_page_for_redo(no)?,
+                };
+                let unreadable = from_file.is_none();
+                self.pages
+                    .insert(no, from_file.unwrap_or_else(|| PageBuf::zeroed(ps)), unreadable);
+            }
+            let Some(page) = self.pages.get_mut(no) else {
+                continue;
+            };
+            let current = (!page.unreadable).then(|| page::page_lsn(&page.buf));
+            // Copies the page first if a snapshot holds it.
+            let buf = Arc::make_mut(&mut page.buf);
+            match redo::apply(buf, current, &change, lsn) {
+                Ok(redo::Applied::Applied) => {
+                    self.applied += 1;
+                    if page.unreadable {
+                        // A full image: the page is whole again, at its own
+                        // position, and nothing of it came from the file.
+                        page.unreadable = false;
+                        buf[4..8].copy_from_slice(&no.to_le_bytes());
+                        page.rebuilt_from = Some(lsn);
+                    }
+                    self.pages.changed(no, lsn);
+                }
+                Ok(redo::Applied::Skipped) => self.skipped += 1,
+                Err(found) => return Err(redo_failure(file, no, &change, found, lsn, self.from)),
             }
         }
         Ok(())
@@ -163,6 +341,16 @@ impl RedoPass {
             )),
             None => Ok(()),
         }
+    }
+}
+
+/// A record that cannot be what the log says, named by file and offset.
+fn bad_record(log: &LogAt, lsn: Lsn, reason: String) -> DbError {
+    DbError::BadRecord {
+        file: log.dir.join(generation_name(lsn.generation())),
+        offset: u64::from(lsn.offset()),
+        lsn,
+        reason,
     }
 }
 

@@ -47,7 +47,7 @@ impl Pager {
             && state != DbState::Clean
             && (factor == 0 || written >= factor.saturating_mul(file_bytes));
         let marker = DbRecord::Checkpoint { number, whole_digest }.encode();
-        let (redo, end, pages, page_count) = {
+        let (marker, redo, end, pages, page_count) = {
             let mut st = self.state.lock();
             self.check_failed(&st)?;
             let appended = match self.log.append(&marker) {
@@ -58,7 +58,10 @@ impl Pager {
                 }
             };
             st.redo_point = appended.lsn;
-            (appended.lsn, appended.end, st.cache.dirty_pages(), st.page_count)
+            // A transaction appending its parts commits after this marker:
+            // recovery must read them, so redo starts at the first.
+            let redo = st.parts_from.map_or(appended.lsn, |first| first.min(appended.lsn));
+            (appended.lsn, redo, appended.end, st.cache.dirty_pages(), st.page_count)
         };
         if let Err(e) = self.log.wait_durable(end) {
             return Err(self.fail(e.into()));
@@ -78,10 +81,10 @@ impl Pager {
             }
         }
         if whole_digest {
-            ck.last_whole = redo;
-            self.log_whole_digest(redo, page_count)?;
+            ck.last_whole = marker;
+            self.log_whole_digest(marker, page_count)?;
         }
-        tracing::debug!(number, marker = %redo, pages = digest.len(), elapsed = ?started.elapsed(), "checkpoint written");
+        tracing::debug!(number, %marker, %redo, pages = digest.len(), elapsed = ?started.elapsed(), "checkpoint written");
         self.truncate_log(redo)
     }
 

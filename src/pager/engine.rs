@@ -5,8 +5,8 @@
 use super::cache::PageCache;
 use super::file::DbFile;
 use super::header::DbHeader;
-use super::page::{self, PageBuf, PageNo, PageRef};
-use super::redo::DbRecord;
+use super::page::{self, PageNo, PageRef};
+use super::txn_records::TxnRecords;
 use super::{DbError, Result};
 use crate::log::{Log, LogOptions, Lsn};
 use crate::vfs::SharedVfs;
@@ -16,6 +16,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32};
 use std::time::Duration;
+
+/// Default bound on a transaction's changed pages (DESIGN.md, "Database
+/// defaults": a bulk load of a million small records fits).
+pub const DEFAULT_MAX_TRANSACTION_BYTES: usize = 256 << 20;
 
 /// Snapshot that reads the newest committed versions (the writer's view).
 pub const LATEST: u64 = u64::MAX;
@@ -40,7 +44,9 @@ pub struct PagerOptions {
     pub cache_bytes: usize,
     /// A checkpoint starts when this many bytes of log lie after the last one.
     pub checkpoint_depth: u64,
-    /// Largest commit record a transaction may produce.
+    /// Most bytes of changed pages a transaction may hold (whole pages, in
+    /// memory until it commits), and so the most it may log; never below
+    /// half the cache. Changes beyond one log record go in parts.
     pub max_transaction_bytes: usize,
     /// Longest a lazy commit stays in memory before a background flush.
     pub lazy_flush_interval: Duration,
@@ -62,7 +68,7 @@ impl Default for PagerOptions {
             page_size: super::DEFAULT_PAGE_SIZE,
             cache_bytes: 64 << 20,
             checkpoint_depth: 32 << 20,
-            max_transaction_bytes: crate::log::DEFAULT_MAX_RECORD_SIZE,
+            max_transaction_bytes: DEFAULT_MAX_TRANSACTION_BYTES,
             lazy_flush_interval: Duration::from_millis(10),
             whole_digest_every: 8,
             whole_digest_log_factor: 16,
@@ -92,6 +98,9 @@ pub(crate) struct PagerState {
     pub failed: Option<Arc<DbError>>,
     /// Lazy commits wait for the background flush.
     pub lazy_pending: bool,
+    /// The first part of the transaction being appended in parts: redo and
+    /// the log are kept from there until its commit.
+    pub parts_from: Option<Lsn>,
 }
 
 impl PagerState {
@@ -258,61 +267,74 @@ impl Pager {
         self.state.lock().page_count
     }
 
-    /// Appends a transaction's record and publishes its pages. `build` gets
-    /// the current redo point (pages last changed before it must be logged
-    /// whole) and returns the changed pages with the record. `bases` holds
-    /// the committed versions the transaction started from (for a reused
-    /// page, the content it had before it was freed): they are cached beside
-    /// the new versions for older snapshots, so that neither an eviction
-    /// during the transaction nor a checkpoint writing the new content can
-    /// take them from under those snapshots.
-    /// Called by the single writer; returns the commit's sequence and the
-    /// end of its record.
+    /// Appends a transaction's records and publishes its pages. `changed`
+    /// holds each page the transaction changed: (number, the committed
+    /// version it started from or `None` for a new page, new version).
+    /// `bases` holds the committed versions the transaction started from
+    /// (for a reused page, the content it had before it was freed): they
+    /// are cached beside the new versions for older snapshots, so that
+    /// neither an eviction during the transaction nor a checkpoint writing
+    /// the new content can take them from under those snapshots.
+    ///
+    /// Changes that do not fit one log record go first as parts, then the
+    /// commit names them; each page takes the LSN of the record holding its
+    /// change, as redo gives it. Called by the single writer; returns the
+    /// commit's sequence and the end of its record.
     pub fn append_commit(
         &self,
-        build: impl FnOnce(Lsn, u64) -> Result<(DbRecord, Vec<(PageNo, PageBuf)>)>,
+        changed: Vec<(PageNo, Option<PageRef>, PageRef)>,
         page_count: u32,
         bases: Vec<(PageNo, PageRef)>,
     ) -> Result<(u64, Lsn)> {
-        // With a double-write area no page needs a full image in the log, so
-        // the record is built before the lock: snapshots read meanwhile. The
-        // sequence cannot move: only the one writer commits.
-        let (early, late) = match self.opts.torn_pages {
-            TornPages::DoubleWrite => {
-                let seq = next_seq(self.state.lock().seq)?;
-                (Some(build(Lsn::ZERO, seq)), None)
+        // Full page images depend on the redo point, so the records are
+        // built under the state lock. With a double-write area no page needs
+        // an image: they are built (and parts appended) while snapshots
+        // read. The sequence cannot move: only the one writer commits.
+        let mut held = (self.opts.torn_pages == TornPages::FullPageImages).then(|| self.state.lock());
+        let (seq, redo_point) = match &held {
+            Some(st) => (st.seq, st.redo_point),
+            None => (self.state.lock().seq, Lsn::ZERO),
+        };
+        let seq = next_seq(seq)?;
+        let mut records = TxnRecords::new(seq, page_count, self.log.max_record_size());
+        let mut pages = Vec::with_capacity(changed.len());
+        // (pages before it, LSN) of each part appended.
+        let mut parts: Vec<(usize, Lsn)> = Vec::new();
+        for (no, base, new) in changed {
+            let (kept, part) = records.add(no, base.as_deref().map(|b| &b[..]), &new, redo_point);
+            if let Some(part) = part {
+                let lsn = self.append_part(&mut held, part.bytes(), parts.is_empty())?;
+                parts.push((pages.len(), lsn));
             }
-            TornPages::FullPageImages => (None, Some(build)),
-        };
-        let mut st = self.state.lock();
-        self.check_failed(&st)?;
-        let seq = next_seq(st.seq)?;
-        let (record, pages) = match (early, late) {
-            (Some(built), _) => built?,
-            (None, Some(build)) => build(st.redo_point, seq)?,
-            // One of the two is always set above.
-            (None, None) => unreachable!("a record is built early or late"),
-        };
-        let bytes = record.encode();
-        if bytes.len() > self.opts.max_transaction_bytes {
-            return Err(DbError::TransactionTooLarge {
-                measure: "its log record",
-                bytes: bytes.len(),
-                max: self.opts.max_transaction_bytes,
-            });
+            if kept {
+                pages.push((no, Arc::try_unwrap(new).unwrap_or_else(|shared| (*shared).clone())));
+            }
         }
-        let appended = match self.log.append(&bytes) {
+        let commit = records.finish(parts.first().map(|&(_, lsn)| lsn));
+        let mut st = match held {
+            Some(st) => st,
+            None => self.state.lock(),
+        };
+        self.check_failed(&st)?;
+        let appended = match self.log.append(commit.bytes()) {
             Ok(a) => a,
             Err(e) => {
                 drop(st);
                 return Err(self.fail(e.into()));
             }
         };
+        st.parts_from = None;
         for (no, base) in bases {
             st.cache.insert_from_file(no, base);
         }
-        for (no, mut page) in pages {
-            page::set_lsn(&mut page, appended.lsn);
+        let mut next_part = 0;
+        for (i, (no, mut page)) in pages.into_iter().enumerate() {
+            while next_part < parts.len() && parts[next_part].0 <= i {
+                next_part += 1;
+            }
+            // Page i is in the first part appended after it was added.
+            let lsn = parts.get(next_part).map_or(appended.lsn, |&(_, lsn)| lsn);
+            page::set_lsn(&mut page, lsn);
             st.cache.publish(no, seq, Arc::new(page));
         }
         st.seq = seq;
@@ -323,6 +345,49 @@ impl Pager {
             self.wake.notify_all();
         }
         Ok((seq, appended.end))
+    }
+
+    /// Appends one part of a transaction. The first is appended under the
+    /// state lock, which a checkpoint takes its marker under, and noted as
+    /// `parts_from`: from then until the commit, checkpoints keep redo (and
+    /// the log) from there, so that whoever replays the commit reads its
+    /// parts first.
+    fn append_part(
+        &self,
+        held: &mut Option<parking_lot::MutexGuard<'_, PagerState>>,
+        bytes: &[u8],
+        first: bool,
+    ) -> Result<Lsn> {
+        let appended = match held {
+            Some(st) => {
+                self.check_failed(st)?;
+                let appended = self.log.append(bytes);
+                if let Ok(a) = &appended
+                    && first
+                {
+                    st.parts_from = Some(a.lsn);
+                }
+                appended
+            }
+            None if first => {
+                let mut st = self.state.lock();
+                self.check_failed(&st)?;
+                let appended = self.log.append(bytes);
+                if let Ok(a) = &appended {
+                    st.parts_from = Some(a.lsn);
+                }
+                appended
+            }
+            None => self.log.append(bytes),
+        };
+        match appended {
+            Ok(a) => Ok(a.lsn),
+            Err(e) => {
+                // `fail` takes the state lock.
+                held.take();
+                Err(self.fail(e.into()))
+            }
+        }
     }
 
     /// Waits until the commit ending at `end` is durable (durable commits),

@@ -125,13 +125,12 @@ pub enum DbError {
         /// The largest value allowed.
         max: u64,
     },
-    /// A transaction grew past a limit: its commit record past
-    /// `max_transaction_bytes`, or the changed pages it holds in memory (it
-    /// cannot write them before it commits) past half the cache, or twice
-    /// `max_transaction_bytes` if that is more.
+    /// A transaction grew past its limit: the changed pages it holds in
+    /// memory (it cannot write them before it commits) past
+    /// `max_transaction_bytes`, or half the cache if that is more.
     #[error("transaction too large: {measure} would be {bytes} bytes, the maximum is {max}")]
     TransactionTooLarge {
-        /// What grew too large: "its log record" or "the changed pages it holds".
+        /// What grew too large: "the changed pages it holds".
         measure: &'static str,
         /// Its size.
         bytes: usize,

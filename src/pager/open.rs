@@ -1,7 +1,7 @@
 //! Creating and opening a database: the first pages, and recovery, which
 //! replays the log from the checkpoint marker the header names.
 
-use super::apply::RedoPass;
+use super::apply::{LogAt, RedoPass};
 use super::cache::PageCache;
 use super::doublewrite::{DoubleWrite, dw_path};
 use super::engine::{CheckpointState, Pager, PagerOptions, PagerState, TornPages};
@@ -36,6 +36,11 @@ pub struct RecoveryStats {
     pub flushes: u64,
     /// Torn pages put back from the double-write area before redo.
     pub restored: u64,
+    /// Parts of transactions whose commit the log does not hold (a crash
+    /// while a large transaction was being appended): never applied.
+    pub abandoned_parts: u64,
+    /// Transactions in parts replayed (their parts read again from the log).
+    pub part_commits: u64,
     /// Seconds opening the log took (its own scan and rebuild of the last
     /// generation), the redo pass, and the closing checkpoint.
     pub log_open_secs: f64,
@@ -64,12 +69,6 @@ fn check_options(opts: &PagerOptions) -> Result<()> {
         return Err(DbError::InvalidArgument(format!(
             "cache of {} bytes holds fewer than 16 pages",
             opts.cache_bytes
-        )));
-    }
-    if opts.max_transaction_bytes > opts.log.max_record_size {
-        return Err(DbError::InvalidArgument(format!(
-            "max transaction bytes {} exceeds the log's max record size {}",
-            opts.max_transaction_bytes, opts.log.max_record_size
         )));
     }
     Ok(())
@@ -228,10 +227,14 @@ impl Pager {
             db_file.double_write = None;
         }
         // The log may accept less than its option says (it fits records to
-        // its geometry); a transaction over that is the caller's error, and
-        // must never reach the log, whose refusal would stop the database.
-        let mut opts = opts;
-        opts.max_transaction_bytes = opts.max_transaction_bytes.min(log.max_record_size());
+        // its geometry): every record must still hold one page's change.
+        let least = super::txn_records::largest_change(ps) + super::redo::COMMIT_PARTS_HEADER_LEN;
+        if log.max_record_size() < least {
+            return Err(DbError::InvalidArgument(format!(
+                "the log's records hold at most {} bytes, less than the {least} one change of a {ps}-byte page may take",
+                log.max_record_size()
+            )));
+        }
         let pager = Arc::new(Pager {
             dir: dir.to_path_buf(),
             vfs,
@@ -249,6 +252,7 @@ impl Pager {
                 next_pin: 0,
                 failed: None,
                 lazy_pending: false,
+                parts_from: None,
             }),
             opts,
             wake: Condvar::new(),
@@ -295,6 +299,11 @@ impl Pager {
         let limit = self.log.durable_lsn();
         let reader = crate::log::LogReader::new(self.vfs.clone(), &ldir, header.redo_lsn, limit)?
             .expect_signature(header.log_signature);
+        let log = LogAt {
+            vfs: self.vfs.clone(),
+            dir: ldir.clone(),
+            signature: header.log_signature,
+        };
         let mut end = header.redo_lsn;
         for record in reader {
             let record = record?;
@@ -302,7 +311,7 @@ impl Pager {
                 // Bound memory: everything before this record is applied, so
                 // the coldest pages can be written under a checkpoint whose
                 // redo starts at the oldest change still only in memory.
-                let (list, redo_from) = pass.pages.spill(record.lsn);
+                let (list, redo_from) = pass.pages.spill(pass.floor(record.lsn));
                 let mut ck = self.checkpointer.lock();
                 self.write_checkpoint(&mut ck, redo_from, list.all(), pass.page_count, DbState::Dirty)?;
                 stats.flushes += 1;
@@ -310,12 +319,14 @@ impl Pager {
             stats.records += 1;
             stats.log_bytes += record.end.0 - record.lsn.0;
             end = record.end;
-            pass.apply(&self.file, &record, &ldir)?;
+            pass.apply(&self.file, &record, &log)?;
         }
         pass.check_whole(&self.file, end)?;
         stats.to = end;
         stats.applied = pass.applied;
         stats.skipped = pass.skipped;
+        stats.abandoned_parts = pass.abandoned_parts();
+        stats.part_commits = pass.part_commits;
         if end < header.required_lsn {
             return Err(DbError::LogMismatch {
                 dir: ldir,

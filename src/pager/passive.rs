@@ -8,7 +8,7 @@
 //! next record to replay, instead of appending a marker. Recovery of the
 //! copy (or its promotion) then replays from there.
 
-use super::apply::RedoPass;
+use super::apply::{LogAt, RedoPass};
 use super::digest::Verifier;
 use super::doublewrite::{DoubleWrite, dw_path};
 use super::file::{DbFile, data_path, log_dir};
@@ -119,6 +119,13 @@ impl Replayer {
         self.position
     }
 
+    /// Parts read of a transaction whose commit has not arrived yet: they
+    /// apply when it does, and keep the copy's redo point (and its log) at
+    /// the first of them meanwhile.
+    pub fn parts_waiting(&self) -> u32 {
+        self.pass.parts_waiting()
+    }
+
     /// The database header as of the last checkpoint.
     pub fn header(&self) -> &DbHeader {
         &self.header
@@ -154,6 +161,11 @@ impl Replayer {
             ..ReplayProgress::default()
         };
         let ldir = log_dir(&self.dir);
+        let log = LogAt {
+            vfs: self.vfs.clone(),
+            dir: ldir.clone(),
+            signature: self.header.log_signature,
+        };
         // No limit: the shipped frames may end inside a record, which the
         // reader then leaves for later instead of calling the log short.
         let mut reader =
@@ -173,10 +185,10 @@ impl Replayer {
                 // One background checkpoint at a time: replay waits here
                 // only if the last one is still writing.
                 self.finish_spill()?;
-                let (pages, redo) = self.pass.pages.spill_to_write(record.lsn, false);
+                let (pages, redo) = self.pass.pages.spill_to_write(self.pass.floor(record.lsn), false);
                 self.start_spill(pages, redo)?;
             }
-            self.pass.apply(&self.file, &record, &ldir)?;
+            self.pass.apply(&self.file, &record, &log)?;
             self.resume = record.lsn;
             self.position = record.end;
             progress.records += 1;
@@ -201,16 +213,15 @@ impl Replayer {
         self.check_not_failed()?;
         self.finish_spill()?;
         self.pass.check_whole(&self.file, self.position)?;
-        let fresh = RedoPass::new(self.budget, self.pass.page_count, self.resume);
-        let pass = std::mem::replace(&mut self.pass, fresh);
-        let (seq, checkpoints, page_count) = (pass.seq, pass.checkpoints, pass.page_count);
+        // A transaction whose parts were read keeps redo at its first.
+        let redo = self.pass.floor(self.resume);
+        let fresh = RedoPass::new(self.budget, self.pass.page_count, redo);
+        let mut pass = std::mem::replace(&mut self.pass, fresh);
+        pass.carry_into(&mut self.pass);
         // A whole digest announced before the checkpoint may arrive after it.
-        self.pass.whole = pass.whole;
+        self.pass.whole = pass.whole.take();
         let changed = pass.pages.into_changed();
-        self.pass.seq = seq;
-        self.pass.checkpoints = checkpoints;
-        self.pass.page_count = page_count;
-        self.start_spill(changed, self.resume)?;
+        self.start_spill(changed, redo)?;
         self.finish_spill()
     }
 
@@ -221,7 +232,7 @@ impl Replayer {
     pub fn checkpoint_in_background(&mut self) -> Result<()> {
         self.check_not_failed()?;
         self.finish_spill()?;
-        let (pages, redo) = self.pass.pages.spill_to_write(self.resume, true);
+        let (pages, redo) = self.pass.pages.spill_to_write(self.pass.floor(self.resume), true);
         self.start_spill(pages, redo)
     }
 

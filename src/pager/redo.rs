@@ -10,6 +10,8 @@
 //! changes are bytes, replay yields pages identical to the writer's, which is
 //! what passive copies rely on. DESIGN.md documents the layout byte by byte.
 
+pub use super::diff::diff;
+use super::diff::encode_image;
 use super::page::{self, PageNo};
 use crate::log::Lsn;
 
@@ -22,6 +24,11 @@ pub const RECORD_DIGEST: u8 = 3;
 /// Record kind: (part of) the digest of the whole database as of a
 /// checkpoint marker that announced it.
 pub const RECORD_WHOLE_DIGEST: u8 = 4;
+/// Record kind: one part of a transaction too large for one record; its
+/// changes apply only once the commit that names it is read.
+pub const RECORD_PART: u8 = 5;
+/// Record kind: a committed transaction whose earlier changes are in parts.
+pub const RECORD_COMMIT_PARTS: u8 = 6;
 /// Checkpoint flag: a whole-database digest of the state at this marker follows.
 pub const CHECKPOINT_WHOLE_DIGEST: u8 = 1;
 /// Bytes of a whole-digest record before its group hashes.
@@ -30,9 +37,6 @@ pub const WHOLE_DIGEST_HEADER: usize = 1 + 8 + 4 + 4 + 32 + 4 + 4;
 pub const GROUP_HASH_LEN: usize = 16;
 /// Page bytes before this offset are not logged: checksum, page number, LSN.
 pub const LOGGED_FROM: usize = 16;
-/// Equal bytes shorter than this between two changed ranges are sent along
-/// rather than starting a new range (a range costs 8 bytes of header).
-const MERGE_GAP: usize = 16;
 
 /// One page's change.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +70,31 @@ pub enum DbRecord {
     Digest { pages: Vec<(PageNo, Lsn, u32)> },
     /// Part of the digest of the whole database as of a flagged marker.
     WholeDigest(WholeDigest),
+    /// Part `index` (from 0) of transaction `seq`, written before its
+    /// commit; nothing of it applies unless a commit names it.
+    Part {
+        seq: u64,
+        /// Pages in the database after the transaction.
+        page_count: u32,
+        index: u32,
+        changes: Vec<(PageNo, PageChange)>,
+    },
+    /// A committed transaction whose first changes are in `parts`: redo
+    /// applies those parts, in order, then these changes.
+    CommitParts {
+        seq: u64,
+        page_count: u32,
+        parts: Parts,
+        changes: Vec<(PageNo, PageChange)>,
+    },
+}
+
+/// Where a transaction's parts lie: `count` part records (indexes 0 to
+/// count − 1), the first at `first`, all before the commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Parts {
+    pub count: u32,
+    pub first: Lsn,
 }
 
 /// Part of a whole-database digest (`pager::digest`): pages 2..page count
@@ -91,137 +120,6 @@ pub fn group_count(page_count: u32, group_pages: u32) -> u32 {
     page_count.saturating_sub(2).div_ceil(group_pages.max(1))
 }
 
-/// Computes the ranges that turn `old` into `new` (equal-length pages).
-pub fn diff(old: &[u8], new: &[u8]) -> Vec<(u32, Vec<u8>)> {
-    changed_runs(old, new, LOGGED_FROM)
-        .map(|(at, bytes)| (at as u32, bytes.to_vec()))
-        .collect()
-}
-
-/// The runs of bytes where `new` differs from `old`, from offset `from` on,
-/// as (offset, bytes of `new`). Equal stretches shorter than `MERGE_GAP`
-/// inside a run are kept in it. Pages are compared eight bytes at a time
-/// (a leaf's diff scans the whole page once per commit).
-fn changed_runs<'a>(old: &'a [u8], new: &'a [u8], from: usize) -> impl Iterator<Item = (usize, &'a [u8])> + 'a {
-    let n = new.len().min(old.len());
-    let mut i = from;
-    std::iter::from_fn(move || {
-        let start = first_difference(old, new, i, n)?;
-        let end = run_end(old, new, start, n);
-        i = end;
-        Some((start, &new[start..end]))
-    })
-}
-
-/// The first offset in `from..to` where the pages differ.
-fn first_difference(old: &[u8], new: &[u8], from: usize, to: usize) -> Option<usize> {
-    let (a, b) = (&old[from..to], &new[from..to]);
-    // Equal stretches 128 bytes at a time, folded with XOR and OR: the
-    // compiler makes vector code of it, with no call and no bounds checks.
-    let (a_blocks, _) = a.as_chunks::<128>();
-    let (b_blocks, _) = b.as_chunks::<128>();
-    let equal = |(x, y): &(&[u8; 128], &[u8; 128])| x.iter().zip(y.iter()).fold(0u8, |acc, (p, q)| acc | (p ^ q)) == 0;
-    let equal_blocks = a_blocks.iter().zip(b_blocks).take_while(equal).count();
-    let mut i = equal_blocks * 128;
-    let (a_words, _) = a[i..].as_chunks::<8>();
-    let (b_words, _) = b[i..].as_chunks::<8>();
-    for (x, y) in a_words.iter().zip(b_words) {
-        let x = u64::from_le_bytes(*x) ^ u64::from_le_bytes(*y);
-        if x != 0 {
-            return Some(from + i + (x.trailing_zeros() / 8) as usize);
-        }
-        i += 8;
-    }
-    (i..a.len()).find(|&j| a[j] != b[j]).map(|j| from + j)
-}
-
-/// The end of the run that starts with a difference at `start`: the run
-/// grows, a word at a time, while the next difference lies less than
-/// `MERGE_GAP` bytes past its end.
-fn run_end(old: &[u8], new: &[u8], start: usize, n: usize) -> usize {
-    let mut end = start + 1;
-    let mut j = end;
-    while j + 8 <= n && j < end + MERGE_GAP {
-        let (Some(x), Some(y)) = (old[j..].first_chunk::<8>(), new[j..].first_chunk::<8>()) else {
-            break;
-        };
-        let x = u64::from_le_bytes(*x) ^ u64::from_le_bytes(*y);
-        if x != 0 {
-            let first = j + (x.trailing_zeros() / 8) as usize;
-            if first >= end + MERGE_GAP {
-                return end;
-            }
-            end = j + 8 - (x.leading_zeros() / 8) as usize;
-        }
-        j += 8;
-    }
-    // The last few bytes of the page, one at a time.
-    while j < n && j < end + MERGE_GAP {
-        if old[j] != new[j] {
-            end = j + 1;
-        }
-        j += 1;
-    }
-    end
-}
-
-/// Blocks an image is scanned in for its nonzero runs.
-const IMAGE_BLOCK: usize = 64;
-
-/// The nonzero runs of `image` as (start, end): runs of blocks that are not
-/// all zeros, trimmed of zero bytes at both ends. A block compare against
-/// zeros is a vector compare, so this reads an image at memory speed.
-fn nonzero_runs(image: &[u8]) -> impl Iterator<Item = (usize, usize)> + '_ {
-    const ZEROS: [u8; IMAGE_BLOCK] = [0; IMAGE_BLOCK];
-    let is_zero = |block: &[u8]| block == &ZEROS[..block.len()];
-    let mut at = 0;
-    std::iter::from_fn(move || {
-        while at < image.len() && is_zero(&image[at..(at + IMAGE_BLOCK).min(image.len())]) {
-            at += IMAGE_BLOCK;
-        }
-        if at >= image.len() {
-            return None;
-        }
-        let mut end = at;
-        while end < image.len() && !is_zero(&image[end..(end + IMAGE_BLOCK).min(image.len())]) {
-            end = (end + IMAGE_BLOCK).min(image.len());
-        }
-        let run = &image[at..end];
-        // Both ends hold a nonzero byte: the first and last blocks are not all zeros.
-        let first = run.iter().position(|&b| b != 0).unwrap_or(0);
-        let last = run.iter().rposition(|&b| b != 0).map_or(run.len(), |i| i + 1);
-        let found = (at + first, at + last);
-        at = end;
-        Some(found)
-    })
-}
-
-/// Appends `image` (a page from byte 16) as a change: kind `4`, its nonzero
-/// runs, when that is shorter, else kind `1`, the bytes whole. A new node
-/// page after a split is about half free space, all zeros.
-fn encode_image(out: &mut Vec<u8>, image: &[u8]) {
-    let whole_len = 4 + image.len();
-    let begin = out.len();
-    out.push(4);
-    out.extend_from_slice(&0u32.to_le_bytes());
-    let mut count = 0u32;
-    for (start, end) in nonzero_runs(image) {
-        if out.len() - begin - 1 + 8 + (end - start) >= whole_len {
-            // Not shorter: the whole form instead.
-            out.truncate(begin);
-            out.push(1);
-            out.extend_from_slice(&(image.len() as u32).to_le_bytes());
-            out.extend_from_slice(image);
-            return;
-        }
-        out.extend_from_slice(&((start + LOGGED_FROM) as u32).to_le_bytes());
-        out.extend_from_slice(&((end - start) as u32).to_le_bytes());
-        out.extend_from_slice(&image[start..end]);
-        count += 1;
-    }
-    out[begin + 1..begin + 5].copy_from_slice(&count.to_le_bytes());
-}
-
 impl DbRecord {
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::new();
@@ -231,38 +129,38 @@ impl DbRecord {
                 page_count,
                 changes,
             } => {
-                // At most this long (an image takes its whole form at most):
-                // one allocation instead of a growth per change.
-                let most: usize = changes
-                    .iter()
-                    .map(|(_, c)| match c {
-                        PageChange::Image(bytes) => 9 + bytes.len(),
-                        PageChange::Ranges { ranges, .. } => {
-                            17 + ranges.iter().map(|(_, b)| 8 + b.len()).sum::<usize>()
-                        }
-                    })
-                    .sum();
-                out.reserve_exact(17 + most);
+                out.reserve_exact(17 + encoded_len(changes));
                 out.push(RECORD_COMMIT);
                 out.extend_from_slice(&seq.to_le_bytes());
                 out.extend_from_slice(&page_count.to_le_bytes());
-                out.extend_from_slice(&(changes.len() as u32).to_le_bytes());
-                for (no, change) in changes {
-                    out.extend_from_slice(&no.to_le_bytes());
-                    match change {
-                        PageChange::Image(bytes) => encode_image(&mut out, bytes),
-                        PageChange::Ranges { before, ranges } => {
-                            out.push(2);
-                            out.extend_from_slice(&before.0.to_le_bytes());
-                            out.extend_from_slice(&(ranges.len() as u32).to_le_bytes());
-                            for (at, bytes) in ranges {
-                                out.extend_from_slice(&at.to_le_bytes());
-                                out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
-                                out.extend_from_slice(bytes);
-                            }
-                        }
-                    }
-                }
+                encode_changes(&mut out, changes);
+            }
+            DbRecord::Part {
+                seq,
+                page_count,
+                index,
+                changes,
+            } => {
+                out.reserve_exact(PART_HEADER_LEN + encoded_len(changes));
+                out.push(RECORD_PART);
+                out.extend_from_slice(&seq.to_le_bytes());
+                out.extend_from_slice(&page_count.to_le_bytes());
+                out.extend_from_slice(&index.to_le_bytes());
+                encode_changes(&mut out, changes);
+            }
+            DbRecord::CommitParts {
+                seq,
+                page_count,
+                parts,
+                changes,
+            } => {
+                out.reserve_exact(COMMIT_PARTS_HEADER_LEN + encoded_len(changes));
+                out.push(RECORD_COMMIT_PARTS);
+                out.extend_from_slice(&seq.to_le_bytes());
+                out.extend_from_slice(&page_count.to_le_bytes());
+                out.extend_from_slice(&parts.count.to_le_bytes());
+                out.extend_from_slice(&parts.first.0.to_le_bytes());
+                encode_changes(&mut out, changes);
             }
             DbRecord::Checkpoint { number, whole_digest } => {
                 out.push(RECORD_CHECKPOINT);
@@ -306,53 +204,38 @@ impl DbRecord {
             RECORD_COMMIT => {
                 let seq = r.u64()?;
                 let page_count = r.u32()?;
-                let n = r.u32()? as usize;
-                // Each change takes at least 9 bytes: a count cannot exceed that.
-                if n > r.left() / 9 {
-                    return Err(format!("{n} page changes cannot fit {} bytes", r.left()));
-                }
-                let mut changes = Vec::with_capacity(n);
-                for _ in 0..n {
-                    let no = r.u32()?;
-                    if no >= page_count {
-                        return Err(format!("page {no} beyond the page count {page_count}"));
-                    }
-                    let change = match r.u8()? {
-                        1 => {
-                            let len = r.u32()? as usize;
-                            if len != page_size - LOGGED_FROM {
-                                return Err(format!("page image of {len} bytes for {page_size}-byte pages"));
-                            }
-                            PageChange::Image(r.take(len)?.to_vec())
-                        }
-                        4 => PageChange::Image(decode_sparse_image(&mut r, page_size)?),
-                        2 => {
-                            let before = Lsn(r.u64()?);
-                            let count = r.u32()? as usize;
-                            if count > r.left() / 8 {
-                                return Err(format!("{count} ranges cannot fit {} bytes", r.left()));
-                            }
-                            let mut ranges = Vec::with_capacity(count);
-                            for _ in 0..count {
-                                let at = r.u32()?;
-                                let len = r.u32()? as usize;
-                                if (at as usize) < LOGGED_FROM || at as usize + len > page_size {
-                                    return Err(format!("range {at}+{len} outside a {page_size}-byte page"));
-                                }
-                                ranges.push((at, r.take(len)?.to_vec()));
-                            }
-                            PageChange::Ranges { before, ranges }
-                        }
-                        k => return Err(format!("unknown page change kind {k}")),
-                    };
-                    changes.push((no, change));
-                }
-                if r.left() != 0 {
-                    return Err(format!("{} bytes after the last change", r.left()));
-                }
+                let changes = decode_changes(&mut r, page_count, page_size)?;
                 Ok(DbRecord::Commit {
                     seq,
                     page_count,
+                    changes,
+                })
+            }
+            RECORD_PART => {
+                let seq = r.u64()?;
+                let page_count = r.u32()?;
+                let index = r.u32()?;
+                let changes = decode_changes(&mut r, page_count, page_size)?;
+                Ok(DbRecord::Part {
+                    seq,
+                    page_count,
+                    index,
+                    changes,
+                })
+            }
+            RECORD_COMMIT_PARTS => {
+                let seq = r.u64()?;
+                let page_count = r.u32()?;
+                let count = r.u32()?;
+                let first = Lsn(r.u64()?);
+                if count == 0 {
+                    return Err("a commit of parts that names no part".into());
+                }
+                let changes = decode_changes(&mut r, page_count, page_size)?;
+                Ok(DbRecord::CommitParts {
+                    seq,
+                    page_count,
+                    parts: Parts { count, first },
                     changes,
                 })
             }
@@ -418,41 +301,107 @@ impl DbRecord {
     }
 }
 
-/// Builds a commit record from the pages a transaction changed: (number,
-/// committed version it started from or None for a new page, new version).
-/// A page last changed before `redo_point` (where the latest checkpoint
-/// began), or new, is logged whole, so that a torn write of it during the
-/// next checkpoint can be repaired from the log; other pages as byte ranges.
-/// Unchanged pages are left out. Returns the record and the new versions.
-pub fn build_commit(
-    changed: impl IntoIterator<Item = (PageNo, Option<super::PageRef>, super::PageRef)>,
-    redo_point: Lsn,
-    seq: u64,
-    page_count: u32,
-) -> (DbRecord, Vec<(PageNo, super::PageBuf)>) {
-    let mut changes = Vec::new();
-    let mut pages = Vec::new();
-    for (no, base, new) in changed {
-        let change = match &base {
-            Some(base) if base[..] == new[..] => continue,
-            Some(base) if page::page_lsn(base) >= redo_point => PageChange::Ranges {
-                before: page::page_lsn(base),
-                ranges: diff(base, &new),
-            },
-            _ => PageChange::Image(new[LOGGED_FROM..].to_vec()),
+/// Bytes of a part record before its changes: kind, sequence, page count,
+/// index, change count.
+pub const PART_HEADER_LEN: usize = 1 + 8 + 4 + 4 + 4;
+/// Bytes of a commit-of-parts record before its changes: kind, sequence,
+/// page count, part count, first part's LSN, change count.
+pub const COMMIT_PARTS_HEADER_LEN: usize = 1 + 8 + 4 + 4 + 8 + 4;
+
+/// At most this many bytes encode `changes` (an image takes its whole form
+/// at most): one allocation instead of a growth per change.
+fn encoded_len(changes: &[(PageNo, PageChange)]) -> usize {
+    changes
+        .iter()
+        .map(|(_, c)| match c {
+            PageChange::Image(bytes) => 9 + bytes.len(),
+            PageChange::Ranges { ranges, .. } => 17 + ranges.iter().map(|(_, b)| 8 + b.len()).sum::<usize>(),
+        })
+        .sum()
+}
+
+/// Change count u32, then each change.
+fn encode_changes(out: &mut Vec<u8>, changes: &[(PageNo, PageChange)]) {
+    out.extend_from_slice(&(changes.len() as u32).to_le_bytes());
+    for (no, change) in changes {
+        out.extend_from_slice(&no.to_le_bytes());
+        match change {
+            PageChange::Image(bytes) => encode_image(out, bytes),
+            PageChange::Ranges { before, ranges } => {
+                out.push(2);
+                out.extend_from_slice(&before.0.to_le_bytes());
+                out.extend_from_slice(&(ranges.len() as u32).to_le_bytes());
+                for (at, bytes) in ranges {
+                    out.extend_from_slice(&at.to_le_bytes());
+                    out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+                    out.extend_from_slice(bytes);
+                }
+            }
+        }
+    }
+}
+
+/// A change count, then the changes, to the record's end. Every length is
+/// checked against the bytes left before anything is allocated.
+fn decode_changes(r: &mut Reader<'_>, page_count: u32, page_size: usize) -> Result<Vec<(PageNo, PageChange)>, String> {
+    let n = r.u32()? as usize;
+    // Each change takes at least 9 bytes: a count cannot exceed that.
+    if n > r.left() / 9 {
+        return Err(format!("{n} page changes cannot fit {} bytes", r.left()));
+    }
+    let mut changes = Vec::with_capacity(n);
+    for _ in 0..n {
+        let no = r.u32()?;
+        if no >= page_count {
+            return Err(format!("page {no} beyond the page count {page_count}"));
+        }
+        let change = match r.u8()? {
+            1 => {
+                let len = r.u32()? as usize;
+                if len != page_size - LOGGED_FROM {
+                    return Err(format!("page image of {len} bytes for {page_size}-byte pages"));
+                }
+                PageChange::Image(r.take(len)?.to_vec())
+            }
+            4 => PageChange::Image(decode_sparse_image(r, page_size)?),
+            2 => {
+                let before = Lsn(r.u64()?);
+                let count = r.u32()? as usize;
+                if count > r.left() / 8 {
+                    return Err(format!("{count} ranges cannot fit {} bytes", r.left()));
+                }
+                let mut ranges = Vec::with_capacity(count);
+                for _ in 0..count {
+                    let at = r.u32()?;
+                    let len = r.u32()? as usize;
+                    if (at as usize) < LOGGED_FROM || at as usize + len > page_size {
+                        return Err(format!("range {at}+{len} outside a {page_size}-byte page"));
+                    }
+                    ranges.push((at, r.take(len)?.to_vec()));
+                }
+                PageChange::Ranges { before, ranges }
+            }
+            k => return Err(format!("unknown page change kind {k}")),
         };
         changes.push((no, change));
-        pages.push((
-            no,
-            std::sync::Arc::try_unwrap(new).unwrap_or_else(|shared| (*shared).clone()),
-        ));
     }
-    let record = DbRecord::Commit {
-        seq,
-        page_count,
-        changes,
-    };
-    (record, pages)
+    if r.left() != 0 {
+        return Err(format!("{} bytes after the last change", r.left()));
+    }
+    Ok(changes)
+}
+
+/// The sequence and index of a part record, from its header alone (its
+/// changes are decoded when its commit is read).
+pub fn part_header(bytes: &[u8]) -> Result<(u64, u32), String> {
+    let mut r = Reader { bytes, at: 0 };
+    if r.u8()? != RECORD_PART {
+        return Err("not a part record".into());
+    }
+    let seq = r.u64()?;
+    let _page_count = r.u32()?;
+    let index = r.u32()?;
+    Ok((seq, index))
 }
 
 /// What redo did with one change.

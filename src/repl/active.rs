@@ -346,7 +346,7 @@ pub fn serve_copy(
     }
     let oldest = Lsn::new(source.first_generation(), 0);
     let start = copy.position;
-    if start < oldest || start > mine.position {
+    if start < oldest || (start > mine.position && !after_closed_frame(source, start, mine.position)) {
         return Err(refuse(
             &mut stream,
             codes::NEEDS_RESEED,
@@ -354,6 +354,20 @@ pub fn serve_copy(
         ));
     }
     ship_from(source, stream, opts, stop, registry, copy.copy, mine, start)
+}
+
+/// Whether `start`, past the durable end, is where the next record goes
+/// because the frame holding the end was closed early (a batch wrote it
+/// home partly filled): a copy that received that frame asks for the next.
+fn after_closed_frame(source: &dyn ShipSource, start: Lsn, durable: Lsn) -> bool {
+    if start.generation() != durable.generation() {
+        return false;
+    }
+    let vfs = source.vfs();
+    match crate::log::frame_size_of(vfs.as_ref(), &source.log_dir(), durable.generation()) {
+        Ok(fs) => start.offset() == durable.offset().div_ceil(fs) * fs,
+        Err(_) => false,
+    }
 }
 
 /// Ships the log from `start` until `stop`, the copy leaving, or an error.

@@ -3,7 +3,6 @@
 
 use crate::log::Lsn;
 use crate::pager::page::{self, PAGE_HEADER_LEN};
-use crate::pager::redo::build_commit;
 use crate::pager::{DbError, LATEST, PageBuf, PageKind, PageNo, PageRead, PageRef, PageWrite, Pager, Result, freemap};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -63,13 +62,13 @@ impl TxnPages {
     }
 
     fn bound(&self) -> Result<()> {
-        // The private copies are whole pages, the record only the ranges
-        // changed: a thousand random inserts touch hundreds of leaves with
-        // a hundred bytes each. So the copies are bounded by memory (half
-        // the cache, or twice the record limit if more), and the record by
-        // its own limit at commit.
+        // The private copies are whole pages (no steal: they stay in memory
+        // until the commit), and each logs at most itself, so bounding them
+        // bounds the transaction's records too. A thousand random inserts
+        // touch hundreds of leaves with a hundred bytes each, so the bound
+        // is never below half the cache.
         let opts = self.pager.options();
-        let max = (opts.cache_bytes / 2).max(2 * opts.max_transaction_bytes) + 16 * self.pager.page_size();
+        let max = (opts.cache_bytes / 2).max(opts.max_transaction_bytes) + 16 * self.pager.page_size();
         if self.held_bytes() > max {
             return Err(DbError::TransactionTooLarge {
                 measure: "the changed pages it holds",
@@ -80,7 +79,7 @@ impl TxnPages {
         Ok(())
     }
 
-    /// Writes the transaction: one log record, the page versions published.
+    /// Writes the transaction: its log records, the page versions published.
     /// Returns the end of the record, for the durability wait.
     pub fn commit(self) -> Result<Option<Lsn>> {
         if self.private.is_empty() {
@@ -96,13 +95,9 @@ impl TxnPages {
                 .iter()
                 .filter_map(|(no, p)| p.base.clone().map(|b| (*no, b))),
         );
-        let private = self.private;
-        let build = |redo_point: Lsn, seq: u64| {
-            let changed = private.into_iter().map(|(no, p)| (no, p.base, p.page));
-            Ok(build_commit(changed, redo_point, seq, page_count))
-        };
+        let changed = self.private.into_iter().map(|(no, p)| (no, p.base, p.page)).collect();
         let pager = self.pager;
-        let (_, end) = pager.append_commit(build, page_count, bases)?;
+        let (_, end) = pager.append_commit(changed, page_count, bases)?;
         // Every page below the hint is allocated now: the search began at
         // the committed hint and passed only allocated pages, and a free
         // here lowered it.

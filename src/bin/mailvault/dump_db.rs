@@ -245,6 +245,16 @@ pub fn run_checkpoint(args: &DumpDbArgs) -> Result<()> {
                                     }
                                 ),
                                 Ok(DbRecord::Commit { seq, .. }) => format!("commit {seq} at {} (not a marker)", r.lsn),
+                                Ok(DbRecord::Part { seq, index, .. }) => {
+                                    format!(
+                                        "part {index} of transaction {seq} at {} (redo starts at a transaction's first part)",
+                                        r.lsn
+                                    )
+                                }
+                                Ok(DbRecord::CommitParts { seq, parts, .. }) => format!(
+                                    "commit {seq} of {} parts from {} at {} (not a marker)",
+                                    parts.count, parts.first, r.lsn
+                                ),
                                 Ok(DbRecord::Digest { pages }) => {
                                     format!("digest of {} pages at {} (not a marker)", pages.len(), r.lsn)
                                 }

@@ -69,7 +69,10 @@ impl Follower {
 
     fn receive(&mut self, stream: &mut TcpStream, stage: Option<&ReplayStage>, until: Until<'_>) -> Result<Ended> {
         let mut reader = std::io::BufReader::with_capacity(8 << 20, stream.try_clone()?);
-        let mut pending = false;
+        // Log held from an earlier session and not replayed yet (it ended
+        // before replay caught up) is handed over at once: the active may
+        // have nothing more to send.
+        let mut pending = stage.is_some_and(|s| s.replayed() < self.replica.end());
         let mut acked = self.replayed();
         // When replay last moved, or was handed more.
         let mut moved = Instant::now();
