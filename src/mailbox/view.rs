@@ -90,10 +90,7 @@ pub trait MailView {
     /// A message's whole body.
     fn read_body(&self, mailbox: &str, folder: &str, uid: u32) -> Result<Vec<u8>> {
         let f = query::folder(self.pages(), self.schema(), mailbox, folder)?;
-        let stored = open_body(self, &f, uid)?;
-        let mut out = Vec::with_capacity(stored.meta.raw_len as usize);
-        stored.copy_range(0, stored.meta.raw_len, &mut out)?;
-        Ok(out)
+        open_body(self, &f, uid)?.read_all()
     }
 
     /// A message's body length and crc32c, from its stored record.
