@@ -5,6 +5,10 @@
 //! a transaction's parts have arrived and its commit has not. The copy
 //! ends page-identical to the active.
 
+#[path = "common/copying.rs"]
+mod copying;
+
+use copying::{file_bytes, ship};
 use mailvault::log::{FrameSource, LogReplica, Lsn};
 use mailvault::pager::{Replayer, data_path, log_dir};
 use mailvault::txn::{Database, DbOptions};
@@ -30,13 +34,6 @@ fn opts() -> DbOptions {
     o
 }
 
-fn file_bytes(disk: &SimVfs, path: &Path) -> Vec<u8> {
-    let f = disk.open(path, OpenMode::Existing).unwrap();
-    let mut buf = vec![0u8; f.len().unwrap() as usize];
-    f.read_exact_at(&mut buf, 0).unwrap();
-    buf
-}
-
 /// One transaction: a few small puts, or (one in two) 30 to 80 puts of
 /// up to 2 KB, or a long value of 20 to 60 KB.
 fn work(db: &Database, rng: &mut SimRng, round: u64) {
@@ -57,20 +54,6 @@ fn work(db: &Database, rng: &mut SimRng, round: u64) {
         tx.put(&t, format!("k{:04}", rng.below(600)).as_bytes(), &v).unwrap();
     }
     tx.commit().unwrap();
-}
-
-fn ship(source: &FrameSource, replica: &mut LogReplica, durable: Lsn) {
-    loop {
-        let chunk = source.read(replica.next(), durable, 64 << 10).unwrap();
-        if chunk.is_empty() {
-            break;
-        }
-        replica.apply(&chunk).unwrap();
-        if chunk.tail.is_some() {
-            break;
-        }
-    }
-    replica.sync().unwrap();
 }
 
 #[test]

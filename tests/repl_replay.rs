@@ -7,6 +7,10 @@
 #[path = "common/workload.rs"]
 mod workload;
 
+#[path = "common/copying.rs"]
+mod copying;
+
+use copying::{file_bytes, ship};
 use mailvault::log::{FrameSource, LogReplica, Lsn};
 use mailvault::pager::{Replayer, data_path, log_dir};
 use mailvault::txn::{Database, DbOptions, LogPin};
@@ -28,13 +32,6 @@ fn opts() -> DbOptions {
     o.max_transaction_bytes = 256 << 10;
     o.log.max_record_size = 256 << 10;
     o
-}
-
-fn file_bytes(disk: &SimVfs, path: &Path) -> Vec<u8> {
-    let f = disk.open(path, OpenMode::Existing).unwrap();
-    let mut buf = vec![0u8; f.len().unwrap() as usize];
-    f.read_exact_at(&mut buf, 0).unwrap();
-    buf
 }
 
 fn work(db: &Database, rng: &mut SimRng, round: u64) {
@@ -68,20 +65,6 @@ fn seed_copy(disk: &Arc<SimVfs>, db: &Database, image: &[u8]) -> (Replayer, Fram
     let mut replica = LogReplica::open(disk.clone(), log_dir(Path::new("/copy"))).unwrap();
     replica.start_at(start);
     (replayer, source, replica, db.pin_log(start))
-}
-
-fn ship(source: &FrameSource, replica: &mut LogReplica, durable: Lsn) {
-    loop {
-        let chunk = source.read(replica.next(), durable, 64 << 10).unwrap();
-        if chunk.is_empty() {
-            break;
-        }
-        replica.apply(&chunk).unwrap();
-        if chunk.tail.is_some() {
-            break;
-        }
-    }
-    replica.sync().unwrap();
 }
 
 #[test]

@@ -54,9 +54,10 @@ pub struct BenchKvArgs {
     /// Page size of the new database: a power of two, 4096 to 65536.
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_PAGE_SIZE, value_parser = parse_page_size)]
     page_size: usize,
-    /// Page cache size in MiB (the memory phase writes four times as much).
-    #[arg(long, value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=65536))]
-    cache_mib: u64,
+    /// Page cache size in MiB (the memory phase writes four times as much)
+    /// [default: the library's default, 64].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=65536))]
+    cache_mib: Option<u64>,
     /// MiB of log the recovery phase writes after its last checkpoint, then replays.
     #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
     recovery_mib: u64,
@@ -87,7 +88,10 @@ fn phase_duration(seconds: f64) -> Duration {
 
 pub fn run(args: &BenchKvArgs) -> Result<()> {
     let value_size = args.value_size as usize;
-    let cache_bytes = usize::try_from(args.cache_mib << 20).map_err(|_| CliError::msg("--cache-mib is too large"))?;
+    let cache_bytes = match args.cache_mib {
+        Some(mib) => usize::try_from(mib << 20).map_err(|_| CliError::msg("--cache-mib is too large"))?,
+        None => DbOptions::default().cache_bytes,
+    };
     let read_threads = args.read_threads.unwrap_or(args.threads);
     let acked = match &args.acked {
         Some(path) => Some(Mutex::new(AckedWriter::create(path)?)),
