@@ -5,7 +5,9 @@
 //! acknowledged commit or after the one in flight, never part of one;
 //! checkpoints that fall between a transaction's parts and its commit keep
 //! the parts (redo and the log) for recovery; a commit naming parts the log
-//! does not hold is refused with the file and offset.
+//! does not hold is refused with the file and offset. Long values are
+//! written once (in place, before their commit), so the faults also strike
+//! those writes and the data file's sync before the commit's batch.
 
 use mailvault::log::{LogOptions, LogReader, Lsn};
 use mailvault::pager::redo::{DbRecord, RECORD_COMMIT_PARTS, RECORD_PART};
@@ -20,7 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 const DIR: &str = "/db";
 /// About the number of file-system calls the workload after the warm-up makes.
-const WORKLOAD_OPS: u64 = 400;
+const WORKLOAD_OPS: u64 = 320;
 type Model = BTreeMap<Vec<u8>, Vec<u8>>;
 
 /// Records of at most 8 KiB with 4 KiB pages: a transaction of a few pages
@@ -204,6 +206,8 @@ struct Seen {
     stopped: u64,
     part_commits: u64,
     abandoned: u64,
+    /// Pages of long values that recovery found written once, in place.
+    written_once: u64,
 }
 
 impl std::ops::AddAssign for Seen {
@@ -211,6 +215,7 @@ impl std::ops::AddAssign for Seen {
         self.stopped += o.stopped;
         self.part_commits += o.part_commits;
         self.abandoned += o.abandoned;
+        self.written_once += o.written_once;
     }
 }
 
@@ -265,17 +270,20 @@ fn fault_case(seed: u64, fault: impl FnOnce(&SimVfs)) -> Seen {
         stopped: u64::from(stopped),
         part_commits: stats.part_commits,
         abandoned: stats.abandoned_parts,
+        written_once: stats.written_once,
     }
 }
 
 /// Some recoveries replayed a transaction from its parts, some dropped the
-/// parts of one that never committed: the faults reached both.
+/// parts of one that never committed: the faults reached both. Some met
+/// long values written once and found their pages in the file.
 fn assert_both_seen(seen: &Seen, what: &str) {
     assert!(
-        seen.part_commits > 0 && seen.abandoned > 0,
-        "{what}: {} commits of parts replayed, {} parts dropped",
+        seen.part_commits > 0 && seen.abandoned > 0 && seen.written_once > 0,
+        "{what}: {} commits of parts replayed, {} parts dropped, {} pages found written once",
         seen.part_commits,
-        seen.abandoned
+        seen.abandoned,
+        seen.written_once
     );
 }
 
@@ -328,6 +336,7 @@ fn io_errors_at_every_call() {
         stopped * 10 >= WORKLOAD_OPS * 6,
         "only {stopped} of {WORKLOAD_OPS} errors struck during the workload"
     );
+    assert!(seen.written_once > 0, "no recovery met a page written once");
 }
 
 /// Checkpoints run on another thread, without pause, while large

@@ -265,6 +265,9 @@ enum ChangeSpec {
         ranges: Vec<(u16, Vec<u8>)>,
         wrong_before: bool,
     },
+    /// A page named as written once with a checksum (mostly not the page's:
+    /// open must refuse it with a typed error).
+    Written { page: u8, crc: u32 },
 }
 
 // ---------------------------------------------------------------- damage
@@ -456,6 +459,7 @@ fn inject(sim: &Arc<SimVfs>, specs: &[RecordSpec]) {
                                 .collect();
                             (no, PageChange::Ranges { before, ranges })
                         }
+                        ChangeSpec::Written { page, crc } => (u32::from(*page) % count, PageChange::Written { crc: *crc }),
                     };
                     out.push((page, change));
                 }

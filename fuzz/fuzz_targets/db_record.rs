@@ -88,6 +88,8 @@ enum ChangeSpec {
         before: u64,
         ranges: Vec<RangeSpec>,
     },
+    /// A page written once, named by its checksum (kind 3).
+    Written { no: u32, crc: u32 },
 }
 
 #[derive(Arbitrary, Debug)]
@@ -184,6 +186,7 @@ fn build(spec: &Spec) -> Vec<u8> {
                             },
                         )
                     }
+                    ChangeSpec::Written { no, crc } => (*no, PageChange::Written { crc: *crc }),
                 })
                 .collect();
             match spec.parts {
@@ -255,12 +258,42 @@ fn check_fits(change: &PageChange, ps: usize) {
                 );
             }
         }
+        PageChange::Written { .. } => {}
     }
+}
+
+/// A page written once applies only as itself: present when the file's
+/// page has the checksum named, refused otherwise, and never modified.
+fn check_written(crc: u32, ps: usize, lsn: Lsn) {
+    let mut page = pattern(ps, crc as u8);
+    let stamp = Lsn(lsn.0.saturating_sub(1 + u64::from(crc % 7)));
+    page::set_lsn(&mut page, stamp);
+    let real = crc32c::crc32c(&page[4..]);
+    let orig = page.clone();
+    let stamp = page::page_lsn(&page);
+    let res = apply_checked(&mut page, Some(stamp), &PageChange::Written { crc: real }, lsn);
+    if stamp >= lsn {
+        assert_eq!(res, Ok(Applied::Skipped));
+    } else {
+        assert_eq!(res, Ok(Applied::Present), "a written page with its checksum was not accepted");
+        let named = apply_checked(&mut page, Some(stamp), &PageChange::Written { crc }, lsn);
+        assert_eq!(named.is_ok(), crc == real, "a written page accepted under another checksum");
+        assert_eq!(
+            apply_checked(&mut page, None, &PageChange::Written { crc }, lsn),
+            Err(None),
+            "an unreadable page accepted as written"
+        );
+    }
+    assert!(page == orig, "a written page was modified by redo");
 }
 
 /// Applies `change` to a zeroed page in every situation `apply` knows.
 fn check_apply(change: &PageChange, ps: usize, lsn: Lsn) {
     check_fits(change, ps);
+    if let PageChange::Written { crc } = change {
+        check_written(*crc, ps, lsn);
+        return;
+    }
     // The page as it should be after the change.
     let mut want = vec![0u8; ps];
     match change {
@@ -270,9 +303,10 @@ fn check_apply(change: &PageChange, ps: usize, lsn: Lsn) {
                 want[*at as usize..*at as usize + bytes.len()].copy_from_slice(bytes);
             }
         }
+        PageChange::Written { .. } => {}
     }
     let before = match change {
-        PageChange::Image(_) => None,
+        PageChange::Image(_) | PageChange::Written { .. } => None,
         PageChange::Ranges { before, .. } => Some(*before),
     };
     // Set the page's LSN to `before` first, as a real page would carry it.
@@ -296,6 +330,7 @@ fn check_apply(change: &PageChange, ps: usize, lsn: Lsn) {
             assert!(p[..8] == base[..8], "apply changed bytes before the LSN");
         }
         Ok(Applied::Skipped) => assert!(before.is_some_and(|b| b >= lsn), "skipped a change to an older page"),
+        Ok(Applied::Present) => panic!("an image or ranges applied as a page written once"),
         Err(found) => panic!("apply refused a change at its expected LSN: found {found:?}"),
     }
     // A page at or past the record is left alone.

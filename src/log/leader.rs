@@ -40,6 +40,8 @@ pub(crate) struct LeaderState {
     pub max_write_span: u64,
     pub preparer: Arc<Preparer>,
     pub counters: Arc<Counters>,
+    /// Run before a batch is written (`Log::set_before_write`).
+    pub before_write: Option<super::BeforeWrite>,
 }
 
 /// The generation committers may write interior frames into: active, not sealed.
@@ -72,6 +74,9 @@ impl LeaderState {
             ..
         } = batch;
         let end = *end;
+        if let Some(hook) = &self.before_write {
+            hook()?;
+        }
         // Interior frames that committers wrote into the current generation.
         self.chain = self.chain.wrapping_add(std::mem::take(eager_chain));
         let start_generation = self.current.header.generation;

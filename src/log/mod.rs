@@ -67,6 +67,9 @@ use std::time::Duration;
 
 use crate::vfs::SharedVfs;
 
+/// What the leader runs before writing a batch (`Log::set_before_write`).
+pub type BeforeWrite = Arc<dyn Fn() -> Result<()> + Send + Sync>;
+
 /// Longest a parked committer sleeps before it looks at the watermark itself.
 const SLEEPER_TIMEOUT: Duration = Duration::from_millis(50);
 
@@ -194,6 +197,7 @@ impl Log {
             max_write_span: (2 * opts.buffer_size + 4 * header.frame_size as usize) as u64,
             preparer: preparer.clone(),
             counters: counters.clone(),
+            before_write: None,
         };
         for g in &rec.report.leftover_rebuilds {
             let path = rebuild::rebuild_path(&dir, *g);
@@ -293,6 +297,20 @@ impl Log {
     /// The largest record this log accepts.
     pub fn max_record_size(&self) -> usize {
         self.inner.opts.max_record_size
+    }
+
+    /// The largest record that is never written before its batch's leader
+    /// writes it: a longer one may have interior frames, which its
+    /// committer writes itself as soon as it appends.
+    pub fn largest_leader_record(&self) -> usize {
+        (self.inner.frame_size as usize).saturating_sub(format::FRAME_HEADER_LEN + format::RECORD_HEADER_LEN)
+    }
+
+    /// Runs `hook` in every batch after the batch is taken and before any of
+    /// it is written: what its records depend on (pages written in place
+    /// before their commit) is made durable first. An error stops the log.
+    pub fn set_before_write(&self, hook: BeforeWrite) {
+        self.inner.leader.lock().before_write = Some(hook);
     }
 
     /// The log's signature.

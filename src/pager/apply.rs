@@ -40,6 +40,12 @@ pub(crate) struct RedoPass {
     pub checkpoints: u64,
     pub applied: u64,
     pub skipped: u64,
+    /// Pages written before their record (large values written once),
+    /// found in the file as their records say.
+    pub written: u64,
+    /// Pages named as written once that the file did not hold readable:
+    /// page → (checksum, record). An error unless a later image repairs them.
+    written_unreadable: std::collections::BTreeMap<PageNo, (u32, Lsn)>,
     /// Pages checked against a digest the active logged.
     pub verified: u64,
     /// Where the pass started (named in errors).
@@ -65,6 +71,8 @@ impl RedoPass {
             checkpoints: 0,
             applied: 0,
             skipped: 0,
+            written: 0,
+            written_unreadable: std::collections::BTreeMap::new(),
             verified: 0,
             from,
             whole: None,
@@ -289,6 +297,29 @@ impl RedoPass {
     fn apply_changes(&mut self, file: &DbFile, changes: Vec<(u32, PageChange)>, lsn: Lsn) -> Result<()> {
         let ps = file.page_size;
         for (no, change) in changes {
+            if let PageChange::Written { crc } = change
+                && self.pages.whole_page(no).is_none()
+            {
+                // Checked in the file, where it was written: nothing to keep.
+                let Some(mut from_file) = file.read_page_for_redo(no)? else {
+                    // Torn or absent. A later checkpoint may have torn a
+                    // later version of the page, which a full image further
+                    // on repairs: only a page still unreadable at the end
+                    // of redo is a lost write (`check_whole`).
+                    if !self.pages.contains(no) {
+                        self.pages.insert(no, PageBuf::zeroed(ps), true);
+                    }
+                    self.written_unreadable.insert(no, (crc, lsn));
+                    continue;
+                };
+                let current = Some(page::page_lsn(&from_file));
+                match redo::apply(&mut from_file, current, &change, lsn) {
+                    Ok(redo::Applied::Skipped) => self.skipped += 1,
+                    Ok(_) => self.written += 1,
+                    Err(found) => return Err(redo_failure(file, no, &change, found, lsn, self.from)),
+                }
+                continue;
+            }
             if !self.pages.contains(no) {
                 // A full image needs nothing from the file: whatever
                 // the file holds, the chain of changes after the image
@@ -296,7 +327,7 @@ impl RedoPass {
                 // Beyond the file's end a page reads as unreadable too.
                 let from_file = match change {
                     PageChange::Image(_) => None,
-                    PageChange::Ranges { .. } => file.read_page_for_redo(no)?,
+                    PageChange::Ranges { .. } | PageChange::Written { .. } => file.read_page_for_redo(no)?,
                 };
                 let unreadable = from_file.is_none();
                 self.pages
@@ -321,6 +352,7 @@ impl RedoPass {
                     self.pages.changed(no, lsn);
                 }
                 Ok(redo::Applied::Skipped) => self.skipped += 1,
+                Ok(redo::Applied::Present) => self.written += 1,
                 Err(found) => return Err(redo_failure(file, no, &change, found, lsn, self.from)),
             }
         }
@@ -330,6 +362,18 @@ impl RedoPass {
     /// Fails if a page the log touched is still unreadable: torn or never
     /// written, and no full image of it came along.
     pub fn check_whole(&self, file: &DbFile, end: Lsn) -> Result<()> {
+        if let Some(no) = self.pages.first_unreadable()
+            && let Some(&(crc, record)) = self.written_unreadable.get(&no)
+        {
+            return Err(redo_failure(
+                file,
+                no,
+                &PageChange::Written { crc },
+                None,
+                record,
+                self.from,
+            ));
+        }
         match self.pages.first_unreadable() {
             Some(no) => Err(redo_failure(
                 file,
@@ -362,13 +406,23 @@ fn redo_failure(
     record: Lsn,
     from: Lsn,
 ) -> DbError {
+    if let redo::PageChange::Written { crc } = change {
+        return DbError::NotWritten {
+            file: file.path.clone(),
+            page: no,
+            offset: file.offset(no),
+            crc: *crc,
+            found,
+            record,
+        };
+    }
     match found {
         Some(found) => DbError::LostFlush {
             file: file.path.clone(),
             page: no,
             expected: match change {
                 redo::PageChange::Ranges { before, .. } => *before,
-                redo::PageChange::Image(_) => Lsn::ZERO,
+                redo::PageChange::Image(_) | redo::PageChange::Written { .. } => Lsn::ZERO,
             },
             found,
             record,

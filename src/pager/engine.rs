@@ -5,7 +5,7 @@
 use super::cache::PageCache;
 use super::file::DbFile;
 use super::header::DbHeader;
-use super::page::{self, PageNo, PageRef};
+use super::page::{self, PageKind, PageNo, PageRef};
 use super::txn_records::TxnRecords;
 use super::{DbError, Result};
 use crate::log::{Log, LogOptions, Lsn};
@@ -14,7 +14,7 @@ use parking_lot::{Condvar, Mutex};
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Default bound on a transaction's changed pages (DESIGN.md, "Database
@@ -57,6 +57,12 @@ pub struct PagerOptions {
     /// written since the last one (0: no such bound), so that scanning the
     /// file costs at most 1/factor of the log's own I/O.
     pub whole_digest_log_factor: u64,
+    /// Pages of large values that are new to the file are written to it in
+    /// place and synced before their commit, which names them by checksum,
+    /// instead of going to the log and again through a checkpoint
+    /// (DESIGN.md, "Large values written once"). Never while a log pin is
+    /// held: whoever reads that log gets every page from it.
+    pub write_large_values_once: bool,
     /// Options of the write-ahead log.
     pub log: LogOptions,
 }
@@ -72,6 +78,7 @@ impl Default for PagerOptions {
             lazy_flush_interval: Duration::from_millis(10),
             whole_digest_every: 8,
             whole_digest_log_factor: 16,
+            write_large_values_once: true,
             log: LogOptions::default(),
         }
     }
@@ -101,6 +108,9 @@ pub(crate) struct PagerState {
     /// The first part of the transaction being appended in parts: redo and
     /// the log are kept from there until its commit.
     pub parts_from: Option<Lsn>,
+    /// A commit is writing pages in place before its record: no pin may be
+    /// taken until its record is appended (`Pager::pin` waits).
+    pub writing_once: bool,
 }
 
 impl PagerState {
@@ -140,6 +150,13 @@ pub struct Pager {
     /// No page below this is free in the committed state: where the next
     /// writer's free-space search starts. Read and set only by the writer.
     pub(crate) free_search_from: AtomicU32,
+    /// Pages written in place that no sync has covered yet: the log's
+    /// leader syncs the data file before writing a batch while it is set.
+    pub(crate) unsynced_written: Arc<AtomicBool>,
+    /// Pages written once, in place before their commit, since open.
+    pub(crate) pages_written_once: AtomicU64,
+    /// Signalled when `writing_once` clears.
+    pub(crate) written_once_done: Condvar,
     pub(crate) background: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Held for the pager's life: no second open of the same directory.
     pub(crate) _lock: crate::vfs::StoreLock,
@@ -282,9 +299,98 @@ impl Pager {
     /// commit's sequence and the end of its record.
     pub fn append_commit(
         &self,
+        mut changed: Vec<(PageNo, Option<PageRef>, PageRef)>,
+        page_count: u32,
+        bases: Vec<(PageNo, PageRef)>,
+    ) -> Result<(u64, Lsn)> {
+        let written = self.write_once(&mut changed)?;
+        let result = self.append_records(changed, page_count, bases, &written);
+        if !written.is_empty() {
+            let mut st = self.state.lock();
+            st.writing_once = false;
+            self.written_once_done.notify_all();
+        }
+        result
+    }
+
+    /// Takes out of `changed` the pages of large values new to the file,
+    /// writes them in place (stamped with an LSN below their record's) and
+    /// returns each with its checksum, for the commit to name. None while a
+    /// log pin is held, or when the option is off. Pages at or beyond the
+    /// committed page count never held committed content, so no snapshot
+    /// and no checkpoint reads or writes them meanwhile.
+    fn write_once(&self, changed: &mut Vec<(PageNo, Option<PageRef>, PageRef)>) -> Result<Vec<(PageNo, u32)>> {
+        if !self.opts.write_large_values_once {
+            return Ok(Vec::new());
+        }
+        let is_large_value =
+            |page: &[u8]| matches!(page::page_kind(page), Some(PageKind::LongData | PageKind::LongIndex));
+        {
+            let mut st = self.state.lock();
+            self.check_failed(&st)?;
+            let committed = st.page_count;
+            if !st.pins.is_empty()
+                || !changed
+                    .iter()
+                    .any(|(no, base, new)| base.is_none() && *no >= committed && is_large_value(new))
+            {
+                return Ok(Vec::new());
+            }
+            // Only the one writer commits, so `page_count` stays put until
+            // this commit publishes; pins wait for it.
+            st.writing_once = true;
+        }
+        let committed = self.state.lock().page_count;
+        // Strictly below the record's LSN, so that redo always checks the
+        // page rather than taking it for a later version.
+        let stamp = Lsn(self.log.end_lsn().0.saturating_sub(1));
+        let mut pages: Vec<(PageNo, PageRef)> = Vec::new();
+        changed.retain(|(no, base, new)| {
+            let once = base.is_none() && *no >= committed && is_large_value(new);
+            if once {
+                let mut page = (**new).clone();
+                page::set_lsn(&mut page, stamp);
+                pages.push((*no, Arc::new(page)));
+            }
+            !once
+        });
+        pages.sort_unstable_by_key(|(no, _)| *no);
+        let crcs = match self.file.write_pages(&pages) {
+            Ok(crcs) => crcs,
+            Err(e) => {
+                let mut st = self.state.lock();
+                st.writing_once = false;
+                self.written_once_done.notify_all();
+                drop(st);
+                return Err(self.fail(e));
+            }
+        };
+        // Set after the writes, before the record can be appended: a
+        // leader that takes the record then sees it (its lock orders the two).
+        self.unsynced_written.store(true, Ordering::Release);
+        self.pages_written_once.fetch_add(pages.len() as u64, Ordering::Relaxed);
+        Ok(pages.iter().map(|(no, _)| *no).zip(crcs).collect())
+    }
+
+    /// Syncs the pages written in place now, for a record that its
+    /// committer may write before the leader syncs them (a long one).
+    /// `held`: the state lock, if the caller holds it (`fail` takes it).
+    fn sync_written(&self, held: &mut Option<parking_lot::MutexGuard<'_, PagerState>>) -> Result<()> {
+        if self.unsynced_written.swap(false, Ordering::AcqRel)
+            && let Err(e) = self.file.sync()
+        {
+            held.take();
+            return Err(self.fail(e));
+        }
+        Ok(())
+    }
+
+    fn append_records(
+        &self,
         changed: Vec<(PageNo, Option<PageRef>, PageRef)>,
         page_count: u32,
         bases: Vec<(PageNo, PageRef)>,
+        written: &[(PageNo, u32)],
     ) -> Result<(u64, Lsn)> {
         // Full page images depend on the redo point, so the records are
         // built under the state lock. With a double-write area no page needs
@@ -310,7 +416,18 @@ impl Pager {
                 pages.push((no, Arc::try_unwrap(new).unwrap_or_else(|shared| (*shared).clone())));
             }
         }
+        // Last, so that only the records appended from here name them.
+        for &(no, crc) in written {
+            if let Some(part) = records.add_written(no, crc) {
+                self.sync_written(&mut held)?;
+                let lsn = self.append_part(&mut held, part.bytes(), parts.is_empty())?;
+                parts.push((pages.len(), lsn));
+            }
+        }
         let commit = records.finish(parts.first().map(|&(_, lsn)| lsn));
+        if !written.is_empty() && commit.bytes().len() > self.log.largest_leader_record() {
+            self.sync_written(&mut held)?;
+        }
         let mut st = match held {
             Some(st) => st,
             None => self.state.lock(),
@@ -341,7 +458,7 @@ impl Pager {
         st.page_count = st.page_count.max(page_count);
         st.pending.push_back((seq, appended.end));
         if st.cache.dirty_bytes() * 2 > st.cache.capacity() {
-            self.checkpoint_wanted.store(true, std::sync::atomic::Ordering::Relaxed);
+            self.checkpoint_wanted.store(true, Ordering::Relaxed);
             self.wake.notify_all();
         }
         Ok((seq, appended.end))
@@ -443,6 +560,10 @@ impl Pager {
     /// Holds the log from `lsn` on (a backup or a copy that still needs it).
     pub fn pin(&self, lsn: Lsn) -> u64 {
         let mut st = self.state.lock();
+        // Whoever holds a pin reads the log and must find every page in it.
+        while st.writing_once {
+            self.written_once_done.wait(&mut st);
+        }
         let id = st.next_pin;
         st.next_pin += 1;
         st.pins.insert(id, lsn);
@@ -458,6 +579,12 @@ impl Pager {
 
     pub fn unpin(&self, id: u64) {
         self.state.lock().pins.remove(&id);
+    }
+
+    /// Pages of large values written once (in place, before their commit)
+    /// since this database was opened.
+    pub fn pages_written_once(&self) -> u64 {
+        self.pages_written_once.load(Ordering::Relaxed)
     }
 
     /// Cache figures: (bytes held, dirty bytes, capacity).

@@ -63,6 +63,29 @@ pub enum DbError {
         /// The LSN of the log record.
         record: Lsn,
     },
+    /// A commit names a page it wrote in place before it was logged (a
+    /// large value written once), and the file does not hold that page:
+    /// a lost write, or a copy that was never sent the page (it needs a
+    /// reseed).
+    #[error(
+        "page {page} of {} at offset {offset} is not the page the log record at {record} wrote before it (checksum {crc:08x}; found {}): a lost write, or a copy that was not sent the page and needs a reseed",
+        file.display(),
+        match found { Some(lsn) => format!("a page at LSN {lsn}"), None => "no readable page".to_string() }
+    )]
+    NotWritten {
+        /// The database file.
+        file: PathBuf,
+        /// The page number.
+        page: u32,
+        /// Byte offset of the page.
+        offset: u64,
+        /// The checksum the record names.
+        crc: u32,
+        /// The LSN of the page found, if it was readable.
+        found: Option<Lsn>,
+        /// The LSN of the log record.
+        record: Lsn,
+    },
     /// A log record that passed its checksum but does not decode as a
     /// database record (a bug, or a foreign writer).
     #[error("bad database record at {lsn} in {} at offset {offset}: {reason}", file.display())]

@@ -25,6 +25,10 @@ pub(crate) struct DbFile {
     pub salt: u32,
     /// The double-write area, when torn pages are handled that way.
     pub double_write: Option<super::doublewrite::DoubleWrite>,
+    /// Serialises growth: a checkpoint and a commit writing pages once may
+    /// both grow the file, and a growth by `set_len` (where the file system
+    /// has no `fallocate`) must never shrink what the other grew.
+    pub grow: parking_lot::Mutex<()>,
 }
 
 impl DbFile {
@@ -168,6 +172,7 @@ impl DbFile {
     /// Grows the file to at least `len`, by at least an extent (an eighth of
     /// the file, between 4 MiB and 256 MiB), reserved without writing.
     fn grow_to(&self, len: u64) -> Result<()> {
+        let _one = self.grow.lock();
         let current = self.file.len().map_err(|e| DbError::io(&self.path, 0, "stat", e))?;
         if current >= len {
             return Ok(());

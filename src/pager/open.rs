@@ -17,7 +17,7 @@ use parking_lot::{Condvar, Mutex};
 use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64};
 
 /// What recovery did at open.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -41,6 +41,9 @@ pub struct RecoveryStats {
     pub abandoned_parts: u64,
     /// Transactions in parts replayed (their parts read again from the log).
     pub part_commits: u64,
+    /// Pages of large values written in place before their commit, found
+    /// in the file as their records say.
+    pub written_once: u64,
     /// Seconds opening the log took (its own scan and rebuild of the last
     /// generation), the redo pass, and the closing checkpoint.
     pub log_open_secs: f64,
@@ -124,6 +127,7 @@ impl Pager {
             page_size: ps,
             salt,
             double_write: None,
+            grow: Default::default(),
         };
         let mut map = PageBuf::zeroed(ps);
         page::init_header(&mut map, FIRST_MAP_PAGE, PageKind::FreeMap, salt);
@@ -221,6 +225,7 @@ impl Pager {
             page_size: ps,
             salt,
             double_write,
+            grow: Default::default(),
         };
         let restored = db_file.restore_torn_pages()?;
         if opts.torn_pages == TornPages::FullPageImages {
@@ -253,6 +258,7 @@ impl Pager {
                 failed: None,
                 lazy_pending: false,
                 parts_from: None,
+                writing_once: false,
             }),
             opts,
             wake: Condvar::new(),
@@ -265,9 +271,13 @@ impl Pager {
             shutdown: AtomicBool::new(false),
             checkpoint_wanted: AtomicBool::new(false),
             free_search_from: AtomicU32::new(FIRST_DATA_PAGE),
+            unsynced_written: Arc::new(AtomicBool::new(false)),
+            pages_written_once: AtomicU64::new(0),
+            written_once_done: Condvar::new(),
             background: Mutex::new(None),
             _lock: lock,
         });
+        pager.log.set_before_write(written_once_hook(&pager));
         let mut stats = pager.recover()?;
         stats.restored = restored;
         stats.log_open_secs = log_open_secs;
@@ -327,6 +337,7 @@ impl Pager {
         stats.skipped = pass.skipped;
         stats.abandoned_parts = pass.abandoned_parts();
         stats.part_commits = pass.part_commits;
+        stats.written_once = pass.written;
         if end < header.required_lsn {
             return Err(DbError::LogMismatch {
                 dir: ldir,
@@ -354,4 +365,19 @@ impl Pager {
         tracing::info!(records = stats.records, applied = stats.applied, from = %stats.from, to = %stats.to, "recovery done");
         Ok(stats)
     }
+}
+
+/// The log's leader runs this before writing a batch: pages written in place
+/// before their commit are synced before any record naming them is written.
+fn written_once_hook(pager: &Pager) -> crate::log::BeforeWrite {
+    let unsynced = pager.unsynced_written.clone();
+    let file = pager.file.file.clone();
+    let path = pager.file.path.clone();
+    Arc::new(move || {
+        if unsynced.swap(false, std::sync::atomic::Ordering::AcqRel) {
+            file.sync_data()
+                .map_err(|e| crate::log::LogError::io(&path, 0, "sync", e))?;
+        }
+        Ok(())
+    })
 }

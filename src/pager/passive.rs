@@ -89,6 +89,7 @@ impl Replayer {
             page_size: ps,
             salt,
             double_write: Some(DoubleWrite::new(dw, dw_file, ps, salt)),
+            grow: Default::default(),
         });
         file.restore_torn_pages()?;
         let budget = (cache_bytes / ps).max(16);

@@ -46,7 +46,14 @@ pub enum PageChange {
     Image(Vec<u8>),
     /// Byte ranges (offset in the page, bytes) over the page at `before`.
     Ranges { before: Lsn, ranges: Vec<(u32, Vec<u8>)> },
+    /// A page new to the file, written in place and synced before this
+    /// record was logged (large values written once): the file must hold
+    /// it with this checksum (its header's crc32c of bytes 4..page size).
+    Written { crc: u32 },
 }
+
+/// Kind byte of a [`PageChange::Written`] change.
+pub const CHANGE_WRITTEN: u8 = 3;
 
 /// A decoded record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -316,6 +323,7 @@ fn encoded_len(changes: &[(PageNo, PageChange)]) -> usize {
         .map(|(_, c)| match c {
             PageChange::Image(bytes) => 9 + bytes.len(),
             PageChange::Ranges { ranges, .. } => 17 + ranges.iter().map(|(_, b)| 8 + b.len()).sum::<usize>(),
+            PageChange::Written { .. } => 9,
         })
         .sum()
 }
@@ -336,6 +344,10 @@ fn encode_changes(out: &mut Vec<u8>, changes: &[(PageNo, PageChange)]) {
                     out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
                     out.extend_from_slice(bytes);
                 }
+            }
+            PageChange::Written { crc } => {
+                out.push(CHANGE_WRITTEN);
+                out.extend_from_slice(&crc.to_le_bytes());
             }
         }
     }
@@ -381,6 +393,7 @@ fn decode_changes(r: &mut Reader<'_>, page_count: u32, page_size: usize) -> Resu
                 }
                 PageChange::Ranges { before, ranges }
             }
+            CHANGE_WRITTEN => PageChange::Written { crc: r.u32()? },
             k => return Err(format!("unknown page change kind {k}")),
         };
         changes.push((no, change));
@@ -411,16 +424,26 @@ pub enum Applied {
     Applied,
     /// The page already holds this change (or a later one).
     Skipped,
+    /// A page written before its record (`PageChange::Written`) is in the
+    /// file as the record says; nothing changes, not even its LSN.
+    Present,
 }
 
 /// Applies `change` from the record at `lsn` to `page`, whose current LSN is
 /// `current` (None: the page in the file is unreadable: torn, zero or absent).
-/// Returns `Err(found)` for a lost flush.
+/// Returns `Err(found)` for a lost flush, or for a written page that is not
+/// in the file as its record says.
 pub fn apply(page: &mut [u8], current: Option<Lsn>, change: &PageChange, lsn: Lsn) -> Result<Applied, Option<Lsn>> {
     if current.is_some_and(|c| c >= lsn) {
         return Ok(Applied::Skipped);
     }
     match change {
+        // The page was stamped below its record's LSN when written; redo
+        // keeps that stamp, so that later changes find the LSN they expect.
+        PageChange::Written { crc } if current.is_some() && crc32c::crc32c(&page[4..]) == *crc => {
+            return Ok(Applied::Present);
+        }
+        PageChange::Written { .. } => return Err(current),
         PageChange::Image(bytes) => {
             page[LOGGED_FROM..].copy_from_slice(bytes);
         }

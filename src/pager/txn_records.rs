@@ -8,7 +8,9 @@
 
 use super::diff::encode_page_change;
 use super::page::PageNo;
-use super::redo::{COMMIT_PARTS_HEADER_LEN, PART_HEADER_LEN, Parts, RECORD_COMMIT, RECORD_COMMIT_PARTS, RECORD_PART};
+use super::redo::{
+    CHANGE_WRITTEN, COMMIT_PARTS_HEADER_LEN, PART_HEADER_LEN, Parts, RECORD_COMMIT, RECORD_COMMIT_PARTS, RECORD_PART,
+};
 use crate::log::Lsn;
 
 /// Bytes of a plain commit's header: kind, sequence, page count, change count.
@@ -74,9 +76,25 @@ impl TxnRecords {
         if !encode_page_change(&mut self.buf, no, base, new, redo_point) {
             return (false, None);
         }
+        (true, self.close_if_full(begin))
+    }
+
+    /// Adds page `no` as written in place before the record (kind `3`,
+    /// with its checksum); returns a part to append first, as `add` does.
+    pub fn add_written(&mut self, no: PageNo, crc: u32) -> Option<EncodedRecord> {
+        let begin = self.buf.len();
+        self.buf.extend_from_slice(&no.to_le_bytes());
+        self.buf.push(CHANGE_WRITTEN);
+        self.buf.extend_from_slice(&crc.to_le_bytes());
+        self.close_if_full(begin)
+    }
+
+    /// Counts the change just encoded at `begin..`; if it made the record
+    /// too long, closes the record before it as a part, and it starts the next.
+    fn close_if_full(&mut self, begin: usize) -> Option<EncodedRecord> {
         if self.buf.len() <= self.max_record || self.changes == 0 {
             self.changes += 1;
-            return (true, None);
+            return None;
         }
         // Parts are this large: room for one at once.
         let mut next = Vec::with_capacity(self.max_record);
@@ -87,7 +105,7 @@ impl TxnRecords {
         let part = self.seal(full, RECORD_PART, None);
         self.parts += 1;
         self.changes = 1;
-        (true, Some(part))
+        Some(part)
     }
 
     /// The commit record: plain, or naming the parts (`first` is where

@@ -285,8 +285,8 @@ impl Follower {
         let Some(r) = &mut self.replayer else {
             return Ok(crate::pager::ReplayProgress::default());
         };
-        let progress = r.replay()?;
-        r.checkpoint()?;
+        let played = r.replay().and_then(|progress| r.checkpoint().map(|()| progress));
+        let progress = self.note_missing_page(played.map_err(ReplError::from))?;
         self.arrivals.clear();
         Ok(progress)
     }
@@ -354,6 +354,20 @@ impl Follower {
     /// acknowledging as it goes, until the active ends the session (`Ok`),
     /// `until` says so, or the connection fails.
     pub fn session(&mut self, addr: &str, timeout: Duration, until: Option<&dyn Fn(&Follower) -> bool>) -> Result<()> {
+        let result = self.run_session(addr, timeout, until);
+        self.note_missing_page(result)
+    }
+
+    /// A replay that met a page written outside the log that this copy was
+    /// never sent (DESIGN.md, "Large values written once") needs a seed.
+    fn note_missing_page<T>(&mut self, result: Result<T>) -> Result<T> {
+        if let Err(e @ ReplError::Db(crate::pager::DbError::NotWritten { .. })) = &result {
+            self.needs_reseed = Some(format!("the log refers to a page this copy does not hold: {e}"));
+        }
+        result
+    }
+
+    fn run_session(&mut self, addr: &str, timeout: Duration, until: Option<&dyn Fn(&Follower) -> bool>) -> Result<()> {
         let mut stream = TcpStream::connect(addr)?;
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(timeout))?;

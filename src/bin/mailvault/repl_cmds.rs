@@ -284,6 +284,11 @@ pub fn follow(args: &FollowArgs) -> Result<ExitCode> {
                     "the active refused this copy (code {code}): {reason}"
                 )));
             }
+            Err(e @ ReplError::Db(mailvault::pager::DbError::NotWritten { .. })) => {
+                // The status says needs-reseed; retrying would meet the same record.
+                write_status(&args.dir, &copy.status());
+                return Err(CliError::msg(format!("this copy needs a reseed: {e}")));
+            }
             Err(e @ ReplError::Db(mailvault::pager::DbError::Diverged { .. })) => {
                 // Replaying again would meet the same digest: stop now.
                 copy.mark_failed(format!("diverged from the active: {e}"));
