@@ -87,6 +87,10 @@ pub struct StoreOptions {
     pub compression_level: i32,
     /// Folder hierarchy delimiter, fixed at creation.
     pub delimiter: char,
+    /// Bodies' pages are written once, in place, instead of to the log and
+    /// again by a checkpoint, while no copy holds the log
+    /// (`PagerOptions::write_large_values_once`).
+    pub write_large_values_once: bool,
 }
 
 impl Default for StoreOptions {
@@ -101,6 +105,7 @@ impl Default for StoreOptions {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             compression_level: DEFAULT_COMPRESSION_LEVEL,
             delimiter: '/',
+            write_large_values_once: db.write_large_values_once,
         }
     }
 }
@@ -133,6 +138,7 @@ impl StoreOptions {
             cache_bytes: self.cache_bytes,
             page_size: self.page_size,
             checkpoint_depth: self.checkpoint_depth,
+            write_large_values_once: self.write_large_values_once,
             ..DbOptions::default()
         };
         db.log.generation_size = self.generation_size;
