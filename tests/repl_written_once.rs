@@ -120,6 +120,15 @@ fn catch_up(copy: &mut Follower, db: &Database, addr: &str) -> Result<(), ReplEr
     copy.session(addr, Duration::from_secs(5), Some(&done))
 }
 
+/// The copy follows: neither failed nor waiting for a reseed.
+fn assert_following(copy: &Follower) {
+    let status = copy.status();
+    assert!(
+        matches!(status.state, CopyState::Healthy | CopyState::CatchingUp),
+        "{status:?}"
+    );
+}
+
 #[test]
 fn values_written_once_before_a_seed_are_replayed_from_the_seeded_file() {
     let tmp = tempfile::tempdir().unwrap();
@@ -136,12 +145,7 @@ fn values_written_once_before_a_seed_are_replayed_from_the_seeded_file() {
     put_long(&db, 100, 20);
     assert_eq!(db.pager().pages_written_once(), once, "written once under a hold");
     catch_up(&mut copy, &db, &server.addr).unwrap();
-    let state = copy.status().state;
-    assert!(
-        matches!(state, CopyState::Healthy | CopyState::CatchingUp),
-        "{:?}",
-        copy.status()
-    );
+    assert_following(&copy);
     // The copy's log holds the records that name pages written once: it
     // replayed them against the pages its seed brought.
     assert!(written_in_log(&copy_dir) > 0, "the copy replayed no page written once");
@@ -195,12 +199,7 @@ fn a_copy_that_resumes_into_values_written_once_needs_a_reseed_and_gets_one() {
     // A reseed brings it back, page-identical.
     copy.reset().unwrap();
     catch_up(&mut copy, &db, &server.addr).unwrap();
-    let state = copy.status().state;
-    assert!(
-        matches!(state, CopyState::Healthy | CopyState::CatchingUp),
-        "{:?}",
-        copy.status()
-    );
+    assert_following(&copy);
     drop(copy);
     server.end();
     db.checkpoint().unwrap();
