@@ -362,29 +362,15 @@ impl RedoPass {
     /// Fails if a page the log touched is still unreadable: torn or never
     /// written, and no full image of it came along.
     pub fn check_whole(&self, file: &DbFile, end: Lsn) -> Result<()> {
-        if let Some(no) = self.pages.first_unreadable()
-            && let Some(&(crc, record)) = self.written_unreadable.get(&no)
-        {
-            return Err(redo_failure(
-                file,
-                no,
-                &PageChange::Written { crc },
-                None,
-                record,
-                self.from,
-            ));
-        }
-        match self.pages.first_unreadable() {
-            Some(no) => Err(redo_failure(
-                file,
-                no,
-                &redo::PageChange::Image(Vec::new()),
-                None,
-                end,
-                self.from,
-            )),
-            None => Ok(()),
-        }
+        let Some(no) = self.pages.first_unreadable() else {
+            return Ok(());
+        };
+        // A page named as written once keeps its own record and error.
+        let (change, record) = match self.written_unreadable.get(&no) {
+            Some(&(crc, record)) => (PageChange::Written { crc }, record),
+            None => (PageChange::Image(Vec::new()), end),
+        };
+        Err(redo_failure(file, no, &change, None, record, self.from))
     }
 }
 

@@ -306,11 +306,16 @@ impl Pager {
         let written = self.write_once(&mut changed)?;
         let result = self.append_records(changed, page_count, bases, &written);
         if !written.is_empty() {
-            let mut st = self.state.lock();
-            st.writing_once = false;
-            self.written_once_done.notify_all();
+            self.end_writing_once();
         }
         result
+    }
+
+    /// Pins may be taken again: the commit that wrote pages once has
+    /// appended its record, or failed.
+    fn end_writing_once(&self) {
+        self.state.lock().writing_once = false;
+        self.written_once_done.notify_all();
     }
 
     /// Takes out of `changed` the pages of large values new to the file,
@@ -323,45 +328,36 @@ impl Pager {
         if !self.opts.write_large_values_once {
             return Ok(Vec::new());
         }
-        let is_large_value =
-            |page: &[u8]| matches!(page::page_kind(page), Some(PageKind::LongData | PageKind::LongIndex));
-        {
+        let committed = {
             let mut st = self.state.lock();
             self.check_failed(&st)?;
             let committed = st.page_count;
-            if !st.pins.is_empty()
-                || !changed
-                    .iter()
-                    .any(|(no, base, new)| base.is_none() && *no >= committed && is_large_value(new))
-            {
+            if !st.pins.is_empty() || !changed.iter().any(|(no, base, new)| once(*no, base, new, committed)) {
                 return Ok(Vec::new());
             }
             // Only the one writer commits, so `page_count` stays put until
             // this commit publishes; pins wait for it.
             st.writing_once = true;
-        }
-        let committed = self.state.lock().page_count;
+            committed
+        };
         // Strictly below the record's LSN, so that redo always checks the
         // page rather than taking it for a later version.
         let stamp = Lsn(self.log.end_lsn().0.saturating_sub(1));
         let mut pages: Vec<(PageNo, PageRef)> = Vec::new();
         changed.retain(|(no, base, new)| {
-            let once = base.is_none() && *no >= committed && is_large_value(new);
-            if once {
+            let written = once(*no, base, new, committed);
+            if written {
                 let mut page = (**new).clone();
                 page::set_lsn(&mut page, stamp);
                 pages.push((*no, Arc::new(page)));
             }
-            !once
+            !written
         });
         pages.sort_unstable_by_key(|(no, _)| *no);
         let crcs = match self.file.write_pages(&pages) {
             Ok(crcs) => crcs,
             Err(e) => {
-                let mut st = self.state.lock();
-                st.writing_once = false;
-                self.written_once_done.notify_all();
-                drop(st);
+                self.end_writing_once();
                 return Err(self.fail(e));
             }
         };
@@ -376,11 +372,9 @@ impl Pager {
     /// committer may write before the leader syncs them (a long one).
     /// `held`: the state lock, if the caller holds it (`fail` takes it).
     fn sync_written(&self, held: &mut Option<parking_lot::MutexGuard<'_, PagerState>>) -> Result<()> {
-        if self.unsynced_written.swap(false, Ordering::AcqRel)
-            && let Err(e) = self.file.sync()
-        {
+        if let Err(e) = sync_if_written(&self.unsynced_written, self.file.file.as_ref()) {
             held.take();
-            return Err(self.fail(e));
+            return Err(self.fail(DbError::io(&self.file.path, 0, "sync", e)));
         }
         Ok(())
     }
@@ -592,6 +586,22 @@ impl Pager {
         let st = self.state.lock();
         (st.cache.bytes(), st.cache.dirty_bytes(), st.cache.capacity())
     }
+}
+
+/// Whether `new`, page `no` of a commit (from `base`, None when allocated
+/// by it), is written once: a large value's page new to the file, which
+/// held `committed` pages.
+fn once(no: PageNo, base: &Option<PageRef>, new: &[u8], committed: u32) -> bool {
+    base.is_none() && no >= committed && matches!(page::page_kind(new), Some(PageKind::LongData | PageKind::LongIndex))
+}
+
+/// Syncs the data file `file` if pages were written once since the last
+/// such sync (`unsynced`); the commit path and the log's leader share it.
+pub(crate) fn sync_if_written(unsynced: &AtomicBool, file: &dyn crate::vfs::VfsFile) -> std::io::Result<()> {
+    if unsynced.swap(false, Ordering::AcqRel) {
+        file.sync_data()?;
+    }
+    Ok(())
 }
 
 /// The sequence after `seq`. Recovery takes the sequence from the log, so a
