@@ -111,6 +111,18 @@ fn bench_check_dump_and_corruption() {
         "0.3 s should fill more than one 256 KiB generation: {check:#}"
     );
 
+    // A reader that is gone (`| head`) ends the dump quietly, not with a panic.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mailvault"))
+        .args(["dump", "log", dir_s])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run mailvault");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait for mailvault");
+    assert!(out.status.success(), "dump into a closed pipe:\n{}", text(&out));
+    assert!(out.stderr.is_empty(), "dump into a closed pipe:\n{}", text(&out));
+
     let out = mailvault(&["dump", "log", dir_s, "--json"], None);
     assert!(out.status.success(), "dump failed:\n{}", text(&out));
     let dump = json(&out);

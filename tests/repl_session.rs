@@ -368,10 +368,22 @@ fn a_kept_registry_holds_a_copys_log_across_a_restart_of_the_active() {
     let caught_up = move |f: &Follower| f.replayed() >= target;
     copy.session(&addr, Duration::from_secs(5), Some(&caught_up)).unwrap();
     let needs = copy.replica().next();
-    // The active's serving stops and its registry goes, as in a restart.
+    // The active's serving stops and it closes, as in a restart. The
+    // registry outlives the close: the closing checkpoint must not recycle
+    // the log the copy still needs (`serve` and `load --serve` dropped it
+    // first, and the restarted active told every copy to reseed).
     stop.store(true, Ordering::Relaxed);
     server.join().unwrap();
+    commit_some(&db, 500, 400);
+    Arc::try_unwrap(db).ok().expect("the server is gone").close().unwrap();
     drop(registry);
+    let db = Arc::new(Database::open(vfs.clone(), tmp.path().join("active"), small_db()).unwrap());
+    assert!(
+        db.pager().log().first_generation() <= needs.generation(),
+        "the close kept generation {} for the copy (the log starts at {})",
+        needs.generation(),
+        db.pager().log().first_generation()
+    );
     // Restarted: the saved registry holds the copy's log again, so the
     // checkpoints below recycle nothing it needs.
     let registry = Arc::new(CopyRegistry::persistent(vfs.clone(), state, None));

@@ -17,6 +17,13 @@ use crate::log::Lsn;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+/// Whether a checkpoint recycles the log generations it made unneeded.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Recycle {
+    Yes,
+    No,
+}
+
 impl Pager {
     /// Runs a checkpoint now.
     pub fn checkpoint(&self) -> Result<()> {
@@ -24,7 +31,14 @@ impl Pager {
     }
 
     pub(crate) fn checkpoint_with_state(&self, state: DbState) -> Result<()> {
-        self.checkpoint_locked(self.checkpointer.lock(), state)
+        self.checkpoint_locked(self.checkpointer.lock(), state, Recycle::Yes)
+    }
+
+    /// Recovery's closing checkpoint recycles no log: whoever restores
+    /// holds after open (a copy registry, `repl::CopyRegistry::restore`)
+    /// must find the log they hold still there.
+    pub(crate) fn recovery_checkpoint(&self) -> Result<()> {
+        self.checkpoint_locked(self.checkpointer.lock(), DbState::Dirty, Recycle::No)
     }
 
     /// Runs a checkpoint holding the checkpointer's lock.
@@ -32,6 +46,7 @@ impl Pager {
         &self,
         mut ck: parking_lot::MutexGuard<'_, super::engine::CheckpointState>,
         state: DbState,
+        recycle: Recycle,
     ) -> Result<()> {
         self.checkpoint_wanted.store(false, Ordering::Relaxed);
         let started = std::time::Instant::now();
@@ -85,7 +100,10 @@ impl Pager {
             self.log_whole_digest(marker, page_count)?;
         }
         tracing::debug!(number, %marker, %redo, pages = digest.len(), elapsed = ?started.elapsed(), "checkpoint written");
-        self.truncate_log(redo)
+        match recycle {
+            Recycle::Yes => self.truncate_log(redo),
+            Recycle::No => Ok(()),
+        }
     }
 
     /// Logs the digest of the whole database as of the marker at `redo`.

@@ -520,7 +520,7 @@ impl Pager {
             let ck = self.checkpointer.lock();
             if self.mostly_dirty() {
                 tracing::debug!("the cache is mostly dirty: a committer runs the checkpoint");
-                return self.checkpoint_locked(ck, super::header::DbState::Dirty);
+                return self.checkpoint_locked(ck, super::header::DbState::Dirty, super::checkpoint::Recycle::Yes);
             }
         }
         Ok(())

@@ -360,7 +360,7 @@ impl Pager {
         self.checkpointer.lock().number = checkpoints;
         stats.replay_secs = replay.elapsed().as_secs_f64();
         let checkpoint = std::time::Instant::now();
-        self.checkpoint()?;
+        self.recovery_checkpoint()?;
         stats.checkpoint_secs = checkpoint.elapsed().as_secs_f64();
         tracing::info!(records = stats.records, applied = stats.applied, from = %stats.from, to = %stats.to, "recovery done");
         Ok(stats)

@@ -120,7 +120,10 @@ impl CopyRegistry {
     }
 
     /// A registry kept in `path` (a store's `copies.state`): call
-    /// [`CopyRegistry::restore`] when serving starts.
+    /// [`CopyRegistry::restore`] when serving starts, and drop it only after
+    /// the database has closed (its closing checkpoint recycles whatever no
+    /// hold keeps). Opening recycles nothing, so a restore just after open
+    /// finds every generation the last run kept.
     pub fn persistent(vfs: crate::vfs::SharedVfs, path: std::path::PathBuf, cap: Option<u64>) -> CopyRegistry {
         CopyRegistry {
             cap,

@@ -141,9 +141,11 @@ pub fn ingest(args: &BenchIngestArgs) -> Result<()> {
     if args.json {
         return output::print_json(&report);
     }
-    println!(
+    outln!(
         "bench ingest {} ({} threads, zstd level {})",
-        report.dir, report.threads, report.compression_level
+        report.dir,
+        report.threads,
+        report.compression_level
     );
     for (i, r) in report.rounds.iter().enumerate() {
         output::row(
@@ -362,7 +364,7 @@ pub fn read(args: &BenchReadArgs) -> Result<()> {
     if args.json {
         return output::print_json(&report);
     }
-    println!("bench read {}", report.dir);
+    outln!("bench read {}", report.dir);
     output::row(
         "raw pread of the bodies MB/s (cold)",
         format!("{:.1}", report.raw_cold_read_mb_per_sec),

@@ -60,9 +60,10 @@ pub struct CpuSplit {
 
 /// Prints the report as a table.
 pub fn print(report: &Report) {
-    println!(
+    outln!(
         "bench replication {} ({} threads, realistic mix)",
-        report.dir, report.threads
+        report.dir,
+        report.threads
     );
     output::row(
         "messages/s alone / with 2 copies",

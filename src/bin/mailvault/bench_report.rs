@@ -269,7 +269,7 @@ impl BenchReport {
     pub fn print_table(&self) -> Result<()> {
         let (c, r, l) = (&self.config, &self.raw, &self.log);
         let kept = if c.dir_kept { "kept" } else { "removed" };
-        println!(
+        outln!(
             "mailvault bench log: {} thread(s), {}-byte records, {} s, generation size {} bytes, yield rounds {}, {}",
             c.threads,
             c.record_size,
@@ -282,14 +282,15 @@ impl BenchReport {
                 "growing log (new files)"
             }
         );
-        println!(
+        outln!(
             "directory {} ({kept}); MB = 10^6 bytes; latencies in microseconds",
             c.dir
         );
-        println!();
-        println!(
+        outln!();
+        outln!(
             "raw disk floor (std::fs, same directory, {:.2} s per phase over {} round(s))",
-            r.seconds_per_phase, c.rounds
+            r.seconds_per_phase,
+            c.rounds
         );
         row(
             &format!("fsyncs/s ({}-byte pwrite + fdatasync)", r.fsync_write_bytes),
@@ -299,20 +300,20 @@ impl BenchReport {
             "sequential MB/s (1 MiB pwrite + fdatasync)",
             format!("{:.1}", r.seq_mb_per_sec),
         );
-        println!();
-        println!("log ({:.2} s)", l.elapsed_sec);
+        outln!();
+        outln!("log ({:.2} s)", l.elapsed_sec);
         l.print_rows();
         row("generation switches", l.generation_switches);
         row("preparation stalls", l.preparation_stalls);
         row("interior frames written by committers", l.interior_frames);
         if let Some(o) = &self.one_thread {
-            println!();
-            println!("one-thread reference (same record size, same log, before each round's log phase)");
+            outln!();
+            outln!("one-thread reference (same record size, same log, before each round's log phase)");
             row("commits/s", format!("{:.0}", o.commits_per_sec));
             row("fsyncs/s", format!("{:.0}", o.fsyncs_per_sec));
         }
-        println!();
-        println!("ratios");
+        outln!();
+        outln!("ratios");
         let show = show_ratio;
         row("commits/s ÷ raw fsyncs/s", show(self.ratio.commits_vs_raw_fsyncs));
         row("MB/s ÷ raw sequential MB/s", show(self.ratio.mb_vs_raw_seq));
@@ -332,8 +333,8 @@ impl BenchReport {
                 row("  per round: commits ÷ one thread", each(|r| r.commits_vs_one_thread));
             }
         }
-        println!();
-        println!("memory");
+        outln!();
+        outln!("memory");
         let kib = show_kib;
         row("peak RSS (VmHWM)", kib(self.memory.peak_rss_kib));
         row("RSS (VmRSS)", kib(self.memory.rss_kib));

@@ -233,15 +233,15 @@ fn check_acked(path: &Path, records: &HashMap<u64, Seen>, problems: &mut Vec<Str
 fn print_text(r: &CheckReport) {
     print_details(r);
     if r.ok {
-        println!("OK");
+        outln!("OK");
     } else {
-        println!("FAILED: {} problem(s)", r.problems.len());
+        outln!("FAILED: {} problem(s)", r.problems.len());
     }
 }
 
 /// The text of a log check without the verdict.
 pub fn print_details(r: &CheckReport) {
-    println!("log {}", r.dir);
+    outln!("log {}", r.dir);
     if let (Some(first), Some(last), Some(end), Some(records)) =
         (r.first_generation, r.last_generation, &r.end_lsn, r.records)
     {
@@ -258,6 +258,6 @@ pub fn print_details(r: &CheckReport) {
     }
     output::row("acknowledged commits checked", r.acked_checked);
     for p in &r.problems {
-        println!("PROBLEM: {p}");
+        outln!("PROBLEM: {p}");
     }
 }

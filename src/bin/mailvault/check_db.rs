@@ -200,7 +200,7 @@ fn check_acked(
 }
 
 fn print_text(r: &DbCheckReport) {
-    println!("database {}", r.dir);
+    outln!("database {}", r.dir);
     if let Some(s) = &r.recovery {
         output::row(
             "recovery replayed",
@@ -231,17 +231,17 @@ fn print_text(r: &DbCheckReport) {
         output::row("acknowledged puts checked", r.acked_checked);
     }
     for p in &r.problems {
-        println!("PROBLEM: {p}");
+        outln!("PROBLEM: {p}");
     }
     check::print_details(&r.log);
     if r.ok {
-        println!("OK");
+        outln!("OK");
     } else {
         let n = r.problems.len() + r.log.problems.len();
-        println!("FAILED: {n} problem(s)");
+        outln!("FAILED: {n} problem(s)");
         if !r.bad_pages.is_empty() {
             let pages: Vec<String> = r.bad_pages.iter().map(u32::to_string).collect();
-            println!("bad pages: {}", pages.join(", "));
+            outln!("bad pages: {}", pages.join(", "));
         }
     }
 }

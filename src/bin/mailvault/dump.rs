@@ -121,7 +121,7 @@ pub fn run(args: &DumpLogArgs) -> Result<()> {
         return output::print_json(&dump);
     }
     for name in &dump.other_files {
-        println!("== {name}: not a log file (skipped)");
+        outln!("== {name}: not a log file (skipped)");
     }
     Ok(())
 }
@@ -228,23 +228,25 @@ fn header_json(h: &GenerationHeader, salt: u32) -> HeaderJson {
 }
 
 fn print_file(f: &FileDump) {
-    println!("== {} ({} bytes)", f.file, f.size);
+    outln!("== {} ({} bytes)", f.file, f.size);
     match (&f.header, &f.header_error) {
         (Some(h), _) => {
-            println!("  generation {}, {}, epoch {}", h.generation, h.state, h.epoch);
-            println!("  created {} ({} us)", h.created, h.created_us);
-            println!("  frame size {}, generation size {}", h.frame_size, h.generation_size);
-            println!("  signature {}, salt {}, nonce {:#018x}", h.signature, h.salt, h.nonce);
-            println!(
+            outln!("  generation {}, {}, epoch {}", h.generation, h.state, h.epoch);
+            outln!("  created {} ({} us)", h.created, h.created_us);
+            outln!("  frame size {}, generation size {}", h.frame_size, h.generation_size);
+            outln!("  signature {}, salt {}, nonce {:#018x}", h.signature, h.salt, h.nonce);
+            outln!(
                 "  previous generation: created {} us, salt {}, chain {}",
-                h.prev_created_us, h.prev_salt, h.prev_chain
+                h.prev_created_us,
+                h.prev_salt,
+                h.prev_chain
             );
-            println!("  max write span {} bytes", h.max_write_span);
+            outln!("  max write span {} bytes", h.max_write_span);
         }
-        (None, Some(e)) => println!("  header: INVALID ({e})"),
-        (None, None) => println!("  header: INVALID"),
+        (None, Some(e)) => outln!("  header: INVALID ({e})"),
+        (None, None) => outln!("  header: INVALID"),
     }
-    println!(
+    outln!(
         "  frames: {} home, {} shadow, {} zero, {} stale, {} invalid",
         f.home_frames,
         f.shadows.len(),
@@ -254,23 +256,27 @@ fn print_file(f: &FileDump) {
     );
     for s in &f.shadows {
         let stale = if s.current { "" } else { " (stale)" };
-        println!(
+        outln!(
             "  shadow slot {}: copy of frame {} ({}), {} bytes used, seq {}{stale}; its records are not listed",
-            s.slot, s.frame, s.lsn, s.used, s.shadow_seq
+            s.slot,
+            s.frame,
+            s.lsn,
+            s.used,
+            s.shadow_seq
         );
     }
     for i in &f.invalid_frame_samples {
-        println!("  invalid frame {} at offset {}: {}", i.slot, i.offset, i.reason);
+        outln!("  invalid frame {} at offset {}: {}", i.slot, i.offset, i.reason);
     }
     if f.invalid_frames > f.invalid_frame_samples.len() as u64 {
-        println!(
+        outln!(
             "  ... and {} more invalid frames",
             f.invalid_frames - f.invalid_frame_samples.len() as u64
         );
     }
-    println!("  records: {}", f.records.len());
+    outln!("  records: {}", f.records.len());
     if !f.records.is_empty() {
-        println!("    {:<16} {:>20} {:>10}  checksum", "LSN", "LSN (u64)", "length");
+        outln!("    {:<16} {:>20} {:>10}  checksum", "LSN", "LSN (u64)", "length");
     }
     for r in &f.records {
         let status = match (r.checksum_ok, r.complete) {
@@ -279,6 +285,6 @@ fn print_file(f: &FileDump) {
             (false, false) => "cut short (continues past the valid home frames)",
         };
         let stale = if r.stale { " [stale: another generation]" } else { "" };
-        println!("    {:<16} {:>20} {:>10}  {status}{stale}", r.lsn, r.lsn_u64, r.len);
+        outln!("    {:<16} {:>20} {:>10}  {status}{stale}", r.lsn, r.lsn_u64, r.len);
     }
 }

@@ -163,7 +163,7 @@ pub fn run_header(args: &DumpDbArgs) -> Result<()> {
     if args.json {
         return output::print_json(&dump);
     }
-    println!("{} ({} bytes)", dump.file, dump.file_size);
+    outln!("{} ({} bytes)", dump.file, dump.file_size);
     for copy in &dump.copies {
         let mark = if dump.in_use == Some(copy.slot) {
             " (in use)"
@@ -172,19 +172,24 @@ pub fn run_header(args: &DumpDbArgs) -> Result<()> {
         };
         match (&copy.header, &copy.error) {
             (Some(h), _) => {
-                println!("header copy {} (page {}){mark}", copy.slot, copy.slot);
-                println!(
+                outln!("header copy {} (page {}){mark}", copy.slot, copy.slot);
+                outln!(
                     "  state {}, page size {}, sequence {}, epoch {}",
-                    h.state, h.page_size, h.sequence, h.epoch
+                    h.state,
+                    h.page_size,
+                    h.sequence,
+                    h.epoch
                 );
-                println!("  signature {}, log signature {}", h.signature, h.log_signature);
-                println!("  redo from {}, requires the log up to {}", h.redo_lsn, h.required_lsn);
-                println!(
+                outln!("  signature {}, log signature {}", h.signature, h.log_signature);
+                outln!("  redo from {}, requires the log up to {}", h.redo_lsn, h.required_lsn);
+                outln!(
                     "  {} pages, catalog root {}, created {}",
-                    h.page_count, h.catalog_root, h.created
+                    h.page_count,
+                    h.catalog_root,
+                    h.created
                 );
             }
-            (None, error) => println!(
+            (None, error) => outln!(
                 "header copy {}: invalid: {}",
                 copy.slot,
                 error.as_deref().unwrap_or("unknown")
@@ -298,27 +303,30 @@ pub fn run_checkpoint(args: &DumpDbArgs) -> Result<()> {
     if args.json {
         return output::print_json(&out);
     }
-    println!(
+    outln!(
         "checkpoint (header copy {}, sequence {}): {} shutdown",
-        out.header_copy, out.sequence, out.state
+        out.header_copy,
+        out.sequence,
+        out.state
     );
-    println!(
+    outln!(
         "  redo from {}; the file requires the log up to {}",
-        out.redo_lsn, out.required_lsn
+        out.redo_lsn,
+        out.required_lsn
     );
-    println!("  {} pages", out.page_count);
-    println!("  marker: {}", out.marker.as_deref().unwrap_or("not found in the log"));
-    println!(
+    outln!("  {} pages", out.page_count);
+    outln!("  marker: {}", out.marker.as_deref().unwrap_or("not found in the log"));
+    outln!(
         "  after it: {} records, {} bytes of log (what recovery replays), log ends at {}",
         out.records_after,
         out.log_bytes_after,
         out.log_end.as_deref().unwrap_or("?")
     );
     for d in &out.whole_digests {
-        println!("  {d}");
+        outln!("  {d}");
     }
     if let Some(e) = &out.log_error {
-        println!("  log: {e}");
+        outln!("  log: {e}");
     }
     Ok(())
 }
@@ -479,23 +487,28 @@ pub fn run_page(args: &DumpPageArgs) -> Result<()> {
     if args.json {
         return output::print_json(&out);
     }
-    println!(
+    outln!(
         "{} page {} (offset {}, {} bytes)",
-        out.file, out.page, out.offset, out.page_size
+        out.file,
+        out.page,
+        out.offset,
+        out.page_size
     );
     match &out.error {
-        None => println!("  valid: checksum, number and salt"),
-        Some(e) => println!("  INVALID: {e}"),
+        None => outln!("  valid: checksum, number and salt"),
+        Some(e) => outln!("  INVALID: {e}"),
     }
-    println!(
+    outln!(
         "  number field {}, LSN {}, kind {}",
-        out.page_no_field, out.lsn, out.kind
+        out.page_no_field,
+        out.lsn,
+        out.kind
     );
     if let Some(n) = &out.allocated {
-        println!("  free-space map: {n} pages marked allocated in its range");
+        outln!("  free-space map: {n} pages marked allocated in its range");
     }
     if let Some(node) = &out.node {
-        println!(
+        outln!(
             "  node level {}, {} cells, {} bytes used, {} free{}",
             node.level,
             node.count,
@@ -505,13 +518,13 @@ pub fn run_page(args: &DumpPageArgs) -> Result<()> {
                 .map_or(String::new(), |c| format!(", leftmost child {c}"))
         );
         for c in &node.cells {
-            println!("    {} -> {}", c.key, c.value);
+            outln!("    {} -> {}", c.key, c.value);
         }
         if node.count > node.cells.len() {
-            println!("    ... {} more", node.count - node.cells.len());
+            outln!("    ... {} more", node.count - node.cells.len());
         }
         if let Some(e) = &node.error {
-            println!("  node damage: {e}");
+            outln!("  node damage: {e}");
         }
     }
     Ok(())

@@ -221,7 +221,7 @@ impl KvReport {
     pub fn print_table(&self) {
         let c = &self.config;
         let kept = if c.dir_kept { "kept" } else { "removed" };
-        println!(
+        outln!(
             "mailvault bench kv: {} writer thread(s), {} reader thread(s), {}-byte values, {}-byte pages, {} KiB cache",
             c.threads,
             c.read_threads,
@@ -229,45 +229,50 @@ impl KvReport {
             c.page_size,
             c.cache_bytes >> 10
         );
-        println!(
+        outln!(
             "directory {} ({kept}); MB = 10^6 bytes; latencies in microseconds",
             c.dir
         );
-        println!();
-        println!(
+        outln!();
+        outln!(
             "raw disk floor (std::fs, same directory, {:.2} s over {} round(s))",
-            self.raw.seconds_per_phase, c.rounds
+            self.raw.seconds_per_phase,
+            c.rounds
         );
         row(
             &format!("fsyncs/s ({}-byte pwrite + fdatasync)", self.raw.fsync_write_bytes),
             format!("{:.0}", self.raw.fsyncs_per_sec),
         );
-        println!();
+        outln!();
         let l = &self.insert.log;
-        println!(
+        outln!(
             "insert: one put per durable commit ({:.2} s, table {:?})",
-            l.elapsed_sec, c.table
+            l.elapsed_sec,
+            c.table
         );
         l.print_rows();
         row("keys in the table", self.insert.keys);
-        println!();
-        println!(
+        outln!();
+        outln!(
             "point reads, warm cache ({} keys read first in {:.2} s; {:.2} s per phase)",
-            self.reads.warmed_keys, self.reads.warm_up_sec, c.phase_seconds
+            self.reads.warmed_keys,
+            self.reads.warm_up_sec,
+            c.phase_seconds
         );
         if let Some(one) = &self.reads.one_thread {
             one.print_rows("read");
         }
         self.reads.rate.print_rows("read");
-        println!();
-        println!(
+        outln!();
+        outln!(
             "range scans of {} entries (mean {:.1} returned)",
-            self.scans.length, self.scans.mean_entries
+            self.scans.length,
+            self.scans.mean_entries
         );
         self.scans.rate.print_rows("scan");
-        println!();
+        outln!();
         let m = &self.memory;
-        println!(
+        outln!(
             "memory: {} MB written in {:.2} s with a {} KiB cache",
             m.written_bytes / 1_000_000,
             m.elapsed_sec,
@@ -281,9 +286,9 @@ impl KvReport {
         );
         row("peak cache held", format!("{} KiB", m.peak_cache_held_kib));
         row("process peak RSS, whole run (VmHWM)", show_kib(m.process_peak_rss_kib));
-        println!();
+        outln!();
         let r = &self.recovery;
-        println!(
+        outln!(
             "recovery: open after a stop without checkpoint ({} evicted from the page cache)",
             r.evicted
         );
@@ -313,8 +318,8 @@ impl KvReport {
             "raw cold sequential read MB/s (1 MiB reads)",
             format!("{:.1} (before {before:.1}, after {after:.1})", r.raw_read_mb_per_sec),
         );
-        println!();
-        println!("ratios");
+        outln!();
+        outln!("ratios");
         row("commits/s ÷ raw fsyncs/s", show_ratio(self.ratio.commits_vs_raw_fsyncs));
         if self.rounds.len() > 1 {
             let each: Vec<String> = self

@@ -8,6 +8,17 @@ use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
+/// `println!` for the commands' output: a closed pipe (`| head`) ends the
+/// process quietly instead of panicking.
+macro_rules! outln {
+    () => {
+        $crate::output::write_line(format_args!(""))
+    };
+    ($($arg:tt)*) => {
+        $crate::output::write_line(format_args!($($arg)*))
+    };
+}
+
 mod acked;
 mod bench;
 mod bench_kv;

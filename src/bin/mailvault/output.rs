@@ -24,9 +24,23 @@ pub fn print_text(text: &str) -> Result<()> {
     }
 }
 
+/// One line on stdout (`outln!`). A reader gone (`| head`) ends the
+/// process with status 0, as a tool killed by SIGPIPE would end; any other
+/// failure with status 1 and a message.
+pub fn write_line(args: std::fmt::Arguments<'_>) {
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(args).and_then(|()| out.write_all(b"\n")) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("mailvault: writing to stdout: {e}");
+        std::process::exit(1);
+    }
+}
+
 /// An indented `label  value` row with the labels aligned.
 pub fn row(label: &str, value: impl std::fmt::Display) {
-    println!("  {label:<44} {value}");
+    outln!("  {label:<44} {value}");
 }
 
 /// Formats microseconds since the Unix epoch as an RFC 3339 UTC time.

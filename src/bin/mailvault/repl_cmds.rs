@@ -136,10 +136,12 @@ pub fn serve(args: &ServeArgs) -> Result<()> {
     }
     let source: Arc<dyn ShipSource> = store.clone();
     serve_loop(&source, listener, &key, &stop, &registry, &args.ship.options())?;
-    drop((registry, source));
+    drop(source);
     Arc::try_unwrap(store)
         .map_err(|_| CliError::msg("a session still holds the store"))?
         .close()?;
+    // Only now: the closing checkpoint must leave the log the copies hold.
+    drop(registry);
     Ok(())
 }
 
@@ -318,7 +320,7 @@ pub fn follow(args: &FollowArgs) -> Result<ExitCode> {
     if args.json {
         output::print_json(&status_json(&status))?;
     } else {
-        println!(
+        outln!(
             "copy {}: {:?}, replayed to {}",
             args.dir.display(),
             status.state,
@@ -402,7 +404,7 @@ pub fn status(args: &StatusArgs) -> Result<()> {
     if args.json {
         return output::print_json(&s);
     }
-    println!("copy {}", args.dir.display());
+    outln!("copy {}", args.dir.display());
     output::row("state", &s.state);
     output::row("active's durable end (last heard)", &s.active_durable);
     output::row("inspected (written, checked, synced)", &s.inspected);
@@ -461,11 +463,11 @@ pub fn run_compare(args: &CompareArgs) -> Result<ExitCode> {
     if args.json {
         output::print_json(&out)?;
     } else if out.identical {
-        println!("identical: {} pages", out.pages_compared);
+        outln!("identical: {} pages", out.pages_compared);
     } else if !out.same_database {
-        println!("different databases");
+        outln!("different databases");
     } else {
-        println!(
+        outln!(
             "differ: {} of {} pages: {:?}",
             out.differing.len(),
             out.pages_compared,

@@ -56,9 +56,11 @@ pub fn init(args: &InitArgs) -> Result<()> {
     if args.json {
         output::print_json(&out)
     } else {
-        println!(
+        outln!(
             "created store {} (page size {}, log generations of {} MiB)",
-            out.created, out.page_size, args.generation_mib
+            out.created,
+            out.page_size,
+            args.generation_mib
         );
         Ok(())
     }
@@ -190,20 +192,24 @@ pub fn load(args: &LoadArgs) -> Result<()> {
     if let Some(w) = acked {
         w.into_inner().finish()?;
     }
-    if let Some(s) = serving {
-        s.finish(
+    // Kept until the store has closed: its closing checkpoint must leave
+    // the log the copies hold.
+    let holds = match serving {
+        Some(s) => Some(s.finish(
             &store,
             std::time::Duration::from_secs_f64(args.linger.max(0.0)),
             args.wait_copies,
-        )?;
-    }
+        )?),
+        None => None,
+    };
     Arc::try_unwrap(store)
         .map_err(|_| CliError::msg("a replication session still holds the store"))?
         .close()?;
+    drop(holds);
     if args.json {
         output::print_json(&r)
     } else {
-        println!("load {}", args.dir.display());
+        outln!("load {}", args.dir.display());
         print_load(&r);
         output::row(
             "store size on disk (MB)",
@@ -245,8 +251,14 @@ impl Serving {
     }
 
     /// Serves until every copy (and at least `copies`) has replayed the
-    /// whole log, or for `linger` at most.
-    fn finish(self, store: &Store, linger: std::time::Duration, copies: usize) -> Result<()> {
+    /// whole log, or for `linger` at most; returns the registry, whose
+    /// holds must outlive the store's close.
+    fn finish(
+        self,
+        store: &Store,
+        linger: std::time::Duration,
+        copies: usize,
+    ) -> Result<Arc<mailvault::repl::CopyRegistry>> {
         let deadline = std::time::Instant::now() + linger;
         let end = store.database().pager().log().durable_lsn();
         let copies_wanted = copies;
@@ -261,7 +273,8 @@ impl Serving {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         self.thread
             .join()
-            .map_err(|_| CliError::msg("the replication listener panicked"))?
+            .map_err(|_| CliError::msg("the replication listener panicked"))??;
+        Ok(self.registry)
     }
 }
 
