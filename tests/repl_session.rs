@@ -375,7 +375,10 @@ fn a_kept_registry_holds_a_copys_log_across_a_restart_of_the_active() {
     stop.store(true, Ordering::Relaxed);
     server.join().unwrap();
     commit_some(&db, 500, 400);
-    Arc::try_unwrap(db).ok().expect("the server is gone").close().unwrap();
+    Arc::try_unwrap(db)
+        .unwrap_or_else(|_| panic!("the server is gone"))
+        .close()
+        .unwrap();
     drop(registry);
     let db = Arc::new(Database::open(vfs.clone(), tmp.path().join("active"), small_db()).unwrap());
     assert!(
