@@ -366,3 +366,28 @@ fn sealed_pages_pass_the_pager_check() {
     store.seal_all();
     store.verify_pages().unwrap();
 }
+
+#[test]
+fn a_visit_reports_slot_heads_that_disagree_with_their_keys() {
+    let mut store = MemStore::new(4096);
+    let root = create(&mut store).unwrap();
+    let keys: Vec<Vec<u8>> = (0..10u8).map(|i| vec![b'k', b'a' + i, b'x', b'y', b'z']).collect();
+    for k in &keys {
+        put(&mut store, root, k, b"v").unwrap();
+    }
+    let visit_to = |store: &MemStore, end: &[u8]| {
+        let mut seen = Vec::new();
+        visit_range(store, root, Bound::Unbounded, Bound::Included(end), |k, _| {
+            seen.push(k.to_vec());
+            Ok::<_, crate::pager::DbError>(true)
+        })
+        .map(|()| seen)
+    };
+    assert_eq!(visit_to(&store, &keys[5]).unwrap(), keys[..6].to_vec());
+    // The root is the only leaf; slot 5's head (bytes 2..6 of its slot) now
+    // ranks its key above every other, so a search would stop before it.
+    let slot_head = node::NODE_HEADER_END + node::SLOT_LEN * 5 + 2;
+    store.page_mut(root).unwrap()[slot_head..slot_head + 4].copy_from_slice(&[0xff; 4]);
+    let err = visit_to(&store, &keys[5]).unwrap_err();
+    assert!(err.to_string().contains("slot heads disagree"), "{err}");
+}

@@ -17,6 +17,7 @@ impl<'a> Decoder<'a> {
         Decoder { bytes, at: 0 }
     }
 
+    #[inline]
     pub fn take(&mut self, n: usize) -> DecodeResult<&'a [u8]> {
         let end = self.at.checked_add(n).filter(|&e| e <= self.bytes.len());
         match end {
@@ -25,28 +26,39 @@ impl<'a> Decoder<'a> {
                 self.at = end;
                 Ok(out)
             }
-            None => Err(format!(
-                "{n} bytes wanted at offset {} of a {}-byte record",
-                self.at,
-                self.bytes.len()
-            )),
+            None => Err(self.short(n)),
         }
     }
 
+    // Out of line: keeps the formatting out of every inlined read.
+    #[cold]
+    #[inline(never)]
+    fn short(&self, n: usize) -> String {
+        format!(
+            "{n} bytes wanted at offset {} of a {}-byte record",
+            self.at,
+            self.bytes.len()
+        )
+    }
+
+    #[inline]
     pub fn u8(&mut self) -> DecodeResult<u8> {
         Ok(self.take(1)?[0])
     }
 
+    #[inline]
     pub fn u16(&mut self) -> DecodeResult<u16> {
         let b = self.take(2)?;
         Ok(u16::from_le_bytes([b[0], b[1]]))
     }
 
+    #[inline]
     pub fn u32(&mut self) -> DecodeResult<u32> {
         let b = self.take(4)?;
         Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     }
 
+    #[inline]
     pub fn u64(&mut self) -> DecodeResult<u64> {
         let b = self.take(8)?;
         let mut a = [0u8; 8];
@@ -54,6 +66,7 @@ impl<'a> Decoder<'a> {
         Ok(u64::from_le_bytes(a))
     }
 
+    #[inline]
     pub fn i64(&mut self) -> DecodeResult<i64> {
         Ok(self.u64()? as i64)
     }

@@ -164,10 +164,26 @@ pub(crate) fn messages<S: PageRead + ?Sized>(
     set: &UidSet,
 ) -> Result<Vec<(u32, MessageRecord)>> {
     let mut out = Vec::new();
+    visit_messages(s, sc, folder_id, set, |uid, rec| {
+        out.push((uid, rec));
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// Calls `each` with every message of `set`, in UID order, decoded straight
+/// from the pages: a listing decodes thousands of rows, so nothing is
+/// gathered first.
+pub(crate) fn visit_messages<S: PageRead + ?Sized>(
+    s: &S,
+    sc: &Schema,
+    folder_id: u64,
+    set: &UidSet,
+    mut each: impl FnMut(u32, MessageRecord) -> Result<()>,
+) -> Result<()> {
     for &(first, last) in set.ranges() {
         let start = keys::message(folder_id, first);
         let end = keys::message(folder_id, last);
-        // Borrowed from the pages: a listing decodes thousands of rows.
         btree::visit_range(
             s,
             sc.messages.root(),
@@ -185,12 +201,12 @@ pub(crate) fn messages<S: PageRead + ?Sized>(
                     }
                 };
                 let rec = MessageRecord::decode(bytes).map_err(|e| sc.corrupt(schema::MESSAGES, key, e))?;
-                out.push((uid_of(sc, schema::MESSAGES, key)?, rec));
+                each(uid_of(sc, schema::MESSAGES, key)?, rec)?;
                 Ok(true)
             },
         )?;
     }
-    Ok(out)
+    Ok(())
 }
 
 /// The UID at the end of a message or index key.

@@ -53,10 +53,14 @@ pub trait MailView {
     /// Metadata of the messages with UIDs in `set`, in UID order.
     fn fetch(&self, mailbox: &str, folder: &str, set: &UidSet) -> Result<Vec<MessageMeta>> {
         let f = query::folder(self.pages(), self.schema(), mailbox, folder)?;
-        Ok(query::messages(self.pages(), self.schema(), f.rec.id, set)?
-            .into_iter()
-            .map(|(uid, m)| query::meta_of(uid, m))
-            .collect())
+        // At most the folder's count (from the file: bounded before use).
+        let span: u64 = set.ranges().iter().map(|&(a, b)| u64::from(b - a) + 1).sum();
+        let mut out = Vec::with_capacity(span.min(f.rec.messages).min(1 << 16) as usize);
+        query::visit_messages(self.pages(), self.schema(), f.rec.id, set, |uid, m| {
+            out.push(query::meta_of(uid, m));
+            Ok(())
+        })?;
+        Ok(out)
     }
 
     /// Every UID of a folder, in order.
