@@ -65,8 +65,9 @@ fn parse_fraction(s: &str) -> std::result::Result<f64, String> {
 }
 
 /// Thread names of the copies' work in this process (`copy-N` receive
-/// loops; replay threads, whose name the kernel cuts to 15 bytes).
-const COPY_THREADS: [&str; 2] = ["copy-", "mailvault-repla"];
+/// loops; replay threads, whose name the kernel cuts to 15 bytes; the
+/// copies' page spills, which only a passive pager runs).
+const COPY_THREADS: [&str; 3] = ["copy-", "mailvault-repla", "mailvault-spill"];
 const SHIP_THREADS: [&str; 1] = ["mailvault-ship"];
 
 /// Process CPU and per-thread CPU at one moment.
