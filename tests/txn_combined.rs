@@ -198,3 +198,147 @@ fn a_stopped_database_fails_combined_writes_cleanly() {
         .expect_err("stopped");
     assert!(matches!(again, DbError::Stopped { .. }), "{again:?}");
 }
+
+/// Where a body ran: the writer thread's name, or the caller's.
+fn runner() -> String {
+    std::thread::current().name().unwrap_or("unnamed").to_string()
+}
+
+#[test]
+fn an_uncontended_write_runs_on_its_callers_thread_and_contended_ones_on_the_writer_thread() {
+    let (_sim, db, t) = setup(26);
+    let t2 = t.clone();
+    let alone = db
+        .write(Durability::Durable, move |tx| {
+            tx.put(&t2, b"alone", b"1")?;
+            Ok(runner())
+        })
+        .expect("write");
+    assert_eq!(alone, runner(), "nobody else was writing");
+    // One body holds the writer lock for a while; the writes submitted
+    // meanwhile go to the writer thread, each still its own transaction.
+    let started = Arc::new(std::sync::Barrier::new(2));
+    let (db2, t2, s2) = (db.clone(), t.clone(), started.clone());
+    let slow = std::thread::spawn(move || {
+        db2.write(Durability::Durable, move |tx| {
+            s2.wait();
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            tx.put(&t2, b"slow", b"1")?;
+            Ok(runner())
+        })
+    });
+    started.wait();
+    let waiting: Vec<_> = (0..6u64)
+        .map(|th| {
+            let (db, t) = (db.clone(), t.clone());
+            std::thread::spawn(move || {
+                let k = key(th, 0);
+                let durability = if th % 2 == 0 {
+                    Durability::Durable
+                } else {
+                    Durability::Lazy
+                };
+                db.write(durability, move |tx| {
+                    tx.put(&t, &k, b"queued")?;
+                    Ok(runner())
+                })
+            })
+        })
+        .collect();
+    let ran_on: Vec<String> = waiting
+        .into_iter()
+        .map(|h| h.join().expect("thread").expect("write"))
+        .collect();
+    assert_ne!(slow.join().expect("thread").expect("write"), "mailvault-writer");
+    assert!(
+        ran_on.iter().all(|name| name == "mailvault-writer"),
+        "bodies queued behind a held lock run on the writer thread: {ran_on:?}"
+    );
+    let rx = db.begin_read();
+    for th in 0..6u64 {
+        assert_eq!(rx.get(&t, &key(th, 0)).expect("get"), Some(b"queued".to_vec()));
+    }
+    assert_eq!(rx.get(&t, b"slow").expect("get"), Some(b"1".to_vec()));
+}
+
+#[test]
+fn contended_bodies_that_fail_or_panic_roll_back_alone() {
+    let (_sim, db, t) = setup(27);
+    let threads: Vec<_> = (0..8u64)
+        .map(|th| {
+            let (db, t) = (db.clone(), t.clone());
+            std::thread::spawn(move || {
+                for i in 0..60u64 {
+                    let (t, k) = (t.clone(), key(th, i));
+                    let kind = (th + i) % 4;
+                    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        db.write(Durability::Durable, move |tx| {
+                            tx.put(&t, &k, b"v")?;
+                            match kind {
+                                0 => Err(DbError::InvalidArgument(format!("refused {th} {i}"))),
+                                1 => panic!("body {th} {i} panics"),
+                                _ => Ok(kind),
+                            }
+                        })
+                    }));
+                    match (kind, outcome) {
+                        (0, Ok(Err(DbError::InvalidArgument(m)))) => assert_eq!(m, format!("refused {th} {i}")),
+                        (1, Err(payload)) => assert_eq!(
+                            payload.downcast_ref::<String>().map(String::as_str),
+                            Some(format!("body {th} {i} panics").as_str())
+                        ),
+                        (k, Ok(Ok(got))) => assert_eq!(got, k),
+                        (k, other) => panic!("body kind {k} of {th}/{i} ended as {:?}", other.map(|r| r.err())),
+                    }
+                }
+            })
+        })
+        .collect();
+    for h in threads {
+        h.join().expect("writer thread");
+    }
+    let rx = db.begin_read();
+    for th in 0..8u64 {
+        for i in 0..60u64 {
+            let want = ((th + i) % 4 >= 2).then(|| b"v".to_vec());
+            assert_eq!(rx.get(&t, &key(th, i)).expect("get"), want, "thread {th} write {i}");
+        }
+    }
+}
+
+#[test]
+fn a_failed_sync_under_contention_fails_every_waiting_write_and_the_threads_end() {
+    let (sim, db, t) = setup(28);
+    // Start the writer and commit threads with a first contended round.
+    let round = |db: &Arc<Database>, tag: u64| -> Vec<Result<(), DbError>> {
+        let threads: Vec<_> = (0..8u64)
+            .map(|th| {
+                let (db, t) = (db.clone(), t.clone());
+                std::thread::spawn(move || {
+                    (0..20u64)
+                        .map(|i| {
+                            let (t, k) = (t.clone(), key(th, tag * 100 + i));
+                            db.write(Durability::Durable, move |tx| tx.put(&t, &k, b"v"))
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        threads.into_iter().flat_map(|h| h.join().expect("thread")).collect()
+    };
+    assert!(round(&db, 0).iter().all(Result::is_ok));
+    let now = sim.op_count();
+    for op in now..now + 20_000 {
+        sim.inject_at_op(op, FaultKind::Eio);
+    }
+    let failed = round(&db, 1);
+    assert!(
+        failed.iter().all(|r| matches!(r, Err(DbError::Stopped { .. }))),
+        "every write after the failed sync is refused: {:?}",
+        failed.iter().find(|r| !matches!(r, Err(DbError::Stopped { .. })))
+    );
+    // Dropping the database joins its threads, which release the pager.
+    let pager = db.pager().clone();
+    drop(Arc::into_inner(db).expect("the only handle"));
+    assert_eq!(Arc::strong_count(&pager), 1, "the writer and commit threads ended");
+}

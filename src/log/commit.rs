@@ -13,6 +13,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+/// Whether a leader first waits for the last batch's committers to append again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Gather {
+    Yes,
+    /// The caller batched already (a writer thread's batch): sync what is there.
+    No,
+}
+
 /// A batch this large already amortizes its sync; its leader does not gather.
 const GATHER_BYTES: usize = 256 << 10;
 
@@ -181,9 +189,11 @@ impl Inner {
 
     /// Runs one group-commit batch as leader. Called with the state locked and
     /// no leader active; returns with the state locked.
-    pub(super) fn lead(&self, st: &mut MutexGuard<'_, Shared>) {
+    pub(super) fn lead(&self, st: &mut MutexGuard<'_, Shared>, gather: Gather) {
         st.leader_active = true;
-        self.gather(st);
+        if gather == Gather::Yes {
+            self.gather(st);
+        }
         let mut batch: Batch = st.buffer.take_batch();
         let records = batch.records;
         let epoch = st.epoch;

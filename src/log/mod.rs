@@ -54,7 +54,7 @@ pub mod codec {
 mod inspect;
 
 use buffer::AppendBuffer;
-use commit::{Inner, InteriorJob, Shared};
+use commit::{Gather, Inner, InteriorJob, Shared};
 use format::{GenerationState as GState, NO_RECORD};
 use leader::{Counters, LeaderState};
 use options::fit_options;
@@ -350,7 +350,7 @@ impl Log {
                 }
                 inner.cv.wait(&mut st);
             } else {
-                inner.lead(&mut st);
+                inner.lead(&mut st, Gather::Yes);
             }
         }
         let eager_generation = st.active.as_ref().map(|a| a.generation);
@@ -395,6 +395,17 @@ impl Log {
     /// Waits until everything up to `end` is durable, leading a group-commit
     /// batch if no write is in flight.
     pub fn wait_durable(&self, end: Lsn) -> Result<()> {
+        self.wait_durable_with(end, Gather::Yes)
+    }
+
+    /// [`Log::wait_durable`] for a caller that has batched commits already
+    /// (a writer thread): if it leads, it syncs what is pending at once,
+    /// without waiting for more committers to append.
+    pub fn wait_durable_batched(&self, end: Lsn) -> Result<()> {
+        self.wait_durable_with(end, Gather::No)
+    }
+
+    fn wait_durable_with(&self, end: Lsn, gather: Gather) -> Result<()> {
         let inner = &self.inner;
         let mut st = inner.state.lock();
         let mut yields = inner.opts.yield_rounds;
@@ -421,7 +432,7 @@ impl Log {
                 // wake-up costs 50 ms instead of a hang.
                 MutexGuard::unlocked(&mut st, || std::thread::park_timeout(SLEEPER_TIMEOUT));
             } else {
-                inner.lead(&mut st);
+                inner.lead(&mut st, gather);
             }
         }
     }

@@ -17,6 +17,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
+/// How a durable commit waits for its sync (`Log::wait_durable` or
+/// `Log::wait_durable_batched`).
+#[derive(Clone, Copy)]
+enum SyncWait {
+    Gathering,
+    Batched,
+}
+
 /// Default bound on a transaction's changed pages (DESIGN.md, "Database
 /// defaults": a bulk load of a million small records fits).
 pub const DEFAULT_MAX_TRANSACTION_BYTES: usize = 256 << 20;
@@ -505,8 +513,23 @@ impl Pager {
     /// then makes it visible to new snapshots. With the cache mostly dirty it
     /// runs a checkpoint first, so memory stays bounded.
     pub fn finish_commit(&self, end: Lsn, durable: bool) -> Result<()> {
-        if durable {
-            if let Err(e) = self.log.wait_durable(end) {
+        self.finish_commit_with(end, durable.then_some(SyncWait::Gathering))
+    }
+
+    /// [`Pager::finish_commit`] of a durable batch that a writer thread has
+    /// gathered already: its sync does not wait for more committers.
+    pub fn finish_batched_commit(&self, end: Lsn) -> Result<()> {
+        self.finish_commit_with(end, Some(SyncWait::Batched))
+    }
+
+    /// `durable`: how to wait for the sync; None for a lazy commit.
+    fn finish_commit_with(&self, end: Lsn, durable: Option<SyncWait>) -> Result<()> {
+        if let Some(wait) = durable {
+            let waited = match wait {
+                SyncWait::Gathering => self.log.wait_durable(end),
+                SyncWait::Batched => self.log.wait_durable_batched(end),
+            };
+            if let Err(e) = waited {
                 return Err(self.fail(e.into()));
             }
         } else {

@@ -1,39 +1,46 @@
-//! Writer combining: transactions submitted as closures are run back to back
-//! by whichever submitter holds the writer lock, so the lock is not handed
-//! from thread to thread once per transaction.
+//! Writer combining: transactions submitted as closures (`Database::write`).
+//!
+//! Uncontended, a submitter runs its own transaction and waits for its sync,
+//! as `begin_write` and `commit` would. Contended, it hands the job to the
+//! database's writer thread and parks once. The writer thread runs queued
+//! jobs back to back under the writer lock and passes each batch to the
+//! commit thread, which waits for the batch's durability and wakes its
+//! submitters while the writer runs the next batch. So the writer lock is
+//! never handed from submitter to submitter, no thread waits for a sync it
+//! does not need, and a submitter is woken once: to return.
 //!
 //! Each closure still runs in its own transaction with its own log record; a
-//! closure that fails or panics rolls back only itself. The combiner appends
-//! its batch, releases the lock (waking one queued submitter to combine the
-//! next batch while this one syncs), waits once for the batch's durability,
-//! then completes every job. A submitter parks once per transaction, instead
-//! of once for the lock and once for the fsync.
+//! closure that fails or panics rolls back only itself.
 
 use super::{Database, Durability, WriteTxn};
 use crate::log::Lsn;
-use crate::pager::{DbError, Result};
-use parking_lot::{Mutex, MutexGuard};
+use crate::pager::{DbError, Pager, Result};
+use parking_lot::{Condvar, Mutex, MutexGuard};
 use std::any::Any;
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::Thread;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::thread::{JoinHandle, Thread};
 use std::time::Duration;
 
-/// A safety net only: every release of the writer lock wakes the next queued
-/// submitter, so a missed wake-up costs this much instead of a hang.
+/// A safety net only: every completion unparks its submitter and every
+/// submission the writer thread, so a missed wake-up costs this much.
 const PARK_TIMEOUT: Duration = Duration::from_millis(20);
 
-/// Most jobs one combiner runs before it releases the lock: bounds its own
-/// caller's latency.
+/// Commit threads. Two (one leading the next sync while the other wakes
+/// the submitters of the last) measured no better than one (DESIGN.md).
+const COMMIT_THREADS: usize = 1;
+
+/// Most jobs the writer thread runs before it releases the writer lock:
+/// `begin_write` callers get their turn between batches.
 const MAX_COMBINED: usize = 256;
 
 /// The body of a job: runs the caller's closure, hands its result to the
 /// caller, and says whether to commit.
 type Body = Box<dyn FnOnce(&mut WriteTxn<'_>) -> bool + Send>;
 
-/// How a job ended, as far as the combiner is concerned.
+/// How a job ended, as far as its submitter is concerned.
 enum Outcome {
     /// The closure ran; the commit (if it asked for one) gave this.
     Finished(Result<()>),
@@ -41,7 +48,7 @@ enum Outcome {
     Panicked(Box<dyn Any + Send>),
 }
 
-/// One submitted transaction, shared by its submitter and the queue.
+/// One submitted transaction, shared by its submitter and the threads.
 struct Job {
     body: Mutex<Option<Body>>,
     durability: Durability,
@@ -50,63 +57,309 @@ struct Job {
     done: AtomicBool,
 }
 
-/// The writer lock and the queue of submitted jobs.
+impl Job {
+    fn complete(&self, outcome: Outcome) {
+        *self.outcome.lock() = Some(outcome);
+        self.done.store(true, Ordering::Release);
+        self.waiter.unpark();
+    }
+}
+
+/// A job that ran and appended its commit record, waiting for durability.
+struct Appended {
+    job: Arc<Job>,
+    end: Lsn,
+}
+
+/// The writer lock: held by a `begin_write` transaction, an uncontended
+/// `write`, or the writer thread while it runs a batch.
 #[derive(Default)]
 pub(crate) struct WriterLock {
     mutex: Mutex<()>,
-    queue: Mutex<VecDeque<Arc<Job>>>,
 }
 
-/// Holds the writer lock; releasing it wakes the first queued submitter,
-/// which then takes the lock to combine the queue.
+/// Holds the writer lock.
 pub(crate) struct WriterGuard<'a> {
-    lock: &'a WriterLock,
-    guard: Option<MutexGuard<'a, ()>>,
-}
-
-impl Drop for WriterGuard<'_> {
-    fn drop(&mut self) {
-        self.guard.take();
-        self.lock.wake_first();
-    }
+    _guard: MutexGuard<'a, ()>,
 }
 
 impl WriterLock {
     pub(crate) fn lock(&self) -> WriterGuard<'_> {
         WriterGuard {
-            lock: self,
-            guard: Some(self.mutex.lock()),
+            _guard: self.mutex.lock(),
         }
     }
 
     fn try_lock(&self) -> Option<WriterGuard<'_>> {
-        self.mutex.try_lock().map(|g| WriterGuard {
-            lock: self,
-            guard: Some(g),
-        })
+        self.mutex.try_lock().map(|g| WriterGuard { _guard: g })
+    }
+}
+
+/// What the submitters and the threads share.
+#[derive(Default)]
+struct Shared {
+    queue: Mutex<VecDeque<Arc<Job>>>,
+    /// Durable commits the writer appended, for a commit thread to sync.
+    appended: Mutex<Appending>,
+    appended_cv: Condvar,
+    /// Jobs handed to the threads and not yet completed.
+    in_flight: AtomicUsize,
+    stop: AtomicBool,
+    /// Set when either thread ends: submitters stop waiting for it.
+    dead: AtomicBool,
+}
+
+#[derive(Default)]
+struct Appending {
+    commits: Vec<Appended>,
+    /// The writer thread has ended: nothing more will be appended.
+    writer_ended: bool,
+}
+
+struct Threads {
+    writer: JoinHandle<()>,
+    commit: Vec<JoinHandle<()>>,
+}
+
+/// The writer and commit threads of a database, started by the first
+/// contended `write`.
+#[derive(Default)]
+pub(crate) struct Combiner {
+    shared: Arc<Shared>,
+    /// The writer thread, for submitters to unpark (set once it runs).
+    writer: OnceLock<Thread>,
+    threads: Mutex<Option<Threads>>,
+}
+
+/// Marks the threads dead when one ends, however it ends, and wakes the
+/// submitters still queued (and, for the writer, the commit threads).
+struct EndGuard(Arc<Shared>);
+
+impl Drop for EndGuard {
+    fn drop(&mut self) {
+        self.0.dead.store(true, Ordering::Release);
+        self.0.appended.lock().writer_ended = true;
+        self.0.appended_cv.notify_all();
+        for job in self.0.queue.lock().drain(..) {
+            job.waiter.unpark();
+        }
+    }
+}
+
+impl Combiner {
+    fn idle(&self) -> bool {
+        self.shared.in_flight.load(Ordering::Acquire) == 0
     }
 
-    fn wake_first(&self) {
-        let queue = self.queue.lock();
-        if let Some(first) = queue.front() {
-            first.waiter.unpark();
+    /// Queues `job` for the writer thread, starting the threads if needed.
+    fn submit(&self, job: Arc<Job>, pager: &Arc<Pager>, lock: &Arc<WriterLock>) -> Result<()> {
+        let writer = match self.writer.get() {
+            Some(w) => w,
+            None => {
+                let mut threads = self.threads.lock();
+                if threads.is_none() {
+                    let started = self.start(pager, lock)?;
+                    let _ = self.writer.set(started.writer.thread().clone());
+                    *threads = Some(started);
+                }
+                // Set just above, under the same lock, or by an earlier start.
+                self.writer.get().ok_or_else(lost)?
+            }
+        };
+        if self.shared.dead.load(Ordering::Acquire) {
+            return Err(lost());
         }
+        self.shared.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.shared.queue.lock().push_back(job);
+        // A running writer only takes a token here; a parked one wakes.
+        writer.unpark();
+        Ok(())
+    }
+
+    fn start(&self, pager: &Arc<Pager>, lock: &Arc<WriterLock>) -> Result<Threads> {
+        let spawn_error = |e| DbError::io(pager.file_path(), 0, "spawn a thread", e);
+        let mut commit = Vec::with_capacity(COMMIT_THREADS);
+        for _ in 0..COMMIT_THREADS {
+            let (shared, committing) = (self.shared.clone(), pager.clone());
+            let spawned = std::thread::Builder::new()
+                .name("mailvault-commit".into())
+                .spawn(move || commit_loop(&shared, &committing));
+            match spawned {
+                Ok(handle) => commit.push(handle),
+                Err(e) => {
+                    self.end_commit_threads(commit);
+                    return Err(spawn_error(e));
+                }
+            }
+        }
+        let (shared, writing, lock) = (self.shared.clone(), pager.clone(), lock.clone());
+        let spawned = std::thread::Builder::new()
+            .name("mailvault-writer".into())
+            .spawn(move || writer_loop(&shared, &writing, &lock));
+        match spawned {
+            Ok(writer) => Ok(Threads { writer, commit }),
+            Err(e) => {
+                self.end_commit_threads(commit);
+                Err(spawn_error(e))
+            }
+        }
+    }
+
+    /// After a failed start: ends the commit threads already started and
+    /// leaves the state as before, so a later call may start again.
+    fn end_commit_threads(&self, commit: Vec<JoinHandle<()>>) {
+        self.shared.appended.lock().writer_ended = true;
+        self.shared.appended_cv.notify_all();
+        for handle in commit {
+            let _ = handle.join();
+        }
+        self.shared.appended.lock().writer_ended = false;
+        self.shared.dead.store(false, Ordering::Release);
+    }
+
+    /// Stops and joins the threads. Nothing is queued: no `write` is running.
+    pub(crate) fn stop(&self) {
+        let Some(threads) = self.threads.lock().take() else {
+            return;
+        };
+        self.shared.stop.store(true, Ordering::Release);
+        threads.writer.thread().unpark();
+        // The writer's end (its EndGuard) ends the commit threads.
+        let _ = threads.writer.join();
+        for handle in threads.commit {
+            let _ = handle.join();
+        }
+    }
+}
+
+/// Runs queued jobs under the writer lock; hands each batch's durable
+/// commits to the commit threads and completes the rest itself.
+fn writer_loop(shared: &Arc<Shared>, pager: &Arc<Pager>, lock: &WriterLock) {
+    let _end = EndGuard(shared.clone());
+    loop {
+        let mut batch = std::mem::take(&mut *shared.queue.lock());
+        if batch.is_empty() {
+            if shared.stop.load(Ordering::Acquire) {
+                return;
+            }
+            std::thread::park_timeout(PARK_TIMEOUT);
+            continue;
+        }
+        let guard = lock.lock();
+        let mut durable = Vec::with_capacity(batch.len());
+        let mut lazy = Vec::new();
+        let mut ran = 0;
+        while ran < MAX_COMBINED {
+            // While a sync is in flight, running more costs nothing in
+            // latency: the next sync takes it all. Once the log is idle, the
+            // batch goes to be synced.
+            if batch.is_empty() && pager.log().sync_in_flight() {
+                batch = std::mem::take(&mut *shared.queue.lock());
+            }
+            let Some(job) = batch.pop_front() else {
+                break;
+            };
+            ran += 1;
+            match run_job(pager, &job) {
+                Ok(Some(end)) if job.durability == Durability::Durable => durable.push(Appended { job, end }),
+                Ok(Some(end)) => lazy.push(Appended { job, end }),
+                // Rolled back: the body's own result is all there is.
+                Ok(None) => finish(shared, &job, Outcome::Finished(Ok(()))),
+                Err(outcome) => finish(shared, &job, outcome),
+            }
+        }
+        drop(guard);
+        // What the cap left goes first next time.
+        if !batch.is_empty() {
+            let mut queue = shared.queue.lock();
+            for job in batch.into_iter().rev() {
+                queue.push_front(job);
+            }
+        }
+        if !lazy.is_empty() {
+            complete(shared, pager, lazy, Durability::Lazy);
+        }
+        if !durable.is_empty() {
+            shared.appended.lock().commits.append(&mut durable);
+            shared.appended_cv.notify_one();
+        }
+    }
+}
+
+/// Takes every durable commit the writer appended so far, waits for their
+/// sync and completes their jobs.
+fn commit_loop(shared: &Arc<Shared>, pager: &Arc<Pager>) {
+    let _end = EndGuard(shared.clone());
+    loop {
+        let commits = {
+            let mut appended = shared.appended.lock();
+            while appended.commits.is_empty() && !appended.writer_ended {
+                shared.appended_cv.wait(&mut appended);
+            }
+            if appended.commits.is_empty() {
+                return;
+            }
+            std::mem::take(&mut appended.commits)
+        };
+        complete(shared, pager, commits, Durability::Durable);
+    }
+}
+
+/// Makes the appended commits durable (or pending, for lazy ones) and
+/// visible, then completes their jobs. Every failure here stops the
+/// database, so the error is shared.
+fn complete(shared: &Shared, pager: &Pager, appended: Vec<Appended>, durability: Durability) {
+    let Some(end) = appended.iter().map(|a| a.end).max() else {
+        return;
+    };
+    let finished = match durability {
+        Durability::Durable => pager.finish_batched_commit(end),
+        Durability::Lazy => pager.finish_commit(end, false),
+    }
+    .map_err(|e| match e {
+        DbError::Stopped { cause } => cause,
+        other => Arc::new(other),
+    });
+    for a in appended {
+        let result = match &finished {
+            Ok(()) => Ok(()),
+            Err(cause) => Err(DbError::Stopped { cause: cause.clone() }),
+        };
+        finish(shared, &a.job, Outcome::Finished(result));
+    }
+}
+
+fn finish(shared: &Shared, job: &Job, outcome: Outcome) {
+    shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+    job.complete(outcome);
+}
+
+/// Runs one job's body in its own transaction and appends its commit; the
+/// caller holds the writer lock.
+fn run_job(pager: &Arc<Pager>, job: &Job) -> std::result::Result<Option<Lsn>, Outcome> {
+    let body = job.body.lock().take();
+    let mut tx = WriteTxn::unguarded(pager);
+    match body.map(|b| catch_unwind(AssertUnwindSafe(|| b(&mut tx)))) {
+        Some(Ok(true)) => tx.append().map_err(|e| Outcome::Finished(Err(e))),
+        Some(Ok(false)) | None => Ok(None),
+        Some(Err(payload)) => Err(Outcome::Panicked(payload)),
     }
 }
 
 impl Database {
     /// Runs `body` in a write transaction and commits it with `durability`,
-    /// combined with other threads' `write` calls: one thread runs a whole
-    /// queue of them back to back under the writer lock. Returns what `body`
-    /// returned once the commit is durable (or at once for lazy commits). If
-    /// `body` returns an error, its transaction rolls back and the error is
-    /// returned; a panic in `body` rolls back and resumes on this thread.
+    /// combined with other threads' `write` calls: under contention the
+    /// database's writer thread runs them back to back and one sync covers
+    /// many. Returns what `body` returned once the commit is durable (or at
+    /// once for lazy commits). If `body` returns an error, its transaction
+    /// rolls back and the error is returned; a panic in `body` rolls back
+    /// and resumes on this thread.
     ///
-    /// `body` may run on another submitter's thread, hence `Send + 'static`:
-    /// it owns what it writes (the caller waits, but lending a borrow across
-    /// threads would take unsafe code). Like `begin_write`, it waits for the
-    /// writer lock: calling it from inside a body, or while this thread holds
-    /// a `WriteTxn`, never returns.
+    /// `body` may run on another thread, hence `Send + 'static`: it owns
+    /// what it writes (the caller waits, but lending a borrow across threads
+    /// would take unsafe code). Like `begin_write`, it waits for the writer
+    /// lock: calling it from inside a body, or while this thread holds a
+    /// `WriteTxn`, never returns.
     pub fn write<R, F>(&self, durability: Durability, body: F) -> Result<R>
     where
         R: Send + 'static,
@@ -138,108 +391,44 @@ impl Database {
             waiter: std::thread::current(),
             done: AtomicBool::new(false),
         });
-        self.writer.queue.lock().push_back(job.clone());
-        while !job.done.load(Ordering::Acquire) {
-            match self.writer.try_lock() {
-                Some(guard) => self.combine(guard),
-                None => std::thread::park_timeout(PARK_TIMEOUT),
-            }
-        }
-        let outcome = job.outcome.lock().take();
+        let outcome = match self.combiner.idle().then(|| self.writer.try_lock()).flatten() {
+            Some(guard) => self.run_here(guard, &job),
+            None => self.hand_over(job)?,
+        };
         match outcome {
-            Some(Outcome::Finished(Ok(()))) => result.lock().take().unwrap_or_else(|| Err(lost().into())),
-            Some(Outcome::Finished(Err(e))) => Err(e.into()),
-            Some(Outcome::Panicked(payload)) => resume_unwind(payload),
-            None => Err(lost().into()),
+            Outcome::Finished(Ok(())) => result.lock().take().unwrap_or_else(|| Err(lost().into())),
+            Outcome::Finished(Err(e)) => Err(e.into()),
+            Outcome::Panicked(payload) => resume_unwind(payload),
         }
     }
 
-    /// Runs every queued job, each in its own transaction, releases the lock,
-    /// then waits for the batch's durability and completes the jobs.
-    fn combine(&self, guard: WriterGuard<'_>) {
-        let mut ran = Vec::new();
-        loop {
-            let batch: Vec<Arc<Job>> = self.writer.queue.lock().drain(..).collect();
-            if batch.is_empty() {
-                break;
-            }
-            for job in batch {
-                let outcome = self.run_job(&job);
-                ran.push((job, outcome));
-            }
-            // While a sync is in flight, appending more costs nothing in
-            // latency: the next sync takes it all. Once the log is idle,
-            // this combiner goes to lead the sync of what it appended.
-            if ran.len() >= MAX_COMBINED || !self.pager.log().sync_in_flight() {
-                break;
-            }
-        }
-        if ran.is_empty() {
-            return;
-        }
-        // The next batch's combiner appends while this one syncs.
+    /// The uncontended path: this thread runs its job and waits for its sync.
+    fn run_here(&self, guard: WriterGuard<'_>, job: &Job) -> Outcome {
+        let appended = run_job(&self.pager, job);
         drop(guard);
-        let last = |d: Durability| {
-            ran.iter()
-                .filter_map(|(_, o)| match o {
-                    Ok((Some(end), durability)) if *durability == d => Some(*end),
-                    _ => None,
-                })
-                .max()
-        };
-        let (lazy_end, durable_end) = (last(Durability::Lazy), last(Durability::Durable));
-        let finished = self.finish_batch(lazy_end, durable_end);
-        for (job, outcome) in ran {
-            let outcome = match outcome {
-                Ok((Some(_), _)) => Outcome::Finished(
-                    finished
-                        .as_ref()
-                        .map(|_| ())
-                        .map_err(|cause| DbError::Stopped { cause: cause.clone() }),
-                ),
-                // Rolled back: the body's own result is all there is.
-                Ok((None, _)) => Outcome::Finished(Ok(())),
-                Err(outcome) => outcome,
-            };
-            *job.outcome.lock() = Some(outcome);
-            job.done.store(true, Ordering::Release);
-            job.waiter.unpark();
+        match appended {
+            Ok(Some(end)) => Outcome::Finished(self.pager.finish_commit(end, job.durability == Durability::Durable)),
+            Ok(None) => Outcome::Finished(Ok(())),
+            Err(outcome) => outcome,
         }
     }
 
-    /// Runs one job's body in its own transaction and appends its commit.
-    fn run_job(&self, job: &Job) -> std::result::Result<(Option<Lsn>, Durability), Outcome> {
-        let body = job.body.lock().take();
-        let mut tx = WriteTxn::unguarded(self);
-        match body.map(|b| catch_unwind(AssertUnwindSafe(|| b(&mut tx)))) {
-            Some(Ok(true)) => match tx.append() {
-                Ok(end) => Ok((end, job.durability)),
-                Err(e) => Err(Outcome::Finished(Err(e))),
-            },
-            Some(Ok(false)) | None => Ok((None, job.durability)),
-            Some(Err(payload)) => Err(Outcome::Panicked(payload)),
+    /// The contended path: the writer thread runs the job; this thread parks
+    /// until the job is complete.
+    fn hand_over(&self, job: Arc<Job>) -> Result<Outcome> {
+        self.combiner.submit(job.clone(), &self.pager, &self.writer)?;
+        while !job.done.load(Ordering::Acquire) {
+            if self.combiner.shared.dead.load(Ordering::Acquire) && !job.done.load(Ordering::Acquire) {
+                return Err(lost());
+            }
+            std::thread::park_timeout(PARK_TIMEOUT);
         }
-    }
-
-    /// Makes the batch's commits durable (or pending, for lazy ones) and
-    /// visible. Every failure here stops the database, so the error is shared.
-    fn finish_batch(&self, lazy_end: Option<Lsn>, durable_end: Option<Lsn>) -> std::result::Result<(), Arc<DbError>> {
-        let share = |e: DbError| match e {
-            DbError::Stopped { cause } => cause,
-            other => Arc::new(other),
-        };
-        if let Some(end) = lazy_end {
-            self.pager.finish_commit(end, false).map_err(share)?;
-        }
-        if let Some(end) = durable_end {
-            self.pager.finish_commit(end, true).map_err(share)?;
-        }
-        Ok(())
+        Ok(job.outcome.lock().take().unwrap_or(Outcome::Finished(Err(lost()))))
     }
 }
 
-/// A job completed without a result: cannot happen (the combiner runs every
-/// body it takes), reported rather than panicking.
+/// A job completed without a result: cannot happen while the threads run
+/// (they complete every job they take), reported rather than panicking.
 fn lost() -> DbError {
     DbError::InvalidArgument("a combined transaction ended without a result".into())
 }

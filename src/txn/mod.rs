@@ -34,7 +34,7 @@ pub use write::TxnPages;
 
 use crate::pager::{DbError, Pager, PagerOptions, RecoveryStats, Result};
 use crate::vfs::SharedVfs;
-use combine::WriterLock;
+use combine::{Combiner, WriterLock};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -55,7 +55,9 @@ pub enum Durability {
 /// An open database: the data file, its log, and its tables.
 pub struct Database {
     pager: Arc<Pager>,
-    writer: WriterLock,
+    writer: Arc<WriterLock>,
+    /// The writer and commit threads of contended `write` calls.
+    combiner: Combiner,
     recovery: RecoveryStats,
 }
 
@@ -73,7 +75,8 @@ impl Database {
         let pager = Pager::create(vfs, dir, opts)?;
         let db = Database {
             pager,
-            writer: WriterLock::default(),
+            writer: Arc::default(),
+            combiner: Combiner::default(),
             recovery: RecoveryStats::default(),
         };
         let mut tx = db.begin_write();
@@ -97,7 +100,8 @@ impl Database {
         let (pager, recovery) = Pager::open(vfs, dir, opts)?;
         Ok(Database {
             pager,
-            writer: WriterLock::default(),
+            writer: Arc::default(),
+            combiner: Combiner::default(),
             recovery,
         })
     }
@@ -110,7 +114,7 @@ impl Database {
     /// Starts the write transaction, waiting for the current one to end.
     pub fn begin_write(&self) -> WriteTxn<'_> {
         let guard = self.writer.lock();
-        WriteTxn::new(self, guard)
+        WriteTxn::new(&self.pager, guard)
     }
 
     /// Starts a read transaction on the last durable state.
@@ -138,6 +142,7 @@ impl Database {
 
     /// Waits for running transactions, checkpoints and closes cleanly.
     pub fn close(self) -> Result<()> {
+        self.combiner.stop();
         let _writer = self.writer.lock();
         self.pager.close()
     }
@@ -145,6 +150,7 @@ impl Database {
 
 impl Drop for Database {
     fn drop(&mut self) {
+        self.combiner.stop();
         self.pager.stop_background();
     }
 }

@@ -4,12 +4,13 @@
 //! (u32, little-endian). Roots never move, so a [`Table`] handle stays valid
 //! until the table is dropped.
 
+use super::Durability;
 use super::combine::WriterGuard;
 use super::write::TxnPages;
-use super::{Database, Durability};
 use crate::btree::{self, LongValue, Value};
-use crate::pager::{DbError, FIRST_DATA_PAGE, PageNo, PageRead, Result};
+use crate::pager::{DbError, FIRST_DATA_PAGE, PageNo, PageRead, Pager, Result};
 use std::ops::Bound;
+use std::sync::Arc;
 
 /// Longest table name, in bytes.
 pub const MAX_TABLE_NAME: usize = 255;
@@ -77,7 +78,7 @@ pub(crate) fn list<S: PageRead + ?Sized>(store: &S) -> Result<Vec<String>> {
 /// The one write transaction. Changes are private until [`WriteTxn::commit`];
 /// dropping it rolls back.
 pub struct WriteTxn<'db> {
-    db: &'db Database,
+    pager: &'db Arc<Pager>,
     /// None when a combiner holds the lock for it.
     guard: Option<WriterGuard<'db>>,
     pages: TxnPages,
@@ -86,21 +87,21 @@ pub struct WriteTxn<'db> {
 }
 
 impl<'db> WriteTxn<'db> {
-    pub(crate) fn new(db: &'db Database, guard: WriterGuard<'db>) -> Self {
+    pub(crate) fn new(pager: &'db Arc<Pager>, guard: WriterGuard<'db>) -> Self {
         WriteTxn {
-            db,
+            pager,
             guard: Some(guard),
-            pages: TxnPages::new(db.pager.clone()),
+            pages: TxnPages::new(pager.clone()),
             broken: false,
         }
     }
 
     /// A transaction run by a combiner, which holds the writer lock.
-    pub(crate) fn unguarded(db: &'db Database) -> Self {
+    pub(crate) fn unguarded(pager: &'db Arc<Pager>) -> Self {
         WriteTxn {
-            db,
+            pager,
             guard: None,
-            pages: TxnPages::new(db.pager.clone()),
+            pages: TxnPages::new(pager.clone()),
             broken: false,
         }
     }
@@ -109,7 +110,7 @@ impl<'db> WriteTxn<'db> {
     /// a transaction that changed nothing).
     pub(crate) fn append(mut self) -> Result<Option<crate::log::Lsn>> {
         self.usable()?;
-        let pages = std::mem::replace(&mut self.pages, TxnPages::spent(self.db.pager.clone()));
+        let pages = std::mem::replace(&mut self.pages, TxnPages::spent(self.pager.clone()));
         pages.commit()
     }
 
@@ -241,11 +242,11 @@ impl<'db> WriteTxn<'db> {
     /// the durability wait, so the next writer's commit joins the same fsync.
     pub fn commit_with(mut self, durability: Durability) -> Result<()> {
         self.usable()?;
-        let pages = std::mem::replace(&mut self.pages, TxnPages::spent(self.db.pager.clone()));
+        let pages = std::mem::replace(&mut self.pages, TxnPages::spent(self.pager.clone()));
         let end = pages.commit()?;
         drop(self.guard.take());
         match end {
-            Some(end) => self.db.pager.finish_commit(end, durability == Durability::Durable),
+            Some(end) => self.pager.finish_commit(end, durability == Durability::Durable),
             None => Ok(()),
         }
     }
