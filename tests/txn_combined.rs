@@ -39,6 +39,18 @@ fn key(thread: u64, i: u64) -> Vec<u8> {
     format!("t{thread:02}-{i:05}").into_bytes()
 }
 
+/// Runs `f(thread)` on `n` threads at once; their results in thread order.
+fn on_threads<R: Send + 'static>(n: u64, f: impl Fn(u64) -> R + Send + Sync + 'static) -> Vec<R> {
+    let f = Arc::new(f);
+    let handles: Vec<_> = (0..n)
+        .map(|th| {
+            let f = f.clone();
+            std::thread::spawn(move || f(th))
+        })
+        .collect();
+    handles.into_iter().map(|h| h.join().expect("thread")).collect()
+}
+
 #[test]
 fn every_acknowledged_combined_write_survives_a_crash() {
     let (sim, db, t) = setup(21);
@@ -264,39 +276,32 @@ fn an_uncontended_write_runs_on_its_callers_thread_and_contended_ones_on_the_wri
 #[test]
 fn contended_bodies_that_fail_or_panic_roll_back_alone() {
     let (_sim, db, t) = setup(27);
-    let threads: Vec<_> = (0..8u64)
-        .map(|th| {
-            let (db, t) = (db.clone(), t.clone());
-            std::thread::spawn(move || {
-                for i in 0..60u64 {
-                    let (t, k) = (t.clone(), key(th, i));
-                    let kind = (th + i) % 4;
-                    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        db.write(Durability::Durable, move |tx| {
-                            tx.put(&t, &k, b"v")?;
-                            match kind {
-                                0 => Err(DbError::InvalidArgument(format!("refused {th} {i}"))),
-                                1 => panic!("body {th} {i} panics"),
-                                _ => Ok(kind),
-                            }
-                        })
-                    }));
-                    match (kind, outcome) {
-                        (0, Ok(Err(DbError::InvalidArgument(m)))) => assert_eq!(m, format!("refused {th} {i}")),
-                        (1, Err(payload)) => assert_eq!(
-                            payload.downcast_ref::<String>().map(String::as_str),
-                            Some(format!("body {th} {i} panics").as_str())
-                        ),
-                        (k, Ok(Ok(got))) => assert_eq!(got, k),
-                        (k, other) => panic!("body kind {k} of {th}/{i} ended as {:?}", other.map(|r| r.err())),
+    let (db2, t2) = (db.clone(), t.clone());
+    on_threads(8, move |th| {
+        for i in 0..60u64 {
+            let (t, k) = (t2.clone(), key(th, i));
+            let kind = (th + i) % 4;
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                db2.write(Durability::Durable, move |tx| {
+                    tx.put(&t, &k, b"v")?;
+                    match kind {
+                        0 => Err(DbError::InvalidArgument(format!("refused {th} {i}"))),
+                        1 => panic!("body {th} {i} panics"),
+                        _ => Ok(kind),
                     }
-                }
-            })
-        })
-        .collect();
-    for h in threads {
-        h.join().expect("writer thread");
-    }
+                })
+            }));
+            match (kind, outcome) {
+                (0, Ok(Err(DbError::InvalidArgument(m)))) => assert_eq!(m, format!("refused {th} {i}")),
+                (1, Err(payload)) => assert_eq!(
+                    payload.downcast_ref::<String>().map(String::as_str),
+                    Some(format!("body {th} {i} panics").as_str())
+                ),
+                (k, Ok(Ok(got))) => assert_eq!(got, k),
+                (k, other) => panic!("body kind {k} of {th}/{i} ended as {:?}", other.map(|r| r.err())),
+            }
+        }
+    });
     let rx = db.begin_read();
     for th in 0..8u64 {
         for i in 0..60u64 {
@@ -311,20 +316,18 @@ fn a_failed_sync_under_contention_fails_every_waiting_write_and_the_threads_end(
     let (sim, db, t) = setup(28);
     // Start the writer and commit threads with a first contended round.
     let round = |db: &Arc<Database>, tag: u64| -> Vec<Result<(), DbError>> {
-        let threads: Vec<_> = (0..8u64)
-            .map(|th| {
-                let (db, t) = (db.clone(), t.clone());
-                std::thread::spawn(move || {
-                    (0..20u64)
-                        .map(|i| {
-                            let (t, k) = (t.clone(), key(th, tag * 100 + i));
-                            db.write(Durability::Durable, move |tx| tx.put(&t, &k, b"v"))
-                        })
-                        .collect::<Vec<_>>()
+        let (db, t) = (db.clone(), t.clone());
+        on_threads(8, move |th| {
+            (0..20u64)
+                .map(|i| {
+                    let (t, k) = (t.clone(), key(th, tag * 100 + i));
+                    db.write(Durability::Durable, move |tx| tx.put(&t, &k, b"v"))
                 })
-            })
-            .collect();
-        threads.into_iter().flat_map(|h| h.join().expect("thread")).collect()
+                .collect::<Vec<_>>()
+        })
+        .into_iter()
+        .flatten()
+        .collect()
     };
     assert!(round(&db, 0).iter().all(Result::is_ok));
     let now = sim.op_count();
@@ -358,36 +361,27 @@ fn fault_while_combining(seed: u64, power_cut: bool, crash: impl FnOnce(&SimVfs)
     let (sim, db, t) = setup(seed);
     let acked: Arc<Vec<AtomicU64>> = Arc::new((0..8).map(|_| AtomicU64::new(0)).collect());
     crash(&sim);
-    let threads: Vec<_> = (0..8u64)
-        .map(|th| {
-            let (db, t, acked) = (db.clone(), t.clone(), acked.clone());
-            std::thread::spawn(move || {
-                for i in 0..120u64 {
-                    let (t, k) = (t.clone(), key(th, i));
-                    let v = (th * 1000 + i).to_le_bytes().to_vec();
-                    let durability = if i % 4 == 3 {
-                        Durability::Lazy
-                    } else {
-                        Durability::Durable
-                    };
-                    match db.write(durability, move |tx| tx.put(&t, &k, &v)) {
-                        Ok(()) if durability == Durability::Durable => {
-                            acked[th as usize].store(i + 1, Ordering::Relaxed)
-                        }
-                        Ok(()) => {}
-                        Err(DbError::Stopped { .. }) => return true,
-                        Err(_) if !power_cut => return true,
-                        Err(e) => panic!("thread {th} write {i}: {e:?}"),
-                    }
-                }
-                false
-            })
-        })
-        .collect();
-    let struck = threads
-        .into_iter()
-        .map(|h| h.join().expect("writer thread"))
-        .fold(false, |a, b| a | b);
+    let (db2, t2, acked2) = (db.clone(), t.clone(), acked.clone());
+    let struck = on_threads(8, move |th| {
+        for i in 0..120u64 {
+            let (t, k) = (t2.clone(), key(th, i));
+            let v = (th * 1000 + i).to_le_bytes().to_vec();
+            let durability = if i % 4 == 3 {
+                Durability::Lazy
+            } else {
+                Durability::Durable
+            };
+            match db2.write(durability, move |tx| tx.put(&t, &k, &v)) {
+                Ok(()) if durability == Durability::Durable => acked2[th as usize].store(i + 1, Ordering::Relaxed),
+                Ok(()) => {}
+                Err(DbError::Stopped { .. }) => return true,
+                Err(_) if !power_cut => return true,
+                Err(e) => panic!("thread {th} write {i}: {e:?}"),
+            }
+        }
+        false
+    })
+    .contains(&true);
     if power_cut {
         sim.crash();
     }
