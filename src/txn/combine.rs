@@ -28,10 +28,6 @@ use std::time::Duration;
 /// submission the writer thread, so a missed wake-up costs this much.
 const PARK_TIMEOUT: Duration = Duration::from_millis(20);
 
-/// Commit threads. Two (one leading the next sync while the other wakes
-/// the submitters of the last) measured no better than one (DESIGN.md).
-const COMMIT_THREADS: usize = 1;
-
 /// Most jobs the writer thread runs before it releases the writer lock:
 /// `begin_write` callers get their turn between batches.
 const MAX_COMBINED: usize = 256;
@@ -99,7 +95,7 @@ impl WriterLock {
 #[derive(Default)]
 struct Shared {
     queue: Mutex<VecDeque<Arc<Job>>>,
-    /// Durable commits the writer appended, for a commit thread to sync.
+    /// Durable commits the writer appended, for the commit thread to sync.
     appended: Mutex<Appending>,
     appended_cv: Condvar,
     /// Jobs handed to the threads and not yet completed.
@@ -118,7 +114,9 @@ struct Appending {
 
 struct Threads {
     writer: JoinHandle<()>,
-    commit: Vec<JoinHandle<()>>,
+    /// One: two (one leading the next sync while the other wakes the
+    /// submitters of the last) measured no better (DESIGN.md).
+    commit: JoinHandle<()>,
 }
 
 /// The writer and commit threads of a database, started by the first
@@ -132,7 +130,7 @@ pub(crate) struct Combiner {
 }
 
 /// Marks the threads dead when one ends, however it ends, and wakes the
-/// submitters still queued (and, for the writer, the commit threads).
+/// submitters still queued (and, for the writer, the commit thread).
 struct EndGuard(Arc<Shared>);
 
 impl Drop for EndGuard {
@@ -178,20 +176,11 @@ impl Combiner {
 
     fn start(&self, pager: &Arc<Pager>, lock: &Arc<WriterLock>) -> Result<Threads> {
         let spawn_error = |e| DbError::io(pager.file_path(), 0, "spawn a thread", e);
-        let mut commit = Vec::with_capacity(COMMIT_THREADS);
-        for _ in 0..COMMIT_THREADS {
-            let (shared, committing) = (self.shared.clone(), pager.clone());
-            let spawned = std::thread::Builder::new()
-                .name("mailvault-commit".into())
-                .spawn(move || commit_loop(&shared, &committing));
-            match spawned {
-                Ok(handle) => commit.push(handle),
-                Err(e) => {
-                    self.end_commit_threads(commit);
-                    return Err(spawn_error(e));
-                }
-            }
-        }
+        let (shared, committing) = (self.shared.clone(), pager.clone());
+        let commit = std::thread::Builder::new()
+            .name("mailvault-commit".into())
+            .spawn(move || commit_loop(&shared, &committing))
+            .map_err(spawn_error)?;
         let (shared, writing, lock) = (self.shared.clone(), pager.clone(), lock.clone());
         let spawned = std::thread::Builder::new()
             .name("mailvault-writer".into())
@@ -199,22 +188,15 @@ impl Combiner {
         match spawned {
             Ok(writer) => Ok(Threads { writer, commit }),
             Err(e) => {
-                self.end_commit_threads(commit);
+                // Leave the state as before, so that a later call may start again.
+                self.shared.appended.lock().writer_ended = true;
+                self.shared.appended_cv.notify_all();
+                let _ = commit.join();
+                self.shared.appended.lock().writer_ended = false;
+                self.shared.dead.store(false, Ordering::Release);
                 Err(spawn_error(e))
             }
         }
-    }
-
-    /// After a failed start: ends the commit threads already started and
-    /// leaves the state as before, so a later call may start again.
-    fn end_commit_threads(&self, commit: Vec<JoinHandle<()>>) {
-        self.shared.appended.lock().writer_ended = true;
-        self.shared.appended_cv.notify_all();
-        for handle in commit {
-            let _ = handle.join();
-        }
-        self.shared.appended.lock().writer_ended = false;
-        self.shared.dead.store(false, Ordering::Release);
     }
 
     /// Stops and joins the threads. Nothing is queued: no `write` is running.
@@ -224,16 +206,14 @@ impl Combiner {
         };
         self.shared.stop.store(true, Ordering::Release);
         threads.writer.thread().unpark();
-        // The writer's end (its EndGuard) ends the commit threads.
+        // The writer's end (its EndGuard) ends the commit thread.
         let _ = threads.writer.join();
-        for handle in threads.commit {
-            let _ = handle.join();
-        }
+        let _ = threads.commit.join();
     }
 }
 
 /// Runs queued jobs under the writer lock; hands each batch's durable
-/// commits to the commit threads and completes the rest itself.
+/// commits to the commit thread and completes the rest itself.
 fn writer_loop(shared: &Arc<Shared>, pager: &Arc<Pager>, lock: &WriterLock) {
     let _end = EndGuard(shared.clone());
     loop {
