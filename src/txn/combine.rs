@@ -108,7 +108,8 @@ struct Shared {
 #[derive(Default)]
 struct Appending {
     commits: Vec<Appended>,
-    /// The writer thread has ended: nothing more will be appended.
+    /// A thread has ended (the writer at a stop, or either one by a
+    /// panic): the commit thread syncs what is here, then ends too.
     writer_ended: bool,
 }
 
@@ -129,8 +130,9 @@ pub(crate) struct Combiner {
     threads: Mutex<Option<Threads>>,
 }
 
-/// Marks the threads dead when one ends, however it ends, and wakes the
-/// submitters still queued (and, for the writer, the commit thread).
+/// Marks the threads dead when one ends, however it ends; ends the commit
+/// thread once it has synced what is handed over; wakes the submitters
+/// still queued.
 struct EndGuard(Arc<Shared>);
 
 impl Drop for EndGuard {
