@@ -266,6 +266,11 @@ fn an_uncontended_write_runs_on_its_callers_thread_and_contended_ones_on_the_wri
         ran_on.iter().all(|name| name == "mailvault-writer"),
         "bodies queued behind a held lock run on the writer thread: {ran_on:?}"
     );
+    // Readers see a lazy write once it is synced (a run under load found one
+    // queued last, after the commit thread's sync): a durable write syncs it.
+    let t3 = t.clone();
+    db.write(Durability::Durable, move |tx| tx.put(&t3, b"after", b"1"))
+        .expect("write");
     let rx = db.begin_read();
     for th in 0..6u64 {
         assert_eq!(rx.get(&t, &key(th, 0)).expect("get"), Some(b"queued".to_vec()));

@@ -31,8 +31,12 @@ fn account(i: u64) -> Vec<u8> {
 }
 
 fn encode(balance: u64, stamp: u64) -> Vec<u8> {
+    encode_len(balance, stamp, 120)
+}
+
+fn encode_len(balance: u64, stamp: u64, len: usize) -> Vec<u8> {
     // Padding makes the rows span many pages, so a transaction changes several.
-    let mut v = vec![0u8; 120];
+    let mut v = vec![0u8; len];
     v[..8].copy_from_slice(&balance.to_le_bytes());
     v[8..16].copy_from_slice(&stamp.to_le_bytes());
     v
@@ -128,17 +132,27 @@ fn snapshots_never_see_a_torn_transaction() {
 /// snapshots still read them.
 #[test]
 fn snapshots_survive_eviction_and_page_reuse() {
-    const ROWS: u64 = 600;
+    survive_eviction_and_reuse(600, 120, 24, 40);
+}
+
+/// The same with a cache of several shards (one per 256 pages), each
+/// evicting on its own while readers read and the writer publishes.
+#[test]
+fn snapshots_survive_eviction_across_cache_shards() {
+    survive_eviction_and_reuse(4000, 1200, 1024, 10);
+}
+
+fn survive_eviction_and_reuse(row_count: u64, value_len: usize, cache_pages: usize, commits: u64) {
     let sim = SimVfs::new(12);
     let small = DbOptions {
-        cache_bytes: 24 * 4096,
+        cache_bytes: cache_pages * 4096,
         ..opts()
     };
     let db = Database::create(sim, "/db", small).expect("create");
     let mut tx = db.begin_write();
     let t = tx.create_table("accounts").expect("create");
-    for i in 0..ROWS {
-        tx.put(&t, &account(i), &encode(START, 0)).expect("put");
+    for i in 0..row_count {
+        tx.put(&t, &account(i), &encode_len(START, 0, value_len)).expect("put");
     }
     tx.commit().expect("commit");
     let stop = AtomicBool::new(false);
@@ -155,22 +169,23 @@ fn snapshots_survive_eviction_and_page_reuse() {
                         .expect("range")
                         .map(|e| decode(&mailvault::btree::read_value(rx.pages(), &e.expect("row").1).expect("value")))
                         .collect();
-                    assert_eq!(rows.len() as u64, ROWS, "snapshot {}", rx.sequence());
-                    assert_eq!(rows.iter().map(|(b, _)| b).sum::<u64>(), ROWS * START);
+                    assert_eq!(rows.len() as u64, row_count, "snapshot {}", rx.sequence());
+                    assert_eq!(rows.iter().map(|(b, _)| b).sum::<u64>(), row_count * START);
                     assert!(rows.iter().all(|(_, s)| *s == rows[0].1), "snapshot mixes transactions");
                     checks.fetch_add(1, Ordering::Relaxed);
                 }
             });
         }
-        for stamp in 1..=40u64 {
+        for stamp in 1..=commits {
             let mut tx = db.begin_write();
             if stamp % 3 == 0 {
-                for i in 0..ROWS {
+                for i in 0..row_count {
                     tx.delete(&t, &account(i)).expect("delete");
                 }
             }
-            for i in 0..ROWS {
-                tx.put(&t, &account(i), &encode(START, stamp)).expect("put");
+            for i in 0..row_count {
+                tx.put(&t, &account(i), &encode_len(START, stamp, value_len))
+                    .expect("put");
             }
             tx.commit().expect("commit");
             if stamp % 5 == 0 {

@@ -76,7 +76,13 @@ impl Pager {
             // A transaction appending its parts commits after this marker:
             // recovery must read them, so redo starts at the first.
             let redo = st.parts_from.map_or(appended.lsn, |first| first.min(appended.lsn));
-            (appended.lsn, redo, appended.end, st.cache.dirty_pages(), st.page_count)
+            (
+                appended.lsn,
+                redo,
+                appended.end,
+                self.cache.dirty_pages(),
+                self.page_count(),
+            )
         };
         if let Err(e) = self.log.wait_durable(end) {
             return Err(self.fail(e.into()));
@@ -151,12 +157,12 @@ impl Pager {
             .zip(crcs)
             .map(|((no, p), crc)| (*no, page::page_lsn(p), crc))
             .collect();
-        let mut st = self.state.lock();
+        let _st = self.state.lock();
         for (no, p) in &pages {
-            st.cache.mark_written(*no, p);
+            self.cache.mark_written(*no, p);
         }
-        let oldest = st.oldest();
-        st.cache.evict(oldest);
+        let oldest = self.snapshots.oldest();
+        self.cache.evict(oldest);
         Ok(digest)
     }
 
@@ -214,7 +220,7 @@ impl Pager {
             }
             let (redo, half_dirty) = {
                 let st = self.state.lock();
-                (st.redo_point, st.cache.dirty_bytes() * 2 > st.cache.capacity())
+                (st.redo_point, self.cache.dirty_bytes() * 2 > self.cache.capacity())
             };
             let deep = self.log_distance(redo, self.log.end_lsn()) > self.opts.checkpoint_depth;
             // The request is checked again here: commits during the last

@@ -6,6 +6,7 @@ use super::cache::PageCache;
 use super::file::DbFile;
 use super::header::DbHeader;
 use super::page::{self, PageKind, PageNo, PageRef};
+use super::snapshots::SnapshotRegistry;
 use super::txn_records::TxnRecords;
 use super::{DbError, Result};
 use crate::log::{Log, LogOptions, Lsn};
@@ -93,20 +94,13 @@ impl Default for PagerOptions {
 }
 
 pub(crate) struct PagerState {
-    pub cache: PageCache,
     /// Last committed sequence.
     pub seq: u64,
-    /// Snapshots see commits up to this sequence (durable ones).
-    pub visible: u64,
     /// Committed, not yet visible: (sequence, end of its record).
     pub pending: VecDeque<(u64, Lsn)>,
-    /// Live snapshots: sequence → count.
-    pub snapshots: BTreeMap<u64, usize>,
     /// Where the latest checkpoint began: a page last changed before it is
     /// logged whole at its next change (torn-write repair).
     pub redo_point: Lsn,
-    /// Pages in the database (committed).
-    pub page_count: u32,
     /// Log pins: id → oldest LSN the holder needs.
     pub pins: BTreeMap<u64, Lsn>,
     pub next_pin: u64,
@@ -119,18 +113,6 @@ pub(crate) struct PagerState {
     /// A commit is writing pages in place before its record: no pin may be
     /// taken until its record is appended (`Pager::pin` waits).
     pub writing_once: bool,
-}
-
-impl PagerState {
-    /// The oldest snapshot that exists or can still be taken.
-    pub fn oldest(&self) -> u64 {
-        self.snapshots
-            .keys()
-            .next()
-            .copied()
-            .unwrap_or(self.visible)
-            .min(self.visible)
-    }
 }
 
 /// What the checkpointer owns: the header as last written.
@@ -150,6 +132,13 @@ pub struct Pager {
     pub(crate) log: Log,
     pub(crate) opts: PagerOptions,
     pub(crate) state: Mutex<PagerState>,
+    /// Committed page versions. Lock order: `state` before a cache shard;
+    /// readers take only the shard.
+    pub(crate) cache: PageCache,
+    /// Live snapshots and the visible sequence (`state` before its shards).
+    pub(crate) snapshots: SnapshotRegistry,
+    /// Pages in the database (committed); set under `state`.
+    pub(crate) page_count: AtomicU32,
     /// Signals the background thread (lazy flush, checkpoint requests, shutdown).
     pub(crate) wake: Condvar,
     pub(crate) checkpointer: Mutex<CheckpointState>,
@@ -244,52 +233,44 @@ impl Pager {
 
     /// Page `no` as seen by `snapshot`.
     pub fn read(&self, no: PageNo, snapshot: u64) -> Result<PageRef> {
-        {
-            let mut st = self.state.lock();
-            if no >= st.page_count {
-                return Err(DbError::corrupt_page(
-                    &self.file.path,
-                    no,
-                    self.file.offset(no),
-                    format!("page number beyond the database's {} pages", st.page_count),
-                ));
-            }
-            if let Some(p) = st.cache.get(no, snapshot) {
-                return Ok(p);
-            }
+        // Set before the commit that grew the file becomes visible, so a
+        // snapshot sees at least its own page count.
+        let page_count = self.page_count.load(Ordering::Acquire);
+        if no >= page_count {
+            return Err(DbError::corrupt_page(
+                &self.file.path,
+                no,
+                self.file.offset(no),
+                format!("page number beyond the database's {page_count} pages"),
+            ));
+        }
+        if let Some(p) = self.cache.get(no, snapshot) {
+            return Ok(p);
         }
         let page = Arc::new(self.file.read_page(no)?);
-        let mut st = self.state.lock();
-        let page = st.cache.insert_from_file(no, page);
-        let oldest = st.oldest();
-        st.cache.evict(oldest);
-        Ok(page)
+        // A bound at or below the oldest snapshot: eviction by it keeps every
+        // version a snapshot may read.
+        Ok(self.cache.insert_and_evict(no, page, self.snapshots.oldest_bound()))
     }
 
     /// Registers a snapshot of the visible state.
     pub fn begin_snapshot(&self) -> u64 {
-        let mut st = self.state.lock();
-        let seq = st.visible;
-        *st.snapshots.entry(seq).or_insert(0) += 1;
-        seq
+        self.snapshots.begin()
     }
 
     pub fn end_snapshot(&self, seq: u64) {
-        let mut st = self.state.lock();
-        if let Some(n) = st.snapshots.get_mut(&seq) {
-            *n -= 1;
-            if *n == 0 {
-                st.snapshots.remove(&seq);
-            }
+        if self.snapshots.end(seq) {
+            // It may have been the oldest: versions only it read can go.
+            let _st = self.state.lock();
+            let oldest = self.snapshots.oldest();
+            self.cache.prune(oldest);
+            self.cache.evict(oldest);
         }
-        let oldest = st.oldest();
-        st.cache.prune(oldest);
-        st.cache.evict(oldest);
     }
 
     /// Pages in the database as of the last commit.
     pub fn page_count(&self) -> u32 {
-        self.state.lock().page_count
+        self.page_count.load(Ordering::Acquire)
     }
 
     /// Appends a transaction's records and publishes its pages. `changed`
@@ -339,7 +320,7 @@ impl Pager {
         let committed = {
             let mut st = self.state.lock();
             self.check_failed(&st)?;
-            let committed = st.page_count;
+            let committed = self.page_count.load(Ordering::Acquire);
             if !st.pins.is_empty() || !changed.iter().any(|(no, base, new)| once(*no, base, new, committed)) {
                 return Ok(Vec::new());
             }
@@ -443,9 +424,10 @@ impl Pager {
             }
         };
         st.parts_from = None;
-        for (no, base) in bases {
-            st.cache.insert_from_file(no, base);
-        }
+        // Each base goes in with its page's new version, under one shard
+        // lock: a reader's eviction between the two could drop the base, and
+        // an old snapshot would then read the new content from the file.
+        let mut bases: super::cache::PageMap<PageRef> = bases.into_iter().collect();
         let mut next_part = 0;
         for (i, (no, mut page)) in pages.into_iter().enumerate() {
             while next_part < parts.len() && parts[next_part].0 <= i {
@@ -454,12 +436,15 @@ impl Pager {
             // Page i is in the first part appended after it was added.
             let lsn = parts.get(next_part).map_or(appended.lsn, |&(_, lsn)| lsn);
             page::set_lsn(&mut page, lsn);
-            st.cache.publish(no, seq, Arc::new(page));
+            self.cache.publish(no, bases.remove(&no), seq, Arc::new(page));
+        }
+        for (no, base) in bases {
+            self.cache.insert_from_file(no, base);
         }
         st.seq = seq;
-        st.page_count = st.page_count.max(page_count);
+        self.page_count.fetch_max(page_count, Ordering::AcqRel);
         st.pending.push_back((seq, appended.end));
-        if st.cache.dirty_bytes() * 2 > st.cache.capacity() {
+        if self.cache.dirty_bytes() * 2 > self.cache.capacity() {
             self.checkpoint_wanted.store(true, Ordering::Relaxed);
             self.wake.notify_all();
         }
@@ -550,8 +535,7 @@ impl Pager {
     }
 
     fn mostly_dirty(&self) -> bool {
-        let st = self.state.lock();
-        st.cache.dirty_bytes() * 4 > st.cache.capacity() * 3
+        self.cache.dirty_bytes() * 4 > self.cache.capacity() * 3
     }
 
     /// Makes every durable commit visible.
@@ -563,14 +547,14 @@ impl Pager {
             if end > durable {
                 break;
             }
-            st.visible = seq;
+            self.snapshots.set_visible(seq);
             st.pending.pop_front();
             moved = true;
         }
         if moved {
-            let oldest = st.oldest();
-            st.cache.prune(oldest);
-            st.cache.evict(oldest);
+            let oldest = self.snapshots.oldest();
+            self.cache.prune(oldest);
+            self.cache.evict(oldest);
         }
     }
 
@@ -606,8 +590,7 @@ impl Pager {
 
     /// Cache figures: (bytes held, dirty bytes, capacity).
     pub fn cache_usage(&self) -> (usize, usize, usize) {
-        let st = self.state.lock();
-        (st.cache.bytes(), st.cache.dirty_bytes(), st.cache.capacity())
+        (self.cache.bytes(), self.cache.dirty_bytes(), self.cache.capacity())
     }
 }
 

@@ -21,6 +21,7 @@ mod passive_read;
 pub mod redo;
 mod replay;
 mod seed_read;
+mod snapshots;
 mod store;
 mod txn_records;
 

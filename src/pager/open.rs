@@ -10,6 +10,7 @@ use super::freemap::{self, FIRST_MAP_PAGE};
 use super::header::{DbHeader, DbState, read_best, salt_of};
 use super::page::{self, PageBuf, PageKind};
 use super::redo::DbRecord;
+use super::snapshots::SnapshotRegistry;
 use super::{DbError, FIRST_DATA_PAGE, Result};
 use crate::log::{Log, LogSignature, Lsn};
 use crate::vfs::{OpenMode, SharedVfs};
@@ -17,7 +18,7 @@ use parking_lot::{Condvar, Mutex};
 use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 /// What recovery did at open.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -246,13 +247,9 @@ impl Pager {
             file: db_file,
             log,
             state: Mutex::new(PagerState {
-                cache: PageCache::new(ps, opts.cache_bytes),
                 seq: 0,
-                visible: 0,
                 pending: VecDeque::new(),
-                snapshots: BTreeMap::new(),
                 redo_point: header.redo_lsn,
-                page_count: header.page_count,
                 pins: BTreeMap::new(),
                 next_pin: 0,
                 failed: None,
@@ -260,6 +257,9 @@ impl Pager {
                 parts_from: None,
                 writing_once: false,
             }),
+            cache: PageCache::new(ps, opts.cache_bytes),
+            snapshots: SnapshotRegistry::new(0),
+            page_count: AtomicU32::new(header.page_count),
             opts,
             wake: Condvar::new(),
             checkpointer: Mutex::new(CheckpointState {
@@ -351,10 +351,10 @@ impl Pager {
         {
             let mut st = self.state.lock();
             st.seq = seq;
-            st.visible = seq;
-            st.page_count = page_count;
+            self.snapshots.set_visible(seq);
+            self.page_count.store(page_count, Ordering::Release);
             for (no, p) in pass.pages.into_pages() {
-                st.cache.publish(no, 0, p);
+                self.cache.publish(no, None, 0, p);
             }
         }
         self.checkpointer.lock().number = checkpoints;
