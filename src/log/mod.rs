@@ -20,6 +20,7 @@ mod reader;
 mod rebuild;
 mod records;
 mod recovery;
+mod replica_pool;
 mod scan;
 mod ship;
 
@@ -35,6 +36,7 @@ pub use options::{
 pub use reader::LogReader;
 pub use records::Record;
 pub use recovery::RecoveryReport;
+pub use replica_pool::{REPLICA_POOL, retire_generations};
 pub use scan::TornTail;
 pub use ship::{FrameSource, LogReplica, ShipChunk};
 

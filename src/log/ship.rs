@@ -212,13 +212,34 @@ impl LogReplica {
         };
         let gfile = match GenFile::open(replica.vfs.as_ref(), &replica.dir, generation) {
             Ok(g) => g,
-            // A header that never became durable: ask for the generation again.
+            // A header that never became durable: ask for the generation
+            // again. The one before it was synced, sealed, before this file
+            // was made: the replica ends where it ends.
             Err(LogError::Corrupt { .. }) => {
+                let previous = generation.checked_sub(1).filter(|&p| {
+                    replica
+                        .vfs
+                        .exists(&replica.dir.join(generation_name(p)))
+                        .unwrap_or(false)
+                });
+                if let Some(p) = previous {
+                    let gfile = GenFile::open(replica.vfs.as_ref(), &replica.dir, p)?;
+                    replica.walk(gfile)?;
+                }
                 replica.next = Lsn::new(generation, 0);
                 return Ok(replica);
             }
             Err(e) => return Err(e),
         };
+        replica.walk(gfile)?;
+        Ok(replica)
+    }
+
+    /// Finds where the valid frames of `gfile`, the replica's last
+    /// generation, end, and makes it the current one.
+    fn walk(&mut self, gfile: GenFile) -> Result<()> {
+        let replica = self;
+        let generation = gfile.header.generation;
         replica.signature = Some(gfile.header.signature);
         let fs = gfile.frame_size();
         replica.next = gfile.frame_lsn(DATA_START);
@@ -236,7 +257,7 @@ impl LogReplica {
             }
         }
         replica.current = Some(gfile);
-        Ok(replica)
+        Ok(())
     }
 
     /// Where the next chunk must start (what the copy asks the active for).
@@ -400,15 +421,32 @@ impl LogReplica {
             self.sync()?;
         }
         let path = self.dir.join(generation_name(generation));
-        let file = self
-            .vfs
-            .open(&path, OpenMode::CreateOrOpen)
-            .map_err(|e| LogError::io(&path, 0, "create", e))?;
-        file.set_len(0).map_err(|e| LogError::io(&path, 0, "truncate", e))?;
-        // Reserved, not zero-filled: writing 64 MiB of zeros here stalled
-        // the copy at every generation switch.
-        file.reserve(header.generation_size)
-            .map_err(|e| LogError::io(&path, 0, "allocate", e))?;
+        let spare = if self.vfs.exists(&path).map_err(|e| LogError::io(&path, 0, "stat", e))? {
+            None
+        } else {
+            super::replica_pool::take_spare(
+                self.vfs.as_ref(),
+                &self.dir,
+                generation,
+                bytes.len(),
+                header.generation_size,
+            )?
+        };
+        let file = match spare {
+            Some(file) => file,
+            None => {
+                let file = self
+                    .vfs
+                    .open(&path, OpenMode::CreateOrOpen)
+                    .map_err(|e| LogError::io(&path, 0, "create", e))?;
+                file.set_len(0).map_err(|e| LogError::io(&path, 0, "truncate", e))?;
+                // Reserved, not zero-filled: writing 64 MiB of zeros here
+                // stalled the copy at every generation switch.
+                file.reserve(header.generation_size)
+                    .map_err(|e| LogError::io(&path, 0, "allocate", e))?;
+                file
+            }
+        };
         file.write_at(bytes, 0)
             .map_err(|e| LogError::io(&path, 0, "write", e))?;
         file.sync_data().map_err(|e| LogError::io(&path, 0, "sync", e))?;

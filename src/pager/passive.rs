@@ -366,29 +366,15 @@ impl Replayer {
         }
     }
 
-    /// Removes shipped generations wholly before the checkpoint's redo
+    /// Retires shipped generations wholly before the checkpoint's redo
     /// point and before `keep` (what the copy still has to ship onward or
     /// hold for a lag); returns how many.
     pub fn truncate_log(&self, keep: Lsn) -> Result<u32> {
         let ldir = log_dir(&self.dir);
         let before = self.header.redo_lsn.min(keep).generation();
-        let names = self.vfs.list(&ldir).map_err(|e| DbError::io(&ldir, 0, "list", e))?;
-        let mut removed = 0;
-        for name in names {
-            if let Some(g) = crate::log::parse_generation_name(&name)
-                && g < before
-            {
-                let path = ldir.join(&name);
-                self.vfs.remove(&path).map_err(|e| DbError::io(&path, 0, "remove", e))?;
-                removed += 1;
-            }
-        }
-        if removed > 0 {
-            self.vfs
-                .sync_dir(&ldir)
-                .map_err(|e| DbError::io(&ldir, 0, "sync directory", e))?;
-        }
-        Ok(removed)
+        // The newest become spares the replica writes its next generations
+        // into (`log::retire_generations`).
+        Ok(crate::log::retire_generations(self.vfs.as_ref(), &ldir, before)?)
     }
 }
 
