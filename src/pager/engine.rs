@@ -6,6 +6,7 @@ use super::cache::PageCache;
 use super::file::DbFile;
 use super::header::DbHeader;
 use super::page::{self, PageKind, PageNo, PageRef};
+pub use super::snapshots::Registered as Snapshot;
 use super::snapshots::SnapshotRegistry;
 use super::txn_records::TxnRecords;
 use super::{DbError, Result};
@@ -253,14 +254,18 @@ impl Pager {
         Ok(self.cache.insert_and_evict(no, page, self.snapshots.oldest_bound()))
     }
 
-    /// Registers a snapshot of the visible state.
-    pub fn begin_snapshot(&self) -> u64 {
+    /// Registers a snapshot of the visible state; end it with
+    /// [`Pager::end_snapshot`] (on any thread).
+    pub fn begin_snapshot(&self) -> Snapshot {
         self.snapshots.begin()
     }
 
-    pub fn end_snapshot(&self, seq: u64) {
-        if self.snapshots.end(seq) {
-            // It may have been the oldest: versions only it read can go.
+    pub fn end_snapshot(&self, snapshot: Snapshot) {
+        // Only the oldest snapshot's end can let versions go, and the
+        // oldest is at the bound (which never passes a live snapshot):
+        // others leave pruning to the next move of visibility, so that
+        // reads overlapping commits do not all take every lock here.
+        if self.snapshots.end(snapshot) && snapshot.seq <= self.snapshots.oldest_bound() {
             let _st = self.state.lock();
             let oldest = self.snapshots.oldest();
             self.cache.prune(oldest);

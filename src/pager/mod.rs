@@ -26,7 +26,7 @@ mod store;
 mod txn_records;
 
 pub use doublewrite::dw_path;
-pub use engine::{DEFAULT_MAX_TRANSACTION_BYTES, LATEST, Pager, PagerOptions, TornPages};
+pub use engine::{DEFAULT_MAX_TRANSACTION_BYTES, LATEST, Pager, PagerOptions, Snapshot, TornPages};
 pub use error::{DbError, Result};
 pub use file::{data_path, lock_path, log_dir};
 pub use open::RecoveryStats;

@@ -33,6 +33,13 @@ pub(crate) struct SnapshotRegistry {
     oldest_seen: AtomicU64,
 }
 
+/// A registered snapshot: its sequence and the shard that holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Registered {
+    pub seq: u64,
+    shard: usize,
+}
+
 thread_local! {
     static HOME: Cell<Option<usize>> = const { Cell::new(None) };
 }
@@ -67,32 +74,31 @@ impl SnapshotRegistry {
         self.visible.fetch_max(seq, Ordering::AcqRel);
     }
 
-    /// Registers a snapshot of the visible state; returns its sequence.
-    pub fn begin(&self) -> u64 {
-        let mut shard = self.shards[home()].0.lock();
+    /// Registers a snapshot of the visible state on this thread's shard.
+    pub fn begin(&self) -> Registered {
+        let shard = home();
+        let mut held = self.shards[shard].0.lock();
         let seq = self.visible();
-        match shard.iter_mut().find(|(s, _)| *s == seq) {
+        match held.iter_mut().find(|(s, _)| *s == seq) {
             Some((_, n)) => *n += 1,
-            None => shard.push((seq, 1)),
+            None => held.push((seq, 1)),
         }
-        seq
+        Registered { seq, shard }
     }
 
-    /// Ends a snapshot of `seq`. Returns whether the oldest snapshot may
-    /// have moved: only a snapshot older than the visible state can have
-    /// been the one holding it back.
-    pub fn end(&self, seq: u64) -> bool {
-        let own = home();
-        let order = std::iter::once(own).chain((0..SHARDS).filter(|&i| i != own));
-        for i in order {
-            let mut shard = self.shards[i].0.lock();
-            if let Some(at) = shard.iter().position(|(s, _)| *s == seq) {
-                shard[at].1 -= 1;
-                if shard[at].1 == 0 {
-                    shard.swap_remove(at);
-                }
-                return seq < self.visible();
+    /// Ends a snapshot, on the shard it was registered on (whatever thread
+    /// ends it: a search of the other shards could pass one that gains an
+    /// entry of the same sequence meanwhile, and leave an entry behind for
+    /// good). Returns whether the oldest snapshot may have moved: only a
+    /// snapshot older than the visible state can have held it back.
+    pub fn end(&self, snapshot: Registered) -> bool {
+        let mut held = self.shards[snapshot.shard].0.lock();
+        if let Some(at) = held.iter().position(|(s, _)| *s == snapshot.seq) {
+            held[at].1 -= 1;
+            if held[at].1 == 0 {
+                held.swap_remove(at);
             }
+            return snapshot.seq < self.visible();
         }
         false
     }
@@ -137,7 +143,7 @@ mod tests {
         let a = r.begin();
         r.set_visible(9);
         let b = r.begin();
-        assert_eq!((a, b), (5, 9));
+        assert_eq!((a.seq, b.seq), (5, 9));
         assert_eq!(r.oldest(), 5);
         assert!(r.end(a), "the older snapshot may have held the oldest back");
         assert_eq!(r.oldest(), 9);
@@ -149,13 +155,59 @@ mod tests {
     #[test]
     fn a_snapshot_ended_on_another_thread_is_found() {
         let r = std::sync::Arc::new(SnapshotRegistry::new(3));
-        let seq = r.begin();
+        let snapshot = r.begin();
         r.set_visible(4);
         let other = r.clone();
-        let moved = std::thread::spawn(move || other.end(seq)).join().expect("thread");
+        let moved = std::thread::spawn(move || other.end(snapshot)).join().expect("thread");
         assert!(moved);
         assert_eq!(r.live(), 0);
         assert_eq!(r.oldest(), 4);
+    }
+
+    /// Snapshots of one sequence begun on some threads and ended on others,
+    /// all at once: no entry is left behind. (An earlier `end` searched the
+    /// shards by sequence and could pass a shard that gained an entry
+    /// meanwhile; that interleaving is narrow, and this test did not meet
+    /// it in 10 runs against that version. The shard in the ticket rules it
+    /// out by construction; this checks the count stays exact.)
+    #[test]
+    fn snapshots_ended_on_other_threads_at_once_leave_nothing_behind() {
+        let r = std::sync::Arc::new(SnapshotRegistry::new(7));
+        let (to_end, ends) = std::sync::mpsc::sync_channel::<Registered>(64);
+        let ends = std::sync::Arc::new(Mutex::new(ends));
+        let enders: Vec<_> = (0..3)
+            .map(|_| {
+                let (r, ends) = (r.clone(), ends.clone());
+                std::thread::spawn(move || {
+                    loop {
+                        let next = ends.lock().recv();
+                        match next {
+                            Ok(s) => {
+                                r.end(s);
+                            }
+                            Err(_) => return,
+                        }
+                    }
+                })
+            })
+            .collect();
+        let beginners: Vec<_> = (0..3)
+            .map(|_| {
+                let (r, to_end) = (r.clone(), to_end.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..20_000 {
+                        to_end.send(r.begin()).expect("an ender is there");
+                    }
+                })
+            })
+            .collect();
+        drop(to_end);
+        for t in beginners.into_iter().chain(enders) {
+            t.join().expect("thread");
+        }
+        assert_eq!(r.live(), 0);
+        r.set_visible(8);
+        assert_eq!(r.oldest(), 8, "nothing holds the oldest back");
     }
 
     #[test]
@@ -167,11 +219,11 @@ mod tests {
                 let (r, stop) = (r.clone(), stop.clone());
                 std::thread::spawn(move || {
                     while !stop.load(Ordering::Relaxed) {
-                        let seq = r.begin();
-                        assert!(r.oldest_bound() <= seq, "the bound passed a live snapshot");
+                        let snapshot = r.begin();
+                        assert!(r.oldest_bound() <= snapshot.seq, "the bound passed a live snapshot");
                         std::thread::yield_now();
-                        assert!(r.oldest_bound() <= seq, "the bound passed a live snapshot");
-                        r.end(seq);
+                        assert!(r.oldest_bound() <= snapshot.seq, "the bound passed a live snapshot");
+                        r.end(snapshot);
                     }
                 })
             })

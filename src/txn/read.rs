@@ -11,7 +11,7 @@ use std::sync::Arc;
 /// The pages of one snapshot.
 pub struct SnapshotPages {
     pager: Arc<Pager>,
-    snapshot: u64,
+    snapshot: crate::pager::Snapshot,
 }
 
 impl PageRead for SnapshotPages {
@@ -24,7 +24,7 @@ impl PageRead for SnapshotPages {
     }
 
     fn page(&self, no: PageNo) -> Result<PageRef> {
-        self.pager.read(no, self.snapshot)
+        self.pager.read(no, self.snapshot.seq)
     }
 }
 
@@ -63,7 +63,7 @@ impl<'db> ReadTxn<'db> {
 
     /// The commit sequence this snapshot sees.
     pub fn sequence(&self) -> u64 {
-        self.pages.snapshot
+        self.pages.snapshot.seq
     }
 
     /// The table named `name`.
