@@ -216,17 +216,23 @@ impl LogReplica {
             // again. The one before it was synced, sealed, before this file
             // was made: the replica ends where it ends.
             Err(LogError::Corrupt { .. }) => {
-                let previous = generation.checked_sub(1).filter(|&p| {
-                    replica
-                        .vfs
-                        .exists(&replica.dir.join(generation_name(p)))
-                        .unwrap_or(false)
-                });
-                if let Some(p) = previous {
-                    let gfile = GenFile::open(replica.vfs.as_ref(), &replica.dir, p)?;
-                    replica.walk(gfile)?;
+                let previous = match generation.checked_sub(1) {
+                    Some(p) => {
+                        let path = replica.dir.join(generation_name(p));
+                        let exists = replica
+                            .vfs
+                            .exists(&path)
+                            .map_err(|e| LogError::io(&path, 0, "stat", e))?;
+                        exists.then_some(p)
+                    }
+                    None => None,
+                };
+                match previous {
+                    // Its walk ends sealed, so the replica asks for this
+                    // generation next.
+                    Some(p) => replica.walk(GenFile::open(replica.vfs.as_ref(), &replica.dir, p)?)?,
+                    None => replica.next = Lsn::new(generation, 0),
                 }
-                replica.next = Lsn::new(generation, 0);
                 return Ok(replica);
             }
             Err(e) => return Err(e),
