@@ -3,8 +3,8 @@
 //! written into one instead of a new file. A new file's pages are new to the
 //! page cache, and on the machine this was measured on the first write into
 //! such a page cost about 20 µs per 4 KiB (130–265 MB/s), against gigabytes
-//! a second into cached ones; the active recycles its own generations for
-//! the same reason (DESIGN.md, "Recycling on the copy").
+//! a second into cached ones. The active recycles its own generations too
+//! (DESIGN.md, "Recycling" and "Recycling on the copy").
 //!
 //! Crash safety: a spare's header is zeroed and synced before the spare is
 //! renamed to a generation's name, so a crash before the new header is
