@@ -271,6 +271,75 @@ fn partial_fetch_reads_only_the_chunks_it_needs() {
     assert_eq!(rx.read_body("frank", "INBOX", uid).unwrap(), m.bytes);
 }
 
+/// Every stored layout reads back whole and by range, at both page sizes:
+/// an LZ4 body inline and in long-value pages, one that did not shrink,
+/// raw bodies short and long, and zstd chunks.
+#[test]
+fn every_body_layout_reads_back_whole_and_by_range() {
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut noise = |n: usize| -> Vec<u8> {
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    };
+    let text =
+        |n: usize| -> Vec<u8> { b"Subject: layouts\r\n\r\nwords and more words ".repeat(n / 40 + 1)[..n].to_vec() };
+    // Half text, half noise: shrinks, but stays past an inline value.
+    let mixed = |noise: &mut dyn FnMut(usize) -> Vec<u8>, n: usize| -> Vec<u8> {
+        let mut v = text(n / 2);
+        v.extend(noise(n - n / 2));
+        v
+    };
+    let bodies: Vec<Vec<u8>> = vec![
+        b"x".to_vec(),
+        text(900),
+        text(6000),
+        text(16 << 10),
+        mixed(&mut noise, 12_000),
+        noise(300),
+        noise(10_000),
+        noise(50_000),
+        text(100_000),
+        mixed(&mut noise, 70_000),
+    ];
+    for page_size in [4096, 16384] {
+        let s = Store::create(SimVfs::new(1), "/mail", StoreOptions { page_size, ..opts() }).unwrap();
+        s.create_mailbox("olga", Quota::default()).unwrap();
+        let uids: Vec<u32> = bodies
+            .iter()
+            .map(|b| s.append("olga", "INBOX", &AppendOptions::default(), b).unwrap())
+            .collect();
+        let rx = s.read();
+        for (uid, body) in uids.iter().zip(&bodies) {
+            let len = body.len();
+            assert_eq!(
+                &rx.read_body("olga", "INBOX", *uid).unwrap(),
+                body,
+                "{len} bytes, pages of {page_size}"
+            );
+            let (from, to) = (len / 3, (len / 3 + 5000).min(len));
+            let mut part = Vec::new();
+            let n = rx
+                .read_body_range("olga", "INBOX", *uid, from as u64, 5000, &mut part)
+                .unwrap();
+            assert_eq!(
+                (n as usize, &part[..]),
+                (to - from, &body[from..to]),
+                "{len} bytes, pages of {page_size}"
+            );
+            let (size, crc) = rx.body_checksum("olga", "INBOX", *uid).unwrap();
+            assert_eq!((size, crc), (len as u64, crc32c::crc32c(body)));
+        }
+        let report = s.verify().unwrap();
+        assert!(report.is_clean(), "{:?}", report.problems);
+    }
+}
+
 #[test]
 fn folder_rename_takes_children_and_keeps_uids() {
     let s = store();

@@ -13,9 +13,10 @@
 
 use super::codec::{DecodeResult, Decoder};
 use super::error::{MailError, Result};
+use super::prepare::PreparedBody;
 use crate::btree::{self, Value};
 use crate::pager::{PageNo, PageRead};
-use std::io::{Read, Write};
+use std::io::Write;
 
 /// Raw bytes per compressed chunk: a 4 KiB partial fetch decompresses one
 /// chunk read from at most two pages (DESIGN.md has the measurement).
@@ -25,7 +26,7 @@ pub const CHUNK_RAW: usize = 16 << 10;
 const META_HEADER: u64 = 30;
 
 /// Chunk-table flag: this chunk is stored raw.
-const RAW_CHUNK: u32 = 1 << 31;
+pub(crate) const RAW_CHUNK: u32 = 1 << 31;
 
 /// How a body's bytes are stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,138 +39,11 @@ pub enum Encoding {
     Lz4Chunk = 2,
 }
 
-/// A body compressed and checksummed ahead of its transaction, so that the
-/// work happens on the delivering thread, not under the writer lock.
-#[derive(Debug, Clone)]
-pub struct PreparedBody {
-    pub(crate) raw_len: u64,
-    pub(crate) checksum: u32,
-    pub(crate) encoding: Encoding,
-    pub(crate) chunks: Vec<u8>,
-    pub(crate) data: Vec<u8>,
-}
-
-impl PreparedBody {
-    /// The body's length as delivered.
-    pub fn raw_len(&self) -> u64 {
-        self.raw_len
-    }
-
-    /// Bytes it takes stored (data and chunk table).
-    pub fn stored_len(&self) -> u64 {
-        (self.data.len() + self.chunks.len()) as u64
-    }
-
-    /// crc32c of the body as delivered.
-    pub fn checksum(&self) -> u32 {
-        self.checksum
-    }
-}
-
 thread_local! {
-    /// Each reading thread's decompressor, for the same reason.
+    /// Each reading thread's zstd decompressor: creating a context per
+    /// body costs allocations and page faults on every fetch.
     static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
         const { std::cell::RefCell::new(None) };
-    /// Each delivering thread's compressor and its level: creating a zstd
-    /// context per message cost 3 % of the active's CPU in `bench
-    /// replication` (and its allocations and page faults as much again).
-    static COMPRESSOR: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
-        const { std::cell::RefCell::new(None) };
-}
-
-/// Compresses `reader` (at most `max` bytes) chunk by chunk.
-pub(crate) fn prepare(reader: &mut dyn Read, level: i32, max: u64) -> Result<PreparedBody> {
-    COMPRESSOR.with(|cell| {
-        // A reader that itself delivers mail on this thread finds the cache
-        // taken: it gets a compressor of its own.
-        let Ok(mut cached) = cell.try_borrow_mut() else {
-            let mut own = zstd::bulk::Compressor::new(level).map_err(MailError::Read)?;
-            return prepare_with(&mut own, reader, max);
-        };
-        let compressor = match &mut *cached {
-            Some((l, c)) if *l == level => c,
-            _ => {
-                &mut cached
-                    .insert((level, zstd::bulk::Compressor::new(level).map_err(MailError::Read)?))
-                    .1
-            }
-        };
-        prepare_with(compressor, reader, max)
-    })
-}
-
-fn prepare_with(
-    compressor: &mut zstd::bulk::Compressor<'static>,
-    reader: &mut dyn Read,
-    max: u64,
-) -> Result<PreparedBody> {
-    let mut raw = vec![0u8; CHUNK_RAW];
-    let mut packed = Vec::with_capacity(zstd::zstd_safe::compress_bound(CHUNK_RAW));
-    let mut body = PreparedBody {
-        raw_len: 0,
-        checksum: 0,
-        encoding: Encoding::ZstdChunks,
-        chunks: Vec::new(),
-        data: Vec::new(),
-    };
-    let mut any_packed = false;
-    loop {
-        let n = fill(reader, &mut raw)?;
-        if n == 0 {
-            break;
-        }
-        body.raw_len += n as u64;
-        if body.raw_len > max {
-            return Err(MailError::BodyTooLarge { len: body.raw_len, max });
-        }
-        body.checksum = crc32c::crc32c_append(body.checksum, &raw[..n]);
-        packed.clear();
-        if body.raw_len == n as u64 && n < raw.len() {
-            // The reader ended within the first chunk: the whole body.
-            body.encoding = Encoding::Lz4Chunk;
-            packed.resize(lz4_flex::block::get_maximum_output_size(n), 0);
-            let len = lz4_flex::block::compress_into(&raw[..n], &mut packed)
-                .map_err(|e| MailError::Read(std::io::Error::other(e)))?;
-            packed.truncate(len);
-        } else {
-            compressor
-                .compress_to_buffer(&raw[..n], &mut packed)
-                .map_err(MailError::Read)?;
-        }
-        let flag = if packed.len() < n {
-            any_packed = true;
-            body.data.extend_from_slice(&packed);
-            0
-        } else {
-            body.data.extend_from_slice(&raw[..n]);
-            RAW_CHUNK
-        };
-        // max_body_bytes is capped below 2^31 at open, so ends fit in 31 bits.
-        body.chunks
-            .extend_from_slice(&(body.data.len() as u32 | flag).to_le_bytes());
-        if n < raw.len() {
-            break;
-        }
-    }
-    if !any_packed {
-        body.encoding = Encoding::Raw;
-        body.chunks.clear();
-    }
-    Ok(body)
-}
-
-/// Reads until `buf` is full or the reader ends.
-fn fill(reader: &mut dyn Read, buf: &mut [u8]) -> Result<usize> {
-    let mut got = 0;
-    while got < buf.len() {
-        match reader.read(&mut buf[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(MailError::Read(e)),
-        }
-    }
-    Ok(got)
 }
 
 /// The meta record of a stored body.
@@ -301,34 +175,11 @@ pub(crate) struct StoredBody<'s, S: PageRead + ?Sized> {
 
 impl<S: PageRead + ?Sized> StoredBody<'_, S> {
     fn corrupt(&self, reason: String) -> MailError {
-        MailError::Corrupt {
-            file: self.store.file_path().to_path_buf(),
-            table: super::schema::BODIES,
-            key: format!("body {}", self.id),
-            reason,
-        }
+        corrupt(self.store.file_path(), self.id, reason)
     }
 
-    /// The stored range and rawness of chunk `i`.
     fn chunk_span(&self, i: u64) -> Result<(u64, u64, bool)> {
-        let entry = |i: u64| -> Result<u32> {
-            let at = usize::try_from(i * 4).ok();
-            match at.and_then(|at| self.meta.chunks.get(at..at + 4)) {
-                Some(b) => Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-                None => Err(self.corrupt(format!("no chunk-table entry {i}"))),
-            }
-        };
-        let start = if i == 0 {
-            0
-        } else {
-            u64::from(entry(i - 1)? & !RAW_CHUNK)
-        };
-        let e = entry(i)?;
-        let end = u64::from(e & !RAW_CHUNK);
-        if end < start || end > self.meta.stored_len {
-            return Err(self.corrupt(format!("chunk {i} spans {start}..{end} of {}", self.meta.stored_len)));
-        }
-        Ok((start, end, e & RAW_CHUNK != 0))
+        chunk_span(&self.meta, i).map_err(|reason| self.corrupt(reason))
     }
 
     /// Writes raw bytes `offset..offset + len` (cut at the body's end) to
@@ -364,45 +215,30 @@ impl<S: PageRead + ?Sized> StoredBody<'_, S> {
         })
     }
 
-    /// The whole body. A one-chunk LZ4 body (most mail) is decompressed
-    /// straight into the result, from the leaf when stored inline.
+    /// The whole body.
     pub fn read_all(&self) -> Result<Vec<u8>> {
-        let raw_len = self.meta.raw_len as usize;
-        let mut out = Vec::with_capacity(raw_len);
         if self.meta.encoding != Encoding::Lz4Chunk {
+            let mut out = Vec::with_capacity(self.meta.raw_len as usize);
             self.copy_range(0, self.meta.raw_len, &mut out)?;
             return Ok(out);
         }
-        let (_, end, is_raw) = self.chunk_span(0)?;
-        if end > raw_len as u64 {
-            return Err(self.corrupt(format!("chunk 0 stored in {end} bytes, more than its {raw_len}")));
-        }
-        let read;
-        let stored: &[u8] = match &self.data {
-            Value::Inline(bytes) => bytes
-                .get(..end as usize)
-                .ok_or_else(|| self.corrupt("data shorter than its chunk".into()))?,
+        match &self.data {
+            Value::Inline(bytes) => one_chunk(&self.meta, bytes).map_err(|reason| self.corrupt(reason)),
             Value::Long(_) => {
-                let mut buf = vec![0u8; end as usize];
-                read_value_at(self.store, &self.data, 0, &mut buf)?;
-                read = buf;
-                &read
+                let (_, end, _) = self.chunk_span(0)?;
+                // An LZ4 chunk that did not shrink is stored raw: a longer
+                // one is corrupt (and must not size a buffer).
+                if end > self.meta.raw_len {
+                    return Err(self.corrupt(format!(
+                        "chunk 0 stored in {end} bytes, more than its {}",
+                        self.meta.raw_len
+                    )));
+                }
+                let mut stored = vec![0u8; end as usize];
+                read_value_at(self.store, &self.data, 0, &mut stored)?;
+                one_chunk(&self.meta, &stored).map_err(|reason| self.corrupt(reason))
             }
-        };
-        if is_raw {
-            if stored.len() != raw_len {
-                return Err(self.corrupt(format!("raw chunk 0 holds {} bytes, not {raw_len}", stored.len())));
-            }
-            out.extend_from_slice(stored);
-            return Ok(out);
         }
-        out.resize(raw_len, 0);
-        let n = lz4_flex::block::decompress_into(stored, &mut out)
-            .map_err(|e| self.corrupt(format!("chunk 0 does not decompress: {e}")))?;
-        if n != raw_len {
-            return Err(self.corrupt(format!("chunk 0 decompresses to {n} bytes, not {raw_len}")));
-        }
-        Ok(out)
     }
 
     /// `copy_range` of a compressed body.
@@ -456,7 +292,66 @@ impl<S: PageRead + ?Sized> StoredBody<'_, S> {
     }
 }
 
-/// Opens body `id` for reading.
+/// Body `id` of the store in `file` is corrupt.
+fn corrupt(file: &std::path::Path, id: u64, reason: String) -> MailError {
+    MailError::Corrupt {
+        file: file.to_path_buf(),
+        table: super::schema::BODIES,
+        key: format!("body {id}"),
+        reason,
+    }
+}
+
+/// The stored range and rawness of chunk `i` of a body.
+fn chunk_span(meta: &BodyMeta, i: u64) -> std::result::Result<(u64, u64, bool), String> {
+    let entry = |i: u64| -> std::result::Result<u32, String> {
+        let at = usize::try_from(i * 4).ok();
+        match at.and_then(|at| meta.chunks.get(at..at + 4)) {
+            Some(b) => Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+            None => Err(format!("no chunk-table entry {i}")),
+        }
+    };
+    let start = if i == 0 {
+        0
+    } else {
+        u64::from(entry(i - 1)? & !RAW_CHUNK)
+    };
+    let e = entry(i)?;
+    let end = u64::from(e & !RAW_CHUNK);
+    if end < start || end > meta.stored_len {
+        return Err(format!("chunk {i} spans {start}..{end} of {}", meta.stored_len));
+    }
+    Ok((start, end, e & RAW_CHUNK != 0))
+}
+
+/// The body of a one-chunk LZ4 body from its stored bytes (at least its
+/// chunk's): decompressed straight into the result.
+fn one_chunk(meta: &BodyMeta, stored: &[u8]) -> std::result::Result<Vec<u8>, String> {
+    let raw_len = meta.raw_len as usize;
+    let (_, end, is_raw) = chunk_span(meta, 0)?;
+    if end > meta.raw_len {
+        return Err(format!("chunk 0 stored in {end} bytes, more than its {raw_len}"));
+    }
+    let stored = stored
+        .get(..end as usize)
+        .ok_or_else(|| "data shorter than its chunk".to_string())?;
+    if is_raw {
+        if stored.len() != raw_len {
+            return Err(format!("raw chunk 0 holds {} bytes, not {raw_len}", stored.len()));
+        }
+        return Ok(stored.to_vec());
+    }
+    let mut out = vec![0u8; raw_len];
+    let n =
+        lz4_flex::block::decompress_into(stored, &mut out).map_err(|e| format!("chunk 0 does not decompress: {e}"))?;
+    if n != raw_len {
+        return Err(format!("chunk 0 decompresses to {n} bytes, not {raw_len}"));
+    }
+    Ok(out)
+}
+
+/// Opens body `id` for reading: its two entries found in one descent (they
+/// are adjacent keys), the meta record read in place.
 pub(crate) fn open<'s, S: PageRead + ?Sized>(
     store: &'s S,
     root: PageNo,
@@ -464,16 +359,10 @@ pub(crate) fn open<'s, S: PageRead + ?Sized>(
     max_raw: u64,
 ) -> Result<StoredBody<'s, S>> {
     use super::codec::keys;
-    let corrupt = |reason: String| MailError::Corrupt {
-        file: store.file_path().to_path_buf(),
-        table: super::schema::BODIES,
-        key: format!("body {id}"),
-        reason,
-    };
-    // Both entries in one descent (they are adjacent keys), read in place.
+    let corrupt = |reason: String| corrupt(store.file_path(), id, reason);
     let (meta_key, data_key) = (keys::body_meta(id), keys::body_data(id));
     let meta_most = META_HEADER + 4 * max_raw.div_ceil(CHUNK_RAW as u64);
-    let mut meta = None;
+    let mut meta: Option<BodyMeta> = None;
     let mut data = None;
     btree::visit_range(
         store,
@@ -481,7 +370,7 @@ pub(crate) fn open<'s, S: PageRead + ?Sized>(
         std::ops::Bound::Included(&meta_key[..]),
         std::ops::Bound::Included(&data_key[..]),
         |k, v| {
-            if meta.is_none() {
+            let Some(meta) = &meta else {
                 if k != meta_key {
                     return Err(corrupt("missing".into()));
                 }
@@ -492,68 +381,39 @@ pub(crate) fn open<'s, S: PageRead + ?Sized>(
                 let decoded = match v {
                     btree::ValueRef::Inline(bytes) => BodyMeta::decode(bytes),
                     btree::ValueRef::Long(_) => BodyMeta::decode(&btree::read_value(store, &v.to_value())?),
-                };
-                meta = Some(decoded.map_err(corrupt)?);
+                }
+                .map_err(corrupt)?;
+                if decoded.raw_len > max_raw {
+                    return Err(corrupt(format!(
+                        "{} bytes, more than the store's maximum {max_raw}",
+                        decoded.raw_len
+                    )));
+                }
+                meta = Some(decoded);
                 return Ok(true);
-            }
+            };
             if k == data_key {
+                if v.len() != meta.stored_len {
+                    return Err(corrupt(format!(
+                        "data of {} bytes, meta says {}",
+                        v.len(),
+                        meta.stored_len
+                    )));
+                }
                 data = Some(v.to_value());
             }
             Ok(false)
         },
     )?;
     let meta = meta.ok_or_else(|| corrupt("missing".into()))?;
-    if meta.raw_len > max_raw {
-        return Err(corrupt(format!(
-            "{} bytes, more than the store's maximum {max_raw}",
-            meta.raw_len
-        )));
-    }
     let data = data.ok_or_else(|| corrupt("data missing".into()))?;
-    if data.len() != meta.stored_len {
-        return Err(corrupt(format!(
-            "data of {} bytes, meta says {}",
-            data.len(),
-            meta.stored_len
-        )));
-    }
     Ok(StoredBody { store, id, meta, data })
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::prepare::prepare;
     use super::*;
-
-    #[test]
-    fn text_compresses_random_bytes_stay_raw_and_limits_hold() {
-        let text = b"Subject: hello\r\n\r\nthe quick brown fox ".repeat(2000);
-        let body = prepare(&mut &text[..], 3, 1 << 20).unwrap();
-        assert_eq!(body.encoding, Encoding::ZstdChunks);
-        // A body of one chunk takes LZ4.
-        let short = &text[..5000];
-        let one = prepare(&mut &short[..], 3, 1 << 20).unwrap();
-        assert_eq!(one.encoding, Encoding::Lz4Chunk);
-        assert!(one.stored_len() < 1000, "{}", one.stored_len());
-        assert_eq!(one.checksum, crc32c::crc32c(short));
-        assert!(body.stored_len() < text.len() as u64 / 4);
-        assert_eq!(body.checksum, crc32c::crc32c(&text));
-        let mut x = 0x9e3779b97f4a7c15u64;
-        let noise: Vec<u8> = (0..40_000)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
-        let body = prepare(&mut &noise[..], 3, 1 << 20).unwrap();
-        assert_eq!(body.encoding, Encoding::Raw);
-        assert_eq!(body.data, noise);
-        assert!(matches!(
-            prepare(&mut &noise[..], 3, 39_999),
-            Err(MailError::BodyTooLarge { max: 39_999, .. })
-        ));
-    }
 
     /// A store with no pages: the bodies below are inline values.
     struct NoPages;

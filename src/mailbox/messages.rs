@@ -3,9 +3,10 @@
 //! the body reference counts and the mailbox's usage exact, in the same
 //! transaction.
 
-use super::body::{self, BodyMeta, PreparedBody};
+use super::body::BodyMeta;
 use super::codec::{ChangeEntry, MessageRecord, keys};
 use super::error::{MailError, QuotaKind, Result};
+use super::prepare::{self, PreparedBody};
 use super::props;
 use super::query::{self, FolderRef};
 use super::schema::{self, MAX_KEYWORDS, Schema};
@@ -168,7 +169,7 @@ impl MailTxn<'_, '_> {
 
     /// Compresses `bytes` and appends them; returns the UID (UIDPLUS).
     pub fn append(&mut self, mailbox: &str, folder: &str, opts: &AppendOptions, bytes: &[u8]) -> Result<u32> {
-        let body = body::prepare(&mut &bytes[..], self.sc.level, self.sc.max_body_bytes)?;
+        let body = prepare::prepare(&mut &bytes[..], self.sc.level, self.sc.max_body_bytes)?;
         self.append_prepared(mailbox, folder, opts, &body)
     }
 

@@ -28,6 +28,7 @@ mod codec;
 mod error;
 mod messages;
 mod passive;
+mod prepare;
 mod props;
 mod query;
 mod schema;
@@ -38,9 +39,10 @@ mod verify;
 mod view;
 pub mod workload;
 
-pub use body::{CHUNK_RAW, PreparedBody};
+pub use body::CHUNK_RAW;
 pub use error::{MailError, QuotaKind, Result};
 pub use passive::PassiveMailRead;
+pub use prepare::PreparedBody;
 pub use schema::{
     MAX_FOLDER_NAME, MAX_KEYWORD_LEN, MAX_KEYWORDS, MAX_MAILBOX_NAME, MAX_PROP_NAME, MAX_PROP_VALUE, Schema,
 };
@@ -228,7 +230,7 @@ impl Store {
 
     /// Compresses a body on the calling thread, ahead of its transaction.
     pub fn prepare_body(&self, reader: &mut dyn Read) -> Result<PreparedBody> {
-        body::prepare(reader, self.schema.level, self.schema.max_body_bytes)
+        prepare::prepare(reader, self.schema.level, self.schema.max_body_bytes)
     }
 
     /// Runs `body` as one atomic transaction with the store's default
