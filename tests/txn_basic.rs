@@ -552,3 +552,40 @@ fn many_small_changes_over_many_pages_fit_one_transaction() {
         other => panic!("600 scattered puts hold more than 320 KiB of pages: {other:?}"),
     }
 }
+
+/// A snapshot keeps the page count of the state it sees while later commits
+/// grow the file, here past the first free-space map's span (a new map page
+/// the snapshot has no version of): its online verification stays clean.
+#[test]
+fn a_snapshot_verifies_at_its_own_page_count_while_the_file_grows() {
+    let sim = SimVfs::new(3);
+    let mut o = opts();
+    o.max_transaction_bytes = 8 << 20;
+    let db = Database::create(sim, DIR, o).expect("create");
+    let mut tx = db.begin_write();
+    let t = tx.create_table("t").expect("table");
+    for i in 0..200 {
+        tx.put(&t, &key(i), &i.to_le_bytes()).expect("put");
+    }
+    tx.commit().expect("commit");
+    let rx = db.begin_read();
+    let before = rx.pages().page_count();
+    let span = mailvault::pager::freemap::span(4096);
+    let value = vec![0x5au8; 4 << 20];
+    let mut i = 1000;
+    while db.begin_read().pages().page_count() <= span + 64 {
+        let mut tx = db.begin_write();
+        tx.put(&t, &key(i), &value).expect("put a long value");
+        tx.commit().expect("commit");
+        i += 1;
+    }
+    assert_eq!(rx.pages().page_count(), before);
+    let report = rx.verify().expect("verify");
+    assert!(report.is_ok(), "{:?}", report.problems);
+    assert_eq!(report.page_count, before);
+    assert_eq!(report.tables, vec![("t".to_string(), 200)]);
+    let now = db.begin_read().verify().expect("verify");
+    assert!(now.is_ok(), "{:?}", now.problems);
+    assert!(now.page_count > span, "{}", now.page_count);
+    assert_eq!(now.tables, vec![("t".to_string(), 200 + u64::from(i - 1000))]);
+}

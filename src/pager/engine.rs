@@ -97,8 +97,9 @@ impl Default for PagerOptions {
 pub(crate) struct PagerState {
     /// Last committed sequence.
     pub seq: u64,
-    /// Committed, not yet visible: (sequence, end of its record).
-    pub pending: VecDeque<(u64, Lsn)>,
+    /// Committed, not yet visible: (sequence, end of its record, page
+    /// count after it).
+    pub pending: VecDeque<(u64, Lsn, u32)>,
     /// Where the latest checkpoint began: a page last changed before it is
     /// logged whole at its next change (torn-write repair).
     pub redo_point: Lsn,
@@ -140,6 +141,11 @@ pub struct Pager {
     pub(crate) snapshots: SnapshotRegistry,
     /// Pages in the database (committed); set under `state`.
     pub(crate) page_count: AtomicU32,
+    /// Pages as of the visible sequence, moved with it under a sequence
+    /// lock: `visible_change` is odd while the two move (under `state`),
+    /// so a snapshot's begin can read both as one state.
+    pub(crate) visible_pages: AtomicU32,
+    pub(crate) visible_change: AtomicU64,
     /// Signals the background thread (lazy flush, checkpoint requests, shutdown).
     pub(crate) wake: Condvar,
     pub(crate) checkpointer: Mutex<CheckpointState>,
@@ -254,10 +260,23 @@ impl Pager {
         Ok(self.cache.insert_and_evict(no, page, self.snapshots.oldest_bound()))
     }
 
-    /// Registers a snapshot of the visible state; end it with
-    /// [`Pager::end_snapshot`] (on any thread).
-    pub fn begin_snapshot(&self) -> Snapshot {
-        self.snapshots.begin()
+    /// Registers a snapshot of the visible state, and returns it with that
+    /// state's page count (pages at or past it do not exist for it). End it
+    /// with [`Pager::end_snapshot`] (on any thread).
+    pub fn begin_snapshot(&self) -> (Snapshot, u32) {
+        loop {
+            let before = self.visible_change.load(Ordering::SeqCst);
+            if before % 2 == 0 {
+                let snapshot = self.snapshots.begin();
+                let pages = self.visible_pages.load(Ordering::SeqCst);
+                if self.visible_change.load(Ordering::SeqCst) == before {
+                    return (snapshot, pages);
+                }
+                // Visibility moved meanwhile: the two may not match.
+                self.end_snapshot(snapshot);
+            }
+            std::hint::spin_loop();
+        }
     }
 
     pub fn end_snapshot(&self, snapshot: Snapshot) {
@@ -448,7 +467,7 @@ impl Pager {
         }
         st.seq = seq;
         self.page_count.fetch_max(page_count, Ordering::AcqRel);
-        st.pending.push_back((seq, appended.end));
+        st.pending.push_back((seq, appended.end, page_count));
         if self.cache.dirty_bytes() * 2 > self.cache.capacity() {
             self.checkpoint_wanted.store(true, Ordering::Relaxed);
             self.wake.notify_all();
@@ -547,16 +566,19 @@ impl Pager {
     pub fn advance_visible(&self) {
         let durable = self.log.durable_lsn();
         let mut st = self.state.lock();
-        let mut moved = false;
-        while let Some(&(seq, end)) = st.pending.front() {
+        let mut moved = None;
+        while let Some(&(seq, end, pages)) = st.pending.front() {
             if end > durable {
                 break;
             }
-            self.snapshots.set_visible(seq);
             st.pending.pop_front();
-            moved = true;
+            moved = Some((seq, pages));
         }
-        if moved {
+        if let Some((seq, pages)) = moved {
+            self.visible_change.fetch_add(1, Ordering::SeqCst);
+            self.snapshots.set_visible(seq);
+            self.visible_pages.fetch_max(pages, Ordering::SeqCst);
+            self.visible_change.fetch_add(1, Ordering::SeqCst);
             let oldest = self.snapshots.oldest();
             self.cache.prune(oldest);
             self.cache.evict(oldest);

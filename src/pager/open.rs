@@ -260,6 +260,8 @@ impl Pager {
             cache: PageCache::new(ps, opts.cache_bytes),
             snapshots: SnapshotRegistry::new(0),
             page_count: AtomicU32::new(header.page_count),
+            visible_pages: AtomicU32::new(header.page_count),
+            visible_change: AtomicU64::new(0),
             opts,
             wake: Condvar::new(),
             checkpointer: Mutex::new(CheckpointState {
@@ -353,6 +355,7 @@ impl Pager {
             st.seq = seq;
             self.snapshots.set_visible(seq);
             self.page_count.store(page_count, Ordering::Release);
+            self.visible_pages.store(page_count, Ordering::SeqCst);
             for (no, p) in pass.pages.into_pages() {
                 self.cache.publish(no, None, 0, p);
             }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 pub struct SnapshotPages {
     pager: Arc<Pager>,
     snapshot: crate::pager::Snapshot,
+    page_count: u32,
 }
 
 impl PageRead for SnapshotPages {
@@ -29,9 +30,10 @@ impl PageRead for SnapshotPages {
 }
 
 impl SnapshotPages {
-    /// Pages in the database (as of now; the snapshot uses no page beyond).
+    /// Pages in the database as of the snapshot (the file may hold more,
+    /// of later commits).
     pub fn page_count(&self) -> u32 {
-        self.pager.page_count()
+        self.page_count
     }
 }
 
@@ -51,11 +53,12 @@ pub struct ReadTxn<'db> {
 
 impl<'db> ReadTxn<'db> {
     pub(crate) fn new(db: &'db Database) -> Self {
-        let snapshot = db.pager.begin_snapshot();
+        let (snapshot, page_count) = db.pager.begin_snapshot();
         ReadTxn {
             pages: SnapshotPages {
                 pager: db.pager.clone(),
                 snapshot,
+                page_count,
             },
             _db: std::marker::PhantomData,
         }
