@@ -266,7 +266,7 @@ impl Pager {
     pub fn begin_snapshot(&self) -> (Snapshot, u32) {
         loop {
             let before = self.visible_change.load(Ordering::SeqCst);
-            if before % 2 == 0 {
+            if before.is_multiple_of(2) {
                 let snapshot = self.snapshots.begin();
                 let pages = self.visible_pages.load(Ordering::SeqCst);
                 if self.visible_change.load(Ordering::SeqCst) == before {
