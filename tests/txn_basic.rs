@@ -589,3 +589,39 @@ fn a_snapshot_verifies_at_its_own_page_count_while_the_file_grows() {
     assert!(now.page_count > span, "{}", now.page_count);
     assert_eq!(now.tables, vec![("t".to_string(), 200 + u64::from(i - 1000))]);
 }
+
+/// The data pages of a large value are read around the cache: reading a
+/// value of 256 pages leaves the cache about where it was, and a short long
+/// value's pages are cached as before.
+#[test]
+fn large_values_are_read_in_passing_and_short_ones_cached() {
+    let sim = SimVfs::new(4);
+    let mut o = opts();
+    o.max_transaction_bytes = 4 << 20;
+    let db = Database::create(sim, DIR, o).expect("create");
+    let big: Vec<u8> = (0..1u32 << 20).map(|i| (i % 251) as u8).collect();
+    let short = vec![7u8; 10_000];
+    let mut tx = db.begin_write();
+    let t = tx.create_table("t").expect("table");
+    tx.put(&t, b"big", &big).expect("put");
+    tx.put(&t, b"short", &short).expect("put");
+    tx.commit().expect("commit");
+    db.checkpoint().expect("checkpoint");
+    let held = || db.pager().cache_usage().0;
+    let before = held();
+    let rx = db.begin_read();
+    assert_eq!(rx.get(&t, b"big").expect("get"), Some(big.clone()));
+    let after_big = held();
+    assert!(
+        after_big <= before + 8 * 4096,
+        "reading 256 pages grew the cache from {before} to {after_big} bytes"
+    );
+    assert_eq!(rx.get(&t, b"short").expect("get"), Some(short));
+    assert!(
+        held() >= after_big + 3 * 4096,
+        "a 3-page value was not cached: {} bytes",
+        held()
+    );
+    // Read again, from the file: the same bytes.
+    assert_eq!(rx.get(&t, b"big").expect("get"), Some(big));
+}

@@ -142,6 +142,14 @@ fn snapshots_survive_eviction_across_cache_shards() {
     survive_eviction_and_reuse(4000, 1200, 1024, 10);
 }
 
+/// With values of six pages, whose data pages readers read in passing
+/// (around the cache): a snapshot still reads the version it began with
+/// after the pages are freed, reused and checkpointed over.
+#[test]
+fn snapshots_read_large_values_in_passing_across_reuse() {
+    survive_eviction_and_reuse(24, 24_000, 64, 30);
+}
+
 fn survive_eviction_and_reuse(row_count: u64, value_len: usize, cache_pages: usize, commits: u64) {
     let sim = SimVfs::new(12);
     let small = DbOptions {

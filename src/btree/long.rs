@@ -95,6 +95,10 @@ fn field_u32(page: &[u8], at: usize) -> u32 {
         .map_or(u32::MAX, u32::from_le_bytes)
 }
 
+/// Values longer than this many pages have their data pages read around the
+/// cache.
+const IN_PASSING_PAGES: u64 = 4;
+
 /// Reads page `no`, expected at `level` covering bytes from `start`, and
 /// checks every header field against that position.
 pub(crate) fn read_page<S: PageRead + ?Sized>(
@@ -106,7 +110,14 @@ pub(crate) fn read_page<S: PageRead + ?Sized>(
 ) -> Result<PageRef> {
     let bad =
         |at: usize, reason: String| DbError::corrupt_page(store.file_path(), no, shape.page_offset(no, at), reason);
-    let page = store.page(no)?;
+    // The data pages of a value longer than a few pages are read once in
+    // passing (a message body is mostly fetched once); index pages and the
+    // pages of short values stay cached.
+    let page = if level == 0 && shape.len > IN_PASSING_PAGES * shape.page_size as u64 {
+        store.page_in_passing(no)?
+    } else {
+        store.page(no)?
+    };
     if page.len() != shape.page_size {
         return Err(bad(
             0,

@@ -337,6 +337,11 @@ impl PageRead for CountingPages<'_> {
         self.reads.set(self.reads.get() + 1);
         self.inner.pages().page(no)
     }
+
+    fn page_in_passing(&self, no: PageNo) -> crate::pager::Result<PageRef> {
+        self.reads.set(self.reads.get() + 1);
+        self.inner.pages().page_in_passing(no)
+    }
 }
 
 /// A read snapshot of the store: every read sees one committed state.

@@ -240,6 +240,32 @@ impl Pager {
 
     /// Page `no` as seen by `snapshot`.
     pub fn read(&self, no: PageNo, snapshot: u64) -> Result<PageRef> {
+        if let Some(p) = self.cached(no, snapshot)? {
+            return Ok(p);
+        }
+        let page = Arc::new(self.file.read_page(no)?);
+        // A bound at or below the oldest snapshot: eviction by it keeps every
+        // version a snapshot may read.
+        Ok(self.cache.insert_and_evict(no, page, self.snapshots.oldest_bound()))
+    }
+
+    /// [`Pager::read`], leaving a page read from the file out of the cache:
+    /// the data pages of a large value are read once, and caching them
+    /// would evict the tree pages every lookup needs (and hold the memory).
+    pub fn read_in_passing(&self, no: PageNo, snapshot: u64) -> Result<PageRef> {
+        if let Some(p) = self.cached(no, snapshot)? {
+            return Ok(p);
+        }
+        let page = Arc::new(self.file.read_page(no)?);
+        // A commit may have published the page (with its base, the version
+        // this snapshot reads) and a checkpoint written the new one to the
+        // file since the lookup above: the cache's version wins, as in
+        // `PageCache::insert_from_file`.
+        Ok(self.cache.get(no, snapshot).unwrap_or(page))
+    }
+
+    /// The version of page `no` that `snapshot` reads, if cached.
+    fn cached(&self, no: PageNo, snapshot: u64) -> Result<Option<PageRef>> {
         // Set before the commit that grew the file becomes visible, so a
         // snapshot sees at least its own page count.
         let page_count = self.page_count.load(Ordering::Acquire);
@@ -251,13 +277,7 @@ impl Pager {
                 format!("page number beyond the database's {page_count} pages"),
             ));
         }
-        if let Some(p) = self.cache.get(no, snapshot) {
-            return Ok(p);
-        }
-        let page = Arc::new(self.file.read_page(no)?);
-        // A bound at or below the oldest snapshot: eviction by it keeps every
-        // version a snapshot may read.
-        Ok(self.cache.insert_and_evict(no, page, self.snapshots.oldest_bound()))
+        Ok(self.cache.get(no, snapshot))
     }
 
     /// Registers a snapshot of the visible state, and returns it with that

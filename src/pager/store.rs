@@ -14,6 +14,11 @@ pub trait PageRead {
     fn file_path(&self) -> &Path;
     /// The page's bytes, header included, verified.
     fn page(&self, no: PageNo) -> Result<PageRef>;
+    /// [`PageRead::page`] for a page read once in passing, as the data of
+    /// a long value is: a store may leave it out of its cache.
+    fn page_in_passing(&self, no: PageNo) -> Result<PageRef> {
+        self.page(no)
+    }
 }
 
 /// Write access within one write transaction.

@@ -27,6 +27,10 @@ impl PageRead for SnapshotPages {
     fn page(&self, no: PageNo) -> Result<PageRef> {
         self.pager.read(no, self.snapshot.seq)
     }
+
+    fn page_in_passing(&self, no: PageNo) -> Result<PageRef> {
+        self.pager.read_in_passing(no, self.snapshot.seq)
+    }
 }
 
 impl SnapshotPages {
