@@ -21,10 +21,24 @@ use std::sync::Arc;
 /// Spare generation files a copy keeps.
 pub const REPLICA_POOL: usize = 2;
 
+/// Held by each change to a replica's files: truncation (on the replay
+/// thread) trims the spares while the receiving thread may be taking one,
+/// and a spare removed between its choice and its rename failed the
+/// switch to a new generation. One lock for the process: both are rare
+/// and short.
+static POOL_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn pool_lock() -> std::sync::MutexGuard<'static, ()> {
+    // The guarded state is on disk: a panic while holding it leaves nothing
+    // in memory to distrust.
+    POOL_LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Retires the replica's generations before `before`: the newest become
 /// spares (up to the pool's size), the rest are removed, then the directory
 /// is synced. Returns how many generations were retired.
 pub fn retire_generations(vfs: &dyn Vfs, dir: &Path, before: u32) -> Result<u32> {
+    let _pool = pool_lock();
     let names = vfs.list(dir).map_err(|e| LogError::io(dir, 0, "list", e))?;
     let (mut old, mut spares) = (Vec::new(), Vec::new());
     for name in &names {
@@ -69,6 +83,7 @@ pub(super) fn take_spare(
     header_len: usize,
     size: u64,
 ) -> Result<Option<Arc<dyn VfsFile>>> {
+    let _pool = pool_lock();
     let names = vfs.list(dir).map_err(|e| LogError::io(dir, 0, "list", e))?;
     let newest = names
         .iter()

@@ -14,6 +14,7 @@ use super::scan::FrameWalk;
 use super::{LogError, Lsn, Result};
 use crate::vfs::{OpenMode, SharedVfs};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// What the active sends next: a generation's header, home frames, and the
 /// open frame's current image.
@@ -180,6 +181,10 @@ pub struct LogReplica {
     /// End of the durable log bytes held (the data end of the last frame).
     end: Lsn,
     synced: bool,
+    /// A write or sync that failed: the replica is stopped (fail-stop). A
+    /// failed sync may have dropped the writes it covered, so a retry that
+    /// succeeds proves nothing; a failed write leaves its frames unknown.
+    failed: Option<Arc<LogError>>,
 }
 
 impl LogReplica {
@@ -206,6 +211,7 @@ impl LogReplica {
             next: Lsn::ZERO,
             end: Lsn::ZERO,
             synced: true,
+            failed: None,
         };
         let Some(generation) = last else {
             return Ok(replica);
@@ -303,7 +309,36 @@ impl LogReplica {
     }
 
     /// Checks and writes one chunk (not yet synced: see [`LogReplica::sync`]).
+    /// Positions move only past bytes written; after a failed write or sync
+    /// every call fails with [`LogError::Stopped`] (reopen to recover).
     pub fn apply(&mut self, chunk: &ShipChunk) -> Result<()> {
+        self.check_running()?;
+        self.apply_chunk(chunk)
+    }
+
+    /// Whether a failed write or sync stopped the replica.
+    pub fn is_stopped(&self) -> bool {
+        self.failed.is_some()
+    }
+
+    fn check_running(&self) -> Result<()> {
+        match &self.failed {
+            Some(cause) => Err(LogError::Stopped { cause: cause.clone() }),
+            None => Ok(()),
+        }
+    }
+
+    /// A log write or sync failed: what reached the file is unknown (a
+    /// failed sync may have dropped the writes it covered), so the replica
+    /// stops. Checks that refuse a chunk do not stop it: nothing of the
+    /// chunk was written, and the sender may send it again.
+    fn stop(&mut self, e: LogError) -> LogError {
+        let cause = Arc::new(e);
+        self.failed = Some(cause.clone());
+        LogError::Stopped { cause }
+    }
+
+    fn apply_chunk(&mut self, chunk: &ShipChunk) -> Result<()> {
         if let Some((generation, bytes)) = &chunk.header {
             self.start_generation(*generation, bytes)?;
         }
@@ -319,13 +354,16 @@ impl LogReplica {
                 )));
             }
             let first = chunk.first.offset() / fs;
+            // Every frame is checked before any is written, and the
+            // positions move only once the write succeeded.
+            let (mut end, mut next) = (self.end, self.next);
             for (i, frame) in chunk.frames.chunks(fs as usize).enumerate() {
                 let index = first + i as u32;
                 let h = g.check_home(index, frame).map_err(|d| {
                     LogError::corrupt(&g.path, g.frame_offset(index), format!("shipped frame {index}: {d}"))
                 })?;
-                self.end = Lsn(data_end(&h));
-                self.next = if h.is_sealed() {
+                end = Lsn(data_end(&h));
+                next = if h.is_sealed() {
                     Lsn::new(g.header.generation + 1, 0)
                 } else {
                     Lsn(h.lsn.0 + u64::from(fs))
@@ -333,10 +371,11 @@ impl LogReplica {
             }
             if !chunk.frames.is_empty() {
                 let at = g.frame_offset(first);
+                self.synced = false;
                 g.file
                     .write_at(&chunk.frames, at)
-                    .map_err(|e| LogError::io(&g.path, at, "write", e))?;
-                self.synced = false;
+                    .map_err(|e| self.stop(LogError::io(&g.path, at, "write", e)))?;
+                (self.end, self.next) = (end, next);
             }
             if let Some(tail) = &chunk.tail {
                 self.write_tail(&g, tail)?;
@@ -353,6 +392,7 @@ impl LogReplica {
         let h = FrameHeader::decode(frame)
             .map_err(|d| LogError::corrupt(&g.path, 0, format!("shipped tail frame: {d}")))?;
         let index = h.lsn.offset() / fs as u32;
+        let mut next = self.next;
         if h.lsn != self.next {
             return Err(self.protocol(format!("a tail frame at {}, expected {}", h.lsn, self.next)));
         }
@@ -360,26 +400,27 @@ impl LogReplica {
             g.check_shadow(frame)
                 .map_err(|d| LogError::corrupt(&g.path, 0, format!("shipped shadow frame: {d}")))?;
             // Never over the newest copy: a torn write must leave it whole.
-            let slot = match self.last_shadow {
+            match self.last_shadow {
                 Some(s) if s == SHADOW_SLOTS[0] => SHADOW_SLOTS[1],
                 _ => SHADOW_SLOTS[0],
-            };
-            self.last_shadow = Some(slot);
-            slot
+            }
         } else {
             // A partly filled frame closed early: final, and home.
             g.check_home(index, frame).map_err(|d| {
                 LogError::corrupt(&g.path, g.frame_offset(index), format!("shipped frame {index}: {d}"))
             })?;
-            self.next = Lsn(h.lsn.0 + fs as u64);
+            next = Lsn(h.lsn.0 + fs as u64);
             index
         };
         let at = g.frame_offset(slot);
+        self.synced = false;
         g.file
             .write_at(frame, at)
-            .map_err(|e| LogError::io(&g.path, at, "write", e))?;
-        self.end = Lsn(data_end(&h));
-        self.synced = false;
+            .map_err(|e| self.stop(LogError::io(&g.path, at, "write", e)))?;
+        if h.flags & FLAG_SHADOW != 0 {
+            self.last_shadow = Some(slot);
+        }
+        (self.end, self.next) = (Lsn(data_end(&h)), next);
         Ok(())
     }
 
@@ -424,7 +465,7 @@ impl LogReplica {
                     "the shipped generation does not follow the previous one (a divergent history)",
                 ));
             }
-            self.sync()?;
+            self.sync_current()?;
         }
         let path = self.dir.join(generation_name(generation));
         let spare = if self.vfs.exists(&path).map_err(|e| LogError::io(&path, 0, "stat", e))? {
@@ -474,12 +515,19 @@ impl LogReplica {
         Ok(())
     }
 
-    /// Makes everything applied durable.
+    /// Makes everything applied durable. A failure stops the replica.
     pub fn sync(&mut self) -> Result<()> {
-        if let Some(g) = &self.current
+        self.check_running()?;
+        self.sync_current()
+    }
+
+    fn sync_current(&mut self) -> Result<()> {
+        if let Some(g) = self.current.clone()
             && !self.synced
         {
-            g.file.sync_data().map_err(|e| LogError::io(&g.path, 0, "sync", e))?;
+            g.file
+                .sync_data()
+                .map_err(|e| self.stop(LogError::io(&g.path, 0, "sync", e)))?;
         }
         self.synced = true;
         Ok(())

@@ -319,6 +319,19 @@ impl Follower {
     pub fn reset(&mut self) -> Result<()> {
         self.replayer = None;
         self.partial_seed = None;
+        // The log goes first, durably: a crash that left the old log beside
+        // a removed database would seed a copy whose replica resumes from
+        // the old position instead of the seed's.
+        let ldir = log_dir(&self.dir);
+        if self.vfs.exists(&ldir).map_err(seed::disk(&ldir, 0, "stat"))? {
+            for name in self.vfs.list(&ldir).map_err(seed::disk(&ldir, 0, "list"))? {
+                let path = ldir.join(name);
+                self.vfs.remove(&path).map_err(seed::disk(&path, 0, "remove"))?;
+            }
+            self.vfs
+                .sync_dir(&ldir)
+                .map_err(seed::disk(&ldir, 0, "sync directory"))?;
+        }
         for p in [
             data_path(&self.dir),
             crate::pager::dw_path(&self.dir),
@@ -327,13 +340,6 @@ impl Follower {
         ] {
             if self.vfs.exists(&p).map_err(seed::disk(&p, 0, "stat"))? {
                 self.vfs.remove(&p).map_err(seed::disk(&p, 0, "remove"))?;
-            }
-        }
-        let ldir = log_dir(&self.dir);
-        if self.vfs.exists(&ldir).map_err(seed::disk(&ldir, 0, "stat"))? {
-            for name in self.vfs.list(&ldir).map_err(seed::disk(&ldir, 0, "list"))? {
-                let path = ldir.join(name);
-                self.vfs.remove(&path).map_err(seed::disk(&path, 0, "remove"))?;
             }
         }
         self.vfs
@@ -355,7 +361,16 @@ impl Follower {
     /// `until` says so, or the connection fails.
     pub fn session(&mut self, addr: &str, timeout: Duration, until: Option<&dyn Fn(&Follower) -> bool>) -> Result<()> {
         let result = self.run_session(addr, timeout, until);
-        self.note_missing_page(result)
+        let result = self.note_missing_page(result);
+        if let Err(e) = &result
+            && self.replica.is_stopped()
+            && self.failed.is_none()
+        {
+            // Fail-stop: what a failed write or sync left on disk is
+            // unknown, and a retried sync that succeeds proves nothing.
+            self.failed = Some(format!("the copy's log stopped: {e}; restart the copy to recover"));
+        }
+        result
     }
 
     /// A replay that met a page written outside the log that this copy was

@@ -297,6 +297,11 @@ pub fn follow(args: &FollowArgs) -> Result<ExitCode> {
                 write_status(&args.dir, &copy.status());
                 return Err(CliError::msg(format!("this copy diverged from the active: {e}")));
             }
+            Err(e) if copy.status().state == mailvault::repl::CopyState::Failed => {
+                // A failed write or sync stopped the copy's log: no retry.
+                write_status(&args.dir, &copy.status());
+                return Err(CliError::msg(format!("this copy stopped: {e}")));
+            }
             Err(e) => {
                 // A session that moved the copy forward resets the back-off.
                 if (copy.replica().end(), copy.replayed()) != before {
