@@ -3,27 +3,18 @@
 //! truncation racing a generation switch on the spare pool does not fail
 //! the switch. (Found in review; each test failed before its fix.)
 
-use mailvault::log::{FrameSource, Log, LogError, LogOptions, LogReplica, Lsn, retire_generations};
+mod common;
+
+use mailvault::log::{FrameSource, Log, LogError, LogReplica, Lsn, retire_generations};
 use mailvault::vfs::sim::SimRng;
 use mailvault::vfs::{FaultKind, OpenMode, SimVfs, StoreLock, Vfs, VfsFile};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-fn opts() -> LogOptions {
-    LogOptions {
-        frame_size: 512,
-        generation_size: 48 * 512,
-        buffer_size: 8 * 512,
-        max_record_size: 2048,
-        recycle_pool: 1,
-        ..LogOptions::default()
-    }
-}
-
 fn active(seed: u64, generations: u32) -> (Arc<SimVfs>, Log, FrameSource) {
     let disk = SimVfs::new(seed);
-    let log = Log::create(disk.clone(), "/active", opts()).unwrap();
+    let log = Log::create(disk.clone(), "/active", common::small_opts()).unwrap();
     let mut rng = SimRng::new(seed);
     let mut n = 0u32;
     while log.durable_lsn().generation() <= generations {
