@@ -22,6 +22,7 @@ pub mod redo;
 mod replay;
 mod seed_read;
 mod snapshots;
+mod spill;
 mod store;
 mod txn_records;
 

@@ -15,12 +15,12 @@ use super::file::{DbFile, data_path, log_dir};
 use super::header::{DbHeader, DbState, read_best, salt_of};
 use super::passive_read::{PassiveSnapshot, SnapshotLimits, SnapshotSource, Snapshots};
 use super::replay::Changed;
+use super::spill::SpillWorker;
 use super::{DbError, Result};
 use crate::log::{LogReader, Lsn};
 use crate::vfs::{OpenMode, SharedVfs};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 
 /// What a replay call did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -56,8 +56,9 @@ pub struct Replayer {
     position: Lsn,
     /// Open snapshots; dropped (expiring them) before the lock is released.
     snapshots: Snapshots,
-    /// A checkpoint of spilled pages being written on its own thread.
-    spilling: Option<JoinHandle<Result<(DbHeader, u32)>>>,
+    /// Writes checkpoints of spilled pages on its own thread. Declared
+    /// before the lock: dropping it finishes a checkpoint in flight first.
+    spilling: SpillWorker,
     /// Set when a background checkpoint failed: the copy is fail-stop
     /// (reopening it replays from the last checkpoint on disk).
     failed: bool,
@@ -96,6 +97,7 @@ impl Replayer {
         let mut pass = RedoPass::new(budget, header.page_count, header.redo_lsn);
         pass.whole = Some(Verifier::default());
         let snapshots = Snapshots::new(file.path.clone());
+        let spilling = SpillWorker::new(file.path.clone());
         let mut replayer = Replayer {
             vfs,
             dir: dir.to_path_buf(),
@@ -107,7 +109,7 @@ impl Replayer {
             header,
             slot,
             snapshots,
-            spilling: None,
+            spilling,
             failed: false,
             _lock: lock,
         };
@@ -194,7 +196,7 @@ impl Replayer {
             self.position = record.end;
             progress.records += 1;
         }
-        if self.spilling.as_ref().is_some_and(JoinHandle::is_finished) {
+        if self.spilling.is_finished() {
             self.finish_spill()?;
         }
         self.publish_if_wanted();
@@ -266,47 +268,38 @@ impl Replayer {
         self.snapshots.before_write(&self.file, &protected);
         self.snapshots.before_write(&self.file, &rebuilt);
         let (file, header, slot, page_count) = (self.file.clone(), self.header, self.slot, self.pass.page_count);
-        let spill = std::thread::Builder::new()
-            .name("mailvault-spill".into())
-            .spawn(move || {
-                let began = std::time::Instant::now();
-                let pages = (protected.len(), rebuilt.len());
-                let (header, slot, _) = file.write_checkpoint_with(
-                    &header,
-                    slot,
-                    (&mut protected, &mut rebuilt),
-                    redo,
-                    page_count,
-                    DbState::Dirty,
-                )?;
-                tracing::debug!(
-                    protected = pages.0,
-                    rebuilt = pages.1,
-                    %redo,
-                    elapsed_ms = began.elapsed().as_secs_f64() * 1e3,
-                    "copy checkpoint written"
-                );
-                Ok((header, slot))
-            })
-            .map_err(|e| DbError::io(&self.file.path, 0, "start a checkpoint thread", e))?;
-        self.spilling = Some(spill);
-        Ok(())
+        self.spilling.submit(Box::new(move || {
+            let began = std::time::Instant::now();
+            let pages = (protected.len(), rebuilt.len());
+            let (header, slot, _) = file.write_checkpoint_with(
+                &header,
+                slot,
+                (&mut protected, &mut rebuilt),
+                redo,
+                page_count,
+                DbState::Dirty,
+            )?;
+            tracing::debug!(
+                protected = pages.0,
+                rebuilt = pages.1,
+                %redo,
+                elapsed_ms = began.elapsed().as_secs_f64() * 1e3,
+                "copy checkpoint written"
+            );
+            Ok((header, slot))
+        }))
     }
 
     /// Waits for the background checkpoint, if any, and takes its header.
     fn finish_spill(&mut self) -> Result<()> {
-        let Some(spill) = self.spilling.take() else {
+        if !self.spilling.in_flight() {
+            return Ok(());
+        }
+        let began = std::time::Instant::now();
+        let unfinished = !self.spilling.is_finished();
+        let Some(outcome) = self.spilling.wait() else {
             return Ok(());
         };
-        let began = std::time::Instant::now();
-        let unfinished = !spill.is_finished();
-        let outcome = spill.join().unwrap_or_else(|_| {
-            Err(DbError::corrupt(
-                &self.file.path,
-                0,
-                "the copy's checkpoint thread panicked",
-            ))
-        });
         match outcome {
             Ok((header, slot)) => {
                 if unfinished {
@@ -375,14 +368,5 @@ impl Replayer {
         // The newest become spares the replica writes its next generations
         // into (`log::retire_generations`).
         Ok(crate::log::retire_generations(self.vfs.as_ref(), &ldir, before)?)
-    }
-}
-
-impl Drop for Replayer {
-    /// A background checkpoint finishes before the copy's lock is let go.
-    fn drop(&mut self) {
-        if let Some(spill) = self.spilling.take() {
-            let _ = spill.join();
-        }
     }
 }
