@@ -3,6 +3,7 @@
 //! Both end page-identical to the active, and A keeps the log B still
 //! needs.
 
+use mailvault::log::FrameSource;
 use mailvault::repl::{ClusterKey, CopyRegistry, Follower, ShipOptions, ShipSource, compare, serve_copy};
 use mailvault::txn::{Database, DbOptions};
 use mailvault::vfs::{OsVfs, SharedVfs};
@@ -134,6 +135,99 @@ fn a_copy_seeded_from_another_copy_follows_it_and_ends_identical() {
     let caught_up = move |f: &Follower| f.replayed() >= target;
     b.session(&a_addr, Duration::from_secs(10), Some(&caught_up)).unwrap();
     assert!(b.replayed() >= target);
+    drop(b);
+    stop_a_server.store(true, Ordering::Relaxed);
+    a_server.join().unwrap();
+    drop(a);
+    stop_active.store(true, Ordering::Relaxed);
+    active_server.join().unwrap();
+    db.checkpoint().unwrap();
+    for dir in [&a_dir, &b_dir] {
+        let cmp = compare(&vfs, &tmp.path().join("active"), dir).unwrap();
+        assert!(cmp.identical(), "{}: pages differ: {:?}", dir.display(), cmp.differing);
+    }
+}
+
+/// Copy A stops right after its source sealed a generation, before the next
+/// one's header: A's log ends at the seal. Copy B, following A, received the
+/// seal and so asks A for the first position of the next generation, past
+/// A's durable end. A must take B on and ship once it has that generation,
+/// not refuse B as needing a reseed.
+#[test]
+fn a_copy_that_received_the_seal_resumes_from_a_copy_that_has_no_next_generation_yet() {
+    let tmp = tempfile::tempdir().unwrap();
+    let vfs: SharedVfs = Arc::new(OsVfs);
+    let db = Arc::new(Database::create(vfs.clone(), tmp.path().join("active"), options()).unwrap());
+    {
+        let mut tx = db.begin_write();
+        tx.create_table("mail").unwrap();
+        tx.commit().unwrap();
+    }
+    fill(&db, 0, 300);
+    let stop_active = Arc::new(AtomicBool::new(false));
+    let (active_addr, active_server) = serve(db.clone(), stop_active.clone());
+
+    let a_dir = tmp.path().join("copy-a");
+    let mut a = Follower::open(vfs.clone(), &a_dir, key(), 1 << 20).unwrap();
+    let target = db.pager().log().durable_lsn();
+    let caught_up = move |f: &Follower| f.replayed() >= target;
+    a.session(&active_addr, Duration::from_secs(5), Some(&caught_up))
+        .unwrap();
+
+    // The active rolls several generations; A takes them only up to the
+    // first seal it meets.
+    fill(&db, 1000, 400);
+    let from = a.replica().next();
+    let at_seal = move |f: &Follower| f.replica().next().offset() == 0 && f.replica().next() > from;
+    a.session(&active_addr, Duration::from_secs(5), Some(&at_seal)).unwrap();
+    let sealed_next = a.replica().next();
+    assert_eq!(sealed_next.offset(), 0, "A stopped at a generation's start");
+    let a_source = a.source();
+    assert!(
+        a_source.durable() < sealed_next && a_source.durable().generation() + 1 == sealed_next.generation(),
+        "A's log ends at the seal of {} ({}), short of {sealed_next}",
+        a_source.durable().generation(),
+        a_source.durable()
+    );
+
+    let a_frames = FrameSource::new(vfs.clone(), a_source.log_dir());
+    assert!(a_frames.sealed_at(a_source.durable()).unwrap());
+    let active_frames = FrameSource::new(vfs.clone(), db.log_dir());
+    let active_end = db.pager().log().durable_lsn();
+    assert!(
+        !active_frames.sealed_at(active_end).unwrap(),
+        "the active's end {active_end} is inside an open generation"
+    );
+
+    // B is seeded from A and takes everything A has: the seal included.
+    let stop_a_server = Arc::new(AtomicBool::new(false));
+    let (a_addr, a_server) = serve(a_source.clone(), stop_a_server.clone());
+    let b_dir = tmp.path().join("copy-b");
+    let mut b = Follower::open(vfs.clone(), &b_dir, key(), 1 << 20).unwrap();
+    let with_a = move |f: &Follower| f.replica().next() == sealed_next;
+    b.session(&a_addr, Duration::from_secs(5), Some(&with_a)).unwrap();
+    assert_eq!(b.replica().next(), sealed_next);
+
+    // B comes back while A still has no next generation: taken on.
+    let accepted = |_: &Follower| true;
+    b.session(&a_addr, Duration::from_secs(5), Some(&accepted))
+        .expect("A takes B on at the start of the generation after its seal");
+    assert_eq!(a_source.durable().generation() + 1, sealed_next.generation());
+
+    // A follows the active to its end, B follows A, and both end identical.
+    let target = db.pager().log().durable_lsn();
+    let caught_up = move |f: &Follower| f.replayed() >= target;
+    let a_follows = {
+        let active_addr = active_addr.clone();
+        std::thread::spawn(move || {
+            a.session(&active_addr, Duration::from_secs(10), Some(&caught_up))
+                .unwrap();
+            a
+        })
+    };
+    b.session(&a_addr, Duration::from_secs(10), Some(&caught_up)).unwrap();
+    assert!(b.replayed() >= target);
+    let a = a_follows.join().unwrap();
     drop(b);
     stop_a_server.store(true, Ordering::Relaxed);
     a_server.join().unwrap();

@@ -79,6 +79,26 @@ impl FrameSource {
         Ok(g)
     }
 
+    /// Whether the durable end `end` is where its generation was sealed:
+    /// the frame holding its last byte is home, checked, sealed and ends
+    /// there. A copy that received that frame asks for the next generation
+    /// before this log has it.
+    pub fn sealed_at(&self, end: Lsn) -> Result<bool> {
+        let gfile = self.generation(end.generation())?;
+        let fs = gfile.frame_size();
+        let Some(index) = end.offset().checked_sub(1).map(|last| last / fs) else {
+            return Ok(false);
+        };
+        if index < DATA_START {
+            return Ok(false);
+        }
+        let mut frame = Vec::new();
+        gfile.read_frames(index, 1, &mut frame)?;
+        Ok(gfile
+            .check_home(index, &frame)
+            .is_ok_and(|h| h.is_sealed() && data_end(&h) == end.0))
+    }
+
     /// The chunk starting at `from` (a frame boundary, or the start of a
     /// generation), holding at most about `max_bytes` of frames and nothing
     /// beyond `durable`.

@@ -349,7 +349,10 @@ pub fn serve_copy(
     }
     let oldest = Lsn::new(source.first_generation(), 0);
     let start = copy.position;
-    if start < oldest || (start > mine.position && !after_closed_frame(source, start, mine.position)) {
+    let past_end = start > mine.position
+        && !after_closed_frame(source, start, mine.position)
+        && !after_sealed_generation(source, start, mine.position);
+    if start < oldest || past_end {
         return Err(refuse(
             &mut stream,
             codes::NEEDS_RESEED,
@@ -371,6 +374,22 @@ fn after_closed_frame(source: &dyn ShipSource, start: Lsn, durable: Lsn) -> bool
         Ok(fs) => start.offset() == durable.offset().div_ceil(fs) * fs,
         Err(_) => false,
     }
+}
+
+/// Whether `start` is the first position of the generation after the one
+/// that holds the durable end, and that one is sealed there: a copy that
+/// received the seal from this source (a copy itself, which has not been
+/// sent the next generation yet) asks for the next. Shipping from there
+/// waits for that generation; its header's chain check catches a copy
+/// whose sealed generation is not this one.
+fn after_sealed_generation(source: &dyn ShipSource, start: Lsn, durable: Lsn) -> bool {
+    let Some(next) = durable.generation().checked_add(1) else {
+        return false;
+    };
+    start == Lsn::new(next, 0)
+        && FrameSource::new(source.vfs(), source.log_dir())
+            .sealed_at(durable)
+            .unwrap_or(false)
 }
 
 /// Ships the log from `start` until `stop`, the copy leaving, or an error.
