@@ -3,7 +3,7 @@
 //! Both end page-identical to the active, and A keeps the log B still
 //! needs.
 
-use mailvault::log::FrameSource;
+use mailvault::log::{FrameSource, Lsn};
 use mailvault::repl::{ClusterKey, CopyRegistry, Follower, ShipOptions, ShipSource, compare, serve_copy};
 use mailvault::txn::{Database, DbOptions};
 use mailvault::vfs::{OsVfs, SharedVfs};
@@ -192,11 +192,10 @@ fn a_copy_that_received_the_seal_resumes_from_a_copy_that_has_no_next_generation
 
     let a_frames = FrameSource::new(vfs.clone(), a_source.log_dir());
     assert!(a_frames.sealed_at(a_source.durable()).unwrap());
-    let active_frames = FrameSource::new(vfs.clone(), db.log_dir());
-    let active_end = db.pager().log().durable_lsn();
+    let short_of_seal = Lsn(a_source.durable().0 - 1);
     assert!(
-        !active_frames.sealed_at(active_end).unwrap(),
-        "the active's end {active_end} is inside an open generation"
+        !a_frames.sealed_at(short_of_seal).unwrap(),
+        "{short_of_seal} is not where the seal ends"
     );
 
     // B is seeded from A and takes everything A has: the seal included.
@@ -214,20 +213,34 @@ fn a_copy_that_received_the_seal_resumes_from_a_copy_that_has_no_next_generation
         .expect("A takes B on at the start of the generation after its seal");
     assert_eq!(a_source.durable().generation() + 1, sealed_next.generation());
 
-    // A follows the active to its end, B follows A, and both end identical.
+    // B connects first and waits at the next generation's start; only then
+    // does A follow the active to its end, so A ships B that generation
+    // while B's session is open. Both end identical.
     let target = db.pager().log().durable_lsn();
-    let caught_up = move |f: &Follower| f.replayed() >= target;
-    let a_follows = {
-        let active_addr = active_addr.clone();
+    let (accepted_tx, accepted_rx) = std::sync::mpsc::channel();
+    let b_follows = {
+        let a_addr = a_addr.clone();
         std::thread::spawn(move || {
-            a.session(&active_addr, Duration::from_secs(10), Some(&caught_up))
-                .unwrap();
-            a
+            // `until` is first asked after the Accept.
+            let until = move |f: &Follower| {
+                let _ = accepted_tx.send(());
+                f.replayed() >= target
+            };
+            b.session(&a_addr, Duration::from_secs(10), Some(&until)).unwrap();
+            b
         })
     };
-    b.session(&a_addr, Duration::from_secs(10), Some(&caught_up)).unwrap();
+    accepted_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(
+        a_source.durable().generation() + 1,
+        sealed_next.generation(),
+        "B waits at the start of a generation A does not have yet"
+    );
+    let caught_up = move |f: &Follower| f.replayed() >= target;
+    a.session(&active_addr, Duration::from_secs(10), Some(&caught_up))
+        .unwrap();
+    let b = b_follows.join().unwrap();
     assert!(b.replayed() >= target);
-    let a = a_follows.join().unwrap();
     drop(b);
     stop_a_server.store(true, Ordering::Relaxed);
     a_server.join().unwrap();

@@ -141,8 +141,12 @@ impl CopyRegistry {
         };
         let first = Lsn::new(source.first_generation(), 0);
         let mut restored = 0;
+        let durable = source.durable();
+        // A copy that received a seal holds from the next generation's
+        // start, past the durable end until that generation exists.
+        let next = durable.generation().checked_add(1).map(|g| Lsn::new(g, 0));
         for (id, held) in file.load() {
-            if held >= first && held <= source.durable() {
+            if held >= first && (held <= durable || Some(held) == next) {
                 self.register(source, id, held);
                 restored += 1;
             }
@@ -380,8 +384,9 @@ fn after_closed_frame(source: &dyn ShipSource, start: Lsn, durable: Lsn) -> bool
 /// that holds the durable end, and that one is sealed there: a copy that
 /// received the seal from this source (a copy itself, which has not been
 /// sent the next generation yet) asks for the next. Shipping from there
-/// waits for that generation; its header's chain check catches a copy
-/// whose sealed generation is not this one.
+/// waits for that generation, whose header the copy checks against its own
+/// sealed one (salt, creation time, epoch), as when the source already had
+/// it.
 fn after_sealed_generation(source: &dyn ShipSource, start: Lsn, durable: Lsn) -> bool {
     let Some(next) = durable.generation().checked_add(1) else {
         return false;

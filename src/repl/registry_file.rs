@@ -133,4 +133,40 @@ mod tests {
         huge[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
         assert!(decode(&huge).is_err());
     }
+
+    #[test]
+    fn restore_keeps_a_hold_at_the_start_of_the_generation_after_the_durable_end() {
+        use crate::repl::CopyRegistry;
+        use crate::vfs::{OsVfs, SharedVfs};
+        let tmp = tempfile::tempdir().unwrap();
+        let vfs: SharedVfs = std::sync::Arc::new(OsVfs);
+        let db = crate::txn::Database::create(vfs.clone(), tmp.path().join("db"), Default::default()).unwrap();
+        let durable = db.pager().log().durable_lsn();
+        assert!(durable.offset() > 0);
+        let path = tmp.path().join("copies.state");
+        let next = Lsn::new(durable.generation() + 1, 0);
+        let beyond = Lsn::new(durable.generation() + 2, 0);
+        let past_end = Lsn(durable.0 + 4096);
+        let saved = [
+            ([1u8; 16], durable),
+            ([2; 16], next),
+            ([3; 16], beyond),
+            ([4; 16], past_end),
+        ];
+        RegistryFile {
+            vfs: vfs.clone(),
+            path: path.clone(),
+        }
+        .save(&saved)
+        .unwrap();
+        let registry = CopyRegistry::persistent(vfs, path, None);
+        assert_eq!(registry.restore(&db), 2);
+        assert!(registry.get(&[1; 16]).is_some());
+        assert!(
+            registry.get(&[2; 16]).is_some(),
+            "a copy that received the seal keeps its hold"
+        );
+        assert!(registry.get(&[3; 16]).is_none());
+        assert!(registry.get(&[4; 16]).is_none());
+    }
 }
