@@ -77,8 +77,20 @@ fn serve(source: Arc<dyn ShipSource>, stop: Arc<AtomicBool>) -> (String, std::th
     (addr, handle)
 }
 
-#[test]
-fn a_copy_seeded_from_another_copy_follows_it_and_ends_identical() {
+/// An active holding `records` writes, served, and copy A seeded from it
+/// and caught up.
+struct ActiveAndCopyA {
+    tmp: tempfile::TempDir,
+    vfs: SharedVfs,
+    db: Arc<Database>,
+    stop_active: Arc<AtomicBool>,
+    active_addr: String,
+    active_server: std::thread::JoinHandle<()>,
+    a_dir: std::path::PathBuf,
+    a: Follower,
+}
+
+fn active_and_copy_a(records: u32) -> ActiveAndCopyA {
     let tmp = tempfile::tempdir().unwrap();
     let vfs: SharedVfs = Arc::new(OsVfs);
     let db = Arc::new(Database::create(vfs.clone(), tmp.path().join("active"), options()).unwrap());
@@ -87,17 +99,59 @@ fn a_copy_seeded_from_another_copy_follows_it_and_ends_identical() {
         tx.create_table("mail").unwrap();
         tx.commit().unwrap();
     }
-    fill(&db, 0, 400);
+    fill(&db, 0, records);
     let stop_active = Arc::new(AtomicBool::new(false));
     let (active_addr, active_server) = serve(db.clone(), stop_active.clone());
-
-    // Copy A: seeded from the active, caught up, then serving copies.
     let a_dir = tmp.path().join("copy-a");
     let mut a = Follower::open(vfs.clone(), &a_dir, key(), 1 << 20).unwrap();
     let target = db.pager().log().durable_lsn();
     let caught_up = move |f: &Follower| f.replayed() >= target;
     a.session(&active_addr, Duration::from_secs(5), Some(&caught_up))
         .unwrap();
+    ActiveAndCopyA {
+        tmp,
+        vfs,
+        db,
+        stop_active,
+        active_addr,
+        active_server,
+        a_dir,
+        a,
+    }
+}
+
+/// Stops the active's server, checkpoints it, and checks every copy in
+/// `dirs` page-identical to it.
+fn stop_and_compare(
+    vfs: &SharedVfs,
+    root: &std::path::Path,
+    db: &Database,
+    stop: &AtomicBool,
+    server: std::thread::JoinHandle<()>,
+    dirs: &[&std::path::PathBuf],
+) {
+    stop.store(true, Ordering::Relaxed);
+    server.join().unwrap();
+    db.checkpoint().unwrap();
+    for dir in dirs {
+        let cmp = compare(vfs, &root.join("active"), dir).unwrap();
+        assert!(cmp.identical(), "{}: pages differ: {:?}", dir.display(), cmp.differing);
+    }
+}
+
+#[test]
+fn a_copy_seeded_from_another_copy_follows_it_and_ends_identical() {
+    // Copy A: seeded from the active, caught up, then serving copies.
+    let ActiveAndCopyA {
+        tmp,
+        vfs,
+        db,
+        stop_active,
+        active_addr,
+        active_server,
+        a_dir,
+        mut a,
+    } = active_and_copy_a(400);
     let a_source = a.source();
     assert!(a_source.ready());
     let stop_a_server = Arc::new(AtomicBool::new(false));
@@ -139,13 +193,7 @@ fn a_copy_seeded_from_another_copy_follows_it_and_ends_identical() {
     stop_a_server.store(true, Ordering::Relaxed);
     a_server.join().unwrap();
     drop(a);
-    stop_active.store(true, Ordering::Relaxed);
-    active_server.join().unwrap();
-    db.checkpoint().unwrap();
-    for dir in [&a_dir, &b_dir] {
-        let cmp = compare(&vfs, &tmp.path().join("active"), dir).unwrap();
-        assert!(cmp.identical(), "{}: pages differ: {:?}", dir.display(), cmp.differing);
-    }
+    stop_and_compare(&vfs, tmp.path(), &db, &stop_active, active_server, &[&a_dir, &b_dir]);
 }
 
 /// Copy A stops right after its source sealed a generation, before the next
@@ -155,24 +203,16 @@ fn a_copy_seeded_from_another_copy_follows_it_and_ends_identical() {
 /// not refuse B as needing a reseed.
 #[test]
 fn a_copy_that_received_the_seal_resumes_from_a_copy_that_has_no_next_generation_yet() {
-    let tmp = tempfile::tempdir().unwrap();
-    let vfs: SharedVfs = Arc::new(OsVfs);
-    let db = Arc::new(Database::create(vfs.clone(), tmp.path().join("active"), options()).unwrap());
-    {
-        let mut tx = db.begin_write();
-        tx.create_table("mail").unwrap();
-        tx.commit().unwrap();
-    }
-    fill(&db, 0, 300);
-    let stop_active = Arc::new(AtomicBool::new(false));
-    let (active_addr, active_server) = serve(db.clone(), stop_active.clone());
-
-    let a_dir = tmp.path().join("copy-a");
-    let mut a = Follower::open(vfs.clone(), &a_dir, key(), 1 << 20).unwrap();
-    let target = db.pager().log().durable_lsn();
-    let caught_up = move |f: &Follower| f.replayed() >= target;
-    a.session(&active_addr, Duration::from_secs(5), Some(&caught_up))
-        .unwrap();
+    let ActiveAndCopyA {
+        tmp,
+        vfs,
+        db,
+        stop_active,
+        active_addr,
+        active_server,
+        a_dir,
+        mut a,
+    } = active_and_copy_a(300);
 
     // The active rolls several generations; A takes them only up to the
     // first seal it meets.
@@ -245,11 +285,5 @@ fn a_copy_that_received_the_seal_resumes_from_a_copy_that_has_no_next_generation
     stop_a_server.store(true, Ordering::Relaxed);
     a_server.join().unwrap();
     drop(a);
-    stop_active.store(true, Ordering::Relaxed);
-    active_server.join().unwrap();
-    db.checkpoint().unwrap();
-    for dir in [&a_dir, &b_dir] {
-        let cmp = compare(&vfs, &tmp.path().join("active"), dir).unwrap();
-        assert!(cmp.identical(), "{}: pages differ: {:?}", dir.display(), cmp.differing);
-    }
+    stop_and_compare(&vfs, tmp.path(), &db, &stop_active, active_server, &[&a_dir, &b_dir]);
 }
