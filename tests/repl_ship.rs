@@ -210,3 +210,55 @@ fn retired_generations_are_written_into_again_and_read_back_exactly() {
         log.close().unwrap();
     }
 }
+
+/// The next generation's header must name the chain of the generation the
+/// copy received whole (its salt and every home frame's checksum): a header
+/// of another history of that generation is refused before anything is
+/// written, also by a replica reopened from its files, and the right
+/// header is taken after it.
+#[test]
+fn a_next_generation_that_names_another_chain_is_refused() {
+    use mailvault::log::GenerationHeader;
+    let disk = SimVfs::new(21);
+    let log = Log::create(disk.clone(), "/active", opts()).unwrap();
+    let mut rng = SimRng::new(21);
+    let mut n = 0;
+    while log.durable_lsn().generation() < 4 {
+        log.commit(&record(&mut rng, n)).unwrap();
+        n += 1;
+    }
+    let source = FrameSource::new(disk.clone(), "/active");
+    for reopen in [false, true] {
+        let dir = if reopen { "/copy-reopened" } else { "/copy" };
+        let mut replica = LogReplica::open(disk.clone(), dir).unwrap();
+        replica.start_at(Lsn::new(1, 0));
+        // Up to the seal of generation 2 (a chunk ends at a seal).
+        while replica.next() != Lsn::new(3, 0) {
+            let chunk = source.read(replica.next(), log.durable_lsn(), 4096).unwrap();
+            assert!(!chunk.is_empty());
+            replica.apply(&chunk).unwrap();
+        }
+        replica.sync().unwrap();
+        if reopen {
+            replica = LogReplica::open(disk.clone(), dir).unwrap();
+            assert_eq!(replica.next(), Lsn::new(3, 0));
+        }
+        let mut chunk = source.read(replica.next(), log.durable_lsn(), 4096).unwrap();
+        chunk.frames.clear();
+        chunk.tail = None;
+        let (generation, bytes) = chunk.header.clone().unwrap();
+        assert_eq!(generation, 3);
+        let (mut header, _) = GenerationHeader::decode(&bytes).unwrap();
+        header.prev_chain ^= 0x5a5a;
+        let mut other = bytes.clone();
+        header.encode(&mut other);
+        let mut divergent = chunk.clone();
+        divergent.header = Some((generation, other));
+        let err = replica.apply(&divergent).unwrap_err();
+        assert!(err.to_string().contains("chain"), "reopen {reopen}: {err}");
+        assert_eq!(replica.next(), Lsn::new(3, 0), "nothing was taken");
+        replica.apply(&chunk).unwrap();
+        assert_eq!(replica.next().generation(), 3);
+    }
+    log.close().unwrap();
+}

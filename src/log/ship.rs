@@ -8,7 +8,7 @@
 use super::files::{GenFile, generation_name, read_header};
 use super::format::{
     DATA_START, FLAG_SHADOW, FRAME_HEADER_LEN, FrameHeader, GenerationHeader, GenerationState, HEADER_LEN,
-    LogSignature, SHADOW_SLOTS,
+    LogSignature, SHADOW_SLOTS, chain_add,
 };
 use super::scan::FrameWalk;
 use super::{LogError, Lsn, Result};
@@ -200,6 +200,9 @@ pub struct LogReplica {
     next: Lsn,
     /// End of the durable log bytes held (the data end of the last frame).
     end: Lsn,
+    /// The current generation's chain (its salt plus every home frame's
+    /// `chain_add`), which the next generation's header must name.
+    chain: u32,
     synced: bool,
     /// A write or sync that failed: the replica is stopped (fail-stop). A
     /// failed sync may have dropped the writes it covered, so a retry that
@@ -230,6 +233,7 @@ impl LogReplica {
             last_shadow: None,
             next: Lsn::ZERO,
             end: Lsn::ZERO,
+            chain: 0,
             synced: true,
             failed: None,
         };
@@ -276,6 +280,7 @@ impl LogReplica {
         let fs = gfile.frame_size();
         replica.next = gfile.frame_lsn(DATA_START);
         replica.end = replica.next;
+        replica.chain = gfile.salt;
         let mut walk = FrameWalk::new(gfile.clone(), DATA_START);
         while let Some(frame) = walk.next_frame()? {
             replica.end = Lsn(data_end(&frame.header));
@@ -283,6 +288,7 @@ impl LogReplica {
                 replica.last_shadow = Some(frame.slot);
                 break;
             }
+            replica.chain = chain_add(replica.chain, frame.index, frame.header.crc);
             replica.next = Lsn(frame.header.lsn.0 + u64::from(fs));
             if frame.header.is_sealed() {
                 replica.next = Lsn::new(generation + 1, 0);
@@ -376,12 +382,13 @@ impl LogReplica {
             let first = chunk.first.offset() / fs;
             // Every frame is checked before any is written, and the
             // positions move only once the write succeeded.
-            let (mut end, mut next) = (self.end, self.next);
+            let (mut end, mut next, mut chain) = (self.end, self.next, self.chain);
             for (i, frame) in chunk.frames.chunks(fs as usize).enumerate() {
                 let index = first + i as u32;
                 let h = g.check_home(index, frame).map_err(|d| {
                     LogError::corrupt(&g.path, g.frame_offset(index), format!("shipped frame {index}: {d}"))
                 })?;
+                chain = chain_add(chain, index, h.crc);
                 end = Lsn(data_end(&h));
                 next = if h.is_sealed() {
                     Lsn::new(g.header.generation + 1, 0)
@@ -395,7 +402,7 @@ impl LogReplica {
                 g.file
                     .write_at(&chunk.frames, at)
                     .map_err(|e| self.stop(LogError::io(&g.path, at, "write", e)))?;
-                (self.end, self.next) = (end, next);
+                (self.end, self.next, self.chain) = (end, next, chain);
             }
             if let Some(tail) = &chunk.tail {
                 self.write_tail(&g, tail)?;
@@ -412,7 +419,7 @@ impl LogReplica {
         let h = FrameHeader::decode(frame)
             .map_err(|d| LogError::corrupt(&g.path, 0, format!("shipped tail frame: {d}")))?;
         let index = h.lsn.offset() / fs as u32;
-        let mut next = self.next;
+        let (mut next, mut chain) = (self.next, self.chain);
         if h.lsn != self.next {
             return Err(self.protocol(format!("a tail frame at {}, expected {}", h.lsn, self.next)));
         }
@@ -430,6 +437,7 @@ impl LogReplica {
                 LogError::corrupt(&g.path, g.frame_offset(index), format!("shipped frame {index}: {d}"))
             })?;
             next = Lsn(h.lsn.0 + fs as u64);
+            chain = chain_add(chain, index, h.crc);
             index
         };
         let at = g.frame_offset(slot);
@@ -440,7 +448,7 @@ impl LogReplica {
         if h.flags & FLAG_SHADOW != 0 {
             self.last_shadow = Some(slot);
         }
-        (self.end, self.next) = (Lsn(data_end(&h)), next);
+        (self.end, self.next, self.chain) = (Lsn(data_end(&h)), next, chain);
         Ok(())
     }
 
@@ -479,11 +487,25 @@ impl LogReplica {
                 || header.prev_created_us != prev.header.created_us
                 || header.epoch < prev.header.epoch
             {
-                return Err(LogError::corrupt(
-                    self.dir.join(generation_name(generation)),
-                    72,
-                    "the shipped generation does not follow the previous one (a divergent history)",
-                ));
+                return Err(LogError::Divergent {
+                    file: self.dir.join(generation_name(generation)),
+                    offset: 72,
+                    reason: "the shipped generation does not follow the previous one".into(),
+                });
+            }
+            // The frames of the previous generation this copy holds are the
+            // ones the new header's generation followed.
+            if header.prev_chain != self.chain {
+                return Err(LogError::Divergent {
+                    file: self.dir.join(generation_name(generation)),
+                    offset: 84,
+                    reason: format!(
+                        "its header names a generation {} of chain {:#010x}; this copy holds one of chain {:#010x}",
+                        generation.saturating_sub(1),
+                        header.prev_chain,
+                        self.chain
+                    ),
+                });
             }
             self.sync_current()?;
         }
@@ -532,6 +554,7 @@ impl LogReplica {
         self.last_shadow = None;
         self.next = Lsn::new(generation, DATA_START * header.frame_size);
         self.end = self.next;
+        self.chain = salt;
         Ok(())
     }
 

@@ -286,7 +286,7 @@ impl Follower {
             return Ok(crate::pager::ReplayProgress::default());
         };
         let played = r.replay().and_then(|progress| r.checkpoint().map(|()| progress));
-        let progress = self.note_missing_page(played.map_err(ReplError::from))?;
+        let progress = self.note_needs_reseed(played.map_err(ReplError::from))?;
         self.arrivals.clear();
         Ok(progress)
     }
@@ -361,7 +361,7 @@ impl Follower {
     /// `until` says so, or the connection fails.
     pub fn session(&mut self, addr: &str, timeout: Duration, until: Option<&dyn Fn(&Follower) -> bool>) -> Result<()> {
         let result = self.run_session(addr, timeout, until);
-        let result = self.note_missing_page(result);
+        let result = self.note_needs_reseed(result);
         if let Err(e) = &result
             && self.replica.is_stopped()
             && self.failed.is_none()
@@ -374,10 +374,18 @@ impl Follower {
     }
 
     /// A replay that met a page written outside the log that this copy was
-    /// never sent (DESIGN.md, "Large values written once") needs a seed.
-    fn note_missing_page<T>(&mut self, result: Result<T>) -> Result<T> {
-        if let Err(e @ ReplError::Db(crate::pager::DbError::NotWritten { .. })) = &result {
-            self.needs_reseed = Some(format!("the log refers to a page this copy does not hold: {e}"));
+    /// never sent (DESIGN.md, "Large values written once"), or a log that
+    /// does not continue this copy's, needs a seed.
+    fn note_needs_reseed<T>(&mut self, result: Result<T>) -> Result<T> {
+        match &result {
+            Err(e @ ReplError::Db(crate::pager::DbError::NotWritten { .. })) => {
+                self.needs_reseed = Some(format!("the log refers to a page this copy does not hold: {e}"));
+            }
+            // The source's history is not this copy's: only a seed joins them.
+            Err(e @ ReplError::Log(crate::log::LogError::Divergent { .. })) => {
+                self.needs_reseed = Some(format!("this copy's log diverged from its source's: {e}"));
+            }
+            _ => {}
         }
         result
     }
