@@ -262,3 +262,39 @@ fn a_next_generation_that_names_another_chain_is_refused() {
     }
     log.close().unwrap();
 }
+
+/// A chunk that goes on past a sealed frame (a frame marked sealed, with
+/// its checksum made good, then more frames) is refused: nothing follows a
+/// seal in its generation, and a reopened replica would end at the seal.
+#[test]
+fn frames_after_a_sealed_frame_are_refused() {
+    use mailvault::log::FrameHeader;
+    use mailvault::log::codec::FLAG_SEALED;
+    let disk = SimVfs::new(23);
+    let log = Log::create(disk.clone(), "/active", opts()).unwrap();
+    let mut rng = SimRng::new(23);
+    for n in 0..40 {
+        log.commit(&record(&mut rng, n)).unwrap();
+    }
+    let source = FrameSource::new(disk.clone(), "/active");
+    let chunk = source.read(Lsn::new(1, 0), log.durable_lsn(), 8192).unwrap();
+    let fs = chunk.frame_size as usize;
+    assert!(chunk.frames.len() >= 3 * fs, "a chunk of several frames");
+    let mut forged = chunk.clone();
+    let mut h = FrameHeader::decode(&forged.frames[..fs]).unwrap();
+    assert_eq!(h.flags & FLAG_SEALED, 0);
+    h.flags |= FLAG_SEALED;
+    h.seal_into(&mut forged.frames[..fs]);
+    let mut replica = LogReplica::open(disk.clone(), "/copy").unwrap();
+    replica.start_at(Lsn::new(1, 0));
+    let err = replica.apply(&forged).unwrap_err();
+    assert!(err.to_string().contains("after the sealed frame"), "{err}");
+    // The header went in before its frames were refused; the true frames
+    // are taken after it.
+    assert_eq!(replica.next(), Lsn::new(1, chunk.first.offset()));
+    let mut frames = chunk.clone();
+    frames.header = None;
+    replica.apply(&frames).unwrap();
+    assert_eq!(replica.next(), chunk.next);
+    log.close().unwrap();
+}

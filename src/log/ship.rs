@@ -385,6 +385,9 @@ impl LogReplica {
             let (mut end, mut next, mut chain) = (self.end, self.next, self.chain);
             for (i, frame) in chunk.frames.chunks(fs as usize).enumerate() {
                 let index = first + i as u32;
+                if next.generation() != g.header.generation {
+                    return Err(self.protocol(format!("frame {index} after the sealed frame of its generation")));
+                }
                 let h = g.check_home(index, frame).map_err(|d| {
                     LogError::corrupt(&g.path, g.frame_offset(index), format!("shipped frame {index}: {d}"))
                 })?;
