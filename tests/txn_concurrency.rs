@@ -63,49 +63,57 @@ fn snapshots_never_see_a_torn_transaction() {
     let checks = AtomicU64::new(0);
     let seen_stamps = AtomicU64::new(0);
     std::thread::scope(|s| {
-        for r in 0..3u64 {
-            let (db, stop, checks, seen_stamps) = (&db, &stop, &checks, &seen_stamps);
-            s.spawn(move || {
-                let mut last = 0;
-                while !stop.load(Ordering::Relaxed) {
-                    let rx = db.begin_read();
-                    let t = rx.open_table("accounts").expect("table");
-                    let rows: Vec<(u64, u64)> = if r % 2 == 0 {
-                        rx.range(&t, Bound::Unbounded, Bound::Unbounded)
-                            .expect("range")
-                            .map(|e| {
-                                decode(&mailvault::btree::read_value(rx.pages(), &e.expect("row").1).expect("value"))
-                            })
-                            .collect()
-                    } else {
-                        (0..ACCOUNTS)
-                            .rev()
-                            .map(|i| decode(&rx.get(&t, &account(i)).expect("get").expect("present")))
-                            .collect()
-                    };
-                    assert_eq!(rows.len() as u64, ACCOUNTS);
-                    let total: u64 = rows.iter().map(|(b, _)| b).sum();
-                    assert_eq!(
-                        total,
-                        ACCOUNTS * START,
-                        "snapshot {} shows money out of thin air",
-                        rx.sequence()
-                    );
-                    let stamp = rows[0].1;
-                    assert!(rows.iter().all(|(_, s)| *s == stamp), "snapshot mixes transactions");
-                    assert!(stamp >= last, "a later snapshot went back in time");
-                    last = stamp;
-                    checks.fetch_add(1, Ordering::Relaxed);
-                    seen_stamps.fetch_max(stamp, Ordering::Relaxed);
-                }
-            });
-        }
+        let readers: Vec<_> = (0..3u64)
+            .map(|r| {
+                let (db, stop, checks, seen_stamps) = (&db, &stop, &checks, &seen_stamps);
+                s.spawn(move || {
+                    let mut last = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        let rx = db.begin_read();
+                        let t = rx.open_table("accounts").expect("table");
+                        let rows: Vec<(u64, u64)> = if r % 2 == 0 {
+                            rx.range(&t, Bound::Unbounded, Bound::Unbounded)
+                                .expect("range")
+                                .map(|e| {
+                                    decode(
+                                        &mailvault::btree::read_value(rx.pages(), &e.expect("row").1).expect("value"),
+                                    )
+                                })
+                                .collect()
+                        } else {
+                            (0..ACCOUNTS)
+                                .rev()
+                                .map(|i| decode(&rx.get(&t, &account(i)).expect("get").expect("present")))
+                                .collect()
+                        };
+                        assert_eq!(rows.len() as u64, ACCOUNTS);
+                        let total: u64 = rows.iter().map(|(b, _)| b).sum();
+                        assert_eq!(
+                            total,
+                            ACCOUNTS * START,
+                            "snapshot {} shows money out of thin air",
+                            rx.sequence()
+                        );
+                        let stamp = rows[0].1;
+                        assert!(rows.iter().all(|(_, s)| *s == stamp), "snapshot mixes transactions");
+                        assert!(stamp >= last, "a later snapshot went back in time");
+                        last = stamp;
+                        checks.fetch_add(1, Ordering::Relaxed);
+                        seen_stamps.fetch_max(stamp, Ordering::Relaxed);
+                    }
+                })
+            })
+            .collect();
         let mut balances = vec![START; ACCOUNTS as usize];
         let mut rng = mailvault::vfs::sim::SimRng::new(3);
         // 120 transfers, then more until the readers have checked enough
         // snapshots (and seen a transfer): a loaded machine may be slower.
         let mut stamp = 0u64;
-        let readers_done = || checks.load(Ordering::Relaxed) > 10 && seen_stamps.load(Ordering::Relaxed) > 0;
+        // A reader that ended (it failed) ends the wait: its panic is the report.
+        let readers_done = || {
+            checks.load(Ordering::Relaxed) > 10 && seen_stamps.load(Ordering::Relaxed) > 0
+                || readers.iter().any(|h| h.is_finished())
+        };
         while stamp < 120 || (!readers_done() && stamp < 6_000) {
             stamp += 1;
             let (from, to) = (rng.below(ACCOUNTS) as usize, rng.below(ACCOUNTS) as usize);
@@ -171,28 +179,33 @@ fn survive_eviction_and_reuse(row_count: u64, value_len: usize, cache_pages: usi
     let stop = AtomicBool::new(false);
     let checks = AtomicU64::new(0);
     std::thread::scope(|s| {
-        for _ in 0..2 {
-            let (db, stop, checks) = (&db, &stop, &checks);
-            s.spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    let rx = db.begin_read();
-                    let t = rx.open_table("accounts").expect("table");
-                    let rows: Vec<(u64, u64)> = rx
-                        .range(&t, Bound::Unbounded, Bound::Unbounded)
-                        .expect("range")
-                        .map(|e| decode(&mailvault::btree::read_value(rx.pages(), &e.expect("row").1).expect("value")))
-                        .collect();
-                    assert_eq!(rows.len() as u64, row_count, "snapshot {}", rx.sequence());
-                    assert_eq!(rows.iter().map(|(b, _)| b).sum::<u64>(), row_count * START);
-                    assert!(rows.iter().all(|(_, s)| *s == rows[0].1), "snapshot mixes transactions");
-                    checks.fetch_add(1, Ordering::Relaxed);
-                }
-            });
-        }
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                let (db, stop, checks) = (&db, &stop, &checks);
+                s.spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        let rx = db.begin_read();
+                        let t = rx.open_table("accounts").expect("table");
+                        let rows: Vec<(u64, u64)> = rx
+                            .range(&t, Bound::Unbounded, Bound::Unbounded)
+                            .expect("range")
+                            .map(|e| {
+                                decode(&mailvault::btree::read_value(rx.pages(), &e.expect("row").1).expect("value"))
+                            })
+                            .collect();
+                        assert_eq!(rows.len() as u64, row_count, "snapshot {}", rx.sequence());
+                        assert_eq!(rows.iter().map(|(b, _)| b).sum::<u64>(), row_count * START);
+                        assert!(rows.iter().all(|(_, s)| *s == rows[0].1), "snapshot mixes transactions");
+                        checks.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+            })
+            .collect();
         // The planned commits, then more until the readers have checked a
         // few snapshots: on a loaded machine they may not have by then.
         let mut stamp = 0;
-        while stamp < commits || (checks.load(Ordering::Relaxed) <= 5 && stamp < commits * 50) {
+        let waiting = || checks.load(Ordering::Relaxed) <= 5 && !readers.iter().any(|h| h.is_finished());
+        while stamp < commits || (waiting() && stamp < commits * 50) {
             stamp += 1;
             let mut tx = db.begin_write();
             if stamp % 3 == 0 {
