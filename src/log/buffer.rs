@@ -466,4 +466,41 @@ mod tests {
         // A small record never has interior frames.
         assert!(buf.append(&[3u8; 10], 0, Some(1)).interior.is_none());
     }
+
+    /// The pager relies on this: a record is whole in the log file only once
+    /// a batch's leader has written its last frame (DESIGN.md, "Large values
+    /// written once"), never from its committer's interior writes alone.
+    #[test]
+    fn the_last_frame_of_every_record_goes_through_a_batch() {
+        let cap = 512 - FRAME_HEADER_LEN;
+        let lens = (1..=5 * cap)
+            .step_by(37)
+            .chain((1..=5).flat_map(|k| [k * cap - 9, k * cap - 8, k * cap, k * cap + 1]));
+        for before in [0, 1, 100, cap - 9, cap - 8] {
+            for len in lens.clone() {
+                let mut buf = AppendBuffer::new(512, 64, 1, DATA_START, &[], NO_RECORD, Lsn::ZERO);
+                if before > 0 {
+                    buf.append(&vec![1u8; before], 0, Some(1));
+                }
+                let placed = buf.append(&vec![2u8; len], 0, Some(1));
+                let last = placed.end.offset() as u32 / 512 - u32::from(placed.end.offset() % 512 == 0);
+                if let Some(interior) = placed.interior {
+                    assert!(
+                        last >= interior.first_index + interior.frames,
+                        "{len} bytes after {before}: the last frame {last} is interior"
+                    );
+                }
+                let batch = buf.take_batch();
+                let in_batch = batch
+                    .runs
+                    .iter()
+                    .any(|r| (r.first_index..r.first_index + r.meta.len() as u32).contains(&last))
+                    || batch.tail.is_some_and(|t| t.index == last);
+                assert!(
+                    in_batch,
+                    "{len} bytes after {before}: the last frame {last} is in no batch"
+                );
+            }
+        }
+    }
 }

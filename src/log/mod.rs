@@ -301,13 +301,6 @@ impl Log {
         self.inner.opts.max_record_size
     }
 
-    /// The largest record that is never written before its batch's leader
-    /// writes it: a longer one may have interior frames, which its
-    /// committer writes itself as soon as it appends.
-    pub fn largest_leader_record(&self) -> usize {
-        (self.inner.frame_size as usize).saturating_sub(format::FRAME_HEADER_LEN + format::RECORD_HEADER_LEN)
-    }
-
     /// Runs `hook` in every batch after the batch is taken and before any of
     /// it is written: what its records depend on (pages written in place
     /// before their commit) is made durable first. An error stops the log.

@@ -401,17 +401,6 @@ impl Pager {
         Ok(pages.iter().map(|(no, _)| *no).zip(crcs).collect())
     }
 
-    /// Syncs the pages written in place now, for a record that its
-    /// committer may write before the leader syncs them (a long one).
-    /// `held`: the state lock, if the caller holds it (`fail` takes it).
-    fn sync_written(&self, held: &mut Option<parking_lot::MutexGuard<'_, PagerState>>) -> Result<()> {
-        if let Err(e) = sync_if_written(&self.unsynced_written, self.file.file.as_ref()) {
-            held.take();
-            return Err(self.fail(DbError::io(&self.file.path, 0, "sync", e)));
-        }
-        Ok(())
-    }
-
     fn append_records(
         &self,
         changed: Vec<(PageNo, Option<PageRef>, PageRef)>,
@@ -443,18 +432,19 @@ impl Pager {
                 pages.push((no, Arc::try_unwrap(new).unwrap_or_else(|shared| (*shared).clone())));
             }
         }
-        // Last, so that only the records appended from here name them.
+        // Last, so that only the records appended from here name them. The
+        // pages need no sync here, even for a record whose committer writes
+        // its interior frames at once: a record's last frame always goes
+        // through a batch, and every batch's leader syncs the data file
+        // first (`Log::set_before_write`), so no record that names them is
+        // whole in the log before they are durable (DESIGN.md).
         for &(no, crc) in written {
             if let Some(part) = records.add_written(no, crc) {
-                self.sync_written(&mut held)?;
                 let lsn = self.append_part(&mut held, part.bytes(), parts.is_empty())?;
                 parts.push((pages.len(), lsn));
             }
         }
         let commit = records.finish(parts.first().map(|&(_, lsn)| lsn));
-        if !written.is_empty() && commit.bytes().len() > self.log.largest_leader_record() {
-            self.sync_written(&mut held)?;
-        }
         let mut st = match held {
             Some(st) => st,
             None => self.state.lock(),
