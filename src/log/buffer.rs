@@ -483,7 +483,7 @@ mod tests {
                     buf.append(&vec![1u8; before], 0, Some(1));
                 }
                 let placed = buf.append(&vec![2u8; len], 0, Some(1));
-                let last = placed.end.offset() as u32 / 512 - u32::from(placed.end.offset() % 512 == 0);
+                let last = placed.end.offset() as u32 / 512 - u32::from(placed.end.offset().is_multiple_of(512));
                 if let Some(interior) = placed.interior {
                     assert!(
                         last >= interior.first_index + interior.frames,
