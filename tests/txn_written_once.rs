@@ -8,6 +8,9 @@
 //! around long records whose interior frames go out before the data file's
 //! sync, at the default page and frame sizes: below.)
 
+#[path = "common/readable.rs"]
+mod readable;
+
 use mailvault::log::{LogReader, Lsn};
 use mailvault::pager::redo::{DbRecord, PageChange};
 use mailvault::pager::{DbError, log_dir};
@@ -246,24 +249,6 @@ fn long_record_puts(rng: &mut SimRng, id: u64) -> Vec<(Vec<u8>, Vec<u8>)> {
     puts
 }
 
-fn read_model(db: &Database) -> std::collections::BTreeMap<Vec<u8>, Vec<u8>> {
-    let rx = db.begin_read();
-    let t = rx.open_table("t").expect("table");
-    let mut rows = std::collections::BTreeMap::new();
-    for entry in rx
-        .range(&t, std::ops::Bound::Unbounded, std::ops::Bound::Unbounded)
-        .expect("range")
-    {
-        let (k, v) = entry.expect("entry");
-        let bytes = match v {
-            mailvault::btree::Value::Inline(b) => b,
-            long => mailvault::btree::read_value(rx.pages(), &long).expect("long value"),
-        };
-        rows.insert(k, bytes);
-    }
-    rows
-}
-
 /// The default page and frame sizes, with small log generations so that
 /// each case's simulated disk stays small.
 fn sweep_opts() -> DbOptions {
@@ -327,7 +312,7 @@ fn crashes_around_long_records_with_interior_frames_lose_nothing() {
         let reader = LogReader::new(sim.clone(), log_dir(Path::new(DIR)), Lsn::ZERO, Lsn::MAX).expect("reader");
         saw_interior |= reader.filter_map(|r| r.ok()).any(|r| r.data.len() > 2 * frame_payload);
         let db = Database::open(sim.clone(), DIR, sweep_opts()).unwrap_or_else(|e| panic!("seed {seed}: reopen: {e}"));
-        let got = read_model(&db);
+        let got = readable::active_rows(&db);
         assert!(
             got == acked || in_flight.as_ref() == Some(&got),
             "seed {seed}: recovered state is neither the acknowledged one nor the one in flight"
