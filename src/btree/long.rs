@@ -31,7 +31,7 @@ use std::io::Read;
 const OFFSET_AT: usize = 32;
 const COUNT_AT: usize = 40;
 const LEVEL_AT: usize = 44;
-const BODY_AT: usize = 48;
+pub(super) const BODY_AT: usize = 48;
 
 /// Where a reader's errors are reported: the `file` of [`DbError::Io`].
 pub(crate) const VALUE_READER: &str = "<value reader>";
@@ -266,12 +266,39 @@ pub(crate) fn write_long<S: PageWrite + ?Sized>(
     reader: &mut dyn Read,
     len: u64,
 ) -> Result<PageNo> {
+    write_with(store, geo, len, |store, pos, take| {
+        let no = store.allocate(PageKind::LongData)?;
+        let filled = store.page_mut(no).and_then(|page| {
+            write_header(page, pos, take as u32, 0);
+            reader
+                .read_exact(&mut page[BODY_AT..BODY_AT + take])
+                .map_err(|e| DbError::io(VALUE_READER, pos, "read value", e))
+        });
+        match filled {
+            Ok(()) => Ok(no),
+            Err(e) => {
+                // Not yet listed anywhere: freed here, not by the caller.
+                let _ = store.free(no);
+                Err(e)
+            }
+        }
+    })
+}
+
+/// Writes a long value of `len` bytes whose data page for bytes `pos..pos +
+/// take` `data_page` stores and numbers; builds the index pages above them.
+/// On any error every page written so far is freed again.
+pub(super) fn write_with<S, F>(store: &mut S, geo: &Geometry, len: u64, mut data_page: F) -> Result<PageNo>
+where
+    S: PageWrite + ?Sized,
+    F: FnMut(&mut S, u64, usize) -> Result<PageNo>,
+{
     let shape = Shape::new(geo, len);
     let mut pending = Pending {
         pages: vec![Vec::new(); usize::from(shape.height) + 1],
         starts: vec![0; usize::from(shape.height) + 1],
     };
-    let written = write_pages(store, &shape, reader, &mut pending);
+    let written = write_pages(store, &shape, &mut data_page, &mut pending);
     if written.is_err() {
         for (level, pages) in pending.pages.iter().enumerate() {
             for (i, &no) in pages.iter().enumerate() {
@@ -291,22 +318,16 @@ struct Pending {
     starts: Vec<u64>,
 }
 
-fn write_pages<S: PageWrite + ?Sized>(
-    store: &mut S,
-    shape: &Shape,
-    reader: &mut dyn Read,
-    pending: &mut Pending,
-) -> Result<PageNo> {
+fn write_pages<S, F>(store: &mut S, shape: &Shape, data_page: &mut F, pending: &mut Pending) -> Result<PageNo>
+where
+    S: PageWrite + ?Sized,
+    F: FnMut(&mut S, u64, usize) -> Result<PageNo>,
+{
     let mut pos = 0u64;
     while pos < shape.len {
         let take = shape.count(0, pos) as usize;
-        let no = store.allocate(PageKind::LongData)?;
+        let no = data_page(store, pos, take)?;
         push(pending, 0, no, pos);
-        let page = store.page_mut(no)?;
-        write_header(page, pos, take as u32, 0);
-        if let Err(e) = reader.read_exact(&mut page[BODY_AT..BODY_AT + take]) {
-            return Err(DbError::io(VALUE_READER, pos, "read value", e));
-        }
         pos += take as u64;
         for level in 0..shape.height {
             let full = pending.pages[usize::from(level)].len() as u64 == shape.fanout;
@@ -353,7 +374,7 @@ fn write_index<S: PageWrite + ?Sized>(store: &mut S, pending: &mut Pending, leve
     Ok(())
 }
 
-fn write_header(page: &mut [u8], offset: u64, count: u32, level: u8) {
+pub(super) fn write_header(page: &mut [u8], offset: u64, count: u32, level: u8) {
     page[OFFSET_AT..OFFSET_AT + 8].copy_from_slice(&offset.to_le_bytes());
     page[COUNT_AT..COUNT_AT + 4].copy_from_slice(&count.to_le_bytes());
     page[LEVEL_AT..BODY_AT].fill(0);

@@ -127,8 +127,15 @@ impl PageWrite for MemStore {
     }
 
     fn allocate(&mut self, kind: PageKind) -> Result<PageNo> {
+        self.allocate_filled(kind, PageBuf::zeroed(self.page_size))
+    }
+
+    fn allocate_filled(&mut self, kind: PageKind, mut page: PageBuf) -> Result<PageNo> {
         if !(MIN_PAGE_SIZE..=MAX_PAGE_SIZE).contains(&self.page_size) || !self.page_size.is_power_of_two() {
             return Err(DbError::InvalidArgument(format!("page size {}", self.page_size)));
+        }
+        if page.len() != self.page_size {
+            return Err(DbError::InvalidArgument(format!("a page of {} bytes", page.len())));
         }
         let no = match self.free.pop() {
             Some(no) => no,
@@ -138,7 +145,6 @@ impl PageWrite for MemStore {
                 (self.pages.len() - 1) as PageNo
             }
         };
-        let mut page = PageBuf::zeroed(self.page_size);
         page::init_header(&mut page, no, kind, self.salt);
         page::seal(&mut page);
         self.pages[no as usize] = Some(Arc::new(page));

@@ -16,6 +16,7 @@
 //! The exception is an error from the reader of [`put_stream`]: the tree is
 //! unchanged and every page written for the value is freed again.
 
+mod built;
 mod cursor;
 mod inspect;
 mod long;
@@ -30,6 +31,7 @@ mod corruption_tests;
 #[cfg(test)]
 mod tests;
 
+pub use built::{ValueBuilder, put_built};
 pub use cursor::{Range, ValueRef, iter, range, visit_range};
 pub use inspect::{CellSummary, NodeSummary, inspect_node};
 pub use long::{read_long, read_value};

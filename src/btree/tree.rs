@@ -154,7 +154,7 @@ fn descend<S: PageRead + ?Sized>(store: &S, root: PageNo, key: &[u8]) -> Result<
     }
 }
 
-fn check_key(geo: &Geometry, key: &[u8]) -> Result<()> {
+pub(super) fn check_key(geo: &Geometry, key: &[u8]) -> Result<()> {
     if key.len() > geo.max_key {
         return Err(DbError::KeyTooLarge {
             len: key.len(),
@@ -164,7 +164,7 @@ fn check_key(geo: &Geometry, key: &[u8]) -> Result<()> {
     Ok(())
 }
 
-fn check_len(len: u64) -> Result<()> {
+pub(super) fn check_len(len: u64) -> Result<()> {
     if len > MAX_VALUE_LEN {
         return Err(DbError::ValueTooLarge {
             len,
@@ -183,7 +183,10 @@ pub fn put<S: PageWrite + ?Sized>(store: &mut S, root: PageNo, key: &[u8], value
     if geo.is_inline(key.len(), value.len() as u64) {
         put_cell(store, &geo, root, key, Cell::leaf(key, CellValue::Inline(value)))
     } else {
-        put_long(store, &geo, root, key, &mut &value[..], value.len() as u64)
+        let len = value.len() as u64;
+        put_long(store, &geo, root, key, len, |store, geo| {
+            long::write_long(store, geo, &mut &value[..], len)
+        })
     }
 }
 
@@ -209,21 +212,29 @@ pub fn put_stream<S: PageWrite + ?Sized>(
             .map_err(|e| DbError::io(VALUE_READER, 0, "read value", e))?;
         put_cell(store, &geo, root, key, Cell::leaf(key, CellValue::Inline(&value)))
     } else {
-        put_long(store, &geo, root, key, reader, len)
+        put_long(store, &geo, root, key, len, |store, geo| {
+            long::write_long(store, geo, reader, len)
+        })
     }
 }
 
-fn put_long<S: PageWrite + ?Sized>(
+/// Stores under `key` the long value of `len` bytes that `write` writes
+/// (returning its root); frees its pages again if the leaf cannot take it.
+pub(super) fn put_long<S, W>(
     store: &mut S,
     geo: &Geometry,
     root: PageNo,
     key: &[u8],
-    reader: &mut dyn Read,
     len: u64,
-) -> Result<bool> {
+    write: W,
+) -> Result<bool>
+where
+    S: PageWrite + ?Sized,
+    W: FnOnce(&mut S, &Geometry) -> Result<PageNo>,
+{
     let value = LongValue {
         len,
-        root: long::write_long(store, geo, reader, len)?,
+        root: write(store, geo)?,
     };
     let cell = Cell::leaf(key, CellValue::Long { len, root: value.root });
     let put = put_cell(store, geo, root, key, cell);

@@ -64,7 +64,7 @@ impl BodyMeta {
         BodyMeta {
             refcount: 1,
             raw_len: body.raw_len,
-            stored_len: body.data.len() as u64,
+            stored_len: body.data.len(),
             encoding: body.encoding,
             checksum: body.checksum,
             chunks: body.chunks.clone(),
@@ -439,7 +439,7 @@ mod tests {
     #[test]
     fn a_one_chunk_body_round_trips_through_lz4_and_damage_is_refused() {
         let text = b"Subject: hi\r\n\r\nsome words, some more words, words again. ".repeat(120);
-        let prepared = prepare(&mut &text[..], 1, 1 << 20).unwrap();
+        let prepared = prepare(&mut &text[..], 1, 1 << 20, 16384).unwrap();
         assert_eq!(prepared.encoding, Encoding::Lz4Chunk);
         let stored = |data: Vec<u8>| StoredBody {
             store: &NoPages,
@@ -447,7 +447,7 @@ mod tests {
             meta: BodyMeta::of(&prepared),
             data: Value::Inline(data),
         };
-        let body = stored(prepared.data.clone());
+        let body = stored(prepared.data.to_vec());
         assert_eq!(body.read_all().unwrap(), text);
         let mut out = Vec::new();
         assert_eq!(body.copy_range(0, u64::MAX, &mut out).unwrap(), text.len() as u64);
@@ -455,7 +455,7 @@ mod tests {
         out.clear();
         body.copy_range(1000, 333, &mut out).unwrap();
         assert_eq!(out, &text[1000..1333]);
-        let damaged = stored(vec![0xff; prepared.data.len()]);
+        let damaged = stored(vec![0xff; prepared.data.len() as usize]);
         match damaged.copy_range(0, 10, &mut Vec::new()) {
             Err(MailError::Corrupt { reason, .. }) => assert!(reason.contains("does not decompress"), "{reason}"),
             other => panic!("expected Corrupt, got {other:?}"),

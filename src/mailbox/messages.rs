@@ -120,7 +120,7 @@ impl MailTxn<'_, '_> {
     }
 
     /// Stores a new body with one reference; returns its id.
-    fn insert_body(&mut self, body: &PreparedBody) -> Result<u64> {
+    fn insert_body(&mut self, body: PreparedBody) -> Result<u64> {
         if body.raw_len > self.sc.max_body_bytes {
             return Err(MailError::BodyTooLarge {
                 len: body.raw_len,
@@ -129,8 +129,8 @@ impl MailTxn<'_, '_> {
         }
         let id = self.next_id()?;
         self.tx
-            .put(&self.sc.bodies, &keys::body_meta(id), &BodyMeta::of(body).encode())?;
-        self.tx.put(&self.sc.bodies, &keys::body_data(id), &body.data)?;
+            .put(&self.sc.bodies, &keys::body_meta(id), &BodyMeta::of(&body).encode())?;
+        self.tx.put_built(&self.sc.bodies, &keys::body_data(id), body.data)?;
         Ok(id)
     }
 
@@ -169,30 +169,38 @@ impl MailTxn<'_, '_> {
 
     /// Compresses `bytes` and appends them; returns the UID (UIDPLUS).
     pub fn append(&mut self, mailbox: &str, folder: &str, opts: &AppendOptions, bytes: &[u8]) -> Result<u32> {
-        let body = prepare::prepare(&mut &bytes[..], self.sc.level, self.sc.max_body_bytes)?;
-        self.append_prepared(mailbox, folder, opts, &body)
+        let body = prepare::prepare(
+            &mut &bytes[..],
+            self.sc.level,
+            self.sc.max_body_bytes,
+            self.sc.page_size,
+        )?;
+        self.append_prepared(mailbox, folder, opts, body)
     }
 
     /// Appends a body prepared outside the transaction (see
-    /// [`super::Store::prepare_body`]); returns the UID.
+    /// [`super::Store::prepare_body`]); returns the UID. The body's pages
+    /// become the message's: to file one body in several folders, append it
+    /// once and copy the message.
     pub fn append_prepared(
         &mut self,
         mailbox: &str,
         folder: &str,
         opts: &AppendOptions,
-        body: &PreparedBody,
+        body: PreparedBody,
     ) -> Result<u32> {
         let mut f = query::folder(self.pages(), self.sc, mailbox, folder)?;
         let kw = keywords(&opts.keywords)?;
         Self::check_quota(&f, body.raw_len, 1)?;
         let uid = Self::take_uid(&mut f)?;
         let modseq = Self::bump_modseq(&mut f)?;
+        let size = body.raw_len;
         let id = self.insert_body(body)?;
         let m = MessageRecord {
             modseq,
             append_modseq: modseq,
             internal_date: opts.internal_date,
-            size: body.raw_len,
+            size,
             flags: opts.flags,
             body: id,
             keywords: kw,

@@ -230,7 +230,12 @@ impl Store {
 
     /// Compresses a body on the calling thread, ahead of its transaction.
     pub fn prepare_body(&self, reader: &mut dyn Read) -> Result<PreparedBody> {
-        prepare::prepare(reader, self.schema.level, self.schema.max_body_bytes)
+        prepare::prepare(
+            reader,
+            self.schema.level,
+            self.schema.max_body_bytes,
+            self.schema.page_size,
+        )
     }
 
     /// Runs `body` as one atomic transaction with the store's default
@@ -303,7 +308,7 @@ impl Store {
         body: PreparedBody,
     ) -> Result<u32> {
         let (m, f, o) = (mailbox.to_string(), folder.to_string(), opts.clone());
-        self.transaction(move |tx| tx.append_prepared(&m, &f, &o, &body))
+        self.transaction(move |tx| tx.append_prepared(&m, &f, &o, body))
     }
 
     /// Verifies every record, counter, index entry and reference count.

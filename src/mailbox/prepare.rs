@@ -4,6 +4,7 @@
 
 use super::body::{CHUNK_RAW, Encoding, RAW_CHUNK};
 use super::error::{MailError, Result};
+use crate::btree::ValueBuilder;
 use std::io::Read;
 
 /// A body compressed and checksummed ahead of its transaction, so that the
@@ -14,7 +15,9 @@ pub struct PreparedBody {
     pub(crate) checksum: u32,
     pub(crate) encoding: Encoding,
     pub(crate) chunks: Vec<u8>,
-    pub(crate) data: Vec<u8>,
+    /// The stored bytes, in the pages they will be stored in once they
+    /// outgrow one: never copied again, nor held in one allocation.
+    pub(crate) data: ValueBuilder,
 }
 
 impl PreparedBody {
@@ -25,7 +28,7 @@ impl PreparedBody {
 
     /// Bytes it takes stored (data and chunk table).
     pub fn stored_len(&self) -> u64 {
-        (self.data.len() + self.chunks.len()) as u64
+        self.data.len() + self.chunks.len() as u64
     }
 
     /// crc32c of the body as delivered.
@@ -43,13 +46,13 @@ thread_local! {
 }
 
 /// Compresses `reader` (at most `max` bytes) chunk by chunk.
-pub(crate) fn prepare(reader: &mut dyn Read, level: i32, max: u64) -> Result<PreparedBody> {
+pub(crate) fn prepare(reader: &mut dyn Read, level: i32, max: u64, page_size: usize) -> Result<PreparedBody> {
     COMPRESSOR.with(|cell| {
         // A reader that itself delivers mail on this thread finds the cache
         // taken: it gets a compressor of its own.
         let Ok(mut cached) = cell.try_borrow_mut() else {
             let mut own = zstd::bulk::Compressor::new(level).map_err(MailError::Read)?;
-            return prepare_with(&mut own, reader, max);
+            return prepare_with(&mut own, reader, max, page_size);
         };
         let compressor = match &mut *cached {
             Some((l, c)) if *l == level => c,
@@ -59,7 +62,7 @@ pub(crate) fn prepare(reader: &mut dyn Read, level: i32, max: u64) -> Result<Pre
                     .1
             }
         };
-        prepare_with(compressor, reader, max)
+        prepare_with(compressor, reader, max, page_size)
     })
 }
 
@@ -67,6 +70,7 @@ fn prepare_with(
     compressor: &mut zstd::bulk::Compressor<'static>,
     reader: &mut dyn Read,
     max: u64,
+    page_size: usize,
 ) -> Result<PreparedBody> {
     let mut raw = vec![0u8; CHUNK_RAW];
     let mut packed = Vec::with_capacity(zstd::zstd_safe::compress_bound(CHUNK_RAW));
@@ -75,7 +79,7 @@ fn prepare_with(
         checksum: 0,
         encoding: Encoding::ZstdChunks,
         chunks: Vec::new(),
-        data: Vec::new(),
+        data: ValueBuilder::new(page_size)?,
     };
     let mut any_packed = false;
     loop {
@@ -103,10 +107,10 @@ fn prepare_with(
         }
         let flag = if packed.len() < n {
             any_packed = true;
-            body.data.extend_from_slice(&packed);
+            body.data.extend_from_slice(&packed)?;
             0
         } else {
-            body.data.extend_from_slice(&raw[..n]);
+            body.data.extend_from_slice(&raw[..n])?;
             RAW_CHUNK
         };
         // max_body_bytes is capped below 2^31 at open, so ends fit in 31 bits.
@@ -144,11 +148,11 @@ mod tests {
     #[test]
     fn text_compresses_random_bytes_stay_raw_and_limits_hold() {
         let text = b"Subject: hello\r\n\r\nthe quick brown fox ".repeat(2000);
-        let body = prepare(&mut &text[..], 3, 1 << 20).unwrap();
+        let body = prepare(&mut &text[..], 3, 1 << 20, 16384).unwrap();
         assert_eq!(body.encoding, Encoding::ZstdChunks);
         // A body of one chunk takes LZ4.
         let short = &text[..5000];
-        let one = prepare(&mut &short[..], 3, 1 << 20).unwrap();
+        let one = prepare(&mut &short[..], 3, 1 << 20, 16384).unwrap();
         assert_eq!(one.encoding, Encoding::Lz4Chunk);
         assert!(one.stored_len() < 1000, "{}", one.stored_len());
         assert_eq!(one.checksum, crc32c::crc32c(short));
@@ -163,11 +167,11 @@ mod tests {
                 x as u8
             })
             .collect();
-        let body = prepare(&mut &noise[..], 3, 1 << 20).unwrap();
+        let body = prepare(&mut &noise[..], 3, 1 << 20, 16384).unwrap();
         assert_eq!(body.encoding, Encoding::Raw);
-        assert_eq!(body.data, noise);
+        assert_eq!(body.data.to_vec(), noise);
         assert!(matches!(
-            prepare(&mut &noise[..], 3, 39_999),
+            prepare(&mut &noise[..], 3, 39_999, 16384),
             Err(MailError::BodyTooLarge { max: 39_999, .. })
         ));
     }

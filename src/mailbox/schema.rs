@@ -54,6 +54,8 @@ pub struct Schema {
     pub(crate) delimiter: char,
     pub(crate) max_body_bytes: u64,
     pub(crate) level: i32,
+    /// The database's, for bodies built ahead of their transaction.
+    pub(crate) page_size: usize,
     pub(crate) file: PathBuf,
 }
 
@@ -122,6 +124,7 @@ impl Schema {
             delimiter,
             max_body_bytes,
             level,
+            page_size: pages.page_size(),
             file,
         })
     }

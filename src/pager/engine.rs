@@ -376,16 +376,15 @@ impl Pager {
         // Strictly below the record's LSN, so that redo always checks the
         // page rather than taking it for a later version.
         let stamp = Lsn(self.log.end_lsn().0.saturating_sub(1));
-        let mut pages: Vec<(PageNo, PageRef)> = Vec::new();
-        changed.retain(|(no, base, new)| {
-            let written = once(*no, base, new, committed);
-            if written {
-                let mut page = (**new).clone();
-                page::set_lsn(&mut page, stamp);
-                pages.push((*no, Arc::new(page)));
-            }
-            !written
-        });
+        // The transaction's pages are handed over, so stamping them copies
+        // nothing (`make_mut` copies only a page something else still holds).
+        let mut pages: Vec<(PageNo, PageRef)> = changed
+            .extract_if(.., |(no, base, new)| once(*no, base, new, committed))
+            .map(|(no, _, mut new)| {
+                page::set_lsn(&mut Arc::make_mut(&mut new)[..], stamp);
+                (no, new)
+            })
+            .collect();
         pages.sort_unstable_by_key(|(no, _)| *no);
         let crcs = match self.file.write_pages(&pages) {
             Ok(crcs) => crcs,

@@ -113,8 +113,12 @@ impl Drop for PageBuf {
 mod pool {
     use parking_lot::Mutex;
 
-    /// Bytes of free buffers kept per page size.
-    const BYTES_PER_SIZE: usize = 1 << 20;
+    /// Bytes of free buffers kept per page size. Enough for the pages of the
+    /// bodies in flight: a delivering thread builds them and the writer frees
+    /// them, and without a pool shared by the threads each one's allocator
+    /// arena keeps the most it ever built (DESIGN.md, "Bodies built in their
+    /// pages").
+    pub(super) const BYTES_PER_SIZE: usize = 16 << 20;
     /// Page sizes pooled: 4 KiB to 64 KiB, the sizes a database can have.
     const SIZES: [usize; 5] = [4096, 8192, 16384, 32768, 65536];
 
@@ -279,10 +283,10 @@ mod tests {
         assert!(pool.take(8192).is_none() && pool.take(4096).is_none());
         pool.give(vec![0u8; 1000].into_boxed_slice());
         assert!(pool.take(1000).is_none(), "only page sizes are pooled");
-        for _ in 0..300 {
+        for _ in 0..(pool::BYTES_PER_SIZE / 8192 + 300) {
             pool.give(vec![0u8; 8192].into_boxed_slice());
         }
-        assert_eq!(pool.held(8192), 1 << 20, "at most 1 MiB is kept per page size");
+        assert_eq!(pool.held(8192), 16 << 20, "at most 16 MiB is kept per page size");
     }
 
     #[test]

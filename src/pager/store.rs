@@ -3,7 +3,7 @@
 //! [`PageWrite`] over private copies of the pages it changes.
 
 use super::Result;
-use super::page::{PageKind, PageNo, PageRef};
+use super::page::{PageBuf, PageKind, PageNo, PageRef};
 use std::path::Path;
 
 /// Read access to one consistent state of the database.
@@ -30,6 +30,9 @@ pub trait PageWrite: PageRead {
     fn page_mut(&mut self, no: PageNo) -> Result<&mut [u8]>;
     /// A new page of `kind`, body zeroed.
     fn allocate(&mut self, kind: PageKind) -> Result<PageNo>;
+    /// A new page of `kind` whose body is `page`'s, taken without a copy
+    /// (its header is set here). `page` must be one page long.
+    fn allocate_filled(&mut self, kind: PageKind, page: PageBuf) -> Result<PageNo>;
     /// Returns a page to free space (reusable after this transaction commits).
     fn free(&mut self, no: PageNo) -> Result<()>;
 }

@@ -201,6 +201,14 @@ impl<'db> WriteTxn<'db> {
         self.track(result)
     }
 
+    /// Sets `key` to the value built in `value`, taking over its pages
+    /// (see [`btree::ValueBuilder`]): the same as [`WriteTxn::put`] of its bytes.
+    pub fn put_built(&mut self, table: &Table, key: &[u8], value: btree::ValueBuilder) -> Result<()> {
+        self.usable()?;
+        let result = btree::put_built(&mut self.pages, table.root, key, value).map(|_| ());
+        self.track(result)
+    }
+
     /// Removes `key`; returns whether it was there.
     pub fn delete(&mut self, table: &Table, key: &[u8]) -> Result<bool> {
         self.usable()?;

@@ -151,7 +151,10 @@ impl TxnPages {
     }
 
     fn fresh(&mut self, no: PageNo, kind: PageKind) {
-        let mut page = PageBuf::zeroed(self.pager.page_size());
+        self.fresh_from(no, kind, PageBuf::zeroed(self.pager.page_size()));
+    }
+
+    fn fresh_from(&mut self, no: PageNo, kind: PageKind, mut page: PageBuf) {
         page::init_header(&mut page, no, kind, self.pager.salt());
         self.private.insert(
             no,
@@ -201,7 +204,17 @@ impl PageWrite for TxnPages {
     }
 
     fn allocate(&mut self, kind: PageKind) -> Result<PageNo> {
+        self.allocate_filled(kind, PageBuf::zeroed(self.pager.page_size()))
+    }
+
+    fn allocate_filled(&mut self, kind: PageKind, page: PageBuf) -> Result<PageNo> {
         let ps = self.pager.page_size();
+        if page.len() != ps {
+            return Err(DbError::InvalidArgument(format!(
+                "a page of {} bytes given to a database of {ps}-byte pages",
+                page.len()
+            )));
+        }
         let no = match self.find_free()? {
             Some(no) => no,
             None => {
@@ -227,7 +240,7 @@ impl PageWrite for TxnPages {
                 self.displaced.push((no, old));
             }
         }
-        self.fresh(no, kind);
+        self.fresh_from(no, kind, page);
         self.alloc_hint = no + 1;
         self.bound()?;
         Ok(no)

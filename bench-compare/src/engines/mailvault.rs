@@ -113,10 +113,10 @@ impl MailStore for MailvaultMail {
             .store
             .transaction(move |tx| {
                 let mut wrong = Vec::new();
-                for (options, mailbox, folder, uid, body) in &prepared {
-                    let given = tx.append_prepared(mailbox, folder, options, body)?;
-                    if given != *uid {
-                        wrong.push((*uid, given));
+                for (options, mailbox, folder, uid, body) in prepared {
+                    let given = tx.append_prepared(&mailbox, &folder, &options, body)?;
+                    if given != uid {
+                        wrong.push((uid, given));
                     }
                 }
                 Ok(wrong)
