@@ -139,13 +139,8 @@ pub fn put_built<S: PageWrite + ?Sized>(store: &mut S, root: PageNo, key: &[u8],
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::btree::long::tests::pattern;
     use crate::btree::{MemStore, create, get_bytes};
-
-    fn pattern(len: usize, seed: u8) -> Vec<u8> {
-        (0..len)
-            .map(|i| (i as u8).wrapping_mul(29).wrapping_add(seed ^ (i >> 11) as u8))
-            .collect()
-    }
 
     /// Every page of `store`, as bytes.
     fn images(store: &MemStore) -> Vec<Vec<u8>> {

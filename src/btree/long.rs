@@ -406,11 +406,12 @@ fn free_pages<S: PageWrite + ?Sized>(store: &mut S, shape: &Shape, no: PageNo, l
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::btree::MemStore;
 
-    fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    /// Bytes that differ from page to page and from value to value.
+    pub(in crate::btree) fn pattern(len: usize, seed: u8) -> Vec<u8> {
         (0..len)
             .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed ^ (i >> 12) as u8))
             .collect()
