@@ -671,3 +671,44 @@ fn streaming_append_reads_the_body_and_a_failing_reader_writes_nothing() {
     assert!(matches!(err, MailError::BodyTooLarge { .. }), "{err:?}");
     assert!(s.verify().unwrap().is_clean());
 }
+
+#[test]
+fn a_body_prepared_for_other_pages_is_refused_and_writes_nothing() {
+    let small = store();
+    let large = Store::create(
+        SimVfs::new(2),
+        "/mail",
+        StoreOptions {
+            page_size: 16384,
+            ..opts()
+        },
+    )
+    .unwrap();
+    large.create_mailbox("ola", Quota::default()).unwrap();
+    // Long enough to be laid out in pages: 4 KiB ones.
+    let text: Vec<u8> = (0..20_000u32).flat_map(|i| i.to_le_bytes()).collect();
+    let body = small.prepare_body(&mut &text[..]).unwrap();
+    // The error is swallowed and the transaction commits: nothing of the body may be in it.
+    large
+        .transaction(move |tx| {
+            let err = tx
+                .append_prepared("ola", "INBOX", &AppendOptions::default(), body)
+                .unwrap_err();
+            assert!(matches!(err, MailError::InvalidArgument(_)), "{err:?}");
+            Ok(())
+        })
+        .unwrap();
+    let info = large.read().folder_info("ola", "INBOX").unwrap();
+    assert_eq!((info.messages, info.uid_next), (0, 1));
+    let report = large.verify().unwrap();
+    assert!(report.is_clean(), "{report:?}");
+    let uid = large
+        .append_prepared(
+            "ola",
+            "INBOX",
+            &AppendOptions::default(),
+            large.prepare_body(&mut &text[..]).unwrap(),
+        )
+        .unwrap();
+    assert_eq!(large.read().read_body("ola", "INBOX", uid).unwrap(), text);
+}

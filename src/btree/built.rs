@@ -44,6 +44,11 @@ impl ValueBuilder {
         })
     }
 
+    /// The page size it lays its pages out for.
+    pub fn page_size(&self) -> usize {
+        self.page_size
+    }
+
     /// Bytes appended so far.
     pub fn len(&self) -> u64 {
         self.len
@@ -153,17 +158,11 @@ mod tests {
     fn built_values_are_stored_in_the_same_pages_as_their_bytes() {
         for page_size in [4096usize, 16384] {
             let cap = page_size - BODY_AT;
-            for len in [
-                0,
-                1,
-                100,
-                cap / 4,
-                cap - 1,
-                cap,
-                cap + 1,
-                3 * cap + 7,
-                cap * (cap / 4) + 5,
-            ] {
+            let fanout = cap / 4;
+            let mut lens = vec![0, 1, 100, cap / 4, cap - 1, cap, cap + 1, 2 * cap, 3 * cap + 7];
+            // Where the value's tree gains a level.
+            lens.extend([cap * fanout - 1, cap * fanout, cap * fanout + 1]);
+            for len in lens {
                 let data = pattern(len, len as u8);
                 // Appended in uneven pieces, across page ends.
                 let mut built = ValueBuilder::new(page_size).unwrap();

@@ -127,6 +127,14 @@ impl MailTxn<'_, '_> {
                 max: self.sc.max_body_bytes,
             });
         }
+        // Checked before anything is written: a refused body leaves no meta record.
+        if body.data.page_size() != self.sc.page_size {
+            return Err(MailError::InvalidArgument(format!(
+                "a body prepared for {}-byte pages appended to a store of {}-byte pages",
+                body.data.page_size(),
+                self.sc.page_size
+            )));
+        }
         let id = self.next_id()?;
         self.tx
             .put(&self.sc.bodies, &keys::body_meta(id), &BodyMeta::of(&body).encode())?;
