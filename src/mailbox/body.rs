@@ -11,6 +11,7 @@
 //! (reference count, lengths, encoding, checksum, chunk table), and its
 //! stored bytes (a long value once past a page).
 
+use super::base64_lines;
 use super::codec::{DecodeResult, Decoder};
 use super::error::{MailError, Result};
 use super::prepare::PreparedBody;
@@ -37,7 +38,16 @@ pub enum Encoding {
     ZstdChunks = 1,
     /// One chunk (the body is at most `CHUNK_RAW` bytes), an LZ4 block.
     Lz4Chunk = 2,
+    /// Chunks of `CHUNK_RAW` raw bytes, each raw or a codec byte and its
+    /// payload: [`ZSTD_CHUNK`] a zstd frame, [`LINES_CHUNK`] base64 lines
+    /// packed to their bytes (`base64_lines`).
+    TaggedChunks = 3,
 }
+
+/// Codec byte of a tagged chunk: a zstd frame follows.
+pub(crate) const ZSTD_CHUNK: u8 = 0;
+/// Codec byte of a tagged chunk: packed base64 lines follow.
+pub(crate) const LINES_CHUNK: u8 = 1;
 
 thread_local! {
     /// Each reading thread's zstd decompressor: creating a context per
@@ -96,6 +106,7 @@ impl BodyMeta {
             0 => Encoding::Raw,
             1 => Encoding::ZstdChunks,
             2 => Encoding::Lz4Chunk,
+            3 => Encoding::TaggedChunks,
             e => return Err(format!("encoding {e}")),
         };
         let chunk = d.u32()?;
@@ -115,7 +126,9 @@ impl BodyMeta {
         }
         let want = match encoding {
             Encoding::Raw => 0,
-            Encoding::ZstdChunks | Encoding::Lz4Chunk => raw_len.div_ceil(CHUNK_RAW as u64) * 4,
+            Encoding::ZstdChunks | Encoding::Lz4Chunk | Encoding::TaggedChunks => {
+                raw_len.div_ceil(CHUNK_RAW as u64) * 4
+            }
         };
         if chunks.len() as u64 != want {
             return Err(format!("chunk table of {} bytes, {want} expected", chunks.len()));
@@ -272,12 +285,22 @@ impl<S: PageRead + ?Sized> StoredBody<'_, S> {
                 }
                 &stored
             } else {
-                let n = match self.meta.encoding {
-                    Encoding::Lz4Chunk => lz4_flex::block::decompress_into(&stored, &mut raw[..chunk_len])
-                        .map_err(|e| self.corrupt(format!("chunk {i} does not decompress: {e}")))?,
+                let undecodable = |e: String| self.corrupt(format!("chunk {i} does not decompress: {e}"));
+                let n = match (self.meta.encoding, stored.split_first()) {
+                    (Encoding::Lz4Chunk, _) => lz4_flex::block::decompress_into(&stored, &mut raw[..chunk_len])
+                        .map_err(|e| undecodable(e.to_string()))?,
+                    (Encoding::TaggedChunks, Some((&LINES_CHUNK, packed))) => {
+                        base64_lines::unpack(packed, &mut raw[..chunk_len]).map_err(undecodable)?
+                    }
+                    (Encoding::TaggedChunks, Some((&ZSTD_CHUNK, frame))) => decompressor
+                        .decompress_to_buffer(frame, &mut raw[..])
+                        .map_err(|e| undecodable(e.to_string()))?,
+                    (Encoding::TaggedChunks, tag) => {
+                        return Err(self.corrupt(format!("chunk {i} has codec byte {:?}", tag.map(|t| *t.0))));
+                    }
                     _ => decompressor
                         .decompress_to_buffer(&stored, &mut raw[..])
-                        .map_err(|e| self.corrupt(format!("chunk {i} does not decompress: {e}")))?,
+                        .map_err(|e| undecodable(e.to_string()))?,
                 };
                 if n != chunk_len {
                     return Err(self.corrupt(format!("chunk {i} decompresses to {n} bytes, not {chunk_len}")));
@@ -432,6 +455,96 @@ mod tests {
                 "no pages here",
             ))
         }
+    }
+
+    /// A long body of text and an attachment: its text chunks are zstd
+    /// frames, its attachment's chunks packed lines, and it reads back
+    /// whole and by ranges across chunk ends; a bad codec byte is corrupt.
+    #[test]
+    fn tagged_chunks_mix_codecs_and_read_back_by_range() {
+        let mut text = b"Subject: report\r\nContent-Type: multipart/mixed\r\n\r\n".to_vec();
+        text.extend(b"the figures for the quarter are attached, words words. ".repeat(700));
+        text.extend(b"\r\n--b\r\nContent-Transfer-Encoding: base64\r\n\r\n");
+        let mut x = 0x2545f4914f6cdd1du64;
+        while text.len() < 120_000 {
+            for _ in 0..76 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                text.push(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"[(x % 64) as usize]);
+            }
+            text.extend(b"\r\n");
+        }
+        text.extend(b"--b--\r\n");
+        let prepared = prepare(&mut &text[..], 1, 1 << 20, 16384).unwrap();
+        assert_eq!(prepared.encoding, Encoding::TaggedChunks);
+        let data = prepared.data.to_vec();
+        let meta = BodyMeta::of(&prepared);
+        let tags: Vec<u8> = (0..text.len().div_ceil(CHUNK_RAW) as u64)
+            .map(|i| chunk_span(&meta, i).unwrap())
+            .filter(|&(_, _, raw)| !raw)
+            .map(|(s, _, _)| data[s as usize])
+            .collect();
+        assert_eq!(tags[0], ZSTD_CHUNK, "{tags:?}");
+        assert!(tags[3..].iter().all(|&t| t == LINES_CHUNK), "{tags:?}");
+        // Packed lines lose the line ends too: under 0.75 of the attachment.
+        assert!(
+            prepared.stored_len() < text.len() as u64 * 3 / 4,
+            "{}",
+            prepared.stored_len()
+        );
+        let stored = |data: Vec<u8>, meta: BodyMeta| StoredBody {
+            store: &NoPages,
+            id: 9,
+            meta,
+            data: Value::Inline(data),
+        };
+        let body = stored(data.clone(), meta.clone());
+        assert_eq!(body.read_all().unwrap(), text);
+        for (offset, len) in [(0, 10), (16_380, 10), (40_000, 30_000), (text.len() as u64 - 5, 100)] {
+            let mut out = Vec::new();
+            body.copy_range(offset, len, &mut out).unwrap();
+            let end = (offset + len).min(text.len() as u64) as usize;
+            assert_eq!(out, &text[offset as usize..end], "range {offset}+{len}");
+        }
+        let (s, _, _) = chunk_span(&meta, 3).unwrap();
+        for (byte, want) in [(7u8, "codec byte Some(7)"), (ZSTD_CHUNK, "does not decompress")] {
+            let mut bad = data.clone();
+            bad[s as usize] = byte;
+            match stored(bad, meta.clone()).copy_range(3 * CHUNK_RAW as u64, 10, &mut Vec::new()) {
+                Err(MailError::Corrupt { reason, .. }) => assert!(reason.contains(want), "{reason}"),
+                other => panic!("expected Corrupt, got {other:?}"),
+            }
+        }
+    }
+
+    /// Bodies stored before chunks were tagged (encoding 1: zstd frames,
+    /// no codec byte) still read.
+    #[test]
+    fn untagged_zstd_chunks_still_read() {
+        let text = b"an older body, stored in plain zstd chunks. ".repeat(1000);
+        let mut data = Vec::new();
+        let mut chunks = Vec::new();
+        for chunk in text.chunks(CHUNK_RAW) {
+            data.extend(zstd::bulk::compress(chunk, 1).unwrap());
+            chunks.extend((data.len() as u32).to_le_bytes());
+        }
+        let meta = BodyMeta {
+            refcount: 1,
+            raw_len: text.len() as u64,
+            stored_len: data.len() as u64,
+            encoding: Encoding::ZstdChunks,
+            checksum: crc32c::crc32c(&text),
+            chunks,
+        };
+        let meta = BodyMeta::decode(&meta.encode()).unwrap();
+        let body = StoredBody {
+            store: &NoPages,
+            id: 3,
+            meta,
+            data: Value::Inline(data),
+        };
+        assert_eq!(body.read_all().unwrap(), text);
     }
 
     /// An LZ4 body reads back whole and by range; a damaged block or a

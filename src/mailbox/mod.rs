@@ -23,6 +23,7 @@
 //! # Ok::<(), mailvault::mailbox::MailError>(())
 //! ```
 
+mod base64_lines;
 mod body;
 mod codec;
 mod error;
@@ -38,6 +39,12 @@ mod types;
 mod verify;
 mod view;
 pub mod workload;
+
+/// The body codecs' decoders, for the fuzz targets; not a stable API.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use super::base64_lines::{pack as pack_base64_lines, unpack as unpack_base64_lines};
+}
 
 pub use body::CHUNK_RAW;
 pub use error::{MailError, QuotaKind, Result};
