@@ -1,9 +1,10 @@
 //! Message bodies: compressed in independent chunks, so that a byte range
 //! is read by decompressing only the chunks it covers (IMAP partial fetch).
 //! A body of one chunk (most mail) is compressed with LZ4, which decodes
-//! several times faster than zstd with no tables to build per frame; a
-//! longer one with zstd, whose entropy coding shrinks attachments that LZ4
-//! cannot (DESIGN.md, "Chunk size and codecs"). A chunk that does not
+//! several times faster than zstd with no tables to build per frame. A
+//! longer one is tagged chunks: base64 lines packed to the bytes they encode
+//! (attachments, which only entropy coding would shrink, and slowly), or
+//! zstd (DESIGN.md, "Chunk size and codecs", "Base64 lines"). A chunk that does not
 //! shrink is stored raw; a body none of whose chunks shrink is stored raw
 //! whole, with no chunk table.
 //!
