@@ -66,8 +66,7 @@ pub fn pack(raw: &[u8], out: &mut Vec<u8>) {
 /// `text` starts with (at least two of them). Returns the bytes
 /// of `text` it covers.
 fn push_lines(out: &mut Vec<u8>, text: &[u8], width: usize, eol: usize) -> usize {
-    let eol_bytes = EOLS[eol];
-    let line_len = width + eol_bytes.len();
+    let line_len = width + EOLS[eol].len();
     let line_bytes = width / 4 * 3;
     let most = (text.len() / line_len).min(usize::from(u16::MAX));
     let header_at = out.len();
@@ -81,7 +80,7 @@ fn push_lines(out: &mut Vec<u8>, text: &[u8], width: usize, eol: usize) -> usize
         .take(most)
         .zip(out[body_at..].chunks_exact_mut(line_bytes))
     {
-        if line[width..] != *eol_bytes || !decode_line(&line[..width], bytes) {
+        if !is_eol(&line[width..], eol) || !decode_line(&line[..width], bytes) {
             break;
         }
         lines += 1;
@@ -160,31 +159,59 @@ fn first_line(text: &[u8]) -> Option<(usize, usize)> {
         return None;
     }
     let rest = &text[width..];
-    EOLS.iter()
-        .position(|eol| rest.starts_with(eol))
+    (0..EOLS.len())
+        .find(|&eol| rest.get(..EOLS[eol].len()).is_some_and(|end| is_eol(end, eol)))
         .map(|eol| (width, eol))
+}
+
+/// Whether `end` is line end `eol` (matched byte by byte: a slice compare
+/// of two bytes is a call to memcmp).
+fn is_eol(end: &[u8], eol: usize) -> bool {
+    match eol {
+        0 => matches!(end, [b'\r', b'\n']),
+        _ => matches!(end, [b'\n']),
+    }
 }
 
 /// Whether `text` starts with a base64 line of `width` characters and line end `eol`.
 fn same_line(text: &[u8], width: usize, eol: usize) -> bool {
-    let eol = EOLS[eol];
-    text.get(width..width + eol.len()) == Some(eol)
+    text.get(width..width + EOLS[eol].len())
+        .is_some_and(|end| is_eol(end, eol))
         && text[..width].iter().all(|&b| SEXTETS[usize::from(b)] != NOT_BASE64)
 }
 
 /// Writes the bytes a line of base64 characters (a multiple of 4 long)
 /// encodes to `bytes`. False if a character is not base64.
 fn decode_line(chars: &[u8], bytes: &mut [u8]) -> bool {
-    let mut seen = 0u8;
+    let mut seen = 0u32;
     for (group, out) in chars.chunks_exact(4).zip(bytes.chunks_exact_mut(3)) {
-        let [a, b, c, d] = [0, 1, 2, 3].map(|i| SEXTETS[usize::from(group[i])]);
-        seen |= a | b | c | d;
-        let bits = u32::from(a) << 18 | u32::from(b) << 12 | u32::from(c) << 6 | u32::from(d);
+        let bits = AT_18[usize::from(group[0])]
+            | AT_12[usize::from(group[1])]
+            | AT_6[usize::from(group[2])]
+            | AT_0[usize::from(group[3])];
+        seen |= bits;
         out.copy_from_slice(&bits.to_be_bytes()[1..]);
     }
-    // NOT_BASE64 is the only entry with its top bit set.
-    seen & 0x80 == 0
+    seen & SHIFTED_NOT_BASE64 == 0
 }
+
+/// A character's six bits shifted into place in its group's 24, so that a
+/// group decodes with four lookups and three ORs; `SHIFTED_NOT_BASE64`
+/// (outside those 24 bits) for any other byte.
+const fn shifted(shift: u32) -> [u32; 256] {
+    let mut table = [SHIFTED_NOT_BASE64; 256];
+    let mut i = 0;
+    while i < 64 {
+        table[ALPHABET[i] as usize] = (i as u32) << shift;
+        i += 1;
+    }
+    table
+}
+const SHIFTED_NOT_BASE64: u32 = 1 << 31;
+static AT_18: [u32; 256] = shifted(18);
+static AT_12: [u32; 256] = shifted(12);
+static AT_6: [u32; 256] = shifted(6);
+static AT_0: [u32; 256] = shifted(0);
 
 /// Writes the base64 characters of `bytes` (a multiple of 3 long) to `chars`.
 fn encode_line(bytes: &[u8], chars: &mut [u8]) {
