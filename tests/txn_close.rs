@@ -67,6 +67,12 @@ fn assert_holds(db: &Database, count: u32, context: &str) {
     );
 }
 
+/// Bytes allocated to the file `name` in `dir`.
+fn allocated_bytes(dir: &Path, name: &str) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(dir.join(name)).expect("metadata").blocks() * 512
+}
+
 fn log_files(dir: &Path) -> Vec<(String, u64, u64)> {
     use std::os::unix::fs::MetadataExt;
     let mut files: Vec<_> = std::fs::read_dir(dir.join("log"))
@@ -126,6 +132,73 @@ fn a_clean_close_keeps_only_the_live_log_on_disk() {
     let db = Database::open(Arc::new(OsVfs), dir.path(), opts()).expect("reopen again");
     assert_holds(&db, 5000, "after the second close");
     db.close().expect("close a third time");
+}
+
+/// A young log writes no zeros it may never use: the next generation's file
+/// is made ready at once, but zero-filled only once the log is half way
+/// through the current one; a spare left by an earlier open is filled again.
+/// (Where the file system has no holes, sizes cannot tell a fill that came
+/// early, and only the fill past half is checked.)
+#[test]
+fn the_next_generation_is_zero_filled_only_past_half_of_the_current() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = Database::create(Arc::new(OsVfs), dir.path(), opts()).expect("create");
+    let mut tx = db.begin_write();
+    let table = tx.create_table("mail").expect("table");
+    tx.commit().expect("commit");
+    let log = db.pager().log();
+    let mut delivered = 0;
+    let next_allocated = |what: &str| -> u64 {
+        log.wait_prepared();
+        let files = log_files(dir.path());
+        let generation = log.durable_lsn().generation();
+        let next = mailvault::log::generation_name(generation + 1);
+        match files.iter().find(|(name, _, _)| *name == next) {
+            Some((_, len, allocated)) => {
+                assert_eq!(*len, GENERATION, "{what}: the next file is sized: {files:?}");
+                *allocated
+            }
+            None => panic!("{what}: no file for generation {} in {files:?}", generation + 1),
+        }
+    };
+    let probe = dir.path().join("sparse-probe");
+    std::fs::File::create(&probe)
+        .and_then(|f| f.set_len(GENERATION))
+        .expect("probe");
+    let holes = allocated_bytes(dir.path(), "sparse-probe") < GENERATION / 2;
+    std::fs::remove_file(&probe).expect("remove probe");
+    if holes {
+        let allocated = next_allocated("fresh");
+        assert!(
+            allocated < GENERATION / 2,
+            "zeros written at once: {allocated} bytes allocated"
+        );
+    }
+    while u64::from(log.durable_lsn().offset()) * 2 < GENERATION * 2 / 5 {
+        deliver(&db, &table, delivered, delivered + 10);
+        delivered += 10;
+    }
+    if holes {
+        let allocated = next_allocated("at a fifth");
+        assert!(
+            allocated < GENERATION / 2,
+            "zeros written early: {allocated} bytes allocated"
+        );
+    }
+    while u64::from(log.durable_lsn().offset()) * 2 < GENERATION {
+        deliver(&db, &table, delivered, delivered + 10);
+        delivered += 10;
+    }
+    assert_eq!(log.durable_lsn().generation(), 1, "still in the first generation");
+    let allocated = next_allocated("past half");
+    assert!(
+        allocated >= GENERATION,
+        "past half, the next file is filled: {allocated} bytes allocated"
+    );
+    db.close().expect("close");
+    let db = Database::open(Arc::new(OsVfs), dir.path(), opts()).expect("reopen");
+    assert_holds(&db, delivered, "after the close");
+    db.close().expect("close again");
 }
 
 /// A store with acknowledged commits, left open for the close under test.

@@ -39,6 +39,8 @@ pub(crate) struct LeaderState {
     pub epoch: u64,
     pub max_write_span: u64,
     pub preparer: Arc<Preparer>,
+    /// The next generation whose zero fill the preparer may run.
+    pub fill_allowed: u32,
     pub counters: Arc<Counters>,
     /// Run before a batch is written (`Log::set_before_write`).
     pub before_write: Option<super::BeforeWrite>,
@@ -121,8 +123,23 @@ impl LeaderState {
             // Only now is the new header durable: a spare after it is safe.
             self.preparer.request(self.current.header.generation + 1);
         }
+        self.allow_fill_past_half(end);
         self.counters.batches.fetch_add(1, Ordering::Relaxed);
         Ok(end)
+    }
+
+    /// Lets the next file's zeros be written once the log's end is half way
+    /// through the current generation: a log that never gets that far (a
+    /// young store) writes none, and a recycled file needs none (DESIGN.md,
+    /// "Zeros when they are needed").
+    pub fn allow_fill_past_half(&mut self, end: Lsn) {
+        let next = self.current.header.generation + 1;
+        let past_half = end.generation() == self.current.header.generation
+            && u64::from(end.offset()) * 2 >= self.current.header.generation_size;
+        if self.fill_allowed < next && past_half {
+            self.fill_allowed = next;
+            self.preparer.allow_fill(next);
+        }
     }
 
     /// Fills in a frame header and checksum; returns the checksum.

@@ -198,6 +198,7 @@ impl Log {
             epoch: opts.epoch.max(header.epoch),
             max_write_span: (2 * opts.buffer_size + 4 * header.frame_size as usize) as u64,
             preparer: preparer.clone(),
+            fill_allowed: 0,
             counters: counters.clone(),
             before_write: None,
         };
@@ -242,6 +243,7 @@ impl Log {
         let durable = buffer.end;
         let active = leader.active();
         preparer.request(header.generation + 1);
+        leader.allow_fill_past_half(durable);
         let thread = preparer.spawn()?;
         let signature = header.signature;
         Ok(Log {

@@ -4,9 +4,10 @@
 //! sizes it, stamps a reserved header and makes it and its directory entry
 //! durable, so a commit never waits for a file to be created. A new file is
 //! then filled with written zeros, because commits into written blocks sync
-//! faster (DESIGN.md); if the log needs the file before the fill is done, the
-//! fill stops where it is and the log takes the file as it is, so a log that
-//! grows fast is never held up by zeros.
+//! faster (DESIGN.md), once the log is half way through the generation before
+//! it (so a log that never gets that far writes none); if the log needs the
+//! file before the fill is done, the fill stops where it is and the log
+//! takes the file as it is, so a log that grows fast is never held up by zeros.
 
 use super::files::{generation_name, recycle_name};
 use super::format::{GenerationHeader, GenerationState, LogSignature};
@@ -44,6 +45,8 @@ struct PrepState {
     shutdown: bool,
     /// Generation numbers of recycled files, oldest first.
     pool: Vec<u32>,
+    /// Files of generations up to this one may be zero-filled.
+    fill_allowed: u32,
 }
 
 pub(crate) struct Preparer {
@@ -98,15 +101,28 @@ impl Preparer {
         self.cv.notify_all();
     }
 
+    /// Lets the zero fill of the file of `generation` (and of every earlier
+    /// one) run: the log's end is half way through the generation before it.
+    pub fn allow_fill(&self, generation: u32) {
+        let mut st = self.state.lock();
+        st.fill_allowed = st.fill_allowed.max(generation);
+        self.cv.notify_all();
+    }
+
     /// Waits until the background thread has nothing left to do: no file
-    /// wanted that is not ready, none being prepared, no zero fill running.
+    /// wanted that is not ready, none being prepared, no zero fill running
+    /// or allowed to run (a fill the log has not allowed yet is not waited for).
     pub fn wait_idle(&self) {
         let mut st = self.state.lock();
         loop {
             let wanted = st
                 .want
                 .is_some_and(|g| st.ready.as_ref().is_none_or(|p| p.generation != g) && st.error.is_none());
-            if st.shutdown || !(wanted || st.busy.is_some() || st.fill.is_some()) {
+            let filling = st
+                .fill
+                .as_ref()
+                .is_some_and(|f| !f.stop && f.generation <= st.fill_allowed);
+            if st.shutdown || !(wanted || st.busy.is_some() || filling) {
                 return;
             }
             self.cv.wait(&mut st);
@@ -127,6 +143,8 @@ impl Preparer {
                 // No zero may land once the log writes the file.
                 if let Some(fill) = st.fill.as_mut().filter(|f| f.generation == generation) {
                     fill.stop = true;
+                    // A fill still waiting to be allowed wakes up to end.
+                    self.cv.notify_all();
                 }
                 while st
                     .fill
@@ -192,6 +210,12 @@ impl Preparer {
                             stop: false,
                         });
                         self.cv.notify_all();
+                        while !(st.shutdown
+                            || st.fill_allowed >= generation
+                            || st.fill.as_ref().is_some_and(|f| f.stop))
+                        {
+                            self.cv.wait(&mut st);
+                        }
                         drop(st);
                         let filled = self.zero_fill(file.as_ref(), &path);
                         st = self.state.lock();
@@ -254,7 +278,8 @@ impl Preparer {
     }
 
     /// Creates or recycles the file of `generation` with a reserved header.
-    /// Returns whether it still needs its zero fill (a new or grown file).
+    /// Returns whether it still needs its zero fill (any but a recycled file
+    /// of full length).
     pub fn prepare(&self, generation: u32) -> Result<(Prepared, bool)> {
         let path = self.dir.join(generation_name(generation));
         let vfs = self.vfs.as_ref();
@@ -276,7 +301,11 @@ impl Preparer {
             file.set_len(self.generation_size)
                 .map_err(|e| LogError::io(&path, self.generation_size, "set length", e))?;
         }
-        let needs_fill = len < self.generation_size;
+        // A recycled file was written through (unless it was shorter). A
+        // file already there is a spare whose fill may have been cut short
+        // (by a close, a crash, or a log that never got half way): it is
+        // filled again.
+        let needs_fill = recycled.is_none() || len < self.generation_size;
         let header = GenerationHeader {
             state: GenerationState::Reserved,
             frame_size: self.frame_size,
