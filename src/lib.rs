@@ -10,7 +10,7 @@
 //! - [`txn`]: the database: tables, one writer with early lock release,
 //!   snapshot readers, durable or lazy commits.
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod btree;
 pub mod log;

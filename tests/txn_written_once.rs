@@ -81,8 +81,15 @@ fn a_large_value_is_written_once_and_recovered_from_the_file() {
     let ps = db.pager().page_size();
     let value = filled(1 << 20, 7);
     let before = db.pager().log().stats().record_bytes;
+    let hints = sim.writeback_hint_count();
     put(&db, b"body", &value);
     let logged = db.pager().log().stats().record_bytes - before;
+    // The pages' writeback starts as they are written, before the sync.
+    assert_eq!(
+        sim.writeback_hint_count(),
+        hints + 1,
+        "one writeback hint for the commit's pages"
+    );
     let once = db.pager().pages_written_once();
     // 1 MiB in 16 KiB pages: 65 data pages and an index page.
     assert!(once as usize >= value.len() / ps, "{once} pages written once");

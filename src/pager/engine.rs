@@ -376,28 +376,32 @@ impl Pager {
         // Strictly below the record's LSN, so that redo always checks the
         // page rather than taking it for a later version.
         let stamp = Lsn(self.log.end_lsn().0.saturating_sub(1));
-        // The transaction's pages are handed over, so stamping them copies
-        // nothing (`make_mut` copies only a page something else still holds).
-        let mut pages: Vec<(PageNo, PageRef)> = changed
-            .extract_if(.., |(no, base, new)| once(*no, base, new, committed))
-            .map(|(no, _, mut new)| {
-                page::set_lsn(&mut Arc::make_mut(&mut new)[..], stamp);
-                (no, new)
-            })
-            .collect();
+        // The transaction's pages are handed over, so stamping and sealing
+        // them copies nothing (`make_mut` copies only a page something else
+        // still holds), and they are written from where they are.
+        let mut pages: Vec<(PageNo, PageRef)> = Vec::new();
+        let mut crcs: Vec<(PageNo, u32)> = Vec::new();
+        for (no, _, mut new) in changed.extract_if(.., |(no, base, new)| once(*no, base, new, committed)) {
+            let page = &mut Arc::make_mut(&mut new)[..];
+            page::set_lsn(page, stamp);
+            crcs.push((no, page::seal(page)));
+            pages.push((no, new));
+        }
         pages.sort_unstable_by_key(|(no, _)| *no);
-        let crcs = match self.file.write_pages(&pages) {
-            Ok(crcs) => crcs,
-            Err(e) => {
-                self.end_writing_once();
-                return Err(self.fail(e));
-            }
-        };
+        crcs.sort_unstable_by_key(|(no, _)| *no);
+        let written = self.file.write_sealed_pages(&pages).and_then(|()| {
+            // Sorted and non-empty (`once` matched one).
+            self.file.start_writeback(pages[0].0, pages[pages.len() - 1].0)
+        });
+        if let Err(e) = written {
+            self.end_writing_once();
+            return Err(self.fail(e));
+        }
         // Set after the writes, before the record can be appended: a
         // leader that takes the record then sees it (its lock orders the two).
         self.unsynced_written.store(true, Ordering::Release);
         self.pages_written_once.fetch_add(pages.len() as u64, Ordering::Relaxed);
-        Ok(pages.iter().map(|(no, _)| *no).zip(crcs).collect())
+        Ok(crcs)
     }
 
     fn append_records(

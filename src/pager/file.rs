@@ -89,6 +89,32 @@ impl DbFile {
         Ok(crcs)
     }
 
+    /// Writes pages that are sealed already (sorted by number), each run of
+    /// adjacent pages in one vectored write, so no page is copied. No sync.
+    pub fn write_sealed_pages(&self, pages: &[PageVersion]) -> Result<()> {
+        let Some(last) = pages.last() else {
+            return Ok(());
+        };
+        self.grow_to(self.offset(last.0 + 1))?;
+        let max_run = (MAX_WRITE / self.page_size).max(1);
+        let mut start = 0;
+        for i in 1..=pages.len() {
+            let contiguous = i < pages.len() && pages[i].0 == pages[i - 1].0 + 1 && i - start < max_run;
+            if !contiguous {
+                let run: Vec<std::io::IoSlice<'_>> = pages[start..i]
+                    .iter()
+                    .map(|(_, page)| std::io::IoSlice::new(&page[..]))
+                    .collect();
+                let offset = self.offset(pages[start].0);
+                self.file
+                    .write_vectored_at(&run, offset)
+                    .map_err(|e| DbError::io(&self.path, offset, "write", e))?;
+                start = i;
+            }
+        }
+        Ok(())
+    }
+
     /// Writes pages already sealed, laid out one after another in `sealed`
     /// in the order of `pages` (sorted): adjacent pages in one write.
     fn write_sealed(&self, pages: &[PageVersion], sealed: &[u8]) -> Result<()> {
@@ -247,6 +273,15 @@ impl DbFile {
     pub fn write_header(&self, header: &DbHeader, slot: u32) -> Result<()> {
         let bytes = header.encode(slot, self.page_size);
         self.write_at(&bytes, slot)
+    }
+
+    /// Starts the disk writing pages `first..=last` (already written), for
+    /// the sync that will follow.
+    pub fn start_writeback(&self, first: PageNo, last: PageNo) -> Result<()> {
+        let offset = self.offset(first);
+        self.file
+            .start_writeback(offset, self.offset(last + 1) - offset)
+            .map_err(|e| DbError::io(&self.path, offset, "start writeback", e))
     }
 
     pub fn sync(&self) -> Result<()> {

@@ -29,6 +29,12 @@ pub trait VfsFile: Send + Sync {
 
     /// Makes every completed write to this file durable (fdatasync).
     fn sync_data(&self) -> io::Result<()>;
+    /// Asks the OS to start writing `offset..offset + len` to the disk now,
+    /// without waiting for it. A hint only: what is durable still depends on
+    /// `sync_data` alone. The default does nothing.
+    fn start_writeback(&self, _offset: u64, _len: u64) -> io::Result<()> {
+        Ok(())
+    }
     /// Sets the file length; a grown file reads as zeros.
     fn set_len(&self, len: u64) -> io::Result<()>;
     /// Current length of the file.

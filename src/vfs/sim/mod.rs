@@ -105,6 +105,11 @@ impl SimVfs {
         self.state.lock().syncs
     }
 
+    /// `start_writeback` calls that ran, failed ones not included.
+    pub fn writeback_hint_count(&self) -> u64 {
+        self.state.lock().writeback_hints
+    }
+
     /// The call numbered `op` (0-based, as [`SimVfs::op_count`] counts) fails
     /// with `kind` instead of running. An index already passed never fires.
     pub fn inject_at_op(&self, op: u64, kind: FaultKind) {
@@ -320,6 +325,15 @@ impl VfsFile for SimFile {
             return Err(e);
         }
         state.sync_data(self.inode)
+    }
+
+    /// Nothing to simulate, but a call that can fail, so that the fault
+    /// sweeps reach its error path.
+    fn start_writeback(&self, _offset: u64, _len: u64) -> io::Result<()> {
+        let mut state = self.state.lock();
+        state.begin(Call::File(self.epoch))?;
+        state.writeback_hints += 1;
+        Ok(())
     }
 
     fn set_len(&self, len: u64) -> io::Result<()> {

@@ -54,6 +54,8 @@ pub(super) struct State {
     pub(super) ops: u64,
     /// Sync calls so far.
     pub(super) syncs: u64,
+    /// `start_writeback` calls that ran (a hint: nothing else changes).
+    pub(super) writeback_hints: u64,
     pub(super) faults: BTreeMap<u64, FaultKind>,
     pub(super) crash_syncs: BTreeSet<u64>,
     pub(super) crashed: bool,
@@ -154,6 +156,7 @@ impl State {
             mode: CrashMode::Random,
             ops: 0,
             syncs: 0,
+            writeback_hints: 0,
             faults: BTreeMap::new(),
             crash_syncs: BTreeSet::new(),
             crashed: false,
