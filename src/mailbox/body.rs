@@ -41,7 +41,7 @@ pub enum Encoding {
     Lz4Chunk = 2,
     /// Chunks of `CHUNK_RAW` raw bytes, each raw or a codec byte and its
     /// payload: [`ZSTD_CHUNK`] a zstd frame, [`LINES_CHUNK`] base64 lines
-    /// packed to their bytes (`base64_lines`).
+    /// packed to their bytes (`base64_lines`), [`LZ4_CHUNK`] an LZ4 block.
     TaggedChunks = 3,
 }
 
@@ -49,6 +49,8 @@ pub enum Encoding {
 pub(crate) const ZSTD_CHUNK: u8 = 0;
 /// Codec byte of a tagged chunk: packed base64 lines follow.
 pub(crate) const LINES_CHUNK: u8 = 1;
+/// Codec byte of a tagged chunk: an LZ4 block follows.
+pub(crate) const LZ4_CHUNK: u8 = 2;
 
 thread_local! {
     /// Each reading thread's zstd decompressor: creating a context per
@@ -293,6 +295,10 @@ impl<S: PageRead + ?Sized> StoredBody<'_, S> {
                     (Encoding::TaggedChunks, Some((&LINES_CHUNK, packed))) => {
                         base64_lines::unpack(packed, &mut raw[..chunk_len]).map_err(undecodable)?
                     }
+                    (Encoding::TaggedChunks, Some((&LZ4_CHUNK, block))) => {
+                        lz4_flex::block::decompress_into(block, &mut raw[..chunk_len])
+                            .map_err(|e| undecodable(e.to_string()))?
+                    }
                     (Encoding::TaggedChunks, Some((&ZSTD_CHUNK, frame))) => decompressor
                         .decompress_to_buffer(frame, &mut raw[..])
                         .map_err(|e| undecodable(e.to_string()))?,
@@ -436,6 +442,7 @@ pub(crate) fn open<'s, S: PageRead + ?Sized>(
 
 #[cfg(test)]
 mod tests {
+    use super::super::TextCompression;
     use super::super::prepare::prepare;
     use super::*;
 
@@ -458,11 +465,22 @@ mod tests {
         }
     }
 
-    /// A long body of text and an attachment: its text chunks are zstd
-    /// frames, its attachment's chunks packed lines, and it reads back
-    /// whole and by ranges across chunk ends; a bad codec byte is corrupt.
+    /// A long body of text and an attachment, with each text codec: its
+    /// text chunks are LZ4 blocks or zstd frames, its attachment's chunks
+    /// packed lines, and it reads back whole and by ranges across chunk
+    /// ends; a bad codec byte is corrupt.
     #[test]
     fn tagged_chunks_mix_codecs_and_read_back_by_range() {
+        for (codec, tag) in [
+            (TextCompression::Lz4, LZ4_CHUNK),
+            (TextCompression::Zstd(1), ZSTD_CHUNK),
+        ] {
+            mixed_body_reads_back(codec, tag);
+        }
+        assert_eq!(TextCompression::default(), TextCompression::Lz4);
+    }
+
+    fn mixed_body_reads_back(codec: TextCompression, text_tag: u8) {
         let mut text = b"Subject: report\r\nContent-Type: multipart/mixed\r\n\r\n".to_vec();
         text.extend(b"the figures for the quarter are attached, words words. ".repeat(700));
         text.extend(b"\r\n--b\r\nContent-Transfer-Encoding: base64\r\n\r\n");
@@ -477,7 +495,7 @@ mod tests {
             text.extend(b"\r\n");
         }
         text.extend(b"--b--\r\n");
-        let prepared = prepare(&mut &text[..], 1, 1 << 20, 16384).unwrap();
+        let prepared = prepare(&mut &text[..], codec, 1 << 20, 16384).unwrap();
         assert_eq!(prepared.encoding, Encoding::TaggedChunks);
         let data = prepared.data.to_vec();
         let meta = BodyMeta::of(&prepared);
@@ -486,7 +504,7 @@ mod tests {
             .filter(|&(_, _, raw)| !raw)
             .map(|(s, _, _)| data[s as usize])
             .collect();
-        assert_eq!(tags[0], ZSTD_CHUNK, "{tags:?}");
+        assert_eq!(tags[..2], [text_tag, text_tag], "{codec:?}: {tags:?}");
         assert!(tags[3..].iter().all(|&t| t == LINES_CHUNK), "{tags:?}");
         // Packed lines lose the line ends too: under 0.75 of the attachment.
         assert!(
@@ -509,11 +527,11 @@ mod tests {
             assert_eq!(out, &text[offset as usize..end], "range {offset}+{len}");
         }
         let (s, _, _) = chunk_span(&meta, 3).unwrap();
-        for (byte, want) in [(7u8, "codec byte Some(7)"), (ZSTD_CHUNK, "does not decompress")] {
+        for (byte, want) in [(7u8, "codec byte Some(7)"), (text_tag, "decompress")] {
             let mut bad = data.clone();
             bad[s as usize] = byte;
             match stored(bad, meta.clone()).copy_range(3 * CHUNK_RAW as u64, 10, &mut Vec::new()) {
-                Err(MailError::Corrupt { reason, .. }) => assert!(reason.contains(want), "{reason}"),
+                Err(MailError::Corrupt { reason, .. }) => assert!(reason.contains(want), "{codec:?}: {reason}"),
                 other => panic!("expected Corrupt, got {other:?}"),
             }
         }
@@ -553,7 +571,7 @@ mod tests {
     #[test]
     fn a_one_chunk_body_round_trips_through_lz4_and_damage_is_refused() {
         let text = b"Subject: hi\r\n\r\nsome words, some more words, words again. ".repeat(120);
-        let prepared = prepare(&mut &text[..], 1, 1 << 20, 16384).unwrap();
+        let prepared = prepare(&mut &text[..], TextCompression::Zstd(1), 1 << 20, 16384).unwrap();
         assert_eq!(prepared.encoding, Encoding::Lz4Chunk);
         let stored = |data: Vec<u8>| StoredBody {
             store: &NoPages,

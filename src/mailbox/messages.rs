@@ -177,12 +177,7 @@ impl MailTxn<'_, '_> {
 
     /// Compresses `bytes` and appends them; returns the UID (UIDPLUS).
     pub fn append(&mut self, mailbox: &str, folder: &str, opts: &AppendOptions, bytes: &[u8]) -> Result<u32> {
-        let body = prepare::prepare(
-            &mut &bytes[..],
-            self.sc.level,
-            self.sc.max_body_bytes,
-            self.sc.page_size,
-        )?;
+        let body = prepare::prepare(&mut &bytes[..], self.sc.text, self.sc.max_body_bytes, self.sc.page_size)?;
         self.append_prepared(mailbox, folder, opts, body)
     }
 

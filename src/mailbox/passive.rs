@@ -22,7 +22,7 @@ impl PassiveMailRead {
     /// the bodies read (as on the active).
     pub fn open(snapshot: PassiveSnapshot, opts: &StoreOptions) -> Result<PassiveMailRead> {
         let file = snapshot.file_path().to_path_buf();
-        let schema = Schema::open(&snapshot, opts.max_body_bytes, opts.compression_level, file)?;
+        let schema = Schema::open(&snapshot, opts.max_body_bytes, opts.text_compression, file)?;
         Ok(PassiveMailRead {
             pages: snapshot,
             schema,

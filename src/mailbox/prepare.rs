@@ -1,10 +1,12 @@
 //! Compressing a body ahead of its transaction, on the delivering thread:
 //! one LZ4 block for a body of one chunk (most mail); for a longer one,
-//! chunks of base64 lines packed to their bytes (attachments) and zstd
-//! chunks (text); raw where nothing shrinks (the layouts are in `body`).
+//! chunks of base64 lines packed to their bytes (attachments) and LZ4 (or,
+//! if the store asks, zstd) chunks of text; raw where nothing shrinks (the
+//! layouts are in `body`).
 
+use super::TextCompression;
 use super::base64_lines;
-use super::body::{CHUNK_RAW, Encoding, LINES_CHUNK, RAW_CHUNK, ZSTD_CHUNK};
+use super::body::{CHUNK_RAW, Encoding, LINES_CHUNK, LZ4_CHUNK, RAW_CHUNK, ZSTD_CHUNK};
 use super::error::{MailError, Result};
 use crate::btree::ValueBuilder;
 use std::io::Read;
@@ -47,14 +49,23 @@ thread_local! {
         const { std::cell::RefCell::new(None) };
 }
 
-/// Compresses `reader` (at most `max` bytes) chunk by chunk.
-pub(crate) fn prepare(reader: &mut dyn Read, level: i32, max: u64, page_size: usize) -> Result<PreparedBody> {
+/// Compresses `reader` (at most `max` bytes) chunk by chunk, the text of a
+/// long body as `text` says.
+pub(crate) fn prepare(
+    reader: &mut dyn Read,
+    text: TextCompression,
+    max: u64,
+    page_size: usize,
+) -> Result<PreparedBody> {
+    let TextCompression::Zstd(level) = text else {
+        return prepare_with(TextCodec::Lz4, reader, max, page_size);
+    };
     COMPRESSOR.with(|cell| {
         // A reader that itself delivers mail on this thread finds the cache
         // taken: it gets a compressor of its own.
         let Ok(mut cached) = cell.try_borrow_mut() else {
             let mut own = zstd::bulk::Compressor::new(level).map_err(MailError::Read)?;
-            return prepare_with(&mut own, reader, max, page_size);
+            return prepare_with(TextCodec::Zstd(&mut own), reader, max, page_size);
         };
         let compressor = match &mut *cached {
             Some((l, c)) if *l == level => c,
@@ -64,16 +75,26 @@ pub(crate) fn prepare(reader: &mut dyn Read, level: i32, max: u64, page_size: us
                     .1
             }
         };
-        prepare_with(compressor, reader, max, page_size)
+        prepare_with(TextCodec::Zstd(compressor), reader, max, page_size)
     })
 }
 
-fn prepare_with(
-    compressor: &mut zstd::bulk::Compressor<'static>,
-    reader: &mut dyn Read,
-    max: u64,
-    page_size: usize,
-) -> Result<PreparedBody> {
+/// What compresses the chunks of a long body that do not pack.
+enum TextCodec<'a> {
+    Lz4,
+    Zstd(&'a mut zstd::bulk::Compressor<'static>),
+}
+
+/// Compresses `raw` into `out` (cleared first) as one LZ4 block.
+fn lz4_into(raw: &[u8], out: &mut Vec<u8>) -> Result<()> {
+    out.clear();
+    out.resize(lz4_flex::block::get_maximum_output_size(raw.len()), 0);
+    let len = lz4_flex::block::compress_into(raw, out).map_err(|e| MailError::Read(std::io::Error::other(e)))?;
+    out.truncate(len);
+    Ok(())
+}
+
+fn prepare_with(mut text: TextCodec<'_>, reader: &mut dyn Read, max: u64, page_size: usize) -> Result<PreparedBody> {
     let mut raw = vec![0u8; CHUNK_RAW];
     let mut packed = Vec::with_capacity(zstd::zstd_safe::compress_bound(CHUNK_RAW));
     let mut body = PreparedBody {
@@ -99,10 +120,7 @@ fn prepare_with(
         if body.raw_len == n as u64 && n < raw.len() {
             // The reader ended within the first chunk: the whole body.
             body.encoding = Encoding::Lz4Chunk;
-            packed.resize(lz4_flex::block::get_maximum_output_size(n), 0);
-            let len = lz4_flex::block::compress_into(&raw[..n], &mut packed)
-                .map_err(|e| MailError::Read(std::io::Error::other(e)))?;
-            packed.truncate(len);
+            lz4_into(&raw[..n], &mut packed)?;
             tag = None;
         } else {
             body.encoding = Encoding::TaggedChunks;
@@ -111,12 +129,15 @@ fn prepare_with(
             base64_lines::pack(&raw[..n], &mut packed);
             if packed.len() * 4 <= n * 3 {
                 tag = Some(LINES_CHUNK);
-            } else {
+            } else if let TextCodec::Zstd(compressor) = &mut text {
                 tag = Some(ZSTD_CHUNK);
                 packed.clear();
                 compressor
                     .compress_to_buffer(&raw[..n], &mut packed)
                     .map_err(MailError::Read)?;
+            } else {
+                tag = Some(LZ4_CHUNK);
+                lz4_into(&raw[..n], &mut packed)?;
             }
         }
         let flag = if packed.len() + usize::from(tag.is_some()) < n {
@@ -165,11 +186,11 @@ mod tests {
     #[test]
     fn text_compresses_random_bytes_stay_raw_and_limits_hold() {
         let text = b"Subject: hello\r\n\r\nthe quick brown fox ".repeat(2000);
-        let body = prepare(&mut &text[..], 3, 1 << 20, 16384).unwrap();
+        let body = prepare(&mut &text[..], TextCompression::Zstd(3), 1 << 20, 16384).unwrap();
         assert_eq!(body.encoding, Encoding::TaggedChunks);
         // A body of one chunk takes LZ4.
         let short = &text[..5000];
-        let one = prepare(&mut &short[..], 3, 1 << 20, 16384).unwrap();
+        let one = prepare(&mut &short[..], TextCompression::Zstd(3), 1 << 20, 16384).unwrap();
         assert_eq!(one.encoding, Encoding::Lz4Chunk);
         assert!(one.stored_len() < 1000, "{}", one.stored_len());
         assert_eq!(one.checksum, crc32c::crc32c(short));
@@ -184,11 +205,11 @@ mod tests {
                 x as u8
             })
             .collect();
-        let body = prepare(&mut &noise[..], 3, 1 << 20, 16384).unwrap();
+        let body = prepare(&mut &noise[..], TextCompression::Zstd(3), 1 << 20, 16384).unwrap();
         assert_eq!(body.encoding, Encoding::Raw);
         assert_eq!(body.data.to_vec(), noise);
         assert!(matches!(
-            prepare(&mut &noise[..], 3, 39_999, 16384),
+            prepare(&mut &noise[..], TextCompression::Zstd(3), 39_999, 16384),
             Err(MailError::BodyTooLarge { max: 39_999, .. })
         ));
     }

@@ -53,7 +53,7 @@ pub struct Schema {
     pub(crate) props: Table,
     pub(crate) delimiter: char,
     pub(crate) max_body_bytes: u64,
-    pub(crate) level: i32,
+    pub(crate) text: super::TextCompression,
     /// The database's, for bodies built ahead of their transaction.
     pub(crate) page_size: usize,
     pub(crate) file: PathBuf,
@@ -75,7 +75,12 @@ impl Schema {
 
     /// Opens the tables of an existing store, read through `pages` (a
     /// read transaction's snapshot, or a passive copy's).
-    pub fn open<S: PageRead + ?Sized>(pages: &S, max_body_bytes: u64, level: i32, file: PathBuf) -> Result<Schema> {
+    pub fn open<S: PageRead + ?Sized>(
+        pages: &S,
+        max_body_bytes: u64,
+        text: super::TextCompression,
+        file: PathBuf,
+    ) -> Result<Schema> {
         let table = |name: &str| -> Result<Table> {
             crate::txn::lookup_table(pages, name).map_err(|e| match e {
                 crate::pager::DbError::NoSuchTable { .. } => MailError::Corrupt {
@@ -123,7 +128,7 @@ impl Schema {
             props: table(PROPS)?,
             delimiter,
             max_body_bytes,
-            level,
+            text,
             page_size: pages.page_size(),
             file,
         })
