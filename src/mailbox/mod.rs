@@ -71,7 +71,7 @@ use std::sync::Arc;
 
 /// How the chunks of a long body that are not base64 lines (its text,
 /// mostly) are compressed; a body of one chunk always takes LZ4, and lines
-/// are always packed to their bytes (DESIGN.md, "Chunk size and codecs").
+/// are always packed to their bytes (DESIGN.md, "Text chunks: LZ4").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum TextCompression {
     /// LZ4: about twice as fast as zstd, to about 0.52 of the text.

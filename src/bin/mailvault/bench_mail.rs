@@ -140,7 +140,7 @@ pub fn ingest(args: &BenchIngestArgs) -> Result<()> {
         ingest,
         text_compression: match opts.text_compression {
             TextCompression::Zstd(level) => format!("zstd {level}"),
-            _ => "lz4".into(),
+            TextCompression::Lz4 => "lz4".into(),
         },
     };
     if args.json {
