@@ -379,16 +379,19 @@ impl Pager {
         // The transaction's pages are handed over, so stamping and sealing
         // them copies nothing (`make_mut` copies only a page something else
         // still holds), and they are written from where they are.
-        let mut pages: Vec<(PageNo, PageRef)> = Vec::new();
-        let mut crcs: Vec<(PageNo, u32)> = Vec::new();
-        for (no, _, mut new) in changed.extract_if(.., |(no, base, new)| once(*no, base, new, committed)) {
-            let page = &mut Arc::make_mut(&mut new)[..];
-            page::set_lsn(page, stamp);
-            crcs.push((no, page::seal(page)));
-            pages.push((no, new));
-        }
+        let mut pages: Vec<(PageNo, PageRef)> = changed
+            .extract_if(.., |(no, base, new)| once(*no, base, new, committed))
+            .map(|(no, _, new)| (no, new))
+            .collect();
         pages.sort_unstable_by_key(|(no, _)| *no);
-        crcs.sort_unstable_by_key(|(no, _)| *no);
+        let crcs: Vec<(PageNo, u32)> = pages
+            .iter_mut()
+            .map(|(no, new)| {
+                let page = &mut Arc::make_mut(new)[..];
+                page::set_lsn(page, stamp);
+                (*no, page::seal(page))
+            })
+            .collect();
         let written = self.file.write_sealed_pages(&pages).and_then(|()| {
             // Sorted and non-empty (`once` matched one).
             self.file.start_writeback(pages[0].0, pages[pages.len() - 1].0)

@@ -63,54 +63,55 @@ impl DbFile {
         u64::from(no) * self.page_size as u64
     }
 
-    /// Writes the pages (sorted by number, sealed here) with adjacent pages
-    /// coalesced, growing the file first in extents. No sync. Returns each
-    /// page's checksum, in order.
-    pub fn write_pages(&self, pages: &[PageVersion]) -> Result<Vec<u32>> {
+    /// The runs of `pages` (sorted by number) that go to the file in one
+    /// write each: adjacent page numbers, at most `MAX_WRITE` bytes. Grows
+    /// the file first, in extents, to hold the last page.
+    fn runs(&self, pages: &[PageVersion]) -> Result<Vec<std::ops::Range<usize>>> {
         let Some(last) = pages.last() else {
             return Ok(Vec::new());
         };
         self.grow_to(self.offset(last.0 + 1))?;
+        let max_run = (MAX_WRITE / self.page_size).max(1);
+        let mut runs = Vec::new();
+        let mut start = 0;
+        for i in 1..=pages.len() {
+            if i == pages.len() || pages[i].0 != pages[i - 1].0 + 1 || i - start >= max_run {
+                runs.push(start..i);
+                start = i;
+            }
+        }
+        Ok(runs)
+    }
+
+    /// Writes the pages (sorted by number, sealed here) with adjacent pages
+    /// coalesced. No sync. Returns each page's checksum, in order.
+    pub fn write_pages(&self, pages: &[PageVersion]) -> Result<Vec<u32>> {
         let mut crcs = Vec::with_capacity(pages.len());
         let mut run: Vec<u8> = Vec::with_capacity(MAX_WRITE.min(pages.len() * self.page_size));
-        let mut run_start = pages[0].0;
-        for (i, (no, version)) in pages.iter().enumerate() {
-            let contiguous = i > 0 && *no == pages[i - 1].0 + 1 && run.len() + self.page_size <= MAX_WRITE;
-            if i > 0 && !contiguous {
-                self.write_at(&run, run_start)?;
-                run.clear();
-                run_start = *no;
+        for range in self.runs(pages)? {
+            run.clear();
+            for (_, version) in &pages[range.clone()] {
+                let at = run.len();
+                run.extend_from_slice(version);
+                crcs.push(page::seal(&mut run[at..]));
             }
-            let at = run.len();
-            run.extend_from_slice(version);
-            crcs.push(page::seal(&mut run[at..]));
+            self.write_at(&run, pages[range.start].0)?;
         }
-        self.write_at(&run, run_start)?;
         Ok(crcs)
     }
 
     /// Writes pages that are sealed already (sorted by number), each run of
     /// adjacent pages in one vectored write, so no page is copied. No sync.
     pub fn write_sealed_pages(&self, pages: &[PageVersion]) -> Result<()> {
-        let Some(last) = pages.last() else {
-            return Ok(());
-        };
-        self.grow_to(self.offset(last.0 + 1))?;
-        let max_run = (MAX_WRITE / self.page_size).max(1);
-        let mut start = 0;
-        for i in 1..=pages.len() {
-            let contiguous = i < pages.len() && pages[i].0 == pages[i - 1].0 + 1 && i - start < max_run;
-            if !contiguous {
-                let run: Vec<std::io::IoSlice<'_>> = pages[start..i]
-                    .iter()
-                    .map(|(_, page)| std::io::IoSlice::new(&page[..]))
-                    .collect();
-                let offset = self.offset(pages[start].0);
-                self.file
-                    .write_vectored_at(&run, offset)
-                    .map_err(|e| DbError::io(&self.path, offset, "write", e))?;
-                start = i;
-            }
+        for range in self.runs(pages)? {
+            let run: Vec<std::io::IoSlice<'_>> = pages[range.clone()]
+                .iter()
+                .map(|(_, page)| std::io::IoSlice::new(&page[..]))
+                .collect();
+            let offset = self.offset(pages[range.start].0);
+            self.file
+                .write_vectored_at(&run, offset)
+                .map_err(|e| DbError::io(&self.path, offset, "write", e))?;
         }
         Ok(())
     }
@@ -118,18 +119,9 @@ impl DbFile {
     /// Writes pages already sealed, laid out one after another in `sealed`
     /// in the order of `pages` (sorted): adjacent pages in one write.
     fn write_sealed(&self, pages: &[PageVersion], sealed: &[u8]) -> Result<()> {
-        let Some(last) = pages.last() else {
-            return Ok(());
-        };
-        self.grow_to(self.offset(last.0 + 1))?;
         let ps = self.page_size;
-        let mut start = 0;
-        for i in 1..=pages.len() {
-            let contiguous = i < pages.len() && pages[i].0 == pages[i - 1].0 + 1 && (i - start) * ps < MAX_WRITE;
-            if !contiguous {
-                self.write_at(&sealed[start * ps..i * ps], pages[start].0)?;
-                start = i;
-            }
+        for range in self.runs(pages)? {
+            self.write_at(&sealed[range.start * ps..range.end * ps], pages[range.start].0)?;
         }
         Ok(())
     }
