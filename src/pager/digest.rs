@@ -408,7 +408,7 @@ mod tests {
             page_size: ps,
             salt: 1,
             double_write: None,
-            grow: Default::default(),
+            known_len: Default::default(),
         };
         for round in 0..4 {
             // The first round reads from the disk: the file leaves the page cache.

@@ -30,7 +30,7 @@ pub(crate) struct DbFile {
     /// has no `fallocate`) must never shrink what the other grew. Holds the
     /// file's length once known: only `grow_to` changes it while the file is
     /// open, and a stat per commit cost the writer thread 5 % of its time.
-    pub grow: parking_lot::Mutex<Option<u64>>,
+    pub known_len: parking_lot::Mutex<Option<u64>>,
 }
 
 impl DbFile {
@@ -192,7 +192,7 @@ impl DbFile {
     /// Grows the file to at least `len`, by at least an extent (an eighth of
     /// the file, between 4 MiB and 256 MiB), reserved without writing.
     fn grow_to(&self, len: u64) -> Result<()> {
-        let mut known = self.grow.lock();
+        let mut known = self.known_len.lock();
         let current = match *known {
             Some(current) => current,
             None => self.file.len().map_err(|e| DbError::io(&self.path, 0, "stat", e))?,
@@ -325,7 +325,7 @@ mod tests {
             page_size: PS,
             salt: SALT,
             double_write: None,
-            grow: Default::default(),
+            known_len: Default::default(),
         }
     }
 
@@ -349,7 +349,7 @@ mod tests {
         let past = (MIN_EXTENT / PS as u64) as PageNo + 1;
         file.write_pages(&[page(past)]).unwrap();
         assert_eq!(file.file.len().unwrap(), 2 * MIN_EXTENT);
-        assert_eq!(*file.grow.lock(), Some(2 * MIN_EXTENT));
+        assert_eq!(*file.known_len.lock(), Some(2 * MIN_EXTENT));
         for no in [3, 5, past] {
             assert_eq!(file.read_page(no).unwrap()[PS - 1], no as u8);
         }
@@ -364,9 +364,13 @@ mod tests {
         vfs.inject_at_op(vfs.op_count(), FaultKind::Enospc);
         let err = file.write_pages(&[page(past)]).unwrap_err();
         assert!(matches!(err, DbError::Io { .. }), "{err}");
-        assert_eq!(*file.grow.lock(), None, "the length is unknown after a failed growth");
+        assert_eq!(
+            *file.known_len.lock(),
+            None,
+            "the length is unknown after a failed growth"
+        );
         file.write_pages(&[page(past)]).unwrap();
-        assert_eq!(*file.grow.lock(), Some(file.file.len().unwrap()));
+        assert_eq!(*file.known_len.lock(), Some(file.file.len().unwrap()));
         assert_eq!(file.read_page(past).unwrap()[PS - 1], past as u8);
     }
 }

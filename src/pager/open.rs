@@ -128,7 +128,7 @@ impl Pager {
             page_size: ps,
             salt,
             double_write: None,
-            grow: Default::default(),
+            known_len: Default::default(),
         };
         let mut map = PageBuf::zeroed(ps);
         page::init_header(&mut map, FIRST_MAP_PAGE, PageKind::FreeMap, salt);
@@ -226,7 +226,7 @@ impl Pager {
             page_size: ps,
             salt,
             double_write,
-            grow: Default::default(),
+            known_len: Default::default(),
         };
         let restored = db_file.restore_torn_pages()?;
         if opts.torn_pages == TornPages::FullPageImages {

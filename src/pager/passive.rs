@@ -90,7 +90,7 @@ impl Replayer {
             page_size: ps,
             salt,
             double_write: Some(DoubleWrite::new(dw, dw_file, ps, salt)),
-            grow: Default::default(),
+            known_len: Default::default(),
         });
         file.restore_torn_pages()?;
         let budget = (cache_bytes / ps).max(16);

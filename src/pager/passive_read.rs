@@ -317,7 +317,7 @@ impl Snapshots {
                     page_size: file.page_size,
                     salt: file.salt,
                     double_write: None,
-                    grow: Default::default(),
+                    known_len: Default::default(),
                 },
                 position,
                 page_count,

@@ -84,7 +84,7 @@ impl SeedPages {
                 page_size: header.page_size as usize,
                 salt: salt_of(&header.signature),
                 double_write: None,
-                grow: Default::default(),
+                known_len: Default::default(),
             },
         })
     }
