@@ -183,8 +183,10 @@ SQLite's writes go through one connection behind a mutex (what an
 application does rather than spin on SQLITE_BUSY), its reads through a pool
 of connections.
 
-Compression: mailvault compresses mail bodies with zstd (level 1) by
-default; SQLite and redb store bodies as given; fjall compresses its deeper
+Compression: by default mailvault compresses a body of one 16 KiB chunk
+(most mail) as one LZ4 block, and a longer one chunk by chunk: base64 lines
+packed to the bytes they encode, other text with LZ4, raw where nothing
+shrinks; SQLite and redb store bodies as given; fjall compresses its deeper
 LSM levels with LZ4 by default and RocksDB its blocks with Snappy by
 default (both are what a user gets without asking). The key-value
 workloads' values are random bytes, which no engine can compress.
