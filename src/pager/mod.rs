@@ -5,6 +5,7 @@
 mod apply;
 mod cache;
 mod checkpoint;
+mod commit;
 mod crc_shift;
 mod diff;
 pub mod digest;

@@ -377,7 +377,7 @@ fn written_once_hook(pager: &Pager) -> crate::log::BeforeWrite {
     let file = pager.file.file.clone();
     let path = pager.file.path.clone();
     Arc::new(move || {
-        super::engine::sync_if_written(&unsynced, file.as_ref())
+        super::commit::sync_if_written(&unsynced, file.as_ref())
             .map_err(|e| crate::log::LogError::io(&path, 0, "sync", e))
     })
 }
