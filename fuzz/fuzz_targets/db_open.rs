@@ -459,7 +459,9 @@ fn inject(sim: &Arc<SimVfs>, specs: &[RecordSpec]) {
                                 .collect();
                             (no, PageChange::Ranges { before, ranges })
                         }
-                        ChangeSpec::Written { page, crc } => (u32::from(*page) % count, PageChange::Written { crc: *crc }),
+                        ChangeSpec::Written { page, crc } => {
+                            (u32::from(*page) % count, PageChange::Written { crc: *crc })
+                        }
                     };
                     out.push((page, change));
                 }

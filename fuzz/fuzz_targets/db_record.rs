@@ -275,9 +275,17 @@ fn check_written(crc: u32, ps: usize, lsn: Lsn) {
     if stamp >= lsn {
         assert_eq!(res, Ok(Applied::Skipped));
     } else {
-        assert_eq!(res, Ok(Applied::Present), "a written page with its checksum was not accepted");
+        assert_eq!(
+            res,
+            Ok(Applied::Present),
+            "a written page with its checksum was not accepted"
+        );
         let named = apply_checked(&mut page, Some(stamp), &PageChange::Written { crc }, lsn);
-        assert_eq!(named.is_ok(), crc == real, "a written page accepted under another checksum");
+        assert_eq!(
+            named.is_ok(),
+            crc == real,
+            "a written page accepted under another checksum"
+        );
         assert_eq!(
             apply_checked(&mut page, None, &PageChange::Written { crc }, lsn),
             Err(None),
@@ -382,7 +390,11 @@ fn check_record(bytes: &[u8], lsn: Lsn) {
             );
         }
         if let DbRecord::Part { seq, index, .. } = &record {
-            assert_eq!(redo::part_header(bytes), Ok((*seq, *index)), "a part's header reads otherwise");
+            assert_eq!(
+                redo::part_header(bytes),
+                Ok((*seq, *index)),
+                "a part's header reads otherwise"
+            );
         }
         if let DbRecord::CommitParts { parts, .. } = &record {
             assert!(parts.count >= 1, "decode accepted a commit of no parts");
@@ -399,9 +411,15 @@ fn check_record(bytes: &[u8], lsn: Lsn) {
 /// The page count and changes of a record that carries changes.
 fn changes_of(record: &DbRecord) -> Option<(&u32, &Vec<(u32, PageChange)>)> {
     match record {
-        DbRecord::Commit { page_count, changes, .. }
-        | DbRecord::Part { page_count, changes, .. }
-        | DbRecord::CommitParts { page_count, changes, .. } => Some((page_count, changes)),
+        DbRecord::Commit {
+            page_count, changes, ..
+        }
+        | DbRecord::Part {
+            page_count, changes, ..
+        }
+        | DbRecord::CommitParts {
+            page_count, changes, ..
+        } => Some((page_count, changes)),
         _ => None,
     }
 }

@@ -18,7 +18,6 @@ use mailvault::log::codec::{
 };
 use mailvault::log::{FrameHeader, GenerationHeader};
 
-
 /// Frames past this are not examined by `decode_frame_stream`.
 const MAX_FRAMES: usize = 4096;
 

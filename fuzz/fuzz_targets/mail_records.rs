@@ -10,7 +10,9 @@
 
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
-use mailvault::mailbox::{AppendOptions, Criterion, FlagOp, Flags, MailView, PropOwner, PropValue, Quota, Store, StoreOptions, UidSet};
+use mailvault::mailbox::{
+    AppendOptions, Criterion, FlagOp, Flags, MailView, PropOwner, PropValue, Quota, Store, StoreOptions, UidSet,
+};
 use mailvault::vfs::SimVfs;
 use std::ops::Bound;
 
@@ -47,7 +49,14 @@ fn opts() -> StoreOptions {
 
 fn build(disk: &std::sync::Arc<SimVfs>) -> Option<()> {
     let s = Store::create(disk.clone(), "/m", opts()).ok()?;
-    s.create_mailbox("a", Quota { bytes: Some(1 << 20), messages: Some(100) }).ok()?;
+    s.create_mailbox(
+        "a",
+        Quota {
+            bytes: Some(1 << 20),
+            messages: Some(100),
+        },
+    )
+    .ok()?;
     s.create_folder("a", "X/Y").ok()?;
     let text = b"Subject: t\r\n\r\nsome words of text ".repeat(2500);
     let mut noise = vec![0u8; 20_000];
@@ -58,7 +67,11 @@ fn build(disk: &std::sync::Arc<SimVfs>) -> Option<()> {
         x ^= x << 17;
         *b = x as u8;
     }
-    let kw = AppendOptions { flags: Flags::SEEN, keywords: vec!["k".into()], internal_date: 5 };
+    let kw = AppendOptions {
+        flags: Flags::SEEN,
+        keywords: vec!["k".into()],
+        internal_date: 5,
+    };
     s.append("a", "INBOX", &kw, &text).ok()?;
     s.append("a", "INBOX", &AppendOptions::default(), &noise).ok()?;
     s.append("a", "INBOX", &AppendOptions::default(), b"short").ok()?;
@@ -91,7 +104,11 @@ fn apply(disk: &std::sync::Arc<SimVfs>, edits: &[Edit]) -> Option<()> {
                 keys[e.pick as usize % keys.len()].clone()
             }
         };
-        let r = if e.delete { tx.delete(&table, &key).map(|_| ()) } else { tx.put(&table, &key, &e.value) };
+        let r = if e.delete {
+            tx.delete(&table, &key).map(|_| ())
+        } else {
+            tx.put(&table, &key, &e.value)
+        };
         r.ok()?;
     }
     tx.commit().ok()?;
@@ -100,7 +117,11 @@ fn apply(disk: &std::sync::Arc<SimVfs>, edits: &[Edit]) -> Option<()> {
 
 fn opts_db() -> mailvault::txn::DbOptions {
     // The same database options the store derives: open through Store to get them.
-    let mut db = mailvault::txn::DbOptions { page_size: 4096, cache_bytes: 1 << 20, ..Default::default() };
+    let mut db = mailvault::txn::DbOptions {
+        page_size: 4096,
+        cache_bytes: 1 << 20,
+        ..Default::default()
+    };
     db.log.generation_size = 1 << 20;
     db
 }
@@ -120,8 +141,20 @@ fn exercise(s: &Store) {
             let _ = rx.props("a", f, PropOwner::Message(uid));
         }
         let _ = rx.changes_since("a", f, 0);
-        let _ = rx.search("a", f, &[Criterion::Keyword("k".into()), Criterion::NotFlag(Flags::DRAFT)]);
-        let _ = rx.search("a", f, &[Criterion::Since(0), Criterion::Larger(10), Criterion::NotFlag(Flags::SEEN)]);
+        let _ = rx.search(
+            "a",
+            f,
+            &[Criterion::Keyword("k".into()), Criterion::NotFlag(Flags::DRAFT)],
+        );
+        let _ = rx.search(
+            "a",
+            f,
+            &[
+                Criterion::Since(0),
+                Criterion::Larger(10),
+                Criterion::NotFlag(Flags::SEEN),
+            ],
+        );
         let _ = rx.props("a", f, PropOwner::Folder);
     }
     let _ = s.verify();

@@ -205,7 +205,8 @@ fn read_everything<S: PageRead>(store: &S, root: PageNo, keys: &[Vec<u8>], page_
     let _ = btree::get(store, root, PREFIX.as_bytes());
     let mid = &keys[keys.len() / 3][..];
     let high = &keys[keys.len() * 2 / 3][..];
-    let ranges: [(Bound<&[u8]>, Bound<&[u8]>); 4] = [
+    type KeyRange<'k> = (Bound<&'k [u8]>, Bound<&'k [u8]>);
+    let ranges: [KeyRange<'_>; 4] = [
         (Bound::Unbounded, Bound::Unbounded),
         (Bound::Included(mid), Bound::Excluded(high)),
         (Bound::Excluded(mid), Bound::Included(high)),
@@ -224,10 +225,11 @@ fn read_everything<S: PageRead>(store: &S, root: PageNo, keys: &[Vec<u8>], page_
                 match item {
                     None | Some(Err(_)) => break,
                     Some(Ok((_, value))) => {
-                        if r == 0 && mode == 0 {
-                            if let Value::Long(long) = value {
-                                longs.push(long);
-                            }
+                        if r == 0
+                            && mode == 0
+                            && let Value::Long(long) = value
+                        {
+                            longs.push(long);
                         }
                     }
                 }

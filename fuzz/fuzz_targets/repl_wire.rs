@@ -24,18 +24,25 @@ fuzz_target!(|data: &[u8]| {
         if let Some(pages) = payload.seed_pages() {
             let pages = pages.expect("decoded SeedPages");
             match &msg {
-                wire::Message::SeedPages { first, page_size, bytes } => {
-                    assert_eq!((pages.first, pages.page_size, pages.bytes), (*first, *page_size, &bytes[..]))
+                wire::Message::SeedPages {
+                    first,
+                    page_size,
+                    bytes,
+                } => {
+                    assert_eq!(
+                        (pages.first, pages.page_size, pages.bytes),
+                        (*first, *page_size, &bytes[..])
+                    )
                 }
                 other => panic!("seed_pages() on {}", other.name()),
             }
         }
     }
     // Each payload decoder alone, on the raw bytes.
-    if let Some((&kind, payload)) = data.split_first() {
-        if let Ok(msg) = wire::Message::decode(kind, payload) {
-            let frame = wire::encode(&msg, Some(1));
-            assert_eq!(wire::decode(&frame).ok().flatten().map(|m| m.0), Some(msg));
-        }
+    if let Some((&kind, payload)) = data.split_first()
+        && let Ok(msg) = wire::Message::decode(kind, payload)
+    {
+        let frame = wire::encode(&msg, Some(1));
+        assert_eq!(wire::decode(&frame).ok().flatten().map(|m| m.0), Some(msg));
     }
 });

@@ -64,28 +64,57 @@ fn source() -> &'static Source {
 #[derive(Debug, Arbitrary)]
 enum Mutation {
     /// Flip a byte of the frames; `fix` recomputes that frame's checksum.
-    FlipFrame { at: u16, xor: u8, fix: bool },
+    FlipFrame {
+        at: u16,
+        xor: u8,
+        fix: bool,
+    },
     /// Flip a byte of the generation header; `fix` re-encodes it.
-    FlipHeader { at: u8, xor: u8, fix: bool },
+    FlipHeader {
+        at: u8,
+        xor: u8,
+        fix: bool,
+    },
     /// Change a header field and re-encode (salt changes with it).
-    HeaderField { field: u8, value: u64 },
-    FlipTail { at: u16, xor: u8 },
-    MoveFirst { by: i16 },
-    FrameSize { size: u32 },
+    HeaderField {
+        field: u8,
+        value: u64,
+    },
+    FlipTail {
+        at: u16,
+        xor: u8,
+    },
+    MoveFirst {
+        by: i16,
+    },
+    FrameSize {
+        size: u32,
+    },
     DropHeader,
     DropTail,
     /// Cut the frames to a length (not a whole number of frames, often).
-    CutFrames { len: u16 },
+    CutFrames {
+        len: u16,
+    },
     /// The header of another generation number.
-    Renumber { generation: u32 },
+    Renumber {
+        generation: u32,
+    },
 }
 
 #[derive(Debug, Arbitrary)]
 enum Step {
     /// The next chunk of the source (size in frames), mutated.
-    Next { frames: u8, mutations: Vec<Mutation> },
+    Next {
+        frames: u8,
+        mutations: Vec<Mutation>,
+    },
     /// The chunk from a position of the input's choosing.
-    From { generation: u8, frame: u8, frames: u8 },
+    From {
+        generation: u8,
+        frame: u8,
+        frames: u8,
+    },
     /// The last chunk read, again.
     Again,
     Sync,
@@ -198,7 +227,11 @@ fuzz_target!(|steps: Vec<Step>| {
                 }
                 last = Some(chunk);
             }
-            Step::From { generation, frame, frames: n } => {
+            Step::From {
+                generation,
+                frame,
+                frames: n,
+            } => {
                 intact = false;
                 let at = Lsn::new(1 + u32::from(*generation) % 6, u32::from(*frame) % 64 * FS as u32);
                 if let Ok(chunk) = frames.read(at, src.durable, (1 + *n as usize % 12) * FS) {
@@ -234,7 +267,9 @@ fuzz_target!(|steps: Vec<Step>| {
     }
     // Whole and in order so far: the rest of the log must apply too.
     loop {
-        let chunk = frames.read(replica.next(), src.durable, 16 * FS).expect("ORACLE: the source reads");
+        let chunk = frames
+            .read(replica.next(), src.durable, 16 * FS)
+            .expect("ORACLE: the source reads");
         if chunk.is_empty() {
             break;
         }
@@ -243,5 +278,9 @@ fuzz_target!(|steps: Vec<Step>| {
             break;
         }
     }
-    assert_eq!(replica.end(), src.durable, "ORACLE: the replica holds the whole durable log");
+    assert_eq!(
+        replica.end(),
+        src.durable,
+        "ORACLE: the replica holds the whole durable log"
+    );
 });
