@@ -1,6 +1,7 @@
-//! The commit path: a transaction's large-value pages written once or its
-//! changes logged, its records appended, its page versions published, and
-//! its wait for the sync (visibility then moves in `engine`).
+//! The commit path: a transaction's new large-value pages written once in
+//! place, its other changes appended to the log as records (in parts if
+//! they outgrow one), its page versions published, and its wait for the
+//! sync (visibility then moves in `engine`).
 
 use super::engine::{Pager, PagerState, TornPages};
 use super::page::{self, PageKind, PageNo, PageRef};
