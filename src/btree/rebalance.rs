@@ -134,6 +134,46 @@ pub(crate) fn write_cells<S: PageWrite + ?Sized>(
     Ok(Pending::Split { sep: halves.sep, right })
 }
 
+/// Puts `cells` in leaf `no`, which holds all of them but `cells[new]`,
+/// splitting it if they do not fit. A split keeps the left half where it
+/// lies on the page (`node::truncate_cells`: the cells moving right leave
+/// holes that later inserts fill), so that its log record holds the new
+/// right page and little else; a rewrite of the left half would log about
+/// half a page more.
+pub(crate) fn split_leaf<S: PageWrite + ?Sized>(
+    store: &mut S,
+    geo: &Geometry,
+    no: PageNo,
+    cells: Vec<Cell>,
+    new: usize,
+    is_root: bool,
+    appended: bool,
+) -> Result<Pending> {
+    if is_root || new >= cells.len() || node::footprint(&cells) <= geo.usable {
+        return write_cells(store, geo, no, 0, 0, cells, is_root, appended);
+    }
+    let new_cell = cells[new].clone();
+    let halves = split(geo, 0, cells, appended).map_err(|m| corrupt(store, no, m))?;
+    let right = store.allocate(PageKind::Leaf)?;
+    write_at(store, right, 0, 0, &halves.right)?;
+    let on_left = new < halves.left.len();
+    let kept = halves.left.len() - usize::from(on_left);
+    let page = store.page_mut(no)?;
+    let in_place = node::truncate_cells(page, kept).and_then(|()| {
+        if on_left {
+            node::insert_cell(page, new, &new_cell)
+        } else {
+            Ok(true)
+        }
+    });
+    // The left half fits a node (split saw to it); should the cell find no
+    // room in place, the half is written whole instead.
+    if !in_place.map_err(|m| corrupt(store, no, m))? {
+        write_at(store, no, 0, 0, &halves.left)?;
+    }
+    Ok(Pending::Split { sep: halves.sep, right })
+}
+
 /// A root branch left with one child takes the child's content.
 fn collapse_root<S: PageWrite + ?Sized>(store: &mut S, root: PageNo, level: u8, child: PageNo) -> Result<Pending> {
     let (body, kind) = {

@@ -250,6 +250,8 @@ enum LeafUpdate {
     /// The leaf's cells with the new one, too many for a page.
     Overflow {
         cells: Vec<Cell>,
+        /// Where the new cell is in `cells`; the others are the leaf's own.
+        new: usize,
         appended: bool,
     },
 }
@@ -266,8 +268,8 @@ fn put_cell<S: PageWrite + ?Sized>(
     let update = update_leaf(store.page_mut(descent.leaf)?, geo, descent.found, cell, is_root);
     let pending = match update.map_err(|m| corrupt(store, descent.leaf, m))? {
         LeafUpdate::Done(pending) => pending,
-        LeafUpdate::Overflow { cells, appended } => {
-            rebalance::write_cells(store, geo, descent.leaf, 0, 0, cells, is_root, appended)?
+        LeafUpdate::Overflow { cells, new, appended } => {
+            rebalance::split_leaf(store, geo, descent.leaf, cells, new, is_root, appended)?
         }
     };
     rebalance::propagate(store, geo, &descent.path, pending)?;
@@ -301,7 +303,11 @@ fn update_leaf(
     let idx = idx.min(cells.len());
     cells.insert(idx, cell);
     let appended = idx + 1 == cells.len();
-    Ok(LeafUpdate::Overflow { cells, appended })
+    Ok(LeafUpdate::Overflow {
+        cells,
+        new: idx,
+        appended,
+    })
 }
 
 fn settle(node: &Node<'_>, geo: &Geometry, is_root: bool) -> Pending {

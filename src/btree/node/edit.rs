@@ -157,6 +157,20 @@ pub(crate) fn insert_cell(page: &mut [u8], idx: usize, cell: &Cell) -> NodeResul
     // A key between the first and last shares their prefix; one at either
     // end may share less of it.
     let prefix_shrinks = count == 0 || ((idx == 0 || idx == count) && !cell.key().starts_with(node.prefix()?));
+    let slot_fits = node.content_start - slots_end >= SLOT_LEN;
+    if gap_too_small && !prefix_shrinks && slot_fits {
+        if let Some(at) = find_hole(&node, cell.bytes.len())? {
+            // Into the space of removed cells: only the cell, the slots
+            // from `idx` on and the header change (a small log record).
+            let (content_start, garbage) = (node.content_start, node.garbage - cell.bytes.len());
+            page[at..at + cell.bytes.len()].copy_from_slice(&cell.bytes);
+            let slot_at = NODE_HEADER_END + SLOT_LEN * idx;
+            page.copy_within(slot_at..slots_end, slot_at + SLOT_LEN);
+            write_slot(page, idx, at, head(cell.key(), p));
+            set_header(page, count + 1, content_start, garbage);
+            return Ok(true);
+        }
+    }
     if gap_too_small || prefix_shrinks {
         // Rewriting from copies of the cells drops the garbage and sets the prefix.
         let (level, leftmost) = (node.level, node.leftmost);
@@ -173,6 +187,49 @@ pub(crate) fn insert_cell(page: &mut [u8], idx: usize, cell: &Cell) -> NodeResul
     write_slot(page, idx, content_start, head(cell.key(), p));
     set_header(page, count + 1, content_start, garbage);
     Ok(true)
+}
+
+/// The lowest start of a hole of at least `len` bytes in the content area:
+/// bytes no cell covers, left by removed cells. None if there is none. The
+/// place found overlaps no cell even in a damaged node.
+fn find_hole(node: &Node<'_>, len: usize) -> NodeResult<Option<usize>> {
+    if node.garbage < len {
+        return Ok(None);
+    }
+    let mut spans = Vec::with_capacity(node.count);
+    for i in 0..node.count {
+        let span = node.span(i)?;
+        spans.push((span.start, span.end));
+    }
+    spans.sort_unstable();
+    let mut at = node.content_start;
+    for (start, end) in spans {
+        if start >= at + len {
+            return Ok(Some(at));
+        }
+        at = at.max(end);
+    }
+    Ok((at + len <= node.page.len()).then_some(at))
+}
+
+/// Keeps the first `kept` cells where they lie: the others' bytes become
+/// garbage, their slots zeros. A split leaves its left half so, and logs
+/// little more than the new right page.
+pub(crate) fn truncate_cells(page: &mut [u8], kept: usize) -> NodeResult<()> {
+    let node = Node::open(page)?;
+    if kept > node.count {
+        return malformed(COUNT_AT, format!("cannot keep {kept} of {} cells", node.count));
+    }
+    let mut freed = 0;
+    for i in kept..node.count {
+        let span = node.span(i)?;
+        freed += span.end - span.start;
+    }
+    let (count, content_start) = (node.count, node.content_start);
+    let garbage = (node.garbage + freed).min(page.len() - content_start);
+    page[NODE_HEADER_END + SLOT_LEN * kept..NODE_HEADER_END + SLOT_LEN * count].fill(0);
+    set_header(page, kept, content_start, garbage);
+    Ok(())
 }
 
 /// Removes cell `idx`; its bytes become garbage (or free space if lowest).
@@ -242,6 +299,65 @@ mod tests {
         assert_eq!(node.rank(b"key005", false).unwrap(), 2);
         assert_eq!(node.rank(b"key005", true).unwrap(), 3);
         assert_eq!(node.value(2).unwrap(), CellValue::Inline(&[1; 50]));
+    }
+
+    #[test]
+    fn inserts_fill_the_holes_of_removed_cells_in_place() {
+        // 36 cells of 105 bytes (111 with the slot) leave a gap of 48 bytes.
+        let mut page = empty_leaf(4096);
+        for i in 0..36u8 {
+            assert!(insert_cell(&mut page, usize::from(i), &inline(&[b'k', i], &[i; 98])).unwrap());
+        }
+        // Cells 10..20 go: holes, and a gap of 108 bytes, too small for a
+        // cell but room for ten slots.
+        for _ in 10..20 {
+            remove_cell(&mut page, 10).unwrap();
+        }
+        let holed = page.clone();
+        for i in 10..20u8 {
+            assert!(insert_cell(&mut page, usize::from(i), &inline(&[b'k', i], &[i ^ 0xff; 98])).unwrap());
+        }
+        let node = Node::open(&page).unwrap();
+        node.check_layout().unwrap();
+        assert_eq!(node.count(), 36);
+        assert_eq!(node.garbage, 0, "every hole filled");
+        for i in 0..36u8 {
+            let want = if (10..20).contains(&i) { i ^ 0xff } else { i };
+            assert_eq!(
+                node.entry(usize::from(i)).unwrap(),
+                (&[b'k', i][..], CellValue::Inline(&[want; 98][..]))
+            );
+        }
+        // Only the ten cells, the slots and the header changed: the other
+        // cells were not moved (a compaction would have moved them).
+        let changed = holed.iter().zip(&page).filter(|(a, b)| a != b).count();
+        assert!(changed <= 10 * 105 + 36 * SLOT_LEN + 16, "{changed} bytes changed");
+    }
+
+    #[test]
+    fn truncating_keeps_the_first_cells_where_they_lie() {
+        let mut page = empty_leaf(4096);
+        for i in 0..20u8 {
+            assert!(insert_cell(&mut page, usize::from(i), &inline(&[b'k', i], &[i; 50])).unwrap());
+        }
+        let before = page.clone();
+        truncate_cells(&mut page, 12).unwrap();
+        let node = Node::open(&page).unwrap();
+        node.check_layout().unwrap();
+        assert_eq!(node.count(), 12);
+        for i in 0..12u8 {
+            assert_eq!(
+                node.entry(usize::from(i)).unwrap(),
+                (&[b'k', i][..], CellValue::Inline(&[i; 50][..]))
+            );
+        }
+        let cells_end = before.len();
+        assert_eq!(
+            page[node.content_start..cells_end],
+            before[node.content_start..cells_end],
+            "cells unmoved"
+        );
+        assert!(truncate_cells(&mut page, 13).is_err(), "more cells than the node has");
     }
 
     #[test]
