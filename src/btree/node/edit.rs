@@ -158,18 +158,20 @@ pub(crate) fn insert_cell(page: &mut [u8], idx: usize, cell: &Cell) -> NodeResul
     // end may share less of it.
     let prefix_shrinks = count == 0 || ((idx == 0 || idx == count) && !cell.key().starts_with(node.prefix()?));
     let slot_fits = node.content_start - slots_end >= SLOT_LEN;
-    if gap_too_small && !prefix_shrinks && slot_fits {
-        if let Some(at) = find_hole(&node, cell.bytes.len())? {
-            // Into the space of removed cells: only the cell, the slots
-            // from `idx` on and the header change (a small log record).
-            let (content_start, garbage) = (node.content_start, node.garbage - cell.bytes.len());
-            page[at..at + cell.bytes.len()].copy_from_slice(&cell.bytes);
-            let slot_at = NODE_HEADER_END + SLOT_LEN * idx;
-            page.copy_within(slot_at..slots_end, slot_at + SLOT_LEN);
-            write_slot(page, idx, at, head(cell.key(), p));
-            set_header(page, count + 1, content_start, garbage);
-            return Ok(true);
-        }
+    if gap_too_small
+        && !prefix_shrinks
+        && slot_fits
+        && let Some(at) = find_hole(&node, cell.bytes.len())?
+    {
+        // Into the space of removed cells: only the cell, the slots from
+        // `idx` on and the header change (a small log record).
+        let (content_start, garbage) = (node.content_start, node.garbage - cell.bytes.len());
+        page[at..at + cell.bytes.len()].copy_from_slice(&cell.bytes);
+        let slot_at = NODE_HEADER_END + SLOT_LEN * idx;
+        page.copy_within(slot_at..slots_end, slot_at + SLOT_LEN);
+        write_slot(page, idx, at, head(cell.key(), p));
+        set_header(page, count + 1, content_start, garbage);
+        return Ok(true);
     }
     if gap_too_small || prefix_shrinks {
         // Rewriting from copies of the cells drops the garbage and sets the prefix.
