@@ -44,7 +44,7 @@ use std::cmp::Ordering;
 
 mod edit;
 
-pub(crate) use edit::{Cell, footprint, insert_cell, remove_cell, truncate_cells, write_node};
+pub(crate) use edit::{Cell, HOLE_SEARCH_CELLS, footprint, insert_cell, remove_cell, truncate_cells, write_node};
 
 const LEVEL_AT: usize = PAGE_HEADER_LEN;
 const COUNT_AT: usize = 34;

@@ -149,7 +149,9 @@ pub(crate) fn split_leaf<S: PageWrite + ?Sized>(
     is_root: bool,
     appended: bool,
 ) -> Result<Pending> {
-    if is_root || new >= cells.len() || node::footprint(&cells) <= geo.usable {
+    // A node of many small cells would compact at its next insert anyway.
+    let many = cells.len() > 2 * node::HOLE_SEARCH_CELLS;
+    if is_root || many || new >= cells.len() || node::footprint(&cells) <= geo.usable {
         return write_cells(store, geo, no, 0, 0, cells, is_root, appended);
     }
     let new_cell = cells[new].clone();

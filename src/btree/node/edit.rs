@@ -191,11 +191,17 @@ pub(crate) fn insert_cell(page: &mut [u8], idx: usize, cell: &Cell) -> NodeResul
     Ok(true)
 }
 
+/// Most cells a node may hold for an insert to look for a hole: the search
+/// sorts the cells by offset, so a node of many small cells compacts instead
+/// (as it did before holes were used), once, and then takes inserts in its
+/// gap. Such cells save little log by the holes anyway.
+pub(crate) const HOLE_SEARCH_CELLS: usize = 48;
+
 /// The lowest start of a hole of at least `len` bytes in the content area:
 /// bytes no cell covers, left by removed cells. None if there is none. The
 /// place found overlaps no cell even in a damaged node.
 fn find_hole(node: &Node<'_>, len: usize) -> NodeResult<Option<usize>> {
-    if node.garbage < len {
+    if node.garbage < len || node.count > HOLE_SEARCH_CELLS {
         return Ok(None);
     }
     let mut spans = Vec::with_capacity(node.count);
