@@ -343,6 +343,27 @@ mod tests {
     }
 
     #[test]
+    fn a_node_of_many_cells_compacts_instead_of_searching_holes() {
+        let mut page = empty_leaf(4096);
+        let mut n = 0u8;
+        while insert_cell(&mut page, usize::from(n), &inline(&[b'k', n], &[n; 40])).unwrap() {
+            n += 1;
+        }
+        assert!(usize::from(n) > HOLE_SEARCH_CELLS + 10);
+        // A smaller cell where one went: a hole would keep 10 bytes of garbage.
+        remove_cell(&mut page, 20).unwrap();
+        assert!(insert_cell(&mut page, 20, &inline(&[b'k', 20], &[7; 30])).unwrap());
+        let node = Node::open(&page).unwrap();
+        node.check_layout().unwrap();
+        assert_eq!(node.count(), usize::from(n));
+        assert_eq!(node.garbage, 0, "compacted: the removed cell's space is gone");
+        assert_eq!(
+            node.entry(20).unwrap(),
+            (&[b'k', 20][..], CellValue::Inline(&[7; 30][..]))
+        );
+    }
+
+    #[test]
     fn truncating_keeps_the_first_cells_where_they_lie() {
         let mut page = empty_leaf(4096);
         for i in 0..20u8 {
