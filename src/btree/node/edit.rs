@@ -157,36 +157,31 @@ pub(crate) fn insert_cell(page: &mut [u8], idx: usize, cell: &Cell) -> NodeResul
     // A key between the first and last shares their prefix; one at either
     // end may share less of it.
     let prefix_shrinks = count == 0 || ((idx == 0 || idx == count) && !cell.key().starts_with(node.prefix()?));
-    let slot_fits = node.content_start - slots_end >= SLOT_LEN;
-    if gap_too_small
-        && !prefix_shrinks
-        && slot_fits
-        && let Some(at) = find_hole(&node, cell.bytes.len())?
-    {
-        // Into the space of removed cells: only the cell, the slots from
-        // `idx` on and the header change (a small log record).
-        let (content_start, garbage) = (node.content_start, node.garbage - cell.bytes.len());
-        page[at..at + cell.bytes.len()].copy_from_slice(&cell.bytes);
-        let slot_at = NODE_HEADER_END + SLOT_LEN * idx;
-        page.copy_within(slot_at..slots_end, slot_at + SLOT_LEN);
-        write_slot(page, idx, at, head(cell.key(), p));
-        set_header(page, count + 1, content_start, garbage);
-        return Ok(true);
-    }
-    if gap_too_small || prefix_shrinks {
-        // Rewriting from copies of the cells drops the garbage and sets the prefix.
-        let (level, leftmost) = (node.level, node.leftmost);
-        let mut cells = node.cells()?;
-        cells.insert(idx, cell.clone());
-        write_node(page, level, leftmost, &cells)?;
-        return Ok(true);
-    }
-    let content_start = node.content_start - cell.bytes.len();
-    let garbage = node.garbage;
-    page[content_start..content_start + cell.bytes.len()].copy_from_slice(&cell.bytes);
+    let len = cell.bytes.len();
+    // Into the space of removed cells when the gap is too small, if the slot
+    // still fits the gap: only the cell, the slots from `idx` on and the
+    // header change (a small log record).
+    let hole = if gap_too_small && !prefix_shrinks && node.content_start - slots_end >= SLOT_LEN {
+        find_hole(&node, len)?
+    } else {
+        None
+    };
+    let (at, content_start, garbage) = match hole {
+        Some(at) => (at, node.content_start, node.garbage - len),
+        None if gap_too_small || prefix_shrinks => {
+            // Rewriting from copies of the cells drops the garbage and sets the prefix.
+            let (level, leftmost) = (node.level, node.leftmost);
+            let mut cells = node.cells()?;
+            cells.insert(idx, cell.clone());
+            write_node(page, level, leftmost, &cells)?;
+            return Ok(true);
+        }
+        None => (node.content_start - len, node.content_start - len, node.garbage),
+    };
+    page[at..at + len].copy_from_slice(&cell.bytes);
     let slot_at = NODE_HEADER_END + SLOT_LEN * idx;
     page.copy_within(slot_at..slots_end, slot_at + SLOT_LEN);
-    write_slot(page, idx, content_start, head(cell.key(), p));
+    write_slot(page, idx, at, head(cell.key(), p));
     set_header(page, count + 1, content_start, garbage);
     Ok(true)
 }
