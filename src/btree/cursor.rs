@@ -8,6 +8,7 @@
 //! a key already passed, so it is reported as corrupt instead.
 
 use super::node::{CellValue, Malformed, Node};
+use super::separate;
 use super::tree::{check_long, corrupt, open_node, owned_value};
 use super::{LongValue, Value};
 use crate::pager::page::{PageNo, PageRef};
@@ -289,9 +290,15 @@ where
                 }
                 _ => {}
             }
+            // A separated value's bytes, read for this entry.
+            let separated;
             let value = match value {
                 CellValue::Inline(bytes) => ValueRef::Inline(bytes),
                 CellValue::Long { len, root } => ValueRef::Long(check_long(store, no, len, root)?),
+                CellValue::Separated { len, tree, id } => {
+                    separated = separate::read(store, no, len, tree, id)?;
+                    ValueRef::Inline(&separated)
+                }
             };
             if !visit(key, value)? {
                 return Ok(());

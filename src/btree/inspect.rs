@@ -23,9 +23,26 @@ pub struct NodeSummary {
 /// One cell: a key and what it leads to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CellSummary {
-    Inline { key: Vec<u8>, value: Vec<u8> },
-    Long { key: Vec<u8>, len: u64, root: PageNo },
-    Child { key: Vec<u8>, child: PageNo },
+    Inline {
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
+    Long {
+        key: Vec<u8>,
+        len: u64,
+        root: PageNo,
+    },
+    /// A value kept in the values tree at `tree`, under `id`.
+    Separated {
+        key: Vec<u8>,
+        len: u32,
+        tree: PageNo,
+        id: u64,
+    },
+    Child {
+        key: Vec<u8>,
+        child: PageNo,
+    },
 }
 
 /// Describes the node in `page`, listing at most `max_cells` cells. Never
@@ -58,6 +75,12 @@ pub fn inspect_node(page: &[u8], max_cells: usize) -> NodeSummary {
                     key: key.to_vec(),
                     len,
                     root,
+                },
+                CellValue::Separated { len, tree, id } => CellSummary::Separated {
+                    key: key.to_vec(),
+                    len,
+                    tree,
+                    id,
                 },
             })
         } else {

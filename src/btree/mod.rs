@@ -4,7 +4,9 @@
 //! tree: a root split moves the root's cells into two new children, and a root
 //! left with one child takes that child's cells back. Keys are compared as
 //! bytes. Values whose leaf cell would take more than a quarter of the node
-//! area are stored as long values, in pages of their own (`long.rs`).
+//! area are stored as long values, in pages of their own (`long.rs`); values
+//! of a sixteenth to a quarter may be kept in a values tree beside the table
+//! (`separate.rs`, [`put_separating`]).
 //!
 //! Files: `node.rs` (slotted page layout), `tree.rs` (search, insert, delete),
 //! `rebalance.rs` (split, merge, redistribution), `long.rs` (long values),
@@ -23,11 +25,14 @@ mod long;
 mod mem;
 mod node;
 mod rebalance;
+mod separate;
 mod tree;
 mod verify;
 
 #[cfg(test)]
 mod corruption_tests;
+#[cfg(test)]
+mod separate_tests;
 #[cfg(test)]
 mod tests;
 
@@ -36,8 +41,8 @@ pub use cursor::{Range, ValueRef, iter, range, visit_range};
 pub use inspect::{CellSummary, NodeSummary, inspect_node};
 pub use long::{read_long, read_value};
 pub use mem::MemStore;
-pub use tree::{create, delete, drop_tree, get, get_bytes, put, put_stream};
-pub use verify::{Problem, VerifyReport, verify};
+pub use tree::{create, delete, drop_tree, drop_with_values, get, get_bytes, put, put_separating, put_stream};
+pub use verify::{Problem, VerifyReport, verify, verify_with_values};
 
 use crate::pager::page::{MAX_PAGE_SIZE, MIN_PAGE_SIZE, PageNo};
 use crate::pager::{DbError, Result};

@@ -60,6 +60,9 @@ pub(crate) const LEAF_CELL_HEADER: usize = 5;
 const BRANCH_CELL_HEADER: usize = 6;
 pub(crate) const LONG_DESCRIPTOR_LEN: usize = 12;
 const FLAG_LONG: u8 = 1;
+/// The value lies in a values tree: length u32, tree root u32, id u64.
+pub(crate) const SEPARATED_DESCRIPTOR_LEN: usize = 16;
+const FLAG_SEPARATED: u8 = 2;
 /// Highest level of a node. A branch has at least two children, so a tree
 /// of u32 page numbers never needs more.
 pub(crate) const MAX_LEVEL: u8 = 31;
@@ -110,7 +113,17 @@ fn common_prefix(a: &[u8], b: &[u8]) -> usize {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum CellValue<'a> {
     Inline(&'a [u8]),
-    Long { len: u64, root: PageNo },
+    Long {
+        len: u64,
+        root: PageNo,
+    },
+    /// Entry `id` (its 8 bytes big-endian as the key) of the values tree
+    /// rooted at `tree`, `len` bytes.
+    Separated {
+        len: u32,
+        tree: PageNo,
+        id: u64,
+    },
 }
 
 /// Where one cell lies in its page.
@@ -228,6 +241,9 @@ impl<'a> Node<'a> {
             match (flags, value_len) {
                 (Some(0), Some(len)) => (start + LEAF_CELL_HEADER, len),
                 (Some(FLAG_LONG), Some(LONG_DESCRIPTOR_LEN)) => (start + LEAF_CELL_HEADER, LONG_DESCRIPTOR_LEN),
+                (Some(FLAG_SEPARATED), Some(SEPARATED_DESCRIPTOR_LEN)) => {
+                    (start + LEAF_CELL_HEADER, SEPARATED_DESCRIPTOR_LEN)
+                }
                 (Some(flags), Some(len)) => {
                     return malformed(
                         start + 2,
@@ -276,13 +292,21 @@ impl<'a> Node<'a> {
         }
         let key = &self.page[span.key_start..span.key_end];
         let bytes = &self.page[span.key_end..span.end];
-        if self.page[span.start + 2] & FLAG_LONG == 0 {
-            return Ok((key, CellValue::Inline(bytes)));
+        // span() checked the flags and each descriptor's exact length.
+        match self.page[span.start + 2] {
+            FLAG_LONG => {
+                let len = read_u64(bytes, 0).unwrap_or(0);
+                let root = read_u32(bytes, 8).unwrap_or(0);
+                Ok((key, CellValue::Long { len, root }))
+            }
+            FLAG_SEPARATED => {
+                let len = read_u32(bytes, 0).unwrap_or(0);
+                let tree = read_u32(bytes, 4).unwrap_or(0);
+                let id = read_u64(bytes, 8).unwrap_or(0);
+                Ok((key, CellValue::Separated { len, tree, id }))
+            }
+            _ => Ok((key, CellValue::Inline(bytes))),
         }
-        // span() checked that a long value has exactly LONG_DESCRIPTOR_LEN bytes.
-        let len = read_u64(bytes, 0).unwrap_or(0);
-        let root = read_u32(bytes, 8).unwrap_or(0);
-        Ok((key, CellValue::Long { len, root }))
     }
 
     /// Child `j` of a branch, `0..=count`: 0 is the leftmost child, `j` the

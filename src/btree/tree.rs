@@ -8,6 +8,7 @@
 use super::long::{self, VALUE_READER};
 use super::node::{self, Cell, CellValue, Malformed, Node, NodeResult};
 use super::rebalance::{self, Pending};
+use super::separate;
 use super::{Geometry, LongValue, MAX_VALUE_LEN, Value};
 use crate::pager::page::{PageKind, PageNo};
 use crate::pager::{DbError, PageRead, PageWrite, Result};
@@ -46,19 +47,47 @@ pub(crate) fn open_node<'p, S: PageRead + ?Sized>(
     }
 }
 
-/// A leaf cell's value, owned; a long value's descriptor is checked.
+/// A leaf cell's value, owned: a long value's descriptor checked, a
+/// separated value read.
 pub(crate) fn owned_value<S: PageRead + ?Sized>(store: &S, no: PageNo, value: CellValue<'_>) -> Result<Value> {
     match value {
         CellValue::Inline(bytes) => Ok(Value::Inline(bytes.to_vec())),
         CellValue::Long { len, root } => Ok(Value::Long(check_long(store, no, len, root)?)),
+        CellValue::Separated { len, tree, id } => Ok(Value::Inline(separate::read(store, no, len, tree, id)?)),
     }
 }
 
-/// The checked descriptor of a long value in leaf `no`; `None` if inline.
-fn long_value<S: PageRead + ?Sized>(store: &S, no: PageNo, value: CellValue<'_>) -> Result<Option<LongValue>> {
-    match value {
-        CellValue::Inline(_) => Ok(None),
-        CellValue::Long { len, root } => check_long(store, no, len, root).map(Some),
+/// Which kind of tree an operation works on. A values tree holds inline
+/// values only, and its operations never follow a descriptor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    Table,
+    Values,
+}
+
+/// What a cell of leaf `no` holds beyond itself, checked.
+fn stored<S: PageRead + ?Sized>(store: &S, no: PageNo, value: CellValue<'_>, role: Role) -> Result<Old> {
+    match (value, role) {
+        (CellValue::Inline(_), _) => Ok(Old::Inline),
+        (CellValue::Long { len, root }, Role::Table) => check_long(store, no, len, root).map(Old::Long),
+        (CellValue::Separated { len, tree, id }, Role::Table) => {
+            separate::check_descriptor(len, tree, id)
+                .map_err(|reason| corrupt(store, no, Malformed { pos: 0, reason }))?;
+            Ok(Old::Separated { tree, id })
+        }
+        (_, Role::Values) => {
+            let reason = "a values tree holds a value that is not inline".to_string();
+            Err(corrupt(store, no, Malformed { pos: 0, reason }))
+        }
+    }
+}
+
+/// Frees what a removed cell of leaf `leaf` held beyond itself.
+fn release<S: PageWrite + ?Sized>(store: &mut S, geo: &Geometry, leaf: PageNo, old: Old) -> Result<()> {
+    match old {
+        Old::Long(long) => long::free_long(store, geo, &long),
+        Old::Separated { tree, id } => separate::remove(store, leaf, tree, id),
+        Old::Absent | Old::Inline => Ok(()),
     }
 }
 
@@ -75,8 +104,18 @@ pub fn create<S: PageWrite + ?Sized>(store: &mut S) -> Result<PageNo> {
     Ok(no)
 }
 
-/// The value stored under `key`. A key longer than the limit is never stored.
+/// The value stored under `key` (a long value as its descriptor, a
+/// separated one read). A key longer than the limit is never stored.
 pub fn get<S: PageRead + ?Sized>(store: &S, root: PageNo, key: &[u8]) -> Result<Option<Value>> {
+    lookup(store, root, key, |no, value| owned_value(store, no, value))
+}
+
+/// `found` applied to the cell of `key` and its leaf's page number.
+pub(crate) fn lookup<S, T, F>(store: &S, root: PageNo, key: &[u8], found: F) -> Result<Option<T>>
+where
+    S: PageRead + ?Sized,
+    F: FnOnce(PageNo, CellValue<'_>) -> Result<T>,
+{
     let geo = Geometry::checked(store.page_size())?;
     if key.len() > geo.max_key {
         return Ok(None);
@@ -89,7 +128,7 @@ pub fn get<S: PageRead + ?Sized>(store: &S, root: PageNo, key: &[u8]) -> Result<
             return match node.search(key).map_err(|m| corrupt(store, no, m))? {
                 Ok(i) => {
                     let value = node.value(i).map_err(|m| corrupt(store, no, m))?;
-                    Ok(Some(owned_value(store, no, value)?))
+                    Ok(Some(found(no, value)?))
                 }
                 Err(_) => Ok(None),
             };
@@ -114,6 +153,7 @@ enum Old {
     Absent,
     Inline,
     Long(LongValue),
+    Separated { tree: PageNo, id: u64 },
 }
 
 /// The way from the root to the leaf where a key is or belongs.
@@ -126,7 +166,7 @@ struct Descent {
     old: Old,
 }
 
-fn descend<S: PageRead + ?Sized>(store: &S, root: PageNo, key: &[u8]) -> Result<Descent> {
+fn descend<S: PageRead + ?Sized>(store: &S, root: PageNo, key: &[u8], role: Role) -> Result<Descent> {
     let (mut path, mut no, mut level) = (Vec::new(), root, None);
     loop {
         let page = store.page(no)?;
@@ -135,10 +175,7 @@ fn descend<S: PageRead + ?Sized>(store: &S, root: PageNo, key: &[u8]) -> Result<
             let found = node.search(key).map_err(|m| corrupt(store, no, m))?;
             let old = match found {
                 Err(_) => Old::Absent,
-                Ok(i) => match long_value(store, no, node.value(i).map_err(|m| corrupt(store, no, m))?)? {
-                    Some(long) => Old::Long(long),
-                    None => Old::Inline,
-                },
+                Ok(i) => stored(store, no, node.value(i).map_err(|m| corrupt(store, no, m))?, role)?,
             };
             return Ok(Descent {
                 path,
@@ -181,7 +218,14 @@ pub fn put<S: PageWrite + ?Sized>(store: &mut S, root: PageNo, key: &[u8], value
     check_key(&geo, key)?;
     check_len(value.len() as u64)?;
     if geo.is_inline(key.len(), value.len() as u64) {
-        put_cell(store, &geo, root, key, Cell::leaf(key, CellValue::Inline(value)))
+        put_cell(
+            store,
+            &geo,
+            root,
+            key,
+            Cell::leaf(key, CellValue::Inline(value)),
+            Role::Table,
+        )
     } else {
         let len = value.len() as u64;
         put_long(store, &geo, root, key, len, |store, geo| {
@@ -210,7 +254,14 @@ pub fn put_stream<S: PageWrite + ?Sized>(
         reader
             .read_exact(&mut value)
             .map_err(|e| DbError::io(VALUE_READER, 0, "read value", e))?;
-        put_cell(store, &geo, root, key, Cell::leaf(key, CellValue::Inline(&value)))
+        put_cell(
+            store,
+            &geo,
+            root,
+            key,
+            Cell::leaf(key, CellValue::Inline(&value)),
+            Role::Table,
+        )
     } else {
         put_long(store, &geo, root, key, len, |store, geo| {
             long::write_long(store, geo, reader, len)
@@ -237,10 +288,43 @@ where
         root: write(store, geo)?,
     };
     let cell = Cell::leaf(key, CellValue::Long { len, root: value.root });
-    let put = put_cell(store, geo, root, key, cell);
+    let put = put_cell(store, geo, root, key, cell, Role::Table);
     if put.is_err() {
         // Best effort: the transaction is abandoned after an error anyway.
         let _ = long::free_long(store, geo, &value);
+    }
+    put
+}
+
+/// Stores `value` under `key` as [`put`] does, except that a value of a
+/// sixteenth to a quarter of the node goes to the values tree at `values`
+/// (`Geometry::separates`), the table's leaf holding its descriptor.
+pub fn put_separating<S: PageWrite + ?Sized>(
+    store: &mut S,
+    root: PageNo,
+    values: PageNo,
+    key: &[u8],
+    value: &[u8],
+) -> Result<bool> {
+    let geo = Geometry::checked(store.page_size())?;
+    check_key(&geo, key)?;
+    check_len(value.len() as u64)?;
+    if values == root {
+        return Err(DbError::InvalidArgument(format!(
+            "page {root} is both the table and its values tree"
+        )));
+    }
+    if !geo.separates(key.len(), value.len() as u64) {
+        return put(store, root, key, value);
+    }
+    let id = separate::store(store, &geo, values, value)?;
+    // separates() holds the value under a quarter page, so its length fits.
+    let len = value.len() as u32;
+    let cell = Cell::leaf(key, CellValue::Separated { len, tree: values, id });
+    let put = put_cell(store, &geo, root, key, cell, Role::Table);
+    if put.is_err() {
+        // Best effort: the transaction is abandoned after an error anyway.
+        let _ = separate::remove(store, root, values, id);
     }
     put
 }
@@ -256,14 +340,15 @@ enum LeafUpdate {
     },
 }
 
-fn put_cell<S: PageWrite + ?Sized>(
+pub(crate) fn put_cell<S: PageWrite + ?Sized>(
     store: &mut S,
     geo: &Geometry,
     root: PageNo,
     key: &[u8],
     cell: Cell,
+    role: Role,
 ) -> Result<bool> {
-    let descent = descend(store, root, key)?;
+    let descent = descend(store, root, key, role)?;
     let is_root = descent.path.is_empty();
     let update = update_leaf(store.page_mut(descent.leaf)?, geo, descent.found, cell, is_root);
     let pending = match update.map_err(|m| corrupt(store, descent.leaf, m))? {
@@ -273,9 +358,7 @@ fn put_cell<S: PageWrite + ?Sized>(
         }
     };
     rebalance::propagate(store, geo, &descent.path, pending)?;
-    if let Old::Long(old) = descent.old {
-        long::free_long(store, geo, &old)?;
-    }
+    release(store, geo, descent.leaf, descent.old)?;
     Ok(!matches!(descent.old, Old::Absent))
 }
 
@@ -318,13 +401,18 @@ fn settle(node: &Node<'_>, geo: &Geometry, is_root: bool) -> Pending {
     }
 }
 
-/// Removes `key` (freeing its long value's pages). Returns whether it was there.
+/// Removes `key` (freeing its long value's pages, or its separated value).
+/// Returns whether it was there.
 pub fn delete<S: PageWrite + ?Sized>(store: &mut S, root: PageNo, key: &[u8]) -> Result<bool> {
+    delete_in(store, root, key, Role::Table)
+}
+
+pub(crate) fn delete_in<S: PageWrite + ?Sized>(store: &mut S, root: PageNo, key: &[u8], role: Role) -> Result<bool> {
     let geo = Geometry::checked(store.page_size())?;
     if key.len() > geo.max_key {
         return Ok(false);
     }
-    let descent = descend(store, root, key)?;
+    let descent = descend(store, root, key, role)?;
     let Ok(idx) = descent.found else {
         return Ok(false);
     };
@@ -333,14 +421,30 @@ pub fn delete<S: PageWrite + ?Sized>(store: &mut S, root: PageNo, key: &[u8]) ->
     let removed = node::remove_cell(page, idx).and_then(|()| Ok(settle(&Node::open(page)?, &geo, is_root)));
     let pending = removed.map_err(|m| corrupt(store, descent.leaf, m))?;
     rebalance::propagate(store, &geo, &descent.path, pending)?;
-    if let Old::Long(old) = descent.old {
-        long::free_long(store, &geo, &old)?;
-    }
+    release(store, &geo, descent.leaf, descent.old)?;
     Ok(true)
 }
 
-/// Frees every page of the tree: nodes, long values and the root.
+/// Frees every page of the tree: nodes, long values and the root; its
+/// separated values are removed from their values trees one by one.
 pub fn drop_tree<S: PageWrite + ?Sized>(store: &mut S, root: PageNo) -> Result<()> {
+    drop_nodes(store, root, None)
+}
+
+/// Frees a table's tree and its values tree `values` whole.
+pub fn drop_with_values<S: PageWrite + ?Sized>(store: &mut S, root: PageNo, values: PageNo) -> Result<()> {
+    if values == root {
+        return Err(DbError::InvalidArgument(format!(
+            "page {root} is both the table and its values tree"
+        )));
+    }
+    drop_nodes(store, root, Some(values))?;
+    drop_nodes(store, values, None)
+}
+
+/// Frees the tree at `root`; separated values in `dropped_values` are left
+/// for that tree's own drop.
+fn drop_nodes<S: PageWrite + ?Sized>(store: &mut S, root: PageNo, dropped_values: Option<PageNo>) -> Result<()> {
     let geo = Geometry::checked(store.page_size())?;
     let mut seen = HashSet::new();
     let mut stack = vec![(root, None)];
@@ -349,14 +453,17 @@ pub fn drop_tree<S: PageWrite + ?Sized>(store: &mut S, root: PageNo) -> Result<(
             let reason = "page reached twice in the tree".to_string();
             return Err(corrupt(store, no, Malformed { pos: 0, reason }));
         }
-        let mut longs = Vec::new();
+        let mut held = Vec::new();
         {
             let page = store.page(no)?;
             let node = open_node(store, no, &page, level)?;
             if node.is_leaf() {
                 for i in 0..node.count() {
                     let value = node.value(i).map_err(|m| corrupt(store, no, m))?;
-                    longs.extend(long_value(store, no, value)?);
+                    match stored(store, no, value, Role::Table)? {
+                        Old::Separated { tree, .. } if Some(tree) == dropped_values => {}
+                        old => held.push(old),
+                    }
                 }
             } else {
                 for j in 0..=node.count() {
@@ -365,8 +472,8 @@ pub fn drop_tree<S: PageWrite + ?Sized>(store: &mut S, root: PageNo) -> Result<(
                 }
             }
         }
-        for long in &longs {
-            long::free_long(store, &geo, long)?;
+        for old in held {
+            release(store, &geo, no, old)?;
         }
         store.free(no)?;
     }

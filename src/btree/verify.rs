@@ -2,7 +2,8 @@
 //! reports every problem found, each naming its page.
 
 use super::long::{self, Shape};
-use super::node::{CellValue, LEAF_CELL_HEADER, LONG_DESCRIPTOR_LEN, Node, SLOT_LEN};
+use super::node::{CellValue, LEAF_CELL_HEADER, LONG_DESCRIPTOR_LEN, Node, SEPARATED_DESCRIPTOR_LEN, SLOT_LEN};
+use super::separate::{self, VALUE_ID_LEN};
 use super::{Geometry, LongValue};
 use crate::pager::page::{PageNo, PageRef};
 use crate::pager::{DbError, PageRead, Result};
@@ -25,6 +26,8 @@ pub struct VerifyReport {
     pub entries: u64,
     /// Entries whose value is a long value.
     pub long_values: u64,
+    /// Entries whose value is in a values tree.
+    pub separated_values: u64,
     /// Node pages (leaves and branches).
     pub node_pages: u64,
     /// Levels of the tree: 1 for a root leaf.
@@ -60,20 +63,86 @@ impl fmt::Display for Problem {
 /// used. Damage is reported in the report; `Err` only when the store fails
 /// otherwise (I/O).
 pub fn verify<S: PageRead + ?Sized>(store: &S, root: PageNo) -> Result<VerifyReport> {
-    let geo = Geometry::checked(store.page_size())?;
-    let mut verifier = Verifier {
-        store,
-        geo,
-        report: VerifyReport::default(),
-    };
+    let mut verifier = Verifier::new(store, false)?;
     verifier.node(root, None, None, None)?;
     Ok(verifier.report)
+}
+
+/// [`verify`] of a table's tree and of its values tree at `values`, as one
+/// report (the pages of both; the entries of the table): also that every
+/// separated value of the table is in `values` with the length its cell
+/// gives, and that every value there belongs to exactly one cell.
+pub fn verify_with_values<S: PageRead + ?Sized>(store: &S, root: PageNo, values: PageNo) -> Result<VerifyReport> {
+    let mut verifier = Verifier::new(store, false)?;
+    verifier.node(root, None, None, None)?;
+    let mut table = verifier.report;
+    let mut refs = std::mem::take(&mut verifier.refs);
+    let mut verifier = Verifier::new(store, true)?;
+    verifier.report.pages = std::mem::take(&mut table.pages);
+    verifier.node(values, None, None, None)?;
+    let ids = std::mem::take(&mut verifier.ids);
+    for (tree, id, _, leaf) in &refs {
+        if *tree != values {
+            verifier.problem(
+                *leaf,
+                format!("separated value {id} in page {tree}, not the table's values tree {values}"),
+            );
+        }
+    }
+    refs.retain(|r| r.0 == values);
+    refs.sort_unstable_by_key(|r| r.1);
+    // Both sorted by id: walk them side by side.
+    let (mut r, mut v) = (0, 0);
+    while r < refs.len() || v < ids.len() {
+        let (_, ref_id, ref_len, leaf) = refs.get(r).copied().unwrap_or((0, u64::MAX, 0, 0));
+        let (id, len, holder) = ids.get(v).copied().unwrap_or((u64::MAX, 0, 0));
+        if r < refs.len() && (v == ids.len() || ref_id < id) {
+            verifier.problem(
+                leaf,
+                format!("separated value {ref_id} is missing from the values tree"),
+            );
+            r += 1;
+        } else if v < ids.len() && (r == refs.len() || id < ref_id) {
+            verifier.problem(holder, format!("values tree entry {id} belongs to no cell"));
+            v += 1;
+        } else {
+            if ref_len != len {
+                verifier.problem(
+                    leaf,
+                    format!("separated value {id} holds {len} bytes, the cell says {ref_len}"),
+                );
+            }
+            r += 1;
+            if refs.get(r).is_some_and(|next| next.1 == id) {
+                verifier.problem(refs[r].3, format!("separated value {id} belongs to two cells"));
+            } else {
+                v += 1;
+            }
+        }
+    }
+    table.pages = std::mem::take(&mut verifier.report.pages);
+    for p in verifier.report.problems {
+        if table.problems.len() < MAX_PROBLEMS {
+            table.problems.push(p);
+        } else {
+            table.problems_omitted += 1;
+        }
+    }
+    table.problems_omitted += verifier.report.problems_omitted;
+    table.node_pages += verifier.report.node_pages;
+    Ok(table)
 }
 
 struct Verifier<'s, S: ?Sized> {
     store: &'s S,
     geo: Geometry,
     report: VerifyReport,
+    /// Checking a values tree: inline values under 8-byte ids only.
+    values_tree: bool,
+    /// Separated values named by the table's cells: tree, id, length, leaf.
+    refs: Vec<(PageNo, u64, u32, PageNo)>,
+    /// A values tree's entries in key order: id, length, leaf.
+    ids: Vec<(u64, u32, PageNo)>,
 }
 
 /// Damage reported by the store (bad checksum, misplaced page) is a problem
@@ -85,7 +154,18 @@ fn damage(e: DbError) -> Result<String> {
     }
 }
 
-impl<S: PageRead + ?Sized> Verifier<'_, S> {
+impl<'s, S: PageRead + ?Sized> Verifier<'s, S> {
+    fn new(store: &'s S, values_tree: bool) -> Result<Self> {
+        Ok(Verifier {
+            store,
+            geo: Geometry::checked(store.page_size())?,
+            report: VerifyReport::default(),
+            values_tree,
+            refs: Vec::new(),
+            ids: Vec::new(),
+        })
+    }
+
     fn problem(&mut self, page: PageNo, message: impl Into<String>) {
         if self.report.problems.len() < MAX_PROBLEMS {
             let message = message.into();
@@ -219,9 +299,29 @@ impl<S: PageRead + ?Sized> Verifier<'_, S> {
                     continue;
                 }
             };
+            if self.values_tree {
+                match (value, <[u8; VALUE_ID_LEN]>::try_from(*key)) {
+                    (CellValue::Inline(bytes), Ok(id)) => {
+                        // A cell under a quarter page: its length fits.
+                        self.ids.push((u64::from_be_bytes(id), bytes.len() as u32, no));
+                    }
+                    _ => self.problem(no, format!("cell {i}: not an inline value under an 8-byte id")),
+                }
+            }
             let (value_len, long) = match value {
                 CellValue::Inline(bytes) => (bytes.len(), None),
                 CellValue::Long { len, root } => (LONG_DESCRIPTOR_LEN, Some((len, root))),
+                CellValue::Separated { len, tree, id } => {
+                    self.report.separated_values += 1;
+                    if let Err(reason) = separate::check_descriptor(len, tree, id) {
+                        self.problem(no, format!("cell {i}: {reason}"));
+                    } else if !self.geo.separates(key.len(), u64::from(len)) {
+                        self.problem(no, format!("cell {i}: a separated value of {len} bytes belongs inline"));
+                    } else {
+                        self.refs.push((tree, id, len, no));
+                    }
+                    (SEPARATED_DESCRIPTOR_LEN, None)
+                }
             };
             let footprint = SLOT_LEN + LEAF_CELL_HEADER + key.len() + value_len;
             if footprint > self.geo.max_cell + SLOT_LEN {

@@ -1,8 +1,9 @@
 //! Tables and the write transaction's API.
 //!
 //! The catalog is a B+tree at page 3 mapping a table's name to its root page
-//! (u32, little-endian). Roots never move, so a [`Table`] handle stays valid
-//! until the table is dropped.
+//! (u32, little-endian), then, for tables created since values trees came,
+//! the root of its values tree (u32; see `btree::put_separating`). Roots
+//! never move, so a [`Table`] handle stays valid until the table is dropped.
 
 use super::Durability;
 use super::combine::WriterGuard;
@@ -20,6 +21,9 @@ pub const MAX_TABLE_NAME: usize = 255;
 pub struct Table {
     name: String,
     root: PageNo,
+    /// Where its values of a sixteenth to a quarter page go; None in a
+    /// table created before values trees, which keeps them inline.
+    values: Option<PageNo>,
 }
 
 impl Table {
@@ -31,6 +35,20 @@ impl Table {
     /// The table's root page.
     pub fn root(&self) -> PageNo {
         self.root
+    }
+
+    /// The root page of the table's values tree, if it has one.
+    pub fn values_root(&self) -> Option<PageNo> {
+        self.values
+    }
+
+    /// The catalog entry: the root, then the values tree's root.
+    fn encode(&self) -> Vec<u8> {
+        let mut entry = self.root.to_le_bytes().to_vec();
+        if let Some(values) = self.values {
+            entry.extend_from_slice(&values.to_le_bytes());
+        }
+        entry
     }
 }
 
@@ -47,22 +65,43 @@ pub(crate) fn check_name(name: &str) -> Result<()> {
 /// Looks a table up in the catalog of `store`.
 pub(crate) fn lookup<S: PageRead + ?Sized>(store: &S, name: &str) -> Result<Table> {
     check_name(name)?;
+    let page_at = |entry: &[u8], at: usize| {
+        entry
+            .get(at..at + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
     match btree::get_bytes(store, FIRST_DATA_PAGE, name.as_bytes())? {
-        Some(root) if root.len() == 4 => Ok(Table {
-            name: name.to_string(),
-            root: u32::from_le_bytes([root[0], root[1], root[2], root[3]]),
-        }),
-        Some(bad) => Err(DbError::corrupt_page(
-            store.file_path(),
-            FIRST_DATA_PAGE,
-            u64::from(FIRST_DATA_PAGE) * store.page_size() as u64,
+        Some(entry) if matches!(entry.len(), 4 | 8) => {
+            let root = page_at(&entry, 0).unwrap_or(0);
+            let values = page_at(&entry, 4);
+            // Page FIRST_DATA_PAGE is the catalog's own root.
+            let bad_page = |p: PageNo| p <= FIRST_DATA_PAGE;
+            if bad_page(root) || values.is_some_and(|v| bad_page(v) || v == root) {
+                return Err(catalog_damage(
+                    store,
+                    format!("catalog entry for {name:?} names pages {root} and {values:?}"),
+                ));
+            }
+            Ok(Table {
+                name: name.to_string(),
+                root,
+                values,
+            })
+        }
+        Some(bad) => Err(catalog_damage(
+            store,
             format!(
-                "catalog entry for {name:?} holds {} bytes, not a page number",
+                "catalog entry for {name:?} holds {} bytes, not one or two page numbers",
                 bad.len()
             ),
         )),
         None => Err(DbError::NoSuchTable { name: name.to_string() }),
     }
+}
+
+fn catalog_damage<S: PageRead + ?Sized>(store: &S, reason: String) -> DbError {
+    let offset = u64::from(FIRST_DATA_PAGE) * store.page_size() as u64;
+    DbError::corrupt_page(store.file_path(), FIRST_DATA_PAGE, offset, reason)
 }
 
 /// The names of every table in the catalog of `store`.
@@ -158,14 +197,15 @@ impl<'db> WriteTxn<'db> {
             Err(e) => return Err(e),
         }
         let result = btree::create(&mut self.pages).and_then(|root| {
-            btree::put(&mut self.pages, FIRST_DATA_PAGE, name.as_bytes(), &root.to_le_bytes())?;
-            Ok(root)
+            let table = Table {
+                name: name.to_string(),
+                root,
+                values: Some(btree::create(&mut self.pages)?),
+            };
+            btree::put(&mut self.pages, FIRST_DATA_PAGE, name.as_bytes(), &table.encode())?;
+            Ok(table)
         });
-        let root = self.track(result)?;
-        Ok(Table {
-            name: name.to_string(),
-            root,
-        })
+        self.track(result)
     }
 
     /// The table named `name`.
@@ -177,8 +217,11 @@ impl<'db> WriteTxn<'db> {
     pub fn drop_table(&mut self, name: &str) -> Result<()> {
         self.usable()?;
         let table = lookup(&self.pages, name)?;
-        let result = btree::drop_tree(&mut self.pages, table.root)
-            .and_then(|_| btree::delete(&mut self.pages, FIRST_DATA_PAGE, name.as_bytes()).map(|_| ()));
+        let dropped = match table.values {
+            Some(values) => btree::drop_with_values(&mut self.pages, table.root, values),
+            None => btree::drop_tree(&mut self.pages, table.root),
+        };
+        let result = dropped.and_then(|_| btree::delete(&mut self.pages, FIRST_DATA_PAGE, name.as_bytes()).map(|_| ()));
         self.track(result)
     }
 
@@ -187,10 +230,15 @@ impl<'db> WriteTxn<'db> {
         list(&self.pages)
     }
 
-    /// Sets `key` to `value` (long values are stored out of the leaf).
+    /// Sets `key` to `value` (long values are stored out of the leaf, and
+    /// values of a sixteenth to a quarter page in the table's values tree).
     pub fn put(&mut self, table: &Table, key: &[u8], value: &[u8]) -> Result<()> {
         self.usable()?;
-        let result = btree::put(&mut self.pages, table.root, key, value).map(|_| ());
+        let result = match table.values {
+            Some(values) => btree::put_separating(&mut self.pages, table.root, values, key, value),
+            None => btree::put(&mut self.pages, table.root, key, value),
+        };
+        let result = result.map(|_| ());
         self.track(result)
     }
 

@@ -67,20 +67,24 @@ impl ReadTxn<'_> {
         let problem = |page: PageNo, message: String| PageProblem { page, message };
         let mut problems = Vec::new();
         // Trees: the catalog, then every table.
-        let mut roots = vec![("(catalog)".to_string(), FIRST_DATA_PAGE)];
+        let mut roots = vec![("(catalog)".to_string(), FIRST_DATA_PAGE, None)];
         match self.list_tables() {
             Ok(names) => {
                 for name in names {
                     match self.open_table(&name) {
-                        Ok(t) => roots.push((name, t.root())),
+                        Ok(t) => roots.push((name, t.root(), t.values_root())),
                         Err(e) => problems.push(problem(FIRST_DATA_PAGE, format!("table {name:?}: {}", damage(e)?))),
                     }
                 }
             }
             Err(e) => problems.push(problem(FIRST_DATA_PAGE, format!("catalog unreadable: {}", damage(e)?))),
         }
-        for (name, root) in roots {
-            match btree::verify(pages, root) {
+        for (name, root, values) in roots {
+            let verified = match values {
+                Some(values) => btree::verify_with_values(pages, root, values),
+                None => btree::verify(pages, root),
+            };
+            match verified {
                 Ok(tree) => {
                     for p in &tree.problems {
                         problems.push(problem(p.page, format!("table {name:?}: {}", p.message)));

@@ -412,6 +412,10 @@ fn node_dump(bytes: &[u8]) -> NodeDump {
                     key: show(key),
                     value: format!("long value of {len} bytes at page {root}"),
                 },
+                CellSummary::Separated { key, len, tree, id } => CellDump {
+                    key: show(key),
+                    value: format!("separated value of {len} bytes, id {id} in the values tree at page {tree}"),
+                },
                 CellSummary::Child { key, child } => CellDump {
                     key: show(key),
                     value: format!("child {child}"),

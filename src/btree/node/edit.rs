@@ -2,9 +2,9 @@
 //! inserts and removals of single cells (layout in the parent module).
 
 use super::{
-    BRANCH_CELL_HEADER, CONTENT_AT, COUNT_AT, CellValue, FLAG_LONG, GARBAGE_AT, LEAF_CELL_HEADER, LEFTMOST_AT,
-    LEVEL_AT, LONG_DESCRIPTOR_LEN, MAX_LEVEL, NODE_HEADER_END, Node, NodeResult, PREFIX_AT, SLOT_LEN, common_prefix,
-    head, malformed, read_u16, read_u32,
+    BRANCH_CELL_HEADER, CONTENT_AT, COUNT_AT, CellValue, FLAG_LONG, FLAG_SEPARATED, GARBAGE_AT, LEAF_CELL_HEADER,
+    LEFTMOST_AT, LEVEL_AT, LONG_DESCRIPTOR_LEN, MAX_LEVEL, NODE_HEADER_END, Node, NodeResult, PREFIX_AT,
+    SEPARATED_DESCRIPTOR_LEN, SLOT_LEN, common_prefix, head, malformed, read_u16, read_u32,
 };
 use crate::pager::page::{self, MAX_PAGE_SIZE, PageKind, PageNo};
 
@@ -25,7 +25,7 @@ impl Cell {
     /// A leaf cell. The key is at most `MAX_KEY_LEN_CAP` bytes and an inline
     /// value at most a quarter page (callers check), so both fit in u16.
     pub fn leaf(key: &[u8], value: CellValue<'_>) -> Cell {
-        let mut bytes = Vec::with_capacity(LEAF_CELL_HEADER + key.len() + LONG_DESCRIPTOR_LEN);
+        let mut bytes = Vec::with_capacity(LEAF_CELL_HEADER + key.len() + SEPARATED_DESCRIPTOR_LEN);
         bytes.extend_from_slice(&(key.len() as u16).to_le_bytes());
         match value {
             CellValue::Inline(v) => {
@@ -40,6 +40,14 @@ impl Cell {
                 bytes.extend_from_slice(key);
                 bytes.extend_from_slice(&len.to_le_bytes());
                 bytes.extend_from_slice(&root.to_le_bytes());
+            }
+            CellValue::Separated { len, tree, id } => {
+                bytes.push(FLAG_SEPARATED);
+                bytes.extend_from_slice(&(SEPARATED_DESCRIPTOR_LEN as u16).to_le_bytes());
+                bytes.extend_from_slice(key);
+                bytes.extend_from_slice(&len.to_le_bytes());
+                bytes.extend_from_slice(&tree.to_le_bytes());
+                bytes.extend_from_slice(&id.to_le_bytes());
             }
         }
         Cell { bytes, leaf: true }
@@ -382,6 +390,27 @@ mod tests {
             "cells unmoved"
         );
         assert!(truncate_cells(&mut page, 13).is_err(), "more cells than the node has");
+    }
+
+    #[test]
+    fn separated_descriptor_round_trips() {
+        let mut page = empty_leaf(4096);
+        let value = CellValue::Separated {
+            len: 1500,
+            tree: 9,
+            id: 1 << 40 | 7,
+        };
+        let cell = Cell::leaf(b"s", value);
+        assert!(insert_cell(&mut page, 0, &cell).unwrap());
+        assert!(insert_cell(&mut page, 1, &inline(b"t", b"plain")).unwrap());
+        let node = Node::open(&page).unwrap();
+        assert_eq!(node.entry(0).unwrap(), (&b"s"[..], value));
+        assert_eq!(node.entry(1).unwrap(), (&b"t"[..], CellValue::Inline(b"plain")));
+        assert_eq!(node.cells().unwrap()[0], cell);
+        // A separated flag with a descriptor of the wrong length is refused.
+        let at = node.span(0).unwrap().start;
+        page[at + 3..at + 5].copy_from_slice(&12u16.to_le_bytes());
+        assert!(Node::open(&page).unwrap().entry(0).is_err());
     }
 
     #[test]
