@@ -625,3 +625,69 @@ fn large_values_are_read_in_passing_and_short_ones_cached() {
     // Read again, from the file: the same bytes.
     assert_eq!(rx.get(&t, b"big").expect("get"), Some(big));
 }
+
+/// Values of a sixteenth to a quarter page go to the table's values tree:
+/// reads, snapshots, overwrites, deletes, drop and recovery see one table.
+#[test]
+fn separated_values_behave_as_inline_ones_across_reopen_and_drop() {
+    let sim = SimVfs::new(7);
+    let db = Database::create(sim.clone(), DIR, opts()).expect("create");
+    let mut tx = db.begin_write();
+    let t = tx.create_table("mail").expect("create");
+    assert!(t.values_root().is_some(), "new tables have a values tree");
+    let sized = |i: u32, len: usize| -> Vec<u8> { (0..len).map(|j| (i as usize + j * 3) as u8).collect() };
+    for i in 0..300 {
+        tx.put(&t, &key(i), &sized(i, 300 + (i as usize % 5) * 150))
+            .expect("put");
+    }
+    tx.commit().expect("commit");
+    let before = db.begin_read();
+    let mut tx = db.begin_write();
+    for i in 0..300 {
+        match i % 3 {
+            0 => assert!(tx.delete(&t, &key(i)).expect("delete")),
+            1 => tx.put(&t, &key(i), &sized(i + 1, 40)).expect("to inline"),
+            _ => tx.put(&t, &key(i), &sized(i + 2, 700)).expect("separated again"),
+        }
+    }
+    tx.commit().expect("commit");
+    // The older snapshot still reads the first values.
+    assert_eq!(before.get(&t, &key(3)).expect("get"), Some(sized(3, 750)));
+    assert_eq!(before.get(&t, &key(4)).expect("get"), Some(sized(4, 900)));
+    drop(before);
+    let report = db.begin_read().verify().expect("verify");
+    assert!(report.is_ok(), "{:?}", report.problems);
+    assert_eq!(report.tables, vec![("mail".to_string(), 200)]);
+    drop(db);
+    // Recovery replays it all (no clean close).
+    let db = Database::open(sim.clone(), DIR, opts()).expect("open");
+    let rx = db.begin_read();
+    let t = rx.open_table("mail").expect("table");
+    for i in 0..300 {
+        let want = match i % 3 {
+            0 => None,
+            1 => Some(sized(i + 1, 40)),
+            _ => Some(sized(i + 2, 700)),
+        };
+        assert_eq!(rx.get(&t, &key(i)).expect("get"), want, "key {i}");
+    }
+    let listed: Vec<_> = rx
+        .range(&t, Bound::Unbounded, Bound::Unbounded)
+        .expect("range")
+        .map(|e| e.expect("entry").0)
+        .collect();
+    assert_eq!(listed.len(), 200);
+    drop(rx);
+    let used = db.begin_read().verify().expect("verify").used_pages;
+    let mut tx = db.begin_write();
+    tx.drop_table("mail").expect("drop");
+    tx.commit().expect("commit");
+    let report = db.begin_read().verify().expect("verify");
+    assert!(report.is_ok(), "{:?}", report.problems);
+    assert!(report.tables.is_empty());
+    assert!(
+        report.used_pages + 4 < used,
+        "both trees freed: {} of {used} pages",
+        report.used_pages
+    );
+}

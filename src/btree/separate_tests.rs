@@ -137,7 +137,7 @@ fn random_puts_and_deletes_match_a_model_and_verify() {
             .wrapping_add(1_442_695_040_888_963_407);
         let r = (state >> 33) as u32;
         let k = key(r % 700);
-        if r % 5 == 0 {
+        if r.is_multiple_of(5) {
             assert_eq!(delete(&mut store, root, &k).unwrap(), model.remove(&k).is_some());
         } else {
             let len = [10, 260, 500, 900, 990, 1500][(r / 7 % 6) as usize];

@@ -310,3 +310,46 @@ impl<'db> WriteTxn<'db> {
     /// Discards every change.
     pub fn rollback(self) {}
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::btree;
+    use crate::pager::FIRST_DATA_PAGE;
+    use crate::txn::{Database, DbOptions};
+    use crate::vfs::SimVfs;
+
+    /// A table from before values trees (a 4-byte catalog entry) keeps its
+    /// values inline; a damaged entry is a typed error naming the catalog.
+    #[test]
+    fn old_catalog_entries_keep_values_inline_and_bad_ones_are_refused() {
+        let opts = DbOptions {
+            page_size: 4096,
+            ..DbOptions::default()
+        };
+        let db = Database::create(SimVfs::new(3), "/db", opts).unwrap();
+        let mut tx = db.begin_write();
+        let root = btree::create(tx.pages_mut()).unwrap();
+        btree::put(tx.pages_mut(), FIRST_DATA_PAGE, b"old", &root.to_le_bytes()).unwrap();
+        btree::put(tx.pages_mut(), FIRST_DATA_PAGE, b"bad", &[9, 0, 0, 0, 9, 0, 0, 0]).unwrap();
+        let old = tx.open_table("old").unwrap();
+        assert_eq!(old.values_root(), None);
+        tx.put(&old, b"k", &[7; 700]).unwrap();
+        let err = tx.open_table("bad").unwrap_err();
+        assert!(err.to_string().contains("names pages 9 and Some(9)"), "{err}");
+        tx.commit().unwrap();
+        let rx = db.begin_read();
+        assert_eq!(rx.get(&old, b"k").unwrap(), Some(vec![7; 700]));
+        let report = btree::verify(rx.pages(), root).unwrap();
+        assert_eq!((report.entries, report.separated_values), (1, 0));
+        let new = {
+            let mut tx = db.begin_write();
+            let t = tx.create_table("new").unwrap();
+            tx.put(&t, b"k", &[7; 700]).unwrap();
+            tx.commit().unwrap();
+            t
+        };
+        let rx = db.begin_read();
+        let report = btree::verify_with_values(rx.pages(), new.root(), new.values_root().unwrap()).unwrap();
+        assert_eq!((report.entries, report.separated_values), (1, 1));
+    }
+}
