@@ -171,9 +171,10 @@ fn ids_rise_so_the_values_tree_fills_from_the_right() {
     assert_eq!(ids, (1..=2000).collect::<Vec<_>>());
     let report = verify(&store, values).unwrap();
     // 2,000 cells of 421 bytes with slots in 4 KiB pages: 9 to a page.
-    // Appends fill each left page to about three quarters, never to a half.
+    // Appends fill each left page to about three quarters.
     let leaves = report.node_pages - u64::from(report.height > 1);
-    assert!(leaves <= 2000 / 6, "{leaves} leaves for 2,000 values");
+    // 288 measured: 6.9 values a page, 77 %.
+    assert!((2000 / 9..=2000 * 10 / 65).contains(&leaves), "{leaves} leaves for 2,000 values");
 }
 
 #[test]
