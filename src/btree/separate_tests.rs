@@ -16,14 +16,7 @@ fn table() -> (MemStore, PageNo, PageNo) {
 
 /// Verifies both trees together, and that they own exactly the live pages.
 fn check(store: &MemStore, root: PageNo, values: PageNo) -> VerifyReport {
-    let report = verify_with_values(store, root, values).unwrap();
-    assert!(
-        report.is_ok(),
-        "{:?}",
-        &report.problems[..report.problems.len().min(10)]
-    );
-    assert_eq!(report.pages, store.live_page_numbers(), "pages leaked or shared");
-    report
+    super::tests::assert_sound(store, verify_with_values(store, root, values).unwrap())
 }
 
 fn key(i: u32) -> Vec<u8> {
@@ -174,7 +167,10 @@ fn ids_rise_so_the_values_tree_fills_from_the_right() {
     // Appends fill each left page to about three quarters.
     let leaves = report.node_pages - u64::from(report.height > 1);
     // 288 measured: 6.9 values a page, 77 %.
-    assert!((2000 / 9..=2000 * 10 / 65).contains(&leaves), "{leaves} leaves for 2,000 values");
+    assert!(
+        (2000 / 9..=2000 * 10 / 65).contains(&leaves),
+        "{leaves} leaves for 2,000 values"
+    );
 }
 
 #[test]

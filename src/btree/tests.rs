@@ -8,7 +8,11 @@ use std::ops::Bound;
 
 /// Verifies the tree and checks it owns exactly the store's live pages.
 fn check(store: &MemStore, root: PageNo) -> VerifyReport {
-    let report = verify(store, root).unwrap();
+    assert_sound(store, verify(store, root).unwrap())
+}
+
+/// Checks that a report found no problem and names exactly the live pages.
+pub(super) fn assert_sound(store: &MemStore, report: VerifyReport) -> VerifyReport {
     assert!(
         report.is_ok(),
         "{:?}",
