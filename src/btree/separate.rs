@@ -1,5 +1,5 @@
-//! Separated values: values whose leaf cell would take more than a sixteenth
-//! of the node area (and that still fit inline) can live in a *values tree*
+//! Separated values: values of at least a sixteenth of the node area (that
+//! would still fit inline) can live in a *values tree*
 //! beside their table, keyed by an id in append order, while the table's
 //! leaf holds a 16-byte descriptor.
 //!
@@ -27,8 +27,8 @@ impl Geometry {
     /// Whether a value of `len` bytes under a key of `key_len` bytes is
     /// separated when its table has a values tree.
     pub fn separates(&self, key_len: usize, len: u64) -> bool {
-        let cell = (super::node::LEAF_CELL_HEADER + key_len) as u64 + len;
-        cell > (self.usable / 16) as u64 && self.is_inline(key_len, len) && self.is_inline(VALUE_ID_LEN, len)
+        // The value's own length: a long key with a short value gains nothing.
+        len >= (self.usable / 16) as u64 && self.is_inline(key_len, len) && self.is_inline(VALUE_ID_LEN, len)
     }
 }
 

@@ -35,11 +35,13 @@ fn entries_in(store: &MemStore, tree: PageNo) -> usize {
 #[test]
 fn the_threshold_is_a_sixteenth_of_the_node_up_to_inline() {
     let geo = Geometry::checked(4096).unwrap();
-    let sixteenth = geo.usable / 16;
+    let first = (geo.usable / 16) as u64;
     let key_len = 9;
-    let first = (sixteenth + 1 - node::LEAF_CELL_HEADER - key_len) as u64;
     assert!(!geo.separates(key_len, first - 1));
     assert!(geo.separates(key_len, first));
+    // A long key does not make a short value separate (an empty one least).
+    assert!(!geo.separates(400, 0));
+    assert!(!geo.separates(400, first - 1));
     let inline_max = max_inline_value_len(4096, key_len) as u64;
     assert!(geo.separates(key_len, inline_max));
     assert!(!geo.separates(key_len, inline_max + 1), "long values stay long");
