@@ -1,9 +1,11 @@
 //! Arbitrary bytes as one page: `page::verify`, `DbHeader::decode` (slots 0
 //! and 1), `header::read_best` over a two-page file, `btree::inspect_node`
 //! (what `mailvault dump page` shows), and the page written over
-//! a page of a small valid B+tree in a `btree::MemStore`, after which `get`,
-//! `range` (both directions, with bounds), `verify`, `read_value` and
-//! `read_long`, and optionally a few writes, run over the tree. Nothing may
+//! a page of a small valid B+tree in a `btree::MemStore` (a table with long,
+//! inline and separated values, and its values tree), after which `get`,
+//! `range` (both directions, with bounds), `visit_range`, `verify`,
+//! `verify_with_values`, `read_value` and `read_long`, and optionally a few
+//! writes and the drop of both trees, run over it. Nothing may
 //! panic, loop or allocate without bound; errors are fine.
 //!
 //! Input: four control bytes, then the data.
@@ -36,10 +38,12 @@ const PAGE_SIZES: [usize; 4] = [4096, 8192, 16384, 4096];
 /// Keys share this prefix, so separators are long and branches narrow.
 const PREFIX: &str = "mbox/0123456789abcdef0123456789abcdef/INBOX/";
 
-/// A tree and the keys stored in it (a few of them with long values).
+/// A tree and the keys stored in it (a few of them with long values, some
+/// separated into the values tree).
 struct Sample {
     store: MemStore,
     root: PageNo,
+    values: PageNo,
     keys: Vec<Vec<u8>>,
     pages: Vec<PageNo>,
 }
@@ -51,6 +55,7 @@ fn key(i: u32) -> Vec<u8> {
 fn build(page_size: usize) -> Sample {
     let mut store = MemStore::new(page_size);
     let root = btree::create(&mut store).expect("create");
+    let values = btree::create(&mut store).expect("create values tree");
     // Enough keys for three levels at 4 KiB and two at the larger sizes.
     let n: u32 = match page_size {
         4096 => 700,
@@ -64,21 +69,25 @@ fn build(page_size: usize) -> Sample {
             // One data page, and several with an index page above them.
             0 => page_size / 2,
             1 => page_size * 3 + 100,
+            // Separated: a sixteenth of the node or more.
+            2 | 3 => page_size / 16 + i as usize % 50,
             _ => 20 + (i as usize % 9) * 25,
         };
         let v: Vec<u8> = (0..len).map(|j| (i as usize * 13 + j) as u8).collect();
-        btree::put(&mut store, root, &k, &v).expect("put");
+        btree::put_separating(&mut store, root, values, &k, &v).expect("put");
         keys.push(k);
     }
     keys.sort();
     store.seal_all();
-    let report = btree::verify(&store, root).expect("verify");
+    let report = btree::verify_with_values(&store, root, values).expect("verify");
     assert!(report.is_ok(), "sample tree: {:?}", report.problems);
+    assert!(report.separated_values > 0, "no separated value in the sample");
     assert!(report.height >= 2, "sample tree of height {}", report.height);
     let pages = store.live_page_numbers().into_iter().collect();
     Sample {
         store,
         root,
+        values,
         keys,
         pages,
     }
@@ -190,7 +199,7 @@ fn check_headers(page: &[u8], raw: &[u8], page_size: usize, seal: bool) {
 }
 
 /// Every read the tree offers; each must end with an answer or an error.
-fn read_everything<S: PageRead>(store: &S, root: PageNo, keys: &[Vec<u8>], page_size: usize) {
+fn read_everything<S: PageRead>(store: &S, root: PageNo, values: PageNo, keys: &[Vec<u8>], page_size: usize) {
     // Entries a damaged tree may show: those stored, plus what one page holds.
     let bound = keys.len() + page_size / 6 + 2;
     let mut longs = Vec::new();
@@ -244,11 +253,23 @@ fn read_everything<S: PageRead>(store: &S, root: PageNo, keys: &[Vec<u8>], page_
         let _ = btree::read_long(store, long, long.len() / 2, &mut buf);
         let _ = btree::read_long(store, long, long.len().saturating_sub(10), &mut buf);
     }
-    if let Ok(report) = btree::verify(store, root) {
+    let mut visited = 0usize;
+    let _ = btree::visit_range(store, root, Bound::Unbounded, Bound::Unbounded, |_, _| {
+        visited += 1;
+        assert!(visited <= bound, "visit does not end ({visited} entries)");
+        Ok::<_, mailvault::pager::DbError>(true)
+    });
+    for report in [
+        btree::verify(store, root),
+        btree::verify_with_values(store, root, values),
+    ]
+    .into_iter()
+    .flatten()
+    {
         assert!(report.problems.len() <= 1000);
         for p in &report.problems {
             assert!(
-                report.pages.contains(&p.page) || p.page == root,
+                report.pages.contains(&p.page) || p.page == root || p.page == values,
                 "problem on an unclaimed page {p}"
             );
         }
@@ -256,16 +277,21 @@ fn read_everything<S: PageRead>(store: &S, root: PageNo, keys: &[Vec<u8>], page_
 }
 
 /// Writes on a copy; they may fail but must not panic or loop.
-fn write_some(store: &MemStore, root: PageNo, keys: &[Vec<u8>], page_size: usize, seed: u8) {
+fn write_some(store: &MemStore, sample: &Sample, page_size: usize, seed: u8) {
+    let (root, values, keys) = (sample.root, sample.values, &sample.keys);
     let mut store = store.clone();
     let step = keys.len() / 5 + 1;
     for (i, k) in keys.iter().enumerate().skip(seed as usize % step).step_by(step) {
-        let len = if i % 2 == 0 { 60 } else { page_size + 10 };
-        let _ = btree::put(&mut store, root, k, &vec![seed; len]);
+        let len = [60, page_size + 10, page_size / 16 + 5][i % 3];
+        let _ = btree::put_separating(&mut store, root, values, k, &vec![seed; len]);
         let _ = btree::delete(&mut store, root, &keys[(i * 31 + seed as usize) % keys.len()]);
     }
-    read_everything(&store, root, keys, page_size);
-    let _ = btree::drop_tree(&mut store, root);
+    read_everything(&store, root, values, keys, page_size);
+    if seed % 2 == 0 {
+        let _ = btree::drop_with_values(&mut store, root, values);
+    } else {
+        let _ = btree::drop_tree(&mut store, root);
+    }
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -317,8 +343,8 @@ fuzz_target!(|data: &[u8]| {
         seal_as(&mut page, no, salt);
     }
     store.page_mut(no).expect("live page").copy_from_slice(&page);
-    read_everything(&store, s.root, &s.keys, page_size);
+    read_everything(&store, s.root, s.values, &s.keys, page_size);
     if writes {
-        write_some(&store, s.root, &s.keys, page_size, ctl[1]);
+        write_some(&store, s, page_size, ctl[1]);
     }
 });
