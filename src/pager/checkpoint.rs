@@ -143,15 +143,27 @@ impl Pager {
         &self,
         ck: &mut super::engine::CheckpointState,
         redo: Lsn,
-        mut pages: Vec<(PageNo, PageRef)>,
+        pages: Vec<(PageNo, PageRef)>,
         page_count: u32,
         state: DbState,
     ) -> Result<Vec<(PageNo, Lsn, u32)>> {
-        let (header, slot, crcs) = self
-            .file
-            .write_checkpoint(&ck.header, ck.slot, &mut pages, redo, page_count, state)?;
+        // Pages at or beyond the page count of the header in place did not
+        // exist at its redo point, so the log from there holds each one's
+        // first version whole (a new page is logged as an image): a write
+        // that tears one is rebuilt by replay, and needs no double-write copy.
+        let (mut direct, mut protected): (Vec<_>, Vec<_>) =
+            pages.into_iter().partition(|(no, _)| *no >= ck.header.page_count);
+        let (header, slot, crcs) = self.file.write_checkpoint_with(
+            &ck.header,
+            ck.slot,
+            (&mut protected, &mut direct),
+            redo,
+            page_count,
+            state,
+        )?;
         ck.header = header;
         ck.slot = slot;
+        let pages: Vec<_> = protected.into_iter().chain(direct).collect();
         let digest = pages
             .iter()
             .zip(crcs)

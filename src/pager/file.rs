@@ -212,25 +212,12 @@ impl DbFile {
         Ok(())
     }
 
-    /// Writes a checkpoint: its pages (sorted here, through the double-write
-    /// area), then the header after `current`, naming `redo` as the redo
-    /// point, into the other slot, and syncs. Returns the new header, its
-    /// slot, and the checksum of each page as sorted.
-    pub fn write_checkpoint(
-        &self,
-        current: &DbHeader,
-        slot: u32,
-        pages: &mut [(PageNo, PageRef)],
-        redo: crate::log::Lsn,
-        page_count: u32,
-        state: super::header::DbState,
-    ) -> Result<(DbHeader, u32, Vec<u32>)> {
-        self.write_checkpoint_with(current, slot, (pages, &mut []), redo, page_count, state)
-    }
-
-    /// As [`DbFile::write_checkpoint`], with a second set of pages written
-    /// in place without the double-write area (the log from `redo` rebuilds
-    /// them whole if a write tears), synced before the header.
+    /// Writes a checkpoint: `pages` (sorted here) through the double-write
+    /// area, then `direct` in place without it (the log from `redo` rebuilds
+    /// them whole if a write tears), synced, then the header after `current`,
+    /// naming `redo` as the redo point, into the other slot, and syncs.
+    /// Returns the new header, its slot, and the checksum of each page of
+    /// `pages`, then of `direct`, each as sorted.
     pub fn write_checkpoint_with(
         &self,
         current: &DbHeader,
@@ -252,9 +239,9 @@ impl DbFile {
             .sequence
             .checked_add(1)
             .ok_or_else(|| DbError::corrupt(&self.path, 0, "database header sequence at its maximum"))?;
-        let crcs = self.write_pages_synced(pages, sequence)?;
+        let mut crcs = self.write_pages_synced(pages, sequence)?;
         if !direct.is_empty() {
-            self.write_pages(direct)?;
+            crcs.extend(self.write_pages(direct)?);
             self.sync()?;
         }
         let header = DbHeader {
