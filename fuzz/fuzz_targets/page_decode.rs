@@ -284,7 +284,7 @@ fn write_some(store: &MemStore, sample: &Sample, page_size: usize, seed: u8) {
     for (i, k) in keys.iter().enumerate().skip(seed as usize % step).step_by(step) {
         let len = [60, page_size + 10, page_size / 16 + 5][i % 3];
         let _ = btree::put_separating(&mut store, root, values, k, &vec![seed; len]);
-        let _ = btree::delete(&mut store, root, &keys[(i * 31 + seed as usize) % keys.len()]);
+                let _ = btree::delete_with_values(&mut store, root, values, &keys[(i * 31 + seed as usize) % keys.len()]);
     }
     read_everything(&store, root, values, keys, page_size);
     if seed % 2 == 0 {

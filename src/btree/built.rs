@@ -5,7 +5,7 @@
 //! in one growing allocation.
 
 use super::long::{self, BODY_AT};
-use super::tree::{check_key, check_len, put, put_long};
+use super::tree::{Role, check_key, check_len, put_in, put_long};
 use super::{Geometry, MAX_VALUE_LEN};
 use crate::pager::page::PageKind;
 use crate::pager::{DbError, PageBuf, PageNo, PageWrite, Result};
@@ -115,6 +115,19 @@ impl ValueBuilder {
 /// Stores `value` under `key`, as [`put`] would store its bytes (the pages
 /// are the same, byte for byte). Returns whether a value was replaced.
 pub fn put_built<S: PageWrite + ?Sized>(store: &mut S, root: PageNo, key: &[u8], value: ValueBuilder) -> Result<bool> {
+    put_built_in(store, root, key, value, Role::Table(None))
+}
+
+/// [`put_built`] in a tree of the given role; a short value goes as
+/// [`put_separating`](super::put_separating) would put it when the table
+/// has a values tree.
+pub(crate) fn put_built_in<S: PageWrite + ?Sized>(
+    store: &mut S,
+    root: PageNo,
+    key: &[u8],
+    value: ValueBuilder,
+    role: Role,
+) -> Result<bool> {
     let geo = Geometry::checked(store.page_size())?;
     if value.page_size != geo.page_size {
         return Err(DbError::InvalidArgument(format!(
@@ -123,13 +136,16 @@ pub fn put_built<S: PageWrite + ?Sized>(store: &mut S, root: PageNo, key: &[u8],
         )));
     }
     if value.pages.is_empty() {
-        return put(store, root, key, &value.head);
+        return match role {
+            Role::Table(Some(values)) => super::put_separating(store, root, values, key, &value.head),
+            _ => put_in(store, root, key, &value.head, role),
+        };
     }
     check_key(&geo, key)?;
     debug_assert!(value.len <= MAX_VALUE_LEN);
     let len = value.len;
     let mut pages = value.pages.into_iter();
-    put_long(store, &geo, root, key, len, |store, geo| {
+    put_long(store, &geo, root, key, len, role, |store, geo| {
         long::write_with(store, geo, len, |store, pos, take| {
             // The builder filled exactly the data pages the length implies.
             let mut page = pages
@@ -145,7 +161,7 @@ pub fn put_built<S: PageWrite + ?Sized>(store: &mut S, root: PageNo, key: &[u8],
 mod tests {
     use super::*;
     use crate::btree::long::tests::pattern;
-    use crate::btree::{MemStore, create, get_bytes};
+    use crate::btree::{MemStore, create, get_bytes, put};
 
     /// Every page of `store`, as bytes.
     fn images(store: &MemStore) -> Vec<Vec<u8>> {

@@ -36,12 +36,16 @@ mod separate_tests;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use built::put_built_in;
 pub use built::{ValueBuilder, put_built};
 pub use cursor::{Range, ValueRef, iter, range, visit_range};
 pub use inspect::{CellSummary, NodeSummary, inspect_node};
 pub use long::{read_long, read_value};
 pub use mem::MemStore;
-pub use tree::{create, delete, drop_tree, drop_with_values, get, get_bytes, put, put_separating, put_stream};
+pub(crate) use tree::{Role, put_stream_in};
+pub use tree::{
+    create, delete, delete_with_values, drop_tree, drop_with_values, get, get_bytes, put, put_separating, put_stream,
+};
 pub use verify::{Problem, VerifyReport, verify, verify_with_values};
 
 use crate::pager::page::{MAX_PAGE_SIZE, MIN_PAGE_SIZE, PageNo};

@@ -110,12 +110,16 @@ fn replacing_and_deleting_remove_the_separated_value() {
     assert!(put_separating(&mut store, root, values, b"a", &value(3, 5000)).unwrap());
     assert!(put_separating(&mut store, root, values, b"a", &value(4, 500)).unwrap());
     assert_eq!(get_bytes(&store, root, b"a").unwrap(), Some(value(4, 500)));
-    // A plain put over a separated value removes it too.
-    assert!(put(&mut store, root, b"a", &value(5, 500)).unwrap());
-    assert_eq!(entries_in(&store, values), 0);
-    assert!(put_separating(&mut store, root, values, b"a", &value(6, 500)).unwrap());
+    // Writes that do not name the values tree refuse to touch its value
+    // (the refusal comes from the descent, before any change).
+    let err = put(&mut store, root, b"a", &value(5, 500)).unwrap_err();
+    assert!(err.to_string().contains("not this table's values tree"), "{err}");
+    assert!(delete(&mut store, root, b"a").is_err());
+    let other = create(&mut store).unwrap();
+    assert!(delete_with_values(&mut store, root, other, b"a").is_err());
+    assert!(drop_tree(&mut store, other).is_ok());
     check(&store, root, values);
-    assert!(delete(&mut store, root, b"a").unwrap());
+    assert!(delete_with_values(&mut store, root, values, b"a").unwrap());
     assert_eq!(entries_in(&store, values), 0);
     assert_eq!(store.live_pages(), 2, "two empty roots");
     check(&store, root, values);
@@ -126,14 +130,18 @@ fn random_puts_and_deletes_match_a_model_and_verify() {
     let (mut store, root, values) = table();
     let mut model: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
     let mut state = 7u64;
+    let mut deletes_found = 0;
     for step in 0..6000u32 {
         state = state
             .wrapping_mul(6_364_136_223_846_793_005)
             .wrapping_add(1_442_695_040_888_963_407);
         let r = (state >> 33) as u32;
-        let k = key(r % 700);
+        // Not r % 700: 700 is a multiple of 5, so deletes would never meet a put.
+        let k = key(r / 5 % 700);
         if r.is_multiple_of(5) {
-            assert_eq!(delete(&mut store, root, &k).unwrap(), model.remove(&k).is_some());
+            let deleted = delete_with_values(&mut store, root, values, &k).unwrap();
+            assert_eq!(deleted, model.remove(&k).is_some());
+            deletes_found += u32::from(deleted);
         } else {
             let len = [10, 260, 500, 900, 990, 1500][(r / 7 % 6) as usize];
             let v = value(step, len);
@@ -145,6 +153,7 @@ fn random_puts_and_deletes_match_a_model_and_verify() {
         }
     }
     check(&store, root, values);
+    assert!(deletes_found > 500, "only {deletes_found} deletes found their key");
     for (k, v) in &model {
         assert_eq!(get_bytes(&store, root, k).unwrap().as_ref(), Some(v));
     }
@@ -176,18 +185,22 @@ fn ids_rise_so_the_values_tree_fills_from_the_right() {
 }
 
 #[test]
-fn drop_tree_of_a_table_alone_removes_its_separated_values() {
+fn only_the_drop_that_names_the_values_tree_drops_a_table_with_one() {
     let (mut store, root, values) = table();
     for i in 0..300 {
         put_separating(&mut store, root, values, &key(i), &value(i, 600)).unwrap();
     }
-    drop_tree(&mut store, root).unwrap();
-    assert_eq!(entries_in(&store, values), 0);
-    assert_eq!(store.live_page_numbers(), [values].into_iter().collect());
     assert!(
         drop_with_values(&mut store, values, values).is_err(),
         "one page, two trees"
     );
+    // Refused at the first leaf with a descriptor (the abandoned transaction
+    // rolls back); on a copy, the values tree is untouched.
+    let mut copy = store.clone();
+    assert!(drop_tree(&mut copy, root).is_err());
+    assert_eq!(entries_in(&copy, values), 300);
+    drop_with_values(&mut store, root, values).unwrap();
+    assert_eq!(store.live_pages(), 0);
 }
 
 /// Rewrites the descriptor of `key`'s cell in the root leaf with `edit`.
@@ -268,4 +281,18 @@ fn a_values_tree_that_names_itself_is_an_error_not_a_recursion() {
     assert!(delete(&mut store, root, b"a").is_err());
     let report = verify_with_values(&store, root, values).unwrap();
     assert!(!report.is_ok());
+    // Dropping a values tree follows nothing either: a descriptor there is damage.
+    let err = drop_with_values(&mut store.clone(), root, values).unwrap_err();
+    assert!(err.to_string().contains("not inline"), "{err}");
+}
+
+#[test]
+fn a_tree_checked_without_its_values_tree_reports_its_descriptors() {
+    let (mut store, root, values) = table();
+    put_separating(&mut store, root, values, b"a", &value(1, 600)).unwrap();
+    let report = verify(&store, root).unwrap();
+    let text: Vec<String> = report.problems.iter().map(|p| p.to_string()).collect();
+    assert_eq!(text.len(), 1, "{text:?}");
+    assert!(text[0].contains("in a tree without a values tree"), "{text:?}");
+    assert!(get_bytes(&store, root, b"b").unwrap().is_none());
 }

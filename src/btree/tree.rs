@@ -57,11 +57,13 @@ pub(crate) fn owned_value<S: PageRead + ?Sized>(store: &S, no: PageNo, value: Ce
     }
 }
 
-/// Which kind of tree an operation works on. A values tree holds inline
-/// values only, and its operations never follow a descriptor.
+/// Which kind of tree an operation works on. A table's separated values
+/// must lie in its own values tree (`Table(Some(root))`; a table without
+/// one holds none). A values tree holds inline values only, and its
+/// operations never follow a descriptor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Role {
-    Table,
+    Table(Option<PageNo>),
     Values,
 }
 
@@ -69,10 +71,15 @@ pub(crate) enum Role {
 fn stored<S: PageRead + ?Sized>(store: &S, no: PageNo, value: CellValue<'_>, role: Role) -> Result<Old> {
     match (value, role) {
         (CellValue::Inline(_), _) => Ok(Old::Inline),
-        (CellValue::Long { len, root }, Role::Table) => check_long(store, no, len, root).map(Old::Long),
-        (CellValue::Separated { len, tree, id }, Role::Table) => {
+        (CellValue::Long { len, root }, Role::Table(_)) => check_long(store, no, len, root).map(Old::Long),
+        (CellValue::Separated { len, tree, id }, Role::Table(values)) => {
             separate::check_descriptor(len, tree, id)
                 .map_err(|reason| corrupt(store, no, Malformed { pos: 0, reason }))?;
+            if values != Some(tree) {
+                // Following it would change another tree than this table's.
+                let reason = format!("separated value in page {tree}, not this table's values tree {values:?}");
+                return Err(corrupt(store, no, Malformed { pos: 0, reason }));
+            }
             Ok(Old::Separated { tree, id })
         }
         (_, Role::Values) => {
@@ -214,21 +221,25 @@ pub(super) fn check_len(len: u64) -> Result<()> {
 /// Stores `value` under `key`, replacing any value there (and freeing its
 /// pages if it was long). Returns whether a value was replaced.
 pub fn put<S: PageWrite + ?Sized>(store: &mut S, root: PageNo, key: &[u8], value: &[u8]) -> Result<bool> {
+    put_in(store, root, key, value, Role::Table(None))
+}
+
+/// [`put`] in a tree of the given role, never separating.
+pub(crate) fn put_in<S: PageWrite + ?Sized>(
+    store: &mut S,
+    root: PageNo,
+    key: &[u8],
+    value: &[u8],
+    role: Role,
+) -> Result<bool> {
     let geo = Geometry::checked(store.page_size())?;
     check_key(&geo, key)?;
     check_len(value.len() as u64)?;
     if geo.is_inline(key.len(), value.len() as u64) {
-        put_cell(
-            store,
-            &geo,
-            root,
-            key,
-            Cell::leaf(key, CellValue::Inline(value)),
-            Role::Table,
-        )
+        put_cell(store, &geo, root, key, Cell::leaf(key, CellValue::Inline(value)), role)
     } else {
         let len = value.len() as u64;
-        put_long(store, &geo, root, key, len, |store, geo| {
+        put_long(store, &geo, root, key, len, role, |store, geo| {
             long::write_long(store, geo, &mut &value[..], len)
         })
     }
@@ -245,6 +256,18 @@ pub fn put_stream<S: PageWrite + ?Sized>(
     reader: &mut dyn Read,
     len: u64,
 ) -> Result<bool> {
+    put_stream_in(store, root, key, reader, len, Role::Table(None))
+}
+
+/// [`put_stream`] in a tree of the given role, never separating.
+pub(crate) fn put_stream_in<S: PageWrite + ?Sized>(
+    store: &mut S,
+    root: PageNo,
+    key: &[u8],
+    reader: &mut dyn Read,
+    len: u64,
+    role: Role,
+) -> Result<bool> {
     let geo = Geometry::checked(store.page_size())?;
     check_key(&geo, key)?;
     check_len(len)?;
@@ -254,16 +277,9 @@ pub fn put_stream<S: PageWrite + ?Sized>(
         reader
             .read_exact(&mut value)
             .map_err(|e| DbError::io(VALUE_READER, 0, "read value", e))?;
-        put_cell(
-            store,
-            &geo,
-            root,
-            key,
-            Cell::leaf(key, CellValue::Inline(&value)),
-            Role::Table,
-        )
+        put_cell(store, &geo, root, key, Cell::leaf(key, CellValue::Inline(&value)), role)
     } else {
-        put_long(store, &geo, root, key, len, |store, geo| {
+        put_long(store, &geo, root, key, len, role, |store, geo| {
             long::write_long(store, geo, reader, len)
         })
     }
@@ -277,6 +293,7 @@ pub(super) fn put_long<S, W>(
     root: PageNo,
     key: &[u8],
     len: u64,
+    role: Role,
     write: W,
 ) -> Result<bool>
 where
@@ -288,7 +305,7 @@ where
         root: write(store, geo)?,
     };
     let cell = Cell::leaf(key, CellValue::Long { len, root: value.root });
-    let put = put_cell(store, geo, root, key, cell, Role::Table);
+    let put = put_cell(store, geo, root, key, cell, role);
     if put.is_err() {
         // Best effort: the transaction is abandoned after an error anyway.
         let _ = long::free_long(store, geo, &value);
@@ -314,14 +331,15 @@ pub fn put_separating<S: PageWrite + ?Sized>(
             "page {root} is both the table and its values tree"
         )));
     }
+    let role = Role::Table(Some(values));
     if !geo.separates(key.len(), value.len() as u64) {
-        return put(store, root, key, value);
+        return put_in(store, root, key, value, role);
     }
     let id = separate::store(store, &geo, values, value)?;
     // separates() holds the value under a quarter page, so its length fits.
     let len = value.len() as u32;
     let cell = Cell::leaf(key, CellValue::Separated { len, tree: values, id });
-    let put = put_cell(store, &geo, root, key, cell, Role::Table);
+    let put = put_cell(store, &geo, root, key, cell, role);
     if put.is_err() {
         // Best effort: the transaction is abandoned after an error anyway.
         let _ = separate::remove(store, root, values, id);
@@ -404,7 +422,17 @@ fn settle(node: &Node<'_>, geo: &Geometry, is_root: bool) -> Pending {
 /// Removes `key` (freeing its long value's pages, or its separated value).
 /// Returns whether it was there.
 pub fn delete<S: PageWrite + ?Sized>(store: &mut S, root: PageNo, key: &[u8]) -> Result<bool> {
-    delete_in(store, root, key, Role::Table)
+    delete_in(store, root, key, Role::Table(None))
+}
+
+/// [`delete`] in a table whose values tree is at `values`.
+pub fn delete_with_values<S: PageWrite + ?Sized>(
+    store: &mut S,
+    root: PageNo,
+    values: PageNo,
+    key: &[u8],
+) -> Result<bool> {
+    delete_in(store, root, key, Role::Table(Some(values)))
 }
 
 pub(crate) fn delete_in<S: PageWrite + ?Sized>(store: &mut S, root: PageNo, key: &[u8], role: Role) -> Result<bool> {
@@ -425,10 +453,10 @@ pub(crate) fn delete_in<S: PageWrite + ?Sized>(store: &mut S, root: PageNo, key:
     Ok(true)
 }
 
-/// Frees every page of the tree: nodes, long values and the root; its
-/// separated values are removed from their values trees one by one.
+/// Frees every page of a tree without a values tree: nodes, long values
+/// and the root.
 pub fn drop_tree<S: PageWrite + ?Sized>(store: &mut S, root: PageNo) -> Result<()> {
-    drop_nodes(store, root, None)
+    drop_nodes(store, root, Role::Table(None))
 }
 
 /// Frees a table's tree and its values tree `values` whole.
@@ -438,13 +466,13 @@ pub fn drop_with_values<S: PageWrite + ?Sized>(store: &mut S, root: PageNo, valu
             "page {root} is both the table and its values tree"
         )));
     }
-    drop_nodes(store, root, Some(values))?;
-    drop_nodes(store, values, None)
+    drop_nodes(store, root, Role::Table(Some(values)))?;
+    drop_nodes(store, values, Role::Values)
 }
 
-/// Frees the tree at `root`; separated values in `dropped_values` are left
-/// for that tree's own drop.
-fn drop_nodes<S: PageWrite + ?Sized>(store: &mut S, root: PageNo, dropped_values: Option<PageNo>) -> Result<()> {
+/// Frees the tree at `root`; the separated values of a table are left for
+/// its values tree's own drop.
+fn drop_nodes<S: PageWrite + ?Sized>(store: &mut S, root: PageNo, role: Role) -> Result<()> {
     let geo = Geometry::checked(store.page_size())?;
     let mut seen = HashSet::new();
     let mut stack = vec![(root, None)];
@@ -460,8 +488,8 @@ fn drop_nodes<S: PageWrite + ?Sized>(store: &mut S, root: PageNo, dropped_values
             if node.is_leaf() {
                 for i in 0..node.count() {
                     let value = node.value(i).map_err(|m| corrupt(store, no, m))?;
-                    match stored(store, no, value, Role::Table)? {
-                        Old::Separated { tree, .. } if Some(tree) == dropped_values => {}
+                    match stored(store, no, value, role)? {
+                        Old::Separated { .. } => {}
                         old => held.push(old),
                     }
                 }

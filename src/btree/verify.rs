@@ -65,6 +65,13 @@ impl fmt::Display for Problem {
 pub fn verify<S: PageRead + ?Sized>(store: &S, root: PageNo) -> Result<VerifyReport> {
     let mut verifier = Verifier::new(store, false)?;
     verifier.node(root, None, None, None)?;
+    // Without a values tree, a separated value is damage (and its tree unknown).
+    for (tree, id, _, leaf) in std::mem::take(&mut verifier.refs) {
+        verifier.problem(
+            leaf,
+            format!("separated value {id} in page {tree}, in a tree without a values tree"),
+        );
+    }
     Ok(verifier.report)
 }
 

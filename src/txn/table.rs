@@ -245,7 +245,8 @@ impl<'db> WriteTxn<'db> {
     /// Sets `key` to `len` bytes read from `reader`, without holding them all.
     pub fn put_stream(&mut self, table: &Table, key: &[u8], reader: &mut dyn std::io::Read, len: u64) -> Result<()> {
         self.usable()?;
-        let result = btree::put_stream(&mut self.pages, table.root, key, reader, len).map(|_| ());
+        let role = btree::Role::Table(table.values);
+        let result = btree::put_stream_in(&mut self.pages, table.root, key, reader, len, role).map(|_| ());
         self.track(result)
     }
 
@@ -253,14 +254,18 @@ impl<'db> WriteTxn<'db> {
     /// (see [`btree::ValueBuilder`]): the same as [`WriteTxn::put`] of its bytes.
     pub fn put_built(&mut self, table: &Table, key: &[u8], value: btree::ValueBuilder) -> Result<()> {
         self.usable()?;
-        let result = btree::put_built(&mut self.pages, table.root, key, value).map(|_| ());
+        let role = btree::Role::Table(table.values);
+        let result = btree::put_built_in(&mut self.pages, table.root, key, value, role).map(|_| ());
         self.track(result)
     }
 
     /// Removes `key`; returns whether it was there.
     pub fn delete(&mut self, table: &Table, key: &[u8]) -> Result<bool> {
         self.usable()?;
-        let result = btree::delete(&mut self.pages, table.root, key);
+        let result = match table.values {
+            Some(values) => btree::delete_with_values(&mut self.pages, table.root, values, key),
+            None => btree::delete(&mut self.pages, table.root, key),
+        };
         self.track(result)
     }
 
