@@ -262,6 +262,30 @@ fn damaged_descriptors_are_typed_errors_and_verify_names_them() {
 }
 
 #[test]
+fn verify_finds_a_value_named_by_two_cells() {
+    let (mut store, root, values) = table();
+    for i in 0..2 {
+        put_separating(&mut store, root, values, &key(i), &value(i, 600)).unwrap();
+    }
+    // Key 1's cell now names key 0's value, id 1: id 2 is left unclaimed.
+    edit_descriptor(&mut store, root, &key(1), |d| {
+        d[8..16].copy_from_slice(&1u64.to_le_bytes())
+    });
+    let report = verify_with_values(&store, root, values).unwrap();
+    let text: Vec<String> = report.problems.iter().map(|p| p.to_string()).collect();
+    assert!(
+        text.iter().any(|p| p.contains("value 1 belongs to two cells")),
+        "{text:?}"
+    );
+    assert!(
+        text.iter().any(|p| p.contains("entry 2 belongs to no cell")),
+        "{text:?}"
+    );
+    assert_eq!(text.len(), 2, "{text:?}");
+    assert_eq!(report.entries, 2, "the table's entries, not the values tree's");
+}
+
+#[test]
 fn a_values_tree_that_names_itself_is_an_error_not_a_recursion() {
     let (mut store, root, values) = table();
     put_separating(&mut store, root, values, b"a", &value(1, 600)).unwrap();

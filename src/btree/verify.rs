@@ -7,7 +7,7 @@ use super::separate::{self, VALUE_ID_LEN};
 use super::{Geometry, LongValue};
 use crate::pager::page::{PageNo, PageRef};
 use crate::pager::{DbError, PageRead, Result};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 /// Problems past this many are counted, not listed.
@@ -82,62 +82,47 @@ pub fn verify<S: PageRead + ?Sized>(store: &S, root: PageNo) -> Result<VerifyRep
 pub fn verify_with_values<S: PageRead + ?Sized>(store: &S, root: PageNo, values: PageNo) -> Result<VerifyReport> {
     let mut verifier = Verifier::new(store, false)?;
     verifier.node(root, None, None, None)?;
-    let mut table = verifier.report;
-    let mut refs = std::mem::take(&mut verifier.refs);
-    let mut verifier = Verifier::new(store, true)?;
-    verifier.report.pages = std::mem::take(&mut table.pages);
+    // The same verifier walks the values tree, so pages and problems add up;
+    // the entries and height reported stay the table's.
+    let (entries, height) = (verifier.report.entries, verifier.report.height);
+    verifier.values_tree = true;
     verifier.node(values, None, None, None)?;
-    let ids = std::mem::take(&mut verifier.ids);
-    for (tree, id, _, leaf) in &refs {
-        if *tree != values {
-            verifier.problem(
-                *leaf,
-                format!("separated value {id} in page {tree}, not the table's values tree {values}"),
-            );
-        }
-    }
-    refs.retain(|r| r.0 == values);
-    refs.sort_unstable_by_key(|r| r.1);
-    // Both sorted by id: walk them side by side.
-    let (mut r, mut v) = (0, 0);
-    while r < refs.len() || v < ids.len() {
-        let (_, ref_id, ref_len, leaf) = refs.get(r).copied().unwrap_or((0, u64::MAX, 0, 0));
-        let (id, len, holder) = ids.get(v).copied().unwrap_or((u64::MAX, 0, 0));
-        if r < refs.len() && (v == ids.len() || ref_id < id) {
+    verifier.report.entries = entries;
+    verifier.report.height = height;
+    // id -> (length, leaf, claimed by a cell)
+    let mut held: BTreeMap<u64, (u32, PageNo, bool)> = std::mem::take(&mut verifier.ids)
+        .into_iter()
+        .map(|(id, len, leaf)| (id, (len, leaf, false)))
+        .collect();
+    for (tree, id, ref_len, leaf) in std::mem::take(&mut verifier.refs) {
+        if tree != values {
             verifier.problem(
                 leaf,
-                format!("separated value {ref_id} is missing from the values tree"),
+                format!("separated value {id} in page {tree}, not the table's values tree {values}"),
             );
-            r += 1;
-        } else if v < ids.len() && (r == refs.len() || id < ref_id) {
+            continue;
+        }
+        match held.get_mut(&id) {
+            None => verifier.problem(leaf, format!("separated value {id} is missing from the values tree")),
+            Some((_, _, true)) => verifier.problem(leaf, format!("separated value {id} belongs to two cells")),
+            Some((len, _, claimed)) => {
+                *claimed = true;
+                let len = *len;
+                if len != ref_len {
+                    verifier.problem(
+                        leaf,
+                        format!("separated value {id} holds {len} bytes, the cell says {ref_len}"),
+                    );
+                }
+            }
+        }
+    }
+    for (id, (_, holder, claimed)) in held {
+        if !claimed {
             verifier.problem(holder, format!("values tree entry {id} belongs to no cell"));
-            v += 1;
-        } else {
-            if ref_len != len {
-                verifier.problem(
-                    leaf,
-                    format!("separated value {id} holds {len} bytes, the cell says {ref_len}"),
-                );
-            }
-            r += 1;
-            if refs.get(r).is_some_and(|next| next.1 == id) {
-                verifier.problem(refs[r].3, format!("separated value {id} belongs to two cells"));
-            } else {
-                v += 1;
-            }
         }
     }
-    table.pages = std::mem::take(&mut verifier.report.pages);
-    for p in verifier.report.problems {
-        if table.problems.len() < MAX_PROBLEMS {
-            table.problems.push(p);
-        } else {
-            table.problems_omitted += 1;
-        }
-    }
-    table.problems_omitted += verifier.report.problems_omitted;
-    table.node_pages += verifier.report.node_pages;
-    Ok(table)
+    Ok(verifier.report)
 }
 
 struct Verifier<'s, S: ?Sized> {
